@@ -1,0 +1,7 @@
+"""The flf2v engine: what runs under torchrun.
+
+Only the torch-free modules (`tasks`, `telemetry`, `cli_args`, `checks`, `errors`) may be imported by
+the app; everything else pulls in torch.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,162 @@
+"""Entry point: `python -m engine.generate` (alone or under torchrun), with the official generate.py flags.
+
+Exit codes: 0 on success, 2 on bad input (one line on stderr, before any weights load), 1 on any other
+failure, 128 + n when stopped by signal n. An `error` event is written first whenever the process still can.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine import __version__
+from engine.checks import check_checkpoint, check_image
+from engine.cli_args import apply_defaults, build_parser, validate
+from engine.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, BadInputError
+from engine.tasks import TaskConfig
+from engine.telemetry import EventWriter
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.checks import CheckpointLayout
+    from engine.reporting import Reporter
+
+log = logging.getLogger("flf2v.engine")
+
+
+def _check_inputs(args: argparse.Namespace, world_size: int) -> tuple[TaskConfig, CheckpointLayout]:
+    apply_defaults(args, world_size)
+    task = validate(args, world_size)
+    check_image(args.first_frame, "first frame")
+    check_image(args.last_frame, "last frame")
+    layout = check_checkpoint(args.ckpt_dir, task)
+    return task, layout
+
+
+def _parallel_notes(args: argparse.Namespace, world_size: int) -> None:
+    if world_size == 1 and (args.t5_fsdp or args.dit_fsdp):
+        log.info("--t5_fsdp/--dit_fsdp have no effect on a single process; the models are loaded whole")
+    if world_size > 1 and (args.t5_fsdp or args.dit_fsdp or args.ulysses_size > 1):
+        log.info(
+            "--t5_fsdp/--dit_fsdp/--ulysses_size are accepted but not sharded yet: "
+            f"every one of the {world_size} ranks holds the full models and computes the same result"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.failures import classify, install_signal_handlers
+
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    rank = int(os.environ.get("RANK", 0))
+    started = time.time()
+    try:
+        task, layout = _check_inputs(args, world_size)
+    except BadInputError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        if rank == 0 and args.events:
+            EventWriter(args.events, rank).emit(
+                "error", type="BadInputError", message=exc.message, traceback="", **{"class": "user_input"}
+            )
+        return EXIT_BAD_INPUT
+
+    install_signal_handlers()
+    from engine.conditioning import load_rgb
+    from engine.pipeline import FLF2VPipeline, GenerationRequest
+    from engine.reporting import Reporter
+    from engine.runtime import init_runtime, resolve_seed
+
+    runtime = init_runtime(args.device, args.log_dir)
+    reporter = Reporter(runtime, args.events)
+    try:
+        reporter.emit(
+            "start",
+            task=task.name,
+            world_size=world_size,
+            device=str(runtime.device),
+            args=vars(args),
+            engine_version=__version__,
+        )
+        log.info(f"Generation job args: {args}")
+        log.info(f"Generation model config: {task}")
+        _parallel_notes(args, world_size)
+        seed = resolve_seed(runtime, args.base_seed)
+        log.info(f"Input prompt: {args.prompt}")
+        log.info(f"Input first frame: {args.first_frame}")
+        log.info(f"Input last frame: {args.last_frame}")
+        log.info(f"Seed: {seed}")
+        pipeline = FLF2VPipeline(task, layout, runtime, reporter)
+        log.info("Creating WanFLF2V pipeline.")
+        pipeline.load(t5_cpu=args.t5_cpu)
+        log.info("Generating video ...")
+        request = GenerationRequest(
+            first_frame=load_rgb(args.first_frame),
+            last_frame=load_rgb(args.last_frame),
+            prompt=args.prompt,
+            neg_prompt=args.neg_prompt,
+            size=args.size,
+            frame_num=args.frame_num,
+            steps=args.sample_steps,
+            shift=args.sample_shift,
+            guide_scale=args.sample_guide_scale,
+            solver=args.sample_solver,
+            seed=seed,
+            offload=args.offload_model,
+            cfg_batch=args.cfg_batch,
+            t5_cpu=args.t5_cpu,
+        )
+        video = pipeline.generate(request)
+        if runtime.is_main and video is not None:
+            _save(args, task, video, reporter, started)
+        runtime.barrier()
+        log.info("Finished.")
+        return EXIT_OK
+    except BaseException as exc:
+        failure = classify(exc)
+        trace = traceback.format_exc()
+        log.error(f"Generation failed ({failure}): {type(exc).__name__}: {exc}\n{trace}")
+        reporter.events.emit("error", type=type(exc).__name__, message=str(exc), traceback=trace, **{"class": failure})
+        if isinstance(exc, BadInputError):
+            sys.stderr.write(f"error: {exc.message}\n")
+            return EXIT_BAD_INPUT
+        signum = getattr(exc, "signum", None)
+        return 128 + signum if signum else EXIT_FAILURE
+    finally:
+        reporter.close()
+        runtime.close()
+
+
+def _save(args: argparse.Namespace, task: TaskConfig, video: torch.Tensor, reporter: Reporter, started: float) -> None:
+    from engine.video import default_file_name, to_uint8_frames, write_mp4
+
+    out = (
+        Path(args.save_file)
+        if args.save_file
+        else Path.cwd() / default_file_name(task.name, args.size, args.ulysses_size, args.ring_size, args.prompt)
+    )
+    with reporter.stage("save"):
+        log.info(f"Saving generated video to {out}")
+        frames = to_uint8_frames(video)
+        path = write_mp4(frames, out, fps=task.sample_fps)
+    reporter.emit(
+        "done",
+        output=str(path.resolve()),
+        frames=int(frames.shape[0]),
+        fps=task.sample_fps,
+        seconds=round(time.time() - started, 3),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

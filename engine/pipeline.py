@@ -1,0 +1,175 @@
+"""The FLF2V pipeline: load the components, build the conditioning, sample, decode.
+
+Mirrors the official WanFLF2V: T5 context for the prompt and the negative prompt, CLIP features of both
+frames, a VAE-encoded [first, zeros, last] condition with a frame mask, CFG sampling, VAE decode on rank 0.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+from engine import conditioning as C
+from engine import loaders
+from engine.checks import CheckpointLayout
+from engine.reporting import Reporter
+from engine.runtime import Runtime
+from engine.sampler import Conditioning, denoise
+from engine.schedulers import make_scheduler
+from engine.tasks import TaskConfig, latent_grid
+
+log = logging.getLogger("flf2v.engine")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The official dtypes on GPU (bf16 DiT and T5, fp16 CLIP, fp32 VAE); fp32 everywhere on CPU."""
+
+    dit: torch.dtype
+    t5: torch.dtype
+    clip: torch.dtype
+    vae: torch.dtype = torch.float32
+
+    @classmethod
+    def for_device(cls, device: torch.device, task: TaskConfig) -> Precision:
+        if device.type != "cuda":
+            return cls(torch.float32, torch.float32, torch.float32)
+        return cls(getattr(torch, task.param_dtype), getattr(torch, task.t5_dtype), getattr(torch, task.clip_dtype))
+
+
+@dataclass
+class GenerationRequest:
+    first_frame: Image.Image
+    last_frame: Image.Image
+    prompt: str
+    neg_prompt: str
+    size: str
+    frame_num: int
+    steps: int
+    shift: float
+    guide_scale: float
+    solver: str
+    seed: int
+    offload: bool
+    cfg_batch: bool = True
+    t5_cpu: bool = False
+
+
+class FLF2VPipeline:
+    def __init__(self, task: TaskConfig, layout: CheckpointLayout, runtime: Runtime, reporter: Reporter) -> None:
+        self.task = task
+        self.layout = layout
+        self.runtime = runtime
+        self.reporter = reporter
+        self.device = runtime.device
+        self.precision = Precision.for_device(self.device, task)
+        self.models: dict[str, Any] = {}
+        self.sp_size = 1
+
+    # ---- loading -------------------------------------------------------------------------------------
+    def load(self, t5_cpu: bool = False) -> None:
+        cpu = torch.device("cpu")
+        stage = self.reporter.stage
+        with stage("load_text_encoder"):
+            self.models["tokenizer"] = loaders.load_tokenizer(self.layout, self.task)
+            # The official code builds T5 on the CPU and moves it to the GPU only to encode.
+            self.models["text_encoder"] = loaders.load_text_encoder(self.layout, self.task, self.precision.t5, cpu)
+        with stage("load_image_encoder"):
+            self.models["image_encoder"] = loaders.load_image_encoder(
+                self.layout, self.task, self.precision.clip, self.device
+            )
+        with stage("load_vae"):
+            self.models["vae"] = loaders.load_vae(self.layout, self.task, self.precision.vae, self.device)
+        with stage("load_transformer"):
+            log.info(f"Creating WanModel from {self.layout.root}")
+            self.models["transformer"] = loaders.load_transformer(self.layout, self.task, self.precision.dit, cpu)
+        heads = self.models["transformer"].config.num_attention_heads
+        log.info(f"Loaded the {self.layout.kind}-layout checkpoint (DiT: {heads} heads)")
+
+    # ---- generation ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, req: GenerationRequest) -> torch.Tensor | None:
+        """The decoded video [3, F, H, W] in [-1, 1] on rank 0; None on the other ranks."""
+        m, dev, stage = self.models, self.device, self.reporter.stage
+        first = C.image_to_tensor(req.first_frame)
+        last = C.match_last_frame(first, C.image_to_tensor(req.last_frame))
+        lat_h, lat_w = latent_grid(self.task, req.size, tuple(first.shape[1:]))
+        height, width = lat_h * self.task.vae_stride[1], lat_w * self.task.vae_stride[2]
+        log.info(f"Generating {req.frame_num} frames at {width}x{height} (latent {lat_w}x{lat_h})")
+
+        with stage("encode_text"):
+            text_device = torch.device("cpu") if req.t5_cpu else dev
+            m["text_encoder"].to(text_device)
+            ctx = C.encode_text(
+                m["tokenizer"], m["text_encoder"], [req.prompt, req.neg_prompt], self.task.text_len, text_device
+            ).to(dev, self.precision.dit)
+            if req.offload and not req.t5_cpu:
+                m["text_encoder"].to("cpu")
+        with stage("encode_image"):
+            m["image_encoder"].to(dev)
+            image_size = m["image_encoder"].config.image_size
+            pixels = C.clip_pixels([first, last], image_size).to(dev, self.precision.clip)
+            hidden = m["image_encoder"](pixel_values=pixels, output_hidden_states=True).hidden_states
+            image_embeds = hidden[-2].to(self.precision.dit)  # the penultimate block, as the official code
+            if req.offload:
+                m["image_encoder"].to("cpu")
+        with stage("encode_condition"):
+            video = C.condition_video(first, last, req.frame_num, height, width)
+            latent_cond = self._vae_encode(video.to(dev, self.precision.vae))
+            condition = torch.cat([C.frame_mask(req.frame_num, lat_h, lat_w).to(dev), latent_cond])
+
+        # The noise comes from a generator on the compute device, as in the official code.
+        generator = torch.Generator(device=dev).manual_seed(req.seed)
+        noise = torch.randn(
+            16, C.latent_frames(req.frame_num), lat_h, lat_w, dtype=torch.float32, generator=generator, device=dev
+        )
+        scheduler, timesteps = make_scheduler(req.solver, req.steps, req.shift, self.task.num_train_timesteps)
+        cond = Conditioning(condition, ctx[0:1], ctx[1:2], image_embeds)
+        with stage("denoise"):
+            m["transformer"].to(dev)
+            latent = denoise(
+                m["transformer"],
+                noise,
+                cond,
+                scheduler,
+                timesteps,
+                req.guide_scale,
+                req.cfg_batch,
+                autocast_dtype=self.precision.dit if dev.type == "cuda" else None,
+                on_step=lambda i, n, s, _lat: self.reporter.step(i, n, s),
+            )
+            if req.offload:
+                m["transformer"].to("cpu")
+                gc.collect()
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+        video_out = None
+        if self.runtime.is_main:
+            with stage("decode"):
+                video_out = self._vae_decode(latent)
+        self.runtime.barrier()
+        return video_out
+
+    def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.models["vae"].config
+        shape = (cfg.z_dim, 1, 1, 1)
+        mean = torch.tensor(cfg.latents_mean, dtype=like.dtype, device=like.device).view(shape)
+        inv_std = 1.0 / torch.tensor(cfg.latents_std, dtype=like.dtype, device=like.device).view(shape)
+        return mean, inv_std
+
+    def _vae_encode(self, video: torch.Tensor) -> torch.Tensor:
+        """[3, F, H, W] -> normalised latent mean [16, T, h, w], (mu - mean) * (1 / std) as the official VAE."""
+        mu = self.models["vae"].encode(video[None]).latent_dist.mode()[0].float()
+        mean, inv_std = self._latent_stats(mu)
+        return (mu - mean) * inv_std
+
+    def _vae_decode(self, latent: torch.Tensor) -> torch.Tensor:
+        vae = self.models["vae"]
+        mean, inv_std = self._latent_stats(latent)
+        z = (latent / inv_std + mean).to(self.precision.vae)
+        return vae.decode(z[None], return_dict=False)[0][0].float().clamp(-1, 1)

@@ -1,0 +1,66 @@
+"""Telemetry and log lines of one rank.
+
+Rank 0 writes the job's events; every rank writes its own memory events and, if it fails, its error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from engine.runtime import Runtime
+from engine.telemetry import EventWriter
+
+log = logging.getLogger("flf2v.engine")
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class Reporter:
+    def __init__(self, runtime: Runtime, events_path: str | None) -> None:
+        self.runtime = runtime
+        self.events = EventWriter(events_path, runtime.rank)
+        self.stage_seconds: dict[str, float] = {}
+        self._step_seconds: list[float] = []
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        """Job-level events come from rank 0 only."""
+        if self.runtime.is_main:
+            self.events.emit(kind, **fields)
+
+    def memory(self, **context: Any) -> None:
+        self.events.emit("memory", **self.runtime.memory(), **context)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.emit("stage", name=name, phase="begin")
+        started = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - started
+        self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + seconds
+        self.emit("stage", name=name, phase="end", seconds=round(seconds, 4))
+        self.memory(stage=name)
+        log.info(f"Stage {name} took {seconds:.2f} s")
+
+    def step(self, i: int, n: int, seconds: float) -> None:
+        self._step_seconds.append(seconds)
+        # The first step includes one-off warm-up costs, so it is left out of the estimate when possible.
+        recent = self._step_seconds[1:] or self._step_seconds
+        eta = sum(recent) / len(recent) * (n - i)
+        self.emit("step", i=i, n=n, seconds=round(seconds, 4), eta_seconds=round(eta, 3))
+        self.memory(step=i)
+        width = 30
+        filled = int(width * i / n)
+        bar = "#" * filled + "-" * (width - filled)
+        log.info(f"Sampling {i:>3}/{n} [{bar}] {seconds:.2f} s/it, ETA {format_duration(eta)}")
+
+    def close(self) -> None:
+        self.events.close()

@@ -1,0 +1,141 @@
+"""Process-level concerns of one rank: process group, device, logging, seed and memory figures."""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import random
+import resource
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import psutil
+import torch
+import torch.distributed as dist
+
+LOG_FORMAT = "[%(asctime)s] %(levelname)s: %(message)s"
+DEFAULT_TIMEOUT_S = 600.0
+
+
+@dataclass
+class Runtime:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    log_file: TextIO | None = None
+
+    @property
+    def distributed(self) -> bool:
+        return dist.is_available() and dist.is_initialized()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def broadcast_object(self, value: Any) -> Any:
+        """Rank 0's value, on every rank."""
+        if not self.distributed:
+            return value
+        box = [value if self.rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def memory(self) -> dict[str, int]:
+        """This rank's memory: allocated/reserved/peak on CUDA, resident set size on CPU."""
+        if self.device.type == "cuda":
+            return {
+                "allocated": int(torch.cuda.memory_allocated(self.device)),
+                "reserved": int(torch.cuda.memory_reserved(self.device)),
+                "peak": int(torch.cuda.max_memory_allocated(self.device)),
+            }
+        return {"rss": int(psutil.Process().memory_info().rss), "peak_rss": peak_rss_bytes()}
+
+    def close(self) -> None:
+        if self.distributed:
+            dist.destroy_process_group()
+        if self.log_file is not None:
+            self.log_file.close()
+            self.log_file = None
+
+
+def peak_rss_bytes() -> int:
+    # ru_maxrss is in kilobytes on Linux.
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def pick_device(choice: str, local_rank: int) -> torch.device:
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def init_runtime(device_choice: str, log_dir: str | None) -> Runtime:
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    device = pick_device(device_choice, local_rank)
+    log_file = setup_logging(rank, log_dir)
+    if world_size > 1 and not dist.is_initialized():
+        timeout = timedelta(seconds=float(os.environ.get("FLF2V_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        kwargs: dict[str, Any] = {"backend": backend, "init_method": "env://", "timeout": timeout}
+        if device.type == "cuda":
+            kwargs["device_id"] = device
+        dist.init_process_group(rank=rank, world_size=world_size, **kwargs)
+    return Runtime(rank=rank, local_rank=local_rank, world_size=world_size, device=device, log_file=log_file)
+
+
+def setup_logging(rank: int, log_dir: str | None) -> TextIO | None:
+    """Official-style log lines: rank 0 to stdout at INFO, every rank to LOG_DIR/rank<r>.log when given.
+
+    Library progress bars are switched off: the step progress goes to the log as lines, never as
+    carriage-return animations, so nothing is written for a terminal that is not there.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.INFO)
+    formatter = logging.Formatter(LOG_FORMAT)
+    console = logging.StreamHandler(sys.stdout)
+    console.setLevel(logging.INFO if rank == 0 else logging.ERROR)
+    console.setFormatter(formatter)
+    root.addHandler(console)
+    log_file: TextIO | None = None
+    if log_dir:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        log_file = open(Path(log_dir) / f"rank{rank}.log", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        file_handler = logging.StreamHandler(log_file)
+        file_handler.setFormatter(formatter)
+        root.addHandler(file_handler)
+        # A hard crash or a hang dumped with SIGUSR1 still leaves Python stacks in the rank's log.
+        faulthandler.enable(log_file)
+    logging.captureWarnings(True)
+    for name in ("diffusers", "transformers", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from diffusers.utils import logging as dlogging
+        from transformers.utils import logging as tlogging
+
+        dlogging.disable_progress_bar()
+        tlogging.disable_progress_bar()
+    except ImportError:
+        pass
+    return log_file
+
+
+def resolve_seed(runtime: Runtime, base_seed: int) -> int:
+    """-1 means random: rank 0 draws it and every rank takes rank 0's."""
+    seed = base_seed if base_seed >= 0 else random.randint(0, sys.maxsize)
+    return int(runtime.broadcast_object(seed))

@@ -1,0 +1,76 @@
+"""Flow-matching samplers configured to reproduce the official Wan2.1 schedules.
+
+The stepping math is diffusers' (UniPCMultistepScheduler, DPMSolverMultistepScheduler with flow sigmas).
+Only the sigma schedules differ from diffusers' defaults, so we install the official ones:
+
+- unipc: the official FlowUniPCMultistepScheduler spaces sigmas linearly from float32(0.999) down to 0 and
+  applies the shift; diffusers' default starts from 1.0 instead.
+- dpm++: the official code spaces sigmas linearly from 1.0 (not 0.999) down to 0, shifts them, and passes
+  them in; diffusers' flow-sigma default cannot express that schedule, so we overwrite it after
+  set_timesteps.
+
+In both, timesteps are sigma * 1000 truncated to int64, exactly as the official code feeds the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+# float32(1 - 1/1000): the official schedulers keep their training sigmas as float32 before reading sigma_max.
+_OFFICIAL_SIGMA_MAX = float(np.float32(1.0 - 1.0 / 1000))
+
+
+def shift_sigmas(sigmas: np.ndarray, shift: float) -> np.ndarray:
+    return shift * sigmas / (1 + (shift - 1) * sigmas)
+
+
+def official_unipc_sigmas(steps: int) -> np.ndarray:
+    """Unshifted sigmas as the official FlowUniPCMultistepScheduler.set_timesteps builds them."""
+    return np.linspace(_OFFICIAL_SIGMA_MAX, 0.0, steps + 1).copy()[:-1]
+
+
+def official_dpm_sigmas(steps: int, shift: float) -> np.ndarray:
+    """Shifted sigmas as the official get_sampling_sigmas builds them for FlowDPMSolverMultistepScheduler."""
+    return shift_sigmas(np.linspace(1.0, 0.0, steps + 1)[:steps], shift)
+
+
+def make_scheduler(
+    solver: str, steps: int, shift: float, num_train_timesteps: int = 1000
+) -> tuple[SchedulerMixin, torch.Tensor]:
+    """A scheduler with its timesteps set, and those timesteps (int64, on the CPU)."""
+    if solver == "unipc":
+        scheduler = UniPCMultistepScheduler(
+            num_train_timesteps=num_train_timesteps,
+            solver_order=2,
+            prediction_type="flow_prediction",
+            use_flow_sigmas=True,
+            flow_shift=shift,
+            predict_x0=True,
+            solver_type="bh2",
+            lower_order_final=True,
+            final_sigmas_type="zero",
+        )
+        scheduler.set_timesteps(sigmas=official_unipc_sigmas(steps))
+    elif solver == "dpm++":
+        scheduler = DPMSolverMultistepScheduler(
+            num_train_timesteps=num_train_timesteps,
+            solver_order=2,
+            prediction_type="flow_prediction",
+            use_flow_sigmas=True,
+            flow_shift=shift,
+            algorithm_type="dpmsolver++",
+            solver_type="midpoint",
+            lower_order_final=True,
+            euler_at_final=False,
+            final_sigmas_type="zero",
+        )
+        scheduler.set_timesteps(steps)
+        sigmas = official_dpm_sigmas(steps, shift)
+        scheduler.timesteps = torch.from_numpy(sigmas * num_train_timesteps).to(torch.int64)
+        scheduler.sigmas = torch.from_numpy(np.concatenate([sigmas, [0.0]]).astype(np.float32))
+    else:
+        raise ValueError(f"unknown solver {solver!r}")
+    return scheduler, scheduler.timesteps
