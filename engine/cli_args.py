@@ -81,6 +81,11 @@ def build_parser(prog: str = "python -m engine.generate") -> argparse.ArgumentPa
         help="run the conditional and unconditional passes as one batch of 2",
     )
     p.add_argument(
+        "--dump_video",
+        default=None,
+        help="also save the decoded video as float32 .npy [3, F, H, W] (for exact comparisons)",
+    )
+    p.add_argument(
         "--preview_every", type=int, default=0, help="write a small preview PNG of the latent every k steps (0: off)"
     )
     return p

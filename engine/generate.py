@@ -144,6 +144,10 @@ def _save(args: argparse.Namespace, task: TaskConfig, video: torch.Tensor, repor
         log.info(f"Saving generated video to {out}")
         frames = to_uint8_frames(video)
         path = write_mp4(frames, out, fps=task.sample_fps)
+        if args.dump_video:
+            import numpy as np
+
+            np.save(args.dump_video, video.float().cpu().numpy())
     reporter.emit(
         "done",
         output=str(path.resolve()),
