@@ -88,8 +88,13 @@ class FLF2VPipeline:
         with stage("load_transformer"):
             log.info(f"Creating WanModel from {self.layout.root}")
             self.models["transformer"] = loaders.load_transformer(self.layout, self.task, self.precision.dit, cpu)
+        with stage("shard"):
+            self.shard()
         heads = self.models["transformer"].config.num_attention_heads
         log.info(f"Loaded the {self.layout.kind}-layout checkpoint (DiT: {heads} heads)")
+
+    def shard(self) -> None:
+        """Distribute the models across ranks; a single process keeps them whole."""
 
     # ---- generation ----------------------------------------------------------------------------------
     @torch.no_grad()
