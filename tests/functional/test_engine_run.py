@@ -1,0 +1,161 @@
+"""The engine as a user runs it: alone and under torchrun, with telemetry, outputs and failures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.telemetry import STAGES, read_events, validate_event
+from engine.video import count_frames, read_frames
+from tests.functional.engine_helpers import draw_frame, run_engine, tiny_args
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("frames")
+    # The last frame has another size and aspect ratio on purpose: it must be cover-resized and cropped.
+    return draw_frame(folder / "first.png", (80, 64), 0.8, 0), draw_frame(folder / "last.png", (64, 64), 0.2, 60)
+
+
+@pytest.fixture(scope="module")
+def single_run(tiny_official_ckpt, frames, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("single")
+    args = tiny_args(tiny_official_ckpt, *frames, out / "v.mp4", events=str(out / "events.jsonl"),
+                     log_dir=str(out / "logs"), dump_video=str(out / "video.npy"))  # fmt: skip
+    proc = run_engine(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"dir": out, "proc": proc, "events": read_events(out / "events.jsonl")}
+
+
+def test_single_process_writes_video_and_full_telemetry(single_run):
+    out, events = single_run["dir"], single_run["events"]
+    assert count_frames(out / "v.mp4") == 9
+    assert all(validate_event(e) == [] for e in events), [validate_event(e) for e in events]
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    ended = [e["name"] for e in events if e["kind"] == "stage" and e["phase"] == "end"]
+    assert sorted(ended) == sorted(STAGES)
+    assert all(e["seconds"] >= 0 for e in events if e["kind"] == "stage" and e["phase"] == "end")
+    steps = [e for e in events if e["kind"] == "step"]
+    assert [e["i"] for e in steps] == [1, 2, 3, 4] and {e["n"] for e in steps} == {4}
+    assert steps[-1]["eta_seconds"] == 0
+    memory = [e for e in events if e["kind"] == "memory"]
+    assert memory and all(e["rss"] > 0 for e in memory)
+    done = events[-1]
+    assert Path(done["output"]) == (out / "v.mp4").resolve() and done["frames"] == 9 and done["fps"] == 16
+
+
+def test_rank_log_is_official_style(single_run):
+    log = (single_run["dir"] / "logs" / "rank0.log").read_text()
+    assert "Generation job args: Namespace(" in log
+    assert "Creating WanModel from" in log
+    assert "Sampling   4/4" in log and "Finished." in log
+    assert "\r" not in log  # progress is written as lines, never redrawn
+
+
+def test_two_ranks_on_gloo_match_one_process(tiny_official_ckpt, frames, single_run, tmp_path):
+    args = tiny_args(tiny_official_ckpt, *frames, tmp_path / "v.mp4", events=str(tmp_path / "events.jsonl"),
+                     log_dir=str(tmp_path / "logs"), t5_fsdp="", dit_fsdp="")  # fmt: skip
+    args = [a for a in args if a != ""]
+    proc = run_engine(args, nproc=2)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    single = read_frames(single_run["dir"] / "v.mp4")
+    double = read_frames(tmp_path / "v.mp4")
+    assert np.array_equal(single, double)
+    events = read_events(tmp_path / "events.jsonl")
+    assert {e["rank"] for e in events if e["kind"] == "memory"} == {0, 1}
+    assert sum(e["kind"] == "done" for e in events) == 1
+    assert (tmp_path / "logs" / "rank1.log").exists()
+
+
+def test_random_seed_is_shared_by_all_ranks(tiny_official_ckpt, frames, tmp_path):
+    args = tiny_args(tiny_official_ckpt, *frames, tmp_path / "v.mp4", base_seed="-1", sample_steps="1",
+                     log_dir=str(tmp_path / "logs"))  # fmt: skip
+    proc = run_engine(args, nproc=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seeds = {(tmp_path / "logs" / f"rank{r}.log").read_text().split("Seed: ")[1].split()[0] for r in (0, 1)}
+    assert len(seeds) == 1
+
+
+def _copy_ckpt(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_corrupt_weight_data_gives_error_event_and_failure(tiny_official_ckpt, frames, tmp_path):
+    ckpt = _copy_ckpt(tiny_official_ckpt, tmp_path / "ckpt")
+    weights = ckpt / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    weights.write_bytes(bytes(data[: len(data) // 2]))  # header intact, tensors cut short
+    events = tmp_path / "events.jsonl"
+    proc = run_engine(tiny_args(ckpt, *frames, tmp_path / "v.mp4", events=str(events)))
+    assert proc.returncode != 0
+    errors = [e for e in read_events(events) if e["kind"] == "error"]
+    assert errors and errors[0]["class"] == "user_input" and "diffusion_pytorch_model" in errors[0]["message"]
+    assert not (tmp_path / "v.mp4").exists()
+
+
+def test_corrupt_header_is_rejected_before_loading(tiny_official_ckpt, frames, tmp_path):
+    ckpt = _copy_ckpt(tiny_official_ckpt, tmp_path / "ckpt")
+    (ckpt / "Wan2.1_VAE.pth").write_bytes(b"garbage" * 100)
+    events = tmp_path / "events.jsonl"
+    proc = run_engine(tiny_args(ckpt, *frames, tmp_path / "v.mp4", events=str(events)))
+    assert proc.returncode == 2
+    assert "Wan2.1_VAE.pth" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    kinds = [e["kind"] for e in read_events(events)]
+    assert kinds == ["error"]
+
+
+def _bad_inputs(ckpt: Path, frames: tuple[Path, Path], tmp: Path) -> dict[str, dict[str, str]]:
+    empty = tmp / "empty.png"
+    empty.write_bytes(b"")
+    corrupt = tmp / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    text = tmp / "notes.txt"
+    text.write_text(json.dumps({"not": "an image"}))
+    bomb = tmp / "bomb.png"
+    from PIL import Image
+
+    Image.new("1", (20000, 10000)).save(bomb)  # 200 Mpx: over Pillow's decompression-bomb limit
+    return {
+        "empty image": {"first_frame": str(empty)},
+        "corrupt image": {"last_frame": str(corrupt)},
+        "unreadable image": {"first_frame": str(text)},
+        "missing image": {"first_frame": str(tmp / "nope.png")},
+        "decompression bomb": {"first_frame": str(bomb)},
+        "unknown task": {"task": "t2v-1.3B"},
+        "size not allowed": {"size": "100*64"},
+        "frame_num not 4n+1": {"frame_num": "10"},
+        "frame_num below 5": {"frame_num": "1"},
+        "steps below 1": {"sample_steps": "0"},
+        "shift out of range": {"sample_shift": "-1"},
+        "guide scale out of range": {"sample_guide_scale": "500"},
+        "empty prompt": {"prompt": " "},
+        "missing ckpt_dir": {"ckpt_dir": str(tmp / "no-such-ckpt")},
+        "missing ckpt file": {"ckpt_dir": str(_without(ckpt, tmp / "partial", "models_t5_umt5-xxl-enc-bf16.pth"))},
+        "ulysses not dividing": {"ulysses_size": "3"},
+    }
+
+
+def _without(src: Path, dst: Path, name: str) -> Path:
+    if not dst.exists():
+        shutil.copytree(src, dst)
+        (dst / name).unlink()
+    return dst
+
+
+def test_every_bad_input_exits_2_with_one_line_before_loading(tiny_official_ckpt, frames, tmp_path):
+    for case, override in _bad_inputs(tiny_official_ckpt, frames, tmp_path).items():
+        events = tmp_path / f"{case}.jsonl"
+        args = tiny_args(tiny_official_ckpt, *frames, tmp_path / "v.mp4", events=str(events), **override)
+        proc = run_engine(args, timeout=60)
+        assert proc.returncode == 2, (case, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (case, proc.stderr)
+        assert [e["kind"] for e in read_events(events)] == ["error"], case
+        assert read_events(events)[0]["class"] == "user_input"
+    assert not (tmp_path / "v.mp4").exists()
