@@ -9,6 +9,7 @@ the `tiny` and `medium` presets of the embedded model. Prints a table and the ra
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import tempfile
@@ -21,6 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine import conditioning as C  # noqa: E402
+from engine.sampler import Conditioning, denoise  # noqa: E402
+from engine.schedulers import make_scheduler  # noqa: E402
 from engine.tiny import write_tiny_checkpoint  # noqa: E402
 from tests.functional.engine_helpers import draw_frame  # noqa: E402
 from tests.functional.test_engine_parity import (  # noqa: E402
@@ -28,9 +31,6 @@ from tests.functional.test_engine_parity import (  # noqa: E402
     OfficialSigmasUniPC,
     build_pipeline,
 )
-
-from engine.sampler import Conditioning, denoise  # noqa: E402
-from engine.schedulers import make_scheduler  # noqa: E402
 
 SIZES = {"tiny": "64*64", "medium": "128*128"}
 
@@ -83,7 +83,7 @@ def measure(preset: str, steps: int, repeats: int, workdir: Path) -> tuple[float
             height=height, width=width, num_frames=9, num_inference_steps=steps, guidance_scale=5.0,
             latents=noise[None].clone(), output_type="latent", callback_on_step_end=tick,
         )  # fmt: skip
-        return [b - a for a, b in zip(stamps[1:], stamps[2:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(stamps[1:])]
 
     ours_times, theirs_times = [], []
     for _ in range(repeats):  # interleaved so background load hits both alike

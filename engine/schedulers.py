@@ -73,4 +73,8 @@ def make_scheduler(
         scheduler.sigmas = torch.from_numpy(np.concatenate([sigmas, [0.0]]).astype(np.float32))
     else:
         raise ValueError(f"unknown solver {solver!r}")
+    # Step by position, not by looking the timestep value up: truncated to integers, the timesteps repeat
+    # near 999 once more than ~68 steps are asked for at shift 16, and the lookup (which the official
+    # schedulers share) then starts one step late and fails on the last one.
+    scheduler.set_begin_index(0)
     return scheduler, scheduler.timesteps

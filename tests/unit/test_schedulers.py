@@ -45,6 +45,18 @@ def test_solvers_reach_the_data_for_an_exact_flow(solver):
     assert torch.allclose(x, x0, atol=1e-5)
 
 
+@pytest.mark.parametrize("solver", ["unipc", "dpm++"])
+@pytest.mark.parametrize("steps", [69, 100, 200])
+def test_many_steps_with_repeated_integer_timesteps(solver, steps):
+    scheduler, timesteps = make_scheduler(solver, steps, 16.0)
+    if solver == "unipc":
+        assert timesteps[0] == timesteps[1] == 999  # the repeat that breaks a lookup by value
+    x = torch.zeros(1, 2, 1, 2, 2)
+    for t in timesteps:
+        x = scheduler.step(torch.ones_like(x), t, x, return_dict=False)[0]
+    assert torch.isfinite(x).all()
+
+
 def test_unknown_solver():
     with pytest.raises(ValueError):
         make_scheduler("euler", 4, 1.0)
