@@ -1,0 +1,147 @@
+"""SQLite connections: WAL, busy_timeout, foreign keys, a private file, and migrations on open.
+
+The queue uses the standard sqlite3 module directly rather than an ORM: `flf2v ls` must answer in well under
+a second and importing sqlmodel alone costs ~0.4 s. Every write goes through `write_tx`, which takes the
+write lock up front (BEGIN IMMEDIATE) so that concurrent writers queue on busy_timeout instead of failing
+with "database is locked" when a read transaction tries to upgrade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from storage.schema import LATEST, MIGRATIONS
+
+BUSY_TIMEOUT_MS = 60_000
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be used as it is; the message says what to do."""
+
+
+def _create_private(path: Path) -> None:
+    """Make the file 0600 before SQLite touches it; SQLite gives its -wal/-shm files the same mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    if path.stat().st_mode & 0o077:
+        with contextlib.suppress(PermissionError):  # not ours to change: SQLite still works
+            os.chmod(path, 0o600)
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    # NORMAL is durable in WAL mode except for the last transactions before a power cut, which is the
+    # usual trade for a queue that writes progress several times a second.
+    conn.execute("PRAGMA synchronous = NORMAL")
+
+
+def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open (creating if needed) the queue database at `path`, migrated to the latest schema."""
+    db = Path(path)
+    _create_private(db)
+    # isolation_level=None: the module never opens transactions behind our back; we say BEGIN ourselves.
+    conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    try:
+        _configure(conn)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if version > LATEST:
+            raise DatabaseError(
+                f"{db} has schema version {version}, newer than this flf2v understands ({LATEST}); "
+                "upgrade flf2v (pip install -U flf2v-tui) or point FLF2V_HOME at another folder"
+            )
+        if version < LATEST or mode.lower() != "wal":
+            _upgrade(conn, db)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise DatabaseError(f"{db} is not a usable SQLite database ({exc}); move it aside and run again") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _upgrade(conn: sqlite3.Connection, db: Path) -> None:
+    # Switching to WAL needs an exclusive lock that busy_timeout does not always wait for, so the first
+    # processes to open a new database serialise on a lock file; later opens never reach this.
+    with _file_lock(db.with_name(db.name + ".lock")):
+        conn.execute("PRAGMA journal_mode = WAL")
+        migrate_to(conn, LATEST)
+
+
+def migrate_to(conn: sqlite3.Connection, target: int) -> int:
+    """Apply migrations up to `target`, each in its own write transaction; returns the final version."""
+    while True:
+        with write_tx(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version >= target:
+                return version
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction first, so statements are run one by one instead.
+    parts, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            parts.append(current.strip())
+            current = ""
+    if current.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {current.strip()[:80]}")
+    return parts
+
+
+@contextmanager
+def write_tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction holding the write lock from its first statement."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def read_tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A consistent snapshot across several SELECTs (WAL readers never block writers)."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
+def get_setting(conn: sqlite3.Connection, key: str, default: str | None = None) -> str | None:
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else default
+
+
+def set_setting(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )

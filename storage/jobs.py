@@ -1,0 +1,249 @@
+"""Queueing jobs and reading them back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.errors import BadInputError
+from storage.db import write_tx
+from storage.paths import Home
+from storage.spec import ENGINE_FLAGS, JobSpec
+
+Row = dict[str, Any]
+
+_JOB_COLUMNS = (
+    *ENGINE_FLAGS,
+    "first_frame_src",
+    "last_frame_src",
+    "gpus",
+    "nodes",
+    "priority",
+    "held",
+    "max_retries",
+    "retry_backoff",
+)
+
+
+def _input_name(role: str, source: str, tag: str = "") -> str:
+    suffix = Path(source).suffix.lower() or ".img"
+    return f"{role}{tag}{suffix}"
+
+
+def stage_inputs(home: Home, first: str, last: str, tag: str = "") -> tuple[Path, Path, Path]:
+    """Copy the two frames into a private staging folder; returns (folder, first copy, last copy).
+
+    Copying happens before the write lock is taken, so a slow disk never stalls other submitters.
+    """
+    stage = home.jobs / f".staging-{uuid.uuid4().hex}"
+    inputs = stage / "inputs"
+    inputs.mkdir(parents=True)
+    copies = []
+    for role, source in (("first", first), ("last", last)):
+        target = inputs / _input_name(role, source, tag)
+        try:
+            shutil.copyfile(source, target)
+        except OSError as exc:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise BadInputError(f"could not copy {source} into {home.jobs}: {exc.strerror or exc}") from None
+        copies.append(target)
+    return stage, copies[0], copies[1]
+
+
+def _claim_folder(target: Path) -> None:
+    """A folder left at a job's path by an older database is kept, under another name, never overwritten."""
+    if target.exists():
+        target.rename(target.with_name(f"{target.name}.orphan-{int(time.time())}-{uuid.uuid4().hex[:6]}"))
+
+
+def _check_deps(conn: sqlite3.Connection, after: Iterable[int]) -> None:
+    for dep in after:
+        row = conn.execute("SELECT state FROM jobs WHERE id = ?", (dep,)).fetchone()
+        if row is None:
+            raise BadInputError(f"--after {dep}: there is no job {dep} (see flf2v ls --all)")
+        if row[0] in ("failed", "cancelled"):
+            raise BadInputError(f"--after {dep}: job {dep} is {row[0]} and will never succeed; retry it first")
+
+
+def insert_jobs(conn: sqlite3.Connection, home: Home, specs: Sequence[JobSpec]) -> list[int]:
+    """Queue `specs` all together or not at all; each job gets its own copy of its input frames."""
+    home.ensure()
+    staged: list[tuple[Path, Path, Path]] = []
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for spec in specs:
+            staged.append(
+                stage_inputs(home, spec.first_frame_src or spec.first_frame, spec.last_frame_src or spec.last_frame)
+            )
+        now = time.time()
+        ids: list[int] = []
+        with write_tx(conn):
+            for spec, (stage, first, last) in zip(specs, staged, strict=True):
+                _check_deps(conn, spec.after)
+                job_id = _insert_row(conn, spec, now)
+                final = home.job_dir(job_id)
+                _claim_folder(final)
+                os.rename(stage, final)
+                moved.append((final, stage))
+                conn.execute(
+                    "UPDATE jobs SET first_frame = ?, last_frame = ? WHERE id = ?",
+                    (str(final / "inputs" / first.name), str(final / "inputs" / last.name), job_id),
+                )
+                conn.executemany(
+                    "INSERT INTO job_deps (job_id, after_id) VALUES (?, ?)",
+                    [(job_id, d) for d in sorted(set(spec.after))],
+                )
+                ids.append(job_id)
+        return ids
+    except BaseException:
+        for final, stage in moved:
+            if final.exists():
+                final.rename(stage)
+        for stage, _, _ in staged:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _insert_row(conn: sqlite3.Connection, spec: JobSpec, now: float) -> int:
+    values: dict[str, Any] = {name: getattr(spec, name) for name in _JOB_COLUMNS}
+    values["first_frame_src"] = spec.first_frame_src or spec.first_frame
+    values["last_frame_src"] = spec.last_frame_src or spec.last_frame
+    values["labels"] = json.dumps(sorted(set(spec.labels)))
+    values["retry_on"] = ",".join(spec.retry_on)
+    values["created_at"] = values["queued_at"] = now
+    seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
+    values["seq"] = seq
+    names = ", ".join(values)
+    marks = ", ".join(f":{n}" for n in values)
+    cur = conn.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", values)
+    return int(cur.lastrowid or 0)
+
+
+# ---- reading --------------------------------------------------------------------------------------------
+
+
+def get_job(conn: sqlite3.Connection, job_id: int) -> Row | None:
+    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        return None
+    job = dict(row)
+    job["labels"] = json.loads(job["labels"])
+    job["after"] = [r[0] for r in conn.execute("SELECT after_id FROM job_deps WHERE job_id = ? ORDER BY 1", (job_id,))]
+    return job
+
+
+def require_job(conn: sqlite3.Connection, job_id: int) -> Row:
+    job = get_job(conn, job_id)
+    if job is None:
+        raise BadInputError(f"there is no job {job_id} (see flf2v ls --all)")
+    return job
+
+
+def attempts_of(conn: sqlite3.Connection, job_id: int) -> list[Row]:
+    rows = conn.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY number", (job_id,)).fetchall()
+    out = []
+    for row in rows:
+        attempt = dict(row)
+        for key in ("memory", "peak_memory", "stage_seconds"):
+            attempt[key] = json.loads(attempt[key] or "{}")
+        out.append(attempt)
+    return out
+
+
+def get_attempt(conn: sqlite3.Connection, job_id: int, number: int | None = None) -> Row | None:
+    """The job's attempt `number`, or its latest one."""
+    attempts = attempts_of(conn, job_id)
+    if not attempts:
+        return None
+    if number is None:
+        return attempts[-1]
+    return next((a for a in attempts if a["number"] == number), None)
+
+
+_UNMET = "SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.after_id WHERE d.job_id = j.id AND p.state != 'succeeded'"
+
+_LIST_SQL = """
+SELECT j.id, j.state, j.state_reason, j.held, j.cancel_requested, j.priority, j.seq, j.labels, j.gpus,
+       j.task, j.size, j.frame_num, j.base_seed, substr(j.prompt, 1, 200) AS prompt, j.created_at, j.queued_at,
+       j.started_at, j.finished_at, j.output_path, j.failure_class, j.not_before, j.attempts_count,
+       a.number AS attempt, a.stage, a.step, a.steps_total, a.sec_per_it, a.eta_seconds, a.progress_at,
+       a.worker_host, a.worker_pid, a.worker_started, a.failing_rank, a.exit_code, a.device,
+       a.gpus AS assigned, a.started_at AS attempt_started,
+       (SELECT group_concat(d.after_id) FROM job_deps d JOIN jobs p ON p.id = d.after_id
+         WHERE d.job_id = j.id AND p.state != 'succeeded') AS waiting_on
+FROM jobs j LEFT JOIN attempts a ON a.id = j.current_attempt_id
+"""
+
+# Past, present, future: finished jobs by finishing time, then the running ones, then the queue in the
+# order the scheduler will take it.
+_ORDER = """
+ORDER BY CASE j.state WHEN 'succeeded' THEN 0 WHEN 'failed' THEN 0 WHEN 'cancelled' THEN 0
+                      WHEN 'queued' THEN 2 ELSE 1 END,
+         CASE WHEN j.state = 'queued' THEN -j.priority ELSE 0 END,
+         CASE WHEN j.state = 'queued' THEN j.seq ELSE COALESCE(j.finished_at, j.started_at, 0) END,
+         j.id
+"""
+
+
+def list_jobs(
+    conn: sqlite3.Connection,
+    states: Sequence[str] = (),
+    labels: Sequence[str] = (),
+    recent_finished: int | None = None,
+    ids: Sequence[int] = (),
+) -> list[Row]:
+    """Jobs for `ls`: filtered by state (held counts as a state) and label. With `recent_finished`, only
+    that many of the most recently finished jobs are included alongside every unfinished one."""
+    where: list[str] = []
+    params: list[Any] = []
+    if states:
+        parts = []
+        # "held" is a queued job the scheduler skips: held by the user, or waiting for a dependency.
+        held = f"(j.state = 'queued' AND (j.held OR EXISTS ({_UNMET})))"
+        plain = [s for s in states if s != "held"]
+        if plain:
+            parts.append(f"(j.state IN ({','.join('?' * len(plain))}) AND NOT {held})")
+            params += plain
+        if "held" in states:
+            parts.append(held)
+        where.append("(" + " OR ".join(parts) + ")")
+    for label in labels:
+        where.append("EXISTS (SELECT 1 FROM json_each(j.labels) WHERE value = ?)")
+        params.append(label)
+    if ids:
+        where.append(f"j.id IN ({','.join('?' * len(ids))})")
+        params += list(ids)
+    if recent_finished is not None:
+        where.append(
+            "(j.state NOT IN ('succeeded', 'failed', 'cancelled') OR j.id IN "
+            "(SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') "
+            "ORDER BY finished_at DESC LIMIT ?))"
+        )
+        params.append(recent_finished)
+    sql = _LIST_SQL + (" WHERE " + " AND ".join(where) if where else "") + _ORDER
+    # Plain tuples zipped with the column names: a third of the time of sqlite3.Row -> dict at 10,000 rows.
+    cur = conn.cursor()
+    cur.row_factory = None
+    cur.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cur]
+    for row in rows:
+        row["labels"] = json.loads(row["labels"]) if row["labels"] != "[]" else []
+    return rows
+
+
+def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+    """Jobs per state as `ls` names them (held: by the user or by an unmet dependency)."""
+    counts: dict[str, int] = {}
+    sql = f"SELECT state, held OR EXISTS ({_UNMET}) AS h, COUNT(*) FROM jobs j GROUP BY state, h"
+    for state, held, n in conn.execute(sql):
+        key = "held" if held and state == "queued" else state
+        counts[key] = counts.get(key, 0) + n
+    return counts

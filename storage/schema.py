@@ -1,0 +1,174 @@
+"""The database schema as numbered migrations (PRAGMA user_version).
+
+Migrations are frozen SQL: once released, a step is never edited, only followed by a new one, because a
+user's database may sit at any earlier version. `storage.models` mirrors the latest schema for sqlmodel
+users; a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+JOB_STATES = ("queued", "running", "interrupted", "succeeded", "failed", "cancelled")
+FINISHED_STATES = ("succeeded", "failed", "cancelled")
+ATTEMPT_STATES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+
+_V1_QUEUE = """
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    state TEXT NOT NULL DEFAULT 'queued'
+        CHECK (state IN ('queued', 'running', 'interrupted', 'succeeded', 'failed', 'cancelled')),
+    state_reason TEXT,
+    held INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    priority INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL,
+    labels TEXT NOT NULL DEFAULT '[]',
+    gpus INTEGER NOT NULL DEFAULT 1 CHECK (gpus >= 1),
+    nodes INTEGER NOT NULL DEFAULT 1 CHECK (nodes >= 1),
+    max_retries INTEGER NOT NULL DEFAULT 2,
+    retry_on TEXT NOT NULL DEFAULT 'comm,worker_lost',
+    retry_backoff REAL NOT NULL DEFAULT 30,
+    retries_used INTEGER NOT NULL DEFAULT 0,
+    not_before REAL,
+    task TEXT NOT NULL,
+    size TEXT NOT NULL,
+    frame_num INTEGER NOT NULL,
+    ckpt_dir TEXT NOT NULL,
+    offload_model INTEGER,
+    t5_fsdp INTEGER NOT NULL DEFAULT 0,
+    dit_fsdp INTEGER NOT NULL DEFAULT 0,
+    t5_cpu INTEGER NOT NULL DEFAULT 0,
+    ulysses_size INTEGER NOT NULL DEFAULT 1,
+    ring_size INTEGER NOT NULL DEFAULT 1,
+    sample_solver TEXT NOT NULL,
+    sample_steps INTEGER NOT NULL,
+    sample_shift REAL NOT NULL,
+    sample_guide_scale REAL NOT NULL,
+    base_seed INTEGER NOT NULL,
+    first_frame TEXT NOT NULL,
+    last_frame TEXT NOT NULL,
+    first_frame_src TEXT NOT NULL,
+    last_frame_src TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    neg_prompt TEXT,
+    save_file TEXT,
+    preview_every INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    queued_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    current_attempt_id INTEGER,
+    attempts_count INTEGER NOT NULL DEFAULT 0,
+    output_path TEXT,
+    failure_class TEXT
+);
+CREATE INDEX jobs_runnable ON jobs (state, held, priority DESC, seq);
+CREATE INDEX jobs_finished ON jobs (finished_at);
+
+CREATE TABLE job_deps (
+    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    after_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE RESTRICT,
+    PRIMARY KEY (job_id, after_id)
+);
+CREATE INDEX job_deps_after ON job_deps (after_id);
+
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'running'
+        CHECK (state IN ('running', 'succeeded', 'failed', 'cancelled', 'interrupted')),
+    worker_host TEXT NOT NULL,
+    worker_pid INTEGER NOT NULL,
+    worker_started REAL NOT NULL,
+    pgid INTEGER,
+    pgid_started REAL,
+    device TEXT NOT NULL,
+    gpus TEXT NOT NULL,
+    nproc INTEGER NOT NULL,
+    master_port INTEGER,
+    log_dir TEXT NOT NULL,
+    save_file TEXT,
+    exit_code INTEGER,
+    failing_rank INTEGER,
+    failure_class TEXT,
+    failure_message TEXT,
+    stage TEXT,
+    step INTEGER,
+    steps_total INTEGER,
+    sec_per_it REAL,
+    eta_seconds REAL,
+    progress_at REAL,
+    memory TEXT NOT NULL DEFAULT '{}',
+    peak_memory TEXT NOT NULL DEFAULT '{}',
+    stage_seconds TEXT NOT NULL DEFAULT '{}',
+    engine_version TEXT,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    UNIQUE (job_id, number)
+);
+CREATE INDEX attempts_state ON attempts (state);
+
+CREATE TABLE workers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    pid_started REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'stopped')),
+    pool TEXT NOT NULL DEFAULT '{}',
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    stopped_at REAL
+);
+
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+_V2_CATALOGUE = """
+CREATE TABLE videos (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER REFERENCES jobs (id) ON DELETE SET NULL,
+    attempt_id INTEGER REFERENCES attempts (id) ON DELETE SET NULL,
+    path TEXT NOT NULL UNIQUE,
+    size_bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    frames INTEGER NOT NULL,
+    fps REAL NOT NULL,
+    duration REAL NOT NULL,
+    task TEXT NOT NULL,
+    size TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    neg_prompt TEXT,
+    seed INTEGER NOT NULL,
+    sample_steps INTEGER NOT NULL,
+    sample_shift REAL NOT NULL,
+    sample_guide_scale REAL NOT NULL,
+    sample_solver TEXT NOT NULL,
+    ckpt_dir TEXT NOT NULL,
+    ckpt_fingerprint TEXT,
+    engine_version TEXT,
+    world_size INTEGER,
+    ulysses_size INTEGER,
+    t5_fsdp INTEGER,
+    dit_fsdp INTEGER,
+    recipe TEXT NOT NULL DEFAULT '{}',
+    stage_seconds TEXT NOT NULL DEFAULT '{}',
+    total_seconds REAL,
+    peak_memory TEXT NOT NULL DEFAULT '{}',
+    rating INTEGER CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),
+    favourite INTEGER NOT NULL DEFAULT 0,
+    tags TEXT NOT NULL DEFAULT '[]',
+    notes TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+CREATE INDEX videos_created ON videos (created_at);
+CREATE INDEX videos_job ON videos (job_id);
+"""
+
+# MIGRATIONS[k] takes a database from user_version k to k + 1.
+MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE)
+LATEST = len(MIGRATIONS)
