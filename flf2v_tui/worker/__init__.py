@@ -1,0 +1,1 @@
+"""The worker: GPU pool, launch, supervision, classification and crash reconciliation."""

@@ -1,0 +1,339 @@
+"""`flf2v worker`: claims jobs that fit its slots, launches torchrun, supervises, and records the end.
+
+One loop, one thread, one DB connection. Each tick: read new events of every running attempt (progress goes to
+the DB at most PROGRESS_INTERVAL_S apart per job), act on cancel requests and stalls, finish attempts whose
+shim has exited, then claim new work if there is room and the queue is not paused.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flf2v_tui.worker import launch
+from flf2v_tui.worker.classify import classify, read_exit
+from flf2v_tui.worker.hooks import Hooks, hook_env
+from flf2v_tui.worker.pool import Pool
+from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive, signal_group
+from flf2v_tui.worker.tracker import Tracker
+from storage import attempts as store
+from storage import workers
+from storage.claim import RESERVE_AFTER_S, Assignment, claim_next
+from storage.jobs import get_job
+from storage.paths import Home
+
+PROGRESS_INTERVAL_S = 0.5
+HEARTBEAT_S = workers.HEARTBEAT_S
+RECONCILE_EVERY_S = 30.0
+
+
+@dataclass
+class WorkerConfig:
+    gpus: str | None = None
+    cpu_slots: int | None = None
+    once: bool = False
+    stall_timeout_s: float = 0.0
+    kill_grace_s: float = 30.0
+    poll_s: float = 0.2
+    on_finish: list[str] = field(default_factory=list)
+    stop_jobs: bool = False
+    only_jobs: set[int] | None = None
+    quiet: bool = False
+    reserve_after_s: float = RESERVE_AFTER_S
+
+
+@dataclass
+class Running:
+    attempt_id: int
+    job_id: int
+    number: int
+    folder: Path
+    tag: str
+    assignment: Assignment
+    tracker: Tracker
+    pgid: int | None = None
+    pgid_started: float | None = None
+    popen: subprocess.Popen[bytes] | None = None
+    port: int | None = None
+    launched: float = field(default_factory=time.time)
+    last_write: float = 0.0
+    dirty: bool = False
+    term_at: float | None = None
+    killed: bool = False
+    cancelled: bool = False
+    stalled: str = ""
+    stopping: bool = False
+    last_said: str = ""
+
+
+class Worker:
+    def __init__(
+        self, home: Home, conn: sqlite3.Connection, pool: Pool, config: WorkerConfig, say: Callable[[str], None]
+    ) -> None:
+        self.home, self.conn, self.pool, self.config, self._say = home, conn, pool, config, say
+        self.me = workers.WorkerIdentity.current()
+        self.running: dict[int, Running] = {}
+        self.hooks = Hooks(config.on_finish)
+        self.stop_requested = False
+        self.worker_id = 0
+        self._last_version = -1
+        self._next_claim = 0.0
+        self._tick_at = 0.0
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+    def run(self) -> int:
+        self.worker_id = workers.register(self.conn, self.me, self.pool.describe())
+        self._install_signals()
+        self.say(f"worker {self.me.pid} on {self.me.host}: {self.pool.note} [{', '.join(self.pool.slots)}]")
+        from flf2v_tui.worker.reconcile import reconcile
+
+        reconcile(self)
+        last_beat = last_reconcile = time.monotonic()
+        try:
+            while True:
+                try:
+                    self.tick()
+                except sqlite3.OperationalError as exc:
+                    # A full disk or a lock held past busy_timeout: the transaction rolled back; try again
+                    # next tick rather than abandon renders that are fine.
+                    self.say(f"database error, retrying: {exc}")
+                    time.sleep(1.0)
+                if self.stop_requested and not self._stopping_jobs():
+                    break
+                if self.config.once and not self.running and not self._work_left():
+                    self._left_behind()
+                    break
+                now = time.monotonic()
+                if now - last_beat >= HEARTBEAT_S:
+                    self.pool.refresh()
+                    workers.heartbeat(self.conn, self.worker_id, self.pool.describe())
+                    last_beat = now
+                if now - last_reconcile >= RECONCILE_EVERY_S:
+                    reconcile(self, quiet=True)
+                    last_reconcile = now
+                time.sleep(self.config.poll_s)
+        finally:
+            self._shutdown()
+        return 0
+
+    def _install_signals(self) -> None:
+        def on_signal(signum: int, _frame: object) -> None:
+            if self.stop_requested:  # a second Ctrl-C: stop waiting for anything
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            if self.config.stop_jobs:
+                for r in self.running.values():
+                    r.stopping = True
+                    self._terminate(r, time.time())
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, on_signal)
+
+    def _stopping_jobs(self) -> bool:
+        """With --stop-jobs the worker waits for its renders to end; otherwise it leaves them running."""
+        return self.config.stop_jobs and bool(self.running)
+
+    def _shutdown(self) -> None:
+        if self.running and not self.config.stop_jobs:
+            store.hand_off(self.conn, [r.attempt_id for r in self.running.values()])
+            for r in self.running.values():
+                self.say(f"job {r.job_id} keeps running (pgid {r.pgid}); the next flf2v worker re-attaches it")
+        self.hooks.wait_all()
+        workers.stop(self.conn, self.worker_id)
+
+    def say(self, text: str) -> None:
+        self._say(f"[{time.strftime('%H:%M:%S')}] {text}")
+
+    # ---- one tick ----------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = self._tick_at = time.time()
+        self.hooks.reap()
+        cancels = store.cancel_requests(self.conn, [r.job_id for r in self.running.values()])
+        for r in list(self.running.values()):
+            if r.job_id in cancels and not r.cancelled:
+                r.cancelled = True
+                self.say(f"job {r.job_id}: cancelling (SIGTERM, then SIGKILL after {self.config.kill_grace_s:g} s)")
+                self._terminate(r, now)
+            self.supervise(r, now)
+        if not self.stop_requested:
+            self._claim_all(now)
+
+    def _terminate(self, r: Running, now: float) -> None:
+        if r.term_at is None:
+            r.term_at = now
+            if r.pgid:
+                signal_group(r.pgid, signal.SIGTERM)
+
+    def supervise(self, r: Running, now: float) -> None:
+        if r.tracker.poll(now):
+            r.dirty = True
+        if now - r.last_write >= PROGRESS_INTERVAL_S:
+            r.dirty |= r.tracker.log_activity(now)
+            if r.dirty:
+                store.write_progress(self.conn, r.attempt_id, r.tracker.progress())
+                r.dirty, r.last_write = False, now
+                self._report(r)
+        if self._ended(r):
+            self._finish(r)
+            return
+        stall = self.config.stall_timeout_s
+        idle = now - (r.tracker.progress_at or r.launched)
+        if stall and r.term_at is None and idle > stall:
+            r.stalled = f"stalled: no progress for {idle / 60:.1f} min (--stall-timeout), stopped"
+            self.say(f"job {r.job_id}: {r.stalled}")
+            self._terminate(r, now)
+        if r.term_at is not None and not r.killed and now - r.term_at > self.config.kill_grace_s:
+            r.killed = True
+            count = kill_all(r.pgid, r.tag)
+            self.say(f"job {r.job_id}: grace period over, SIGKILL sent to {count} process(es)")
+
+    def _ended(self, r: Running) -> bool:
+        if r.popen is not None:
+            return r.popen.poll() is not None
+        return not leader_alive(r.pgid, r.pgid_started)
+
+    def _finish(self, r: Running) -> None:
+        r.tracker.poll(time.time())
+        returncode = read_exit(r.folder)
+        outcome = classify(returncode, r.tracker, r.folder, cancelled=r.cancelled, stalled=r.stalled)
+        if r.stopping and outcome.state not in ("succeeded",):
+            outcome.state, outcome.failure_class, outcome.requeue_always = "interrupted", "worker_lost", True
+            outcome.message = "the worker was stopped with --stop-jobs"
+        kill_all(None, r.tag)  # nothing of the render may outlive it
+        store.write_progress(self.conn, r.attempt_id, r.tracker.progress())
+        new_state = store.finish(self.conn, r.attempt_id, outcome)
+        self.pool.release(r.attempt_id)
+        del self.running[r.attempt_id]
+        self._next_claim = 0.0
+        job = get_job(self.conn, r.job_id) or {"id": r.job_id, "state": new_state}
+        took = time.time() - r.launched
+        detail = job.get("output_path") if new_state == "succeeded" else job.get("state_reason")
+        self.say(f"job {r.job_id} attempt {r.number} {outcome.state} after {took:.1f} s -> {new_state}: {detail}")
+        if new_state in ("succeeded", "failed", "cancelled"):
+            attempt = {"number": r.number, "log_dir": str(r.folder), "started_at": r.launched}
+            error = self.hooks.fire(hook_env(job, attempt, self.home.root), r.folder / "hook.log")
+            if error:
+                self.say(error)
+
+    def _report(self, r: Running) -> None:
+        if self.config.quiet:
+            return
+        t = r.tracker
+        text = t.stage or "starting"
+        if t.step and t.steps_total and t.stage == "denoise":
+            text += f" {t.step}/{t.steps_total}"
+        if text != r.last_said:
+            r.last_said = text
+            self.say(f"job {r.job_id}: {text}")
+
+    # ---- claiming ----------------------------------------------------------------------------------------
+    def _db_changed(self) -> bool:
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        changed = version != self._last_version
+        self._last_version = version
+        return changed
+
+    def _claim_all(self, now: float) -> None:
+        # A claim takes the write lock, so it is tried only when another connection wrote something, a slot
+        # came free, or every few seconds (retry back-offs and GPU availability change with time).
+        if not self._db_changed() and now < self._next_claim:
+            return
+        self._next_claim = now + 2.0
+        self.pool.refresh()  # GPUs other programs took since the last look are not handed out
+        while self.pool.free():
+            claimed = claim_next(
+                self.conn,
+                self.me,
+                self.pool.fit,
+                lambda job_id, number: str(self.home.attempt_dir(job_id, number)),
+                only_jobs=self.config.only_jobs,
+                reserve_after_s=self.config.reserve_after_s,
+            )
+            if claimed is None:
+                return
+            self._launch(claimed.job, claimed.attempt_id, claimed.number, claimed.assignment)
+
+    def _launch(self, job: dict[str, Any], attempt_id: int, number: int, assignment: Assignment) -> None:
+        folder = self.home.attempt_dir(job["id"], number)
+        folder.mkdir(parents=True, exist_ok=True)
+        tag = attempt_tag(str(self.home.root), attempt_id)
+        self.pool.take(assignment, attempt_id)
+        r = Running(attempt_id, job["id"], number, folder, tag, assignment, Tracker(folder / "events.jsonl", folder))
+        self.running[attempt_id] = r
+        taken = {x.port for x in self.running.values() if x.port}
+        try:
+            plan = launch.build(
+                job, attempt_id, number, folder, assignment, launch.free_port(taken), self.home.videos, tag,
+                self._cpu_threads(job),
+            )  # fmt: skip
+            launch.write_command(plan, job["id"], number)
+            started = launch.start(plan)
+        except (OSError, RuntimeError) as exc:
+            (folder / "torchrun.log").write_text(f"flf2v worker: could not launch: {exc}\n")
+            self.say(f"job {job['id']}: could not launch ({exc})")
+            r.popen = None
+            store.finish(self.conn, attempt_id, store.Outcome("failed", failure_class="worker_lost", message=str(exc)))
+            self.pool.release(attempt_id)
+            del self.running[attempt_id]
+            return
+        r.popen, r.pgid, r.pgid_started, r.port = started.popen, started.pgid, started.pgid_started, plan.port
+        store.set_launched(self.conn, attempt_id, started.pgid, started.pgid_started, plan.port, plan.save_file)
+        self.say(
+            f"job {job['id']} attempt {number} started: {job['gpus']} rank(s) on {assignment.device} "
+            f"[{','.join(assignment.slots)}], port {plan.port}, logs {folder}"
+        )
+
+    def _cpu_threads(self, job: dict[str, Any]) -> int:
+        if self.pool.device != "cpu":
+            return 1
+        cores = os.cpu_count() or 1
+        return max(1, cores // (len(self.pool.slots) * int(job["gpus"])))
+
+    def _work_left(self) -> bool:
+        """For --once, asked when nothing runs right after this tick's claims found nothing to start: only a
+        retry still waiting out its back-off (and able to run here) keeps the worker."""
+        if workers.is_paused(self.conn):
+            return False
+        sql = (
+            "SELECT id, gpus FROM jobs j WHERE state = 'queued' AND held = 0 AND cancel_requested = 0 "
+            "AND not_before > ? AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.after_id "
+            "WHERE d.job_id = j.id AND p.state != 'succeeded')"
+        )
+        for job_id, gpus in self.conn.execute(sql, (self._tick_at,)).fetchall():
+            if self.config.only_jobs is not None and job_id not in self.config.only_jobs:
+                continue
+            answer = self.pool.fit(gpus)
+            if isinstance(answer, Assignment) or not answer.startswith("never:"):
+                return True
+        return False
+
+    def _left_behind(self) -> None:
+        rows = self.conn.execute("SELECT id, held, state_reason FROM jobs WHERE state = 'queued' ORDER BY id")
+        left = [r for r in rows if self.config.only_jobs is None or r[0] in self.config.only_jobs]
+        if left:
+            ids = ", ".join(str(r[0]) for r in left[:10]) + (" ..." if len(left) > 10 else "")
+            self.say(f"--once: nothing more this worker can start; still queued: {ids} (flf2v ls says why)")
+
+
+def adopt(worker: Worker, attempt: dict[str, Any]) -> None:
+    """Supervise a live attempt started by an earlier worker (no Popen: the shim's exit file tells the end)."""
+    folder = Path(attempt["log_dir"])
+    slots = tuple(s for s in str(attempt["gpus"]).split(",") if s)
+    assignment = Assignment(attempt["device"], slots)
+    r = Running(
+        attempt["id"], attempt["job_id"], attempt["number"], folder, attempt_tag(str(worker.home.root), attempt["id"]),
+        assignment, Tracker(folder / "events.jsonl", folder), pgid=attempt["pgid"],
+        pgid_started=attempt["pgid_started"], port=attempt["master_port"], launched=attempt["started_at"],
+    )  # fmt: skip
+    r.tracker.poll(time.time())
+    if r.tracker.progress_at is None:
+        r.tracker.progress_at = time.time()
+    worker.running[r.attempt_id] = r
+    worker.pool.take(Assignment(assignment.device, tuple(s for s in slots if s in worker.pool.slots)), r.attempt_id)

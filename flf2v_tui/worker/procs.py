@@ -1,0 +1,70 @@
+"""Processes of a render: is its group leader (the shim) alive, what belongs to it, and stopping it all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+import psutil
+
+ATTEMPT_TAG = "FLF2V_ATTEMPT"
+
+
+def leader_alive(pid: int | None, started: float | None) -> bool:
+    """The shim is alive: same pid *and* same start time, so a reused pid is never mistaken for it."""
+    if pid is None or started is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return abs(proc.create_time() - started) < 0.05 and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+
+
+def tagged(tag: str) -> list[psutil.Process]:
+    """Every process that carries this attempt's tag in its environment, wherever it was reparented to."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get(ATTEMPT_TAG) == tag:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def kill_all(pgid: int | None, tag: str) -> int:
+    """SIGKILL the shim's group, everything under it and anything else tagged with the attempt."""
+    victims: dict[int, psutil.Process] = {}
+    if pgid:
+        victims.update({p.pid: p for p in tree(pgid)})
+    victims.update({p.pid: p for p in tagged(tag)})
+    for proc in victims.values():
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            proc.send_signal(signal.SIGKILL)
+    if pgid:
+        signal_group(pgid, signal.SIGKILL)
+    psutil.wait_procs(list(victims.values()), timeout=5)
+    return len(victims)
+
+
+def attempt_tag(home_root: str, attempt_id: int) -> str:
+    """Unique per database and attempt, so two FLF2V_HOMEs on one machine never touch each other's jobs."""
+    return f"{home_root}#{attempt_id}"

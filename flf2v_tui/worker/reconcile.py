@@ -1,0 +1,56 @@
+"""Crash reconciliation: what became of running attempts whose worker is gone.
+
+Checked on start and every half minute: if an attempt's shim (pid plus start time) still runs, this worker
+re-attaches and supervises it to the end. If the shim ended while nobody watched, its exit file says how,
+and the attempt is finished normally (a render can succeed during a worker restart). Otherwise the attempt
+is interrupted (worker_lost) and the job requeued by its retry policy.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flf2v_tui.worker.classify import classify, read_exit
+from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive
+from flf2v_tui.worker.tracker import Tracker
+from storage import attempts as store
+from storage.workers import process_alive
+
+if TYPE_CHECKING:
+    from flf2v_tui.worker.loop import Worker
+
+
+def reconcile(worker: Worker, quiet: bool = False) -> None:
+    from flf2v_tui.worker.loop import adopt
+
+    me = worker.me
+    for attempt in store.running_attempts(worker.conn):
+        if attempt["id"] in worker.running:
+            continue
+        owner = (attempt["worker_host"], attempt["worker_pid"], attempt["worker_started"])
+        if (owner[1], owner[2]) != (me.pid, me.started) and process_alive(*owner) is not False:
+            continue  # its own worker is alive (or on another host): not ours to touch
+        folder = Path(attempt["log_dir"])
+        if leader_alive(attempt["pgid"], attempt["pgid_started"]):
+            if store.reattach(worker.conn, attempt["id"], me):
+                adopt(worker, attempt)
+                worker.say(f"job {attempt['job_id']}: re-attached to its running render (pgid {attempt['pgid']})")
+            continue
+        tracker = Tracker(folder / "events.jsonl", folder)
+        tracker.poll(time.time())
+        returncode = read_exit(folder)
+        if returncode is None:
+            # The shim is gone without a word; anything left of the render is stopped before a requeue.
+            leftovers = kill_all(None, attempt_tag(str(worker.home.root), attempt["id"]))
+            if leftovers and not quiet:
+                worker.say(f"job {attempt['job_id']}: stopped {leftovers} leftover process(es) of its last attempt")
+        outcome = classify(returncode, tracker, folder, cancelled=bool(attempt["cancel_requested"]))
+        if returncode is None and attempt["pgid"] is None:
+            outcome.message = "the worker stopped between claiming the job and starting it"
+        store.write_progress(worker.conn, attempt["id"], tracker.progress())
+        new_state = store.finish(worker.conn, attempt["id"], outcome)
+        if new_state is not None:
+            worker.say(f"job {attempt['job_id']}: attempt {attempt['number']} {outcome.state} while no worker "
+                       f"watched -> {new_state}")  # fmt: skip
