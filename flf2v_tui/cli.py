@@ -1,0 +1,52 @@
+"""`flf2v`: the command line of the queue. Every subcommand lives in flf2v_tui/commands/.
+
+Exit codes: 0 ok; 1 a job failed or was cancelled (show, wait), or a check failed (doctor); 2 bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from flf2v_tui.commands import jobs, logs, submit, system
+
+app = typer.Typer(
+    name="flf2v",
+    help=(
+        "Queue, run and watch Wan2.1 first-last-frame-to-video renders.\n\n"
+        "Jobs are kept in FLF2V_HOME (default ~/.local/share/flf2v); one `flf2v worker` per machine runs them."
+    ),
+    epilog="Example: flf2v demo  (a tiny 2-rank CPU render through the queue, under a minute)",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+for module in (submit, jobs, logs, system):
+    module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Usage errors become one line on stderr (exit 2), like every other bad input, not a framed box."""
+    try:
+        code = app(argv, standalone_mode=False)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        code = 1
+    except Exception as exc:
+        # Typer vendors click privately, so its usage errors are recognised by shape, not by class.
+        if not (hasattr(exc, "exit_code") and hasattr(exc, "format_message")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            code = 0
+        else:
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+            code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

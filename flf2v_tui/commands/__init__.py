@@ -1,0 +1,1 @@
+"""The `flf2v` subcommands, one module per group."""

@@ -1,0 +1,162 @@
+"""Commands that read or steer jobs: ls, show, wait, cancel, hold, release, top, rm, pause, resume."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from engine.errors import BadInputError
+from flf2v_tui.commands.common import handles_errors, open_home, parse_ids, print_json
+from flf2v_tui.render import ls_json, ls_text, show_json, show_text
+from flf2v_tui.term import terminal_width
+from storage import ops
+from storage.jobs import attempts_of, list_jobs, require_job
+from storage.workers import is_paused, live_workers, set_paused
+
+LS_STATES = ("queued", "held", "running", "interrupted", "succeeded", "failed", "cancelled")
+
+
+@handles_errors
+def ls(
+    state: Annotated[
+        list[str] | None, typer.Option("--state", "-s", help=f"only these states: {', '.join(LS_STATES)}")
+    ] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="only jobs with this label")] = None,
+    all_jobs: Annotated[bool, typer.Option("--all", "-a", help="every finished job too, not just the last 20")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """List jobs: finished ones first, then running, then the queue in the order it will run."""
+    states = [s.strip() for v in (state or []) for s in v.split(",") if s.strip()]
+    unknown = [s for s in states if s not in LS_STATES]
+    if unknown:
+        raise BadInputError(f"unknown state {unknown[0]!r}; choose from {', '.join(LS_STATES)}")
+    _, conn = open_home()
+    recent = None if (all_jobs or states or label) else 20
+    jobs = list_jobs(conn, states=states, labels=label or [], recent_finished=recent)
+    if json_out:
+        print_json(ls_json(jobs))
+        return
+    if not jobs:
+        typer.echo("no jobs" + (" match" if states or label else " yet; queue one with flf2v submit (or flf2v demo)"))
+        return
+    typer.echo(ls_text(jobs, terminal_width()))
+    if is_paused(conn):
+        typer.echo("queue paused: running jobs finish, nothing new starts (flf2v resume)")
+
+
+@handles_errors
+def show(
+    job_id: Annotated[int, typer.Argument(help="job id")],
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Show a job's parameters, state, progress and every attempt. Exits 1 if it failed or was cancelled."""
+    _, conn = open_home()
+    job = require_job(conn, job_id)
+    attempts = attempts_of(conn, job_id)
+    if json_out:
+        print_json(show_json(job, attempts))
+    else:
+        typer.echo(show_text(job, attempts))
+    if job["state"] in ("failed", "cancelled"):
+        raise typer.Exit(1)
+
+
+@handles_errors
+def wait(
+    job_ids: Annotated[list[str], typer.Argument(help="job ids")],
+    timeout: Annotated[float, typer.Option("--timeout", help="give up after this many seconds (0: never)")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress lines")] = False,
+) -> None:
+    """Wait until jobs finish. Exits 0 if all succeeded, 1 if any failed or was cancelled."""
+    from flf2v_tui.progress import follow_jobs
+
+    _, conn = open_home()
+    ids = parse_ids(job_ids)
+    for job_id in ids:
+        require_job(conn, job_id)
+    finals = follow_jobs(conn, ids, timeout=timeout, quiet=quiet)
+    if finals is None:
+        typer.echo(f"timed out after {timeout:g} s; the jobs keep running", err=True)
+        raise typer.Exit(1)
+    if any(state != "succeeded" for state in finals.values()):
+        raise typer.Exit(1)
+
+
+@handles_errors
+def cancel(job_ids: Annotated[list[str], typer.Argument(help="job ids, e.g. 12 or 12,13 or 12..20")]) -> None:
+    """Cancel jobs: queued ones at once; running ones get SIGTERM, a grace period, then SIGKILL."""
+    _, conn = open_home()
+    for job_id in parse_ids(job_ids):
+        typer.echo(ops.cancel(conn, job_id))
+
+
+@handles_errors
+def hold(job_ids: Annotated[list[str], typer.Argument(help="queued job ids")]) -> None:
+    """Keep queued jobs from starting until released."""
+    _, conn = open_home()
+    for job_id in parse_ids(job_ids):
+        typer.echo(ops.set_held(conn, job_id, True))
+
+
+@handles_errors
+def release(job_ids: Annotated[list[str], typer.Argument(help="held job ids")]) -> None:
+    """Let held jobs start again."""
+    _, conn = open_home()
+    for job_id in parse_ids(job_ids):
+        typer.echo(ops.set_held(conn, job_id, False))
+
+
+@handles_errors
+def top(job_id: Annotated[int, typer.Argument(help="a queued job id")]) -> None:
+    """Move a queued job to the front of the queue."""
+    _, conn = open_home()
+    typer.echo(ops.move_to_top(conn, job_id))
+
+
+@handles_errors
+def rm(
+    job_ids: Annotated[list[str], typer.Argument(help="job ids that are not running")],
+    keep_files: Annotated[bool, typer.Option("--keep-files", help="keep the job's folder (inputs and logs)")] = False,
+) -> None:
+    """Remove jobs from the queue and their folders of input copies and logs. Videos stay in videos/."""
+    home, conn = open_home()
+    for job_id in parse_ids(job_ids):
+        typer.echo(ops.remove(conn, home, job_id, keep_files=keep_files))
+
+
+@handles_errors
+def pause() -> None:
+    """Drain: running jobs finish, nothing new starts (until flf2v resume)."""
+    _, conn = open_home()
+    set_paused(conn, True)
+    running = len(list_jobs(conn, states=["running"]))
+    typer.echo(f"queue paused; {running} running job(s) will finish, nothing new starts (flf2v resume)")
+
+
+@handles_errors
+def resume() -> None:
+    """Start queued jobs again after flf2v pause."""
+    _, conn = open_home()
+    set_paused(conn, False)
+    workers = live_workers(conn)
+    suffix = "" if workers else "; no worker is running (start one with flf2v worker)"
+    typer.echo("queue resumed" + suffix)
+
+
+def register(app: typer.Typer) -> None:
+    examples = {
+        "ls": "flf2v ls --state running,queued --label sweep\n\n  flf2v ls --all --json",
+        "show": "flf2v show 12\n\n  flf2v show 12 --json | jq .attempts",
+        "wait": "flf2v wait 12 13 --timeout 3600",
+        "cancel": "flf2v cancel 12\n\n  flf2v cancel 20..29",
+        "hold": "flf2v hold 12",
+        "release": "flf2v release 12",
+        "top": "flf2v top 12",
+        "rm": "flf2v rm 12 13 --keep-files",
+        "pause": "flf2v pause",
+        "resume": "flf2v resume",
+    }
+    for fn in (ls, show, wait, cancel, hold, release, top, rm, pause, resume):
+        name = fn.__name__
+        app.command(name, epilog=f"Example:\n\n  {examples[name]}")(fn)

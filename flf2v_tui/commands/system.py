@@ -1,0 +1,201 @@
+"""Commands about the machine: worker, gpus, doctor, demo."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Annotated
+
+import typer
+
+from engine.errors import BadInputError
+from flf2v_tui.commands.common import die, handles_errors, open_home, print_json
+from flf2v_tui.term import human_bytes, paint, table, use_colour
+from storage.workers import live_workers
+
+
+def _overlap(conn: object, slots: list[str]) -> str | None:
+    import socket
+
+    for w in live_workers(conn):  # type: ignore[arg-type]
+        if w["host"] == socket.gethostname():
+            shared = sorted(set(w["pool"].get("slots", [])) & set(slots))
+            if shared:
+                return f"worker pid {w['pid']} already runs {', '.join(shared)} here"
+    return None
+
+
+@handles_errors
+def worker(
+    gpus: Annotated[
+        str | None,
+        typer.Option("--gpus", help="GPU indices to use, e.g. 0,1 (default: FLF2V_GPUS, else all that NVML sees)"),
+    ] = None,
+    cpu_slots: Annotated[
+        int | None, typer.Option("--cpu-slots", help="run on CPU with N slots (the default without GPUs: 1)")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="exit when nothing is left to run")] = False,
+    stall_timeout: Annotated[
+        float, typer.Option("--stall-timeout", help="minutes without progress before a job is stopped (0: never)")
+    ] = 30.0,
+    kill_grace: Annotated[float, typer.Option("--kill-grace", help="seconds between SIGTERM and SIGKILL")] = 30.0,
+    on_finish: Annotated[
+        str | None,
+        typer.Option(
+            "--on-finish",
+            help="command run when a job ends, split like a shell would but never run by "
+            "one; gets FLF2V_JOB_ID, FLF2V_JOB_STATE, FLF2V_OUTPUT, ... in its environment",
+        ),
+    ] = None,
+    stop_jobs: Annotated[
+        bool, typer.Option("--stop-jobs", help="on SIGTERM/Ctrl-C stop the running renders too (they are requeued)")
+    ] = False,
+    job: Annotated[list[int] | None, typer.Option("--job", help="run only these job ids")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="only starts and ends, no progress lines")] = False,
+) -> None:
+    """Run queued jobs on this machine's GPUs (or CPU slots), one torchrun per job.
+
+    Renders survive the worker: stop it (SIGTERM, Ctrl-C) and start it again, and it re-attaches.
+    """
+    from flf2v_tui.gpus import default_source
+    from flf2v_tui.worker.loop import Worker, WorkerConfig
+    from flf2v_tui.worker.pool import Pool, PoolError
+
+    home, conn = open_home()
+    try:
+        pool = Pool.build(default_source(), gpus=gpus, cpu_slots=cpu_slots)
+    except PoolError as exc:
+        raise BadInputError(str(exc)) from None
+    clash = _overlap(conn, pool.slots)
+    if clash:
+        fix = "give this worker other --gpus" if pool.device == "cuda" else "give that worker more --cpu-slots"
+        raise BadInputError(f"{clash}; {fix}, or stop that worker first")
+    try:
+        hook = shlex.split(on_finish) if on_finish else []
+    except ValueError as exc:
+        raise BadInputError(f"--on-finish: {exc}") from None
+    config = WorkerConfig(
+        gpus=gpus, cpu_slots=cpu_slots, once=once, stall_timeout_s=stall_timeout * 60, kill_grace_s=kill_grace,
+        on_finish=hook, stop_jobs=stop_jobs, only_jobs=set(job) if job else None, quiet=quiet,
+    )  # fmt: skip
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    raise typer.Exit(Worker(home, conn, pool, config, say).run())
+
+
+@handles_errors
+def gpus(json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """Show the GPUs NVML sees, their memory and use, and which job holds each."""
+    from flf2v_tui.gpus import GpuUnavailable, default_source
+
+    _, conn = open_home()
+    try:
+        devices = default_source().devices()
+        reason = "" if devices else "NVML works but sees no GPU"
+    except GpuUnavailable as exc:
+        devices, reason = [], str(exc)
+    holders: dict[str, int] = {}
+    for w in live_workers(conn):
+        if w["pool"].get("device") == "cuda":
+            holders.update({str(k): int(v) for k, v in w["pool"].get("busy", {}).items()})
+    jobs = {}
+    for slot, attempt_id in holders.items():
+        row = conn.execute("SELECT job_id FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+        if row:
+            jobs[slot] = row[0]
+    if json_out:
+        print_json({"gpus": [{**d.to_json(), "job": jobs.get(str(d.index))} for d in devices], "reason": reason})
+        return
+    if not devices:
+        typer.echo(f"No NVIDIA GPU here: {reason}. The worker runs jobs on CPU slots (flf2v worker --cpu-slots N).")
+        return
+    rows = []
+    for d in devices:
+        used = f"{human_bytes(d.memory_used)} / {human_bytes(d.memory_total)}"
+        util = "-" if d.utilization is None else f"{d.utilization}%"
+        owner = f"job {jobs[str(d.index)]}" if str(d.index) in jobs else ""
+        foreign = [p.pid for p in d.processes] if not owner else []
+        if foreign:
+            owner = "other program: pid " + ", ".join(map(str, foreign[:3]))
+        rows.append([str(d.index), d.name, used, util, owner or "free"])
+    typer.echo(table(rows, ["GPU", "NAME", "MEMORY", "UTIL", "HELD BY"]))
+
+
+@handles_errors
+def doctor() -> None:
+    """Check python, torch, torchrun, ffmpeg, NVML, the database, disk space and the worker."""
+    from flf2v_tui.doctor import run_checks
+    from storage.paths import Home
+
+    checks = run_checks(Home.resolve())
+    colour = use_colour()
+    marks = {"ok": ("ok", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "red")}
+    for c in checks:
+        word, col = marks[c.status]
+        typer.echo(f"{paint(word.ljust(4), col, colour)}  {c.name:<10} {c.detail}")
+        if c.fix and c.status != "ok":
+            typer.echo(f"{'':16}fix: {c.fix}")
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
+
+
+@handles_errors
+def demo(
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="only queue the job (a worker runs it)")] = False,
+) -> None:
+    """Render a tiny first-last-frame video through the queue: checkpoint, frames, submit, worker, mp4."""
+    from flf2v_tui import demo as d
+    from flf2v_tui.progress import follow_jobs
+    from flf2v_tui.render import show_text
+    from flf2v_tui.submission import QueueOptions, build_specs
+    from flf2v_tui.tiny import ensure_tiny_checkpoint, tiny_ready
+    from storage.jobs import attempts_of, insert_jobs, require_job
+
+    home, conn = open_home()
+    if not tiny_ready(home.tiny_model):
+        typer.echo(f"writing the tiny checkpoint to {home.tiny_model} ...")
+    ckpt = ensure_tiny_checkpoint(home)
+    first, last = d.draw_frames(home.root / "demo")
+    given = {
+        "task": "flf2v-tiny", "ckpt_dir": str(ckpt), "first_frame": str(first), "last_frame": str(last),
+        "prompt": d.DEMO_PROMPT, "size": d.DEMO_SIZE, "frame_num": d.DEMO_FRAMES, "sample_steps": d.DEMO_STEPS,
+    }  # fmt: skip
+    specs = build_specs(given, QueueOptions(gpus=d.DEMO_RANKS, labels=["demo"], max_retries=0))
+    (job_id,) = insert_jobs(conn, home, specs)
+    typer.echo(
+        f"queued job {job_id}: {d.DEMO_RANKS} ranks, {d.DEMO_SIZE}, {d.DEMO_FRAMES} frames, {d.DEMO_STEPS} steps"
+    )
+    proc = None
+    if no_worker:
+        typer.echo(f"run a worker to render it (flf2v worker), then: flf2v show {job_id}")
+        return
+    if live_workers(conn):
+        typer.echo("a worker is already running; it will render the job")
+    else:
+        proc, log_path = d.start_worker(home, job_id)
+        typer.echo(f"started a worker for it (log: {log_path})")
+    finals = follow_jobs(conn, [job_id], timeout=600)
+    if proc is not None:
+        d.wait_for_worker(proc)
+    job = require_job(conn, job_id)
+    typer.echo("")
+    typer.echo(show_text(job, attempts_of(conn, job_id)))
+    if not finals or finals[job_id] != "succeeded":
+        die(f"the demo job did not succeed; see flf2v logs {job_id} --all", 1)
+    typer.echo("\nThe tiny model has random weights: its video is noise, and shows that the whole pipeline ran.")
+    typer.echo(f"frames: {first} -> {last}")
+    typer.echo(f"video: {job['output_path']}")
+    sys.stdout.flush()
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "worker",
+        epilog="Examples:\n\n  flf2v worker\n\n  flf2v worker --gpus 0,1,2,3 --stall-timeout 20 "
+        "--on-finish 'notify-send flf2v'\n\n  flf2v worker --cpu-slots 2 --once",
+    )(worker)
+    app.command("gpus", epilog="Example:\n\n  flf2v gpus --json")(gpus)
+    app.command("doctor", epilog="Example:\n\n  flf2v doctor")(doctor)
+    app.command("demo", epilog="Example:\n\n  flf2v demo   (or: make demo)")(demo)

@@ -1,0 +1,86 @@
+"""Reading an attempt's logs: one rank, all ranks merged by time, or torchrun's own output; and following."""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The engine's log lines start with "[2025-01-31 12:00:00,123] INFO: ..."; others (tracebacks) do not.
+_STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
+_RANK_FILE = re.compile(r"^rank(\d+)\.log$")
+
+
+def rank_logs(log_dir: Path) -> dict[int, Path]:
+    found = {}
+    if log_dir.is_dir():
+        for path in log_dir.iterdir():
+            m = _RANK_FILE.match(path.name)
+            if m:
+                found[int(m.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def _keyed(lines: Iterable[str], rank: int, carry: str = "") -> Iterator[tuple[str, int, int, str]]:
+    """(timestamp, rank, line number, text); untimed lines keep the previous line's time, so a traceback
+    stays right after the line that announced it."""
+    stamp = carry
+    for n, line in enumerate(lines):
+        m = _STAMP.match(line)
+        if m:
+            stamp = m.group(1)
+        yield stamp, rank, n, line
+
+
+def merged(files: dict[int, Path]) -> Iterator[str]:
+    """All ranks' lines in time order, each prefixed with its rank; reads the files lazily."""
+    handles = [open(p, encoding="utf-8", errors="replace") for p in files.values()]  # noqa: SIM115
+    try:
+        streams = [_keyed(h, r) for h, r in zip(handles, files, strict=True)]
+        for _, rank, _, line in heapq.merge(*streams):
+            yield f"[r{rank}] {line}" if line.endswith("\n") else f"[r{rank}] {line}\n"
+    finally:
+        for h in handles:
+            h.close()
+
+
+@dataclass
+class Follower:
+    """Reads the lines appended to several files since the last call, by byte offset."""
+
+    files: dict[int, Path]
+    prefix: bool
+    offsets: dict[int, int] = field(default_factory=dict)
+    partial: dict[int, str] = field(default_factory=dict)
+    stamps: dict[int, str] = field(default_factory=dict)
+
+    def poll(self) -> list[str]:
+        batch: list[tuple[str, int, int, str]] = []
+        for rank, path in self.files.items():
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(self.offsets.get(rank, 0))
+                    chunk = fh.read(8 << 20)
+            except FileNotFoundError:
+                continue
+            self.offsets[rank] = self.offsets.get(rank, 0) + len(chunk)
+            text = self.partial.pop(rank, "") + chunk.decode("utf-8", errors="replace")
+            complete, _, rest = text.rpartition("\n")
+            if rest:
+                self.partial[rank] = rest
+            if not complete and not text.endswith("\n"):
+                continue
+            keyed = list(_keyed(complete.split("\n"), rank, self.stamps.get(rank, "")))
+            if keyed:
+                self.stamps[rank] = keyed[-1][0]
+            batch += keyed
+        batch.sort()
+        return [f"[r{rank}] {line}\n" if self.prefix else f"{line}\n" for _, rank, _, line in batch]
+
+    def flush(self) -> list[str]:
+        """The last lines without a final newline (a process killed mid-line)."""
+        out = [f"[r{r}] {t}\n" if self.prefix else f"{t}\n" for r, t in sorted(self.partial.items()) if t]
+        self.partial.clear()
+        return out

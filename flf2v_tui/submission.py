@@ -1,0 +1,194 @@
+"""Turning what a user typed into validated job specs, with the engine's own torch-free checks.
+
+Used by `flf2v submit`, `flf2v retry` and the TUI's submit form, so all three accept and reject exactly
+what `python -m engine.generate` would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import random
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.checks import check_checkpoint, check_image
+from engine.cli_args import apply_defaults, build_parser, validate
+from engine.errors import BadInputError
+from storage.spec import ENGINE_FLAGS, RETRYABLE_CLASSES, JobSpec, engine_argv
+
+PATH_FLAGS = ("first_frame", "last_frame", "ckpt_dir", "save_file")
+MAX_SWEEP = 10_000
+
+
+@dataclass
+class QueueOptions:
+    gpus: int = 1
+    nodes: int = 1
+    priority: int = 0
+    after: list[int] = field(default_factory=list)
+    held: bool = False
+    labels: list[str] = field(default_factory=list)
+    max_retries: int = 2
+    retry_on: tuple[str, ...] = ("comm", "worker_lost")
+    retry_backoff: float = 30.0
+
+
+def parse_seeds(seeds: str | None, seed_range: str | None) -> list[int] | None:
+    """`--seeds 1,2,3` or `--seed-range 10..19` (inclusive); None when neither was given."""
+    if seeds and seed_range:
+        raise BadInputError("give either --seeds or --seed-range, not both")
+    if seeds:
+        try:
+            values = [int(s) for s in seeds.replace(" ", "").split(",") if s]
+        except ValueError:
+            raise BadInputError(f"--seeds {seeds!r} must be whole numbers separated by commas, e.g. 1,2,3") from None
+    elif seed_range:
+        low, sep, high = seed_range.partition("..")
+        try:
+            first, last = int(low), int(high)
+        except ValueError:
+            first = last = -1
+        if not sep or first < 0 or last < first:
+            raise BadInputError(f"--seed-range {seed_range!r} must be A..B with 0 <= A <= B, e.g. 10..19")
+        values = list(range(first, last + 1))
+    else:
+        return None
+    if not values:
+        raise BadInputError("--seeds is empty; give at least one seed")
+    if any(v < 0 for v in values):
+        raise BadInputError("seeds must be 0 or more (-1, a random seed, is what you get without --seeds)")
+    if len(values) > MAX_SWEEP:
+        raise BadInputError(f"a sweep of {len(values)} jobs is more than the {MAX_SWEEP} allowed at once")
+    return values
+
+
+def parse_retry_on(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    classes = tuple(c.strip() for c in text.split(",") if c.strip())
+    for c in classes:
+        if c == "user_input":
+            raise BadInputError("--retry-on user_input is not allowed: bad input fails the same way every time")
+        if c not in RETRYABLE_CLASSES:
+            raise BadInputError(f"--retry-on: unknown failure class {c!r}; choose from {', '.join(RETRYABLE_CLASSES)}")
+    return classes
+
+
+def absolute(path: str | Path, base: Path | None = None) -> str:
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = (base or Path.cwd()) / p
+    return str(p.resolve())
+
+
+def _parse_engine(values: dict[str, Any]) -> argparse.Namespace:
+    """Parse through the engine's own argparse parser, so flag types and booleans mean the same."""
+    argv = engine_argv(values)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return build_parser(prog="flf2v submit").parse_args(argv)
+    except SystemExit:
+        message = err.getvalue().strip().splitlines()
+        text = message[-1] if message else "invalid flags"
+        raise BadInputError(text.removeprefix("flf2v submit: error: ").removesuffix(" (see --help)")) from None
+
+
+def check_engine_values(values: dict[str, Any], world_size: int) -> argparse.Namespace:
+    """Every check the engine makes before loading weights; raises BadInputError with one line."""
+    if world_size < 1:
+        raise BadInputError(f"--gpus {world_size} must be at least 1")
+    ns = _parse_engine(values)
+    apply_defaults(ns, world_size)
+    task = validate(ns, world_size)
+    check_image(ns.first_frame, "first frame")
+    check_image(ns.last_frame, "last frame")
+    check_checkpoint(ns.ckpt_dir, task)
+    return ns
+
+
+def _resolved(ns: argparse.Namespace, given_neg: str | None) -> dict[str, Any]:
+    values = {name: getattr(ns, name) for name in ENGINE_FLAGS}
+    values["neg_prompt"] = given_neg if given_neg and given_neg.strip() else None
+    return values
+
+
+def _save_file_for(template: str | None, seed: int, sweep: bool) -> str | None:
+    if template is None:
+        return None
+    if sweep and "{seed}" not in template:
+        raise BadInputError("with several seeds, --save_file must contain {seed}, e.g. out/bird-{seed}.mp4")
+    return template.replace("{seed}", str(seed))
+
+
+def build_specs(
+    given: dict[str, Any], queue: QueueOptions, seeds: Sequence[int] | None = None, base: Path | None = None
+) -> list[JobSpec]:
+    """Validated job specs: one, or one per seed. `given` holds the engine flags the user set."""
+    if queue.nodes != 1:
+        raise BadInputError(f"--nodes {queue.nodes}: multi-node jobs are not supported yet; use --nodes 1")
+    if queue.max_retries < 0:
+        raise BadInputError("--retries must be 0 or more")
+    if queue.retry_backoff < 0:
+        raise BadInputError("--retry-backoff must be 0 or more seconds")
+    if queue.gpus < 1:
+        raise BadInputError(f"--gpus {queue.gpus} must be at least 1")
+    values = {k: v for k, v in given.items() if v is not None}
+    for flag in PATH_FLAGS:
+        if values.get(flag):
+            values[flag] = absolute(values[flag], base)
+    template = values.pop("save_file", None)
+    probe = {**values, "save_file": None}
+    ns = check_engine_values(probe, queue.gpus)
+    resolved = _resolved(ns, values.get("neg_prompt"))
+    seed_list = list(seeds) if seeds is not None else [resolved["base_seed"]]
+    specs = []
+    for seed in seed_list:
+        if seed < 0:  # drawn now so the job's row is a recipe that reproduces the video
+            seed = random.randint(0, sys.maxsize)
+        spec_values = {**resolved, "base_seed": seed, "save_file": _save_file_for(template, seed, len(seed_list) > 1)}
+        specs.append(
+            JobSpec(
+                **spec_values,
+                first_frame_src=resolved["first_frame"],
+                last_frame_src=resolved["last_frame"],
+                gpus=queue.gpus,
+                nodes=queue.nodes,
+                priority=queue.priority,
+                labels=list(queue.labels),
+                after=list(queue.after),
+                held=queue.held,
+                max_retries=queue.max_retries,
+                retry_on=queue.retry_on,
+                retry_backoff=queue.retry_backoff,
+            )
+        )
+    return specs
+
+
+def retry_changes(job: dict[str, Any], given: dict[str, Any], gpus: int | None) -> tuple[dict[str, Any], list[str]]:
+    """Validate a finished job's stored recipe with the user's changes; returns the column updates and the
+    list of new frame sources that must be copied in (the stored copies are used for unchanged frames)."""
+    values = {name: job[name] for name in ENGINE_FLAGS}
+    changed = {k: v for k, v in given.items() if v is not None}
+    for flag in PATH_FLAGS:
+        if changed.get(flag):
+            changed[flag] = absolute(changed[flag])
+    values.update(changed)
+    if values.get("base_seed", -1) < 0:
+        values["base_seed"] = random.randint(0, sys.maxsize)
+    world = gpus or job["gpus"]
+    ns = check_engine_values({**values, "save_file": None}, world)
+    updates = {name: getattr(ns, name) for name in ENGINE_FLAGS if name in changed}
+    updates["neg_prompt"] = values.get("neg_prompt") or None
+    updates["save_file"] = values.get("save_file")
+    updates["base_seed"] = values["base_seed"]
+    if gpus:
+        updates["gpus"] = gpus
+    new_frames = [flag for flag in ("first_frame", "last_frame") if flag in changed]
+    return updates, new_frames

@@ -1,0 +1,95 @@
+"""Terminal output that works without a TTY: colour only when wanted, inert log text, short durations."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from typing import TextIO
+
+_ANSI = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "magenta": "35", "cyan": "36", "dim": "2"}
+# CSI, OSC (terminated by BEL or ST), other two-byte ESC sequences, then the remaining C0 controls.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def use_colour(stream: TextIO | None = None) -> bool:
+    """NO_COLOR (any value) wins; otherwise colour only on a terminal; FORCE_COLOR forces it."""
+    if "NO_COLOR" in os.environ:
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    stream = stream or sys.stdout
+    return bool(getattr(stream, "isatty", lambda: False)()) and os.environ.get("TERM") != "dumb"
+
+
+def paint(text: str, colour: str | None, enabled: bool) -> str:
+    if not enabled or not colour or colour not in _ANSI:
+        return text
+    return f"\x1b[{_ANSI[colour]}m{text}\x1b[0m"
+
+
+def inert(text: str) -> str:
+    """Remove escape sequences and control characters so a rank's output cannot drive the terminal."""
+    return _ESCAPES.sub("", text)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def age(since: float | None, now: float | None = None) -> str:
+    return "-" if since is None else duration((now or time.time()) - since)
+
+
+def clock(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def table(rows: list[list[str]], header: list[str], colours: list[str | None] | None = None, width: int = 0) -> str:
+    """Plain aligned columns (fast at 10,000 rows, unlike a rich Table). The last column is cut to `width`."""
+    colour_on = use_colour()
+    all_rows = [header, *rows]
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(header) - 1)]
+    lines = []
+    for n, row in enumerate(all_rows):
+        cells = [row[i].ljust(widths[i]) for i in range(len(header) - 1)]
+        line = "  ".join([*cells, row[-1]])
+        if width and len(line) > width:
+            line = line[: max(width - 1, 0)] + "…"
+        if n == 0:
+            line = paint(line, "dim", colour_on)
+        elif colours and colours[n - 1]:
+            line = paint(line, colours[n - 1], colour_on)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def terminal_width(stream: TextIO | None = None) -> int:
+    """0 (no cutting) when not a terminal, so piped output keeps whole lines."""
+    stream = stream or sys.stdout
+    if not getattr(stream, "isatty", lambda: False)():
+        return 0
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except OSError:
+        return 0

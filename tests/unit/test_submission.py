@@ -1,0 +1,87 @@
+"""Turning flags into validated job specs with the engine's own checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import BadInputError
+from flf2v_tui.submission import QueueOptions, build_specs, parse_retry_on, parse_seeds, retry_changes
+from storage.spec import engine_argv
+from tests.functional.queue_helpers import write_stub_checkpoint
+
+
+@pytest.fixture
+def given(tmp_path, frames):
+    ckpt = write_stub_checkpoint(tmp_path / "ckpt")
+    return {"task": "flf2v-tiny", "ckpt_dir": str(ckpt), "first_frame": str(frames[0]),
+            "last_frame": str(frames[1]), "prompt": "a bird"}  # fmt: skip
+
+
+def test_seed_lists_and_ranges():
+    assert parse_seeds("1,2, 3", None) == [1, 2, 3]
+    assert parse_seeds(None, "5..7") == [5, 6, 7]
+    assert parse_seeds(None, None) is None
+    for bad in (("1,x", None), (None, "7..5"), (None, "3"), ("1", "1..2"), ("-2", None)):
+        with pytest.raises(BadInputError):
+            parse_seeds(*bad)
+
+
+def test_retry_classes():
+    assert parse_retry_on("comm,killed") == ("comm", "killed")
+    with pytest.raises(BadInputError, match="not allowed"):
+        parse_retry_on("user_input")
+    with pytest.raises(BadInputError, match="unknown failure class"):
+        parse_retry_on("flaky")
+
+
+def test_defaults_are_resolved_into_the_recipe(given):
+    (spec,) = build_specs(given, QueueOptions(gpus=2))
+    assert (spec.size, spec.frame_num, spec.sample_steps, spec.sample_shift) == ("64*64", 9, 8, 16.0)
+    assert spec.offload_model is False  # the engine's default for 2 processes
+    assert spec.base_seed >= 0  # -1 became a concrete seed, so the job reproduces its video
+    assert spec.neg_prompt is None  # the engine's official default, not copied into every row
+    argv = engine_argv(spec.engine_values())
+    assert argv[:2] == ["--task", "flf2v-tiny"] and "--offload_model" in argv and "False" in argv
+
+
+def test_a_sweep_makes_one_spec_per_seed(given, tmp_path):
+    specs = build_specs({**given, "save_file": str(tmp_path / "v-{seed}.mp4")}, QueueOptions(), [3, 4])
+    assert [s.base_seed for s in specs] == [3, 4]
+    assert [s.save_file for s in specs] == [str(tmp_path / "v-3.mp4"), str(tmp_path / "v-4.mp4")]
+    with pytest.raises(BadInputError, match="must contain"):
+        build_specs({**given, "save_file": "v.mp4"}, QueueOptions(), [3, 4])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"size": "100*64"}, "multiples of 16"),
+        ({"frame_num": 10}, "4n\\+1"),
+        ({"sample_steps": 0}, "at least 1"),
+        ({"sample_solver": "euler"}, "unknown sample_solver"),
+        ({"prompt": "  "}, "prompt is empty"),
+        ({"ulysses_size": 3}, "must divide the number of processes"),
+        ({"task": "t2v"}, "unknown task"),
+        ({"first_frame": "/does/not/exist.png"}, "does not exist"),
+    ],
+)
+def test_engine_checks_reject_bad_values(given, change, message):
+    with pytest.raises(BadInputError, match=message):
+        build_specs({**given, **change}, QueueOptions(gpus=2))
+
+
+def test_queue_options_are_checked(given):
+    with pytest.raises(BadInputError, match="multi-node"):
+        build_specs(given, QueueOptions(nodes=2))
+    with pytest.raises(BadInputError, match="--gpus 0"):
+        build_specs(given, QueueOptions(gpus=0))
+
+
+def test_retry_changes_keep_the_recipe(given):
+    (spec,) = build_specs(given, QueueOptions())
+    job = {**spec.engine_values(), "gpus": 1}
+    updates, frames = retry_changes(job, {"base_seed": 7}, None)
+    assert updates["base_seed"] == 7 and frames == []
+    assert "sample_steps" not in updates
+    with pytest.raises(BadInputError, match="4n\\+1"):
+        retry_changes(job, {"frame_num": 8}, None)
