@@ -1,0 +1,46 @@
+"""Fixtures of the queue's functional tests: a private FLF2V_HOME per test, frames, checkpoints, and a guard
+that no process of a test's renders outlives it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.functional.engine_helpers import draw_frame
+from tests.functional.queue_helpers import attempt_processes, write_stub_checkpoint
+
+
+@pytest.fixture
+def qhome(tmp_path: Path) -> Iterator[Path]:
+    """A fresh FLF2V_HOME. On teardown, any render process still tagged with it fails the test (and is killed,
+    so one failure does not cascade)."""
+    home = tmp_path / "flf2v-home"
+    home.mkdir()
+    yield home
+    leftovers = attempt_processes(home)
+    for proc in leftovers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    assert not leftovers, f"render processes outlived the test: {[p.pid for p in leftovers]}"
+
+
+@pytest.fixture(scope="session")
+def qframes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("queue-frames")
+    return draw_frame(folder / "first.png", (64, 64), 0.8, 0), draw_frame(folder / "last.png", (64, 64), 0.2, 60)
+
+
+@pytest.fixture(scope="session")
+def stub_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Passes the submit-time checks; only for the scripted engine, which loads no weights."""
+    return write_stub_checkpoint(tmp_path_factory.mktemp("stub-ckpt"))
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tiny_official_ckpt: Path) -> Path:
+    """The engine's tiny random-weight checkpoint (official layout), shared with the engine's tests."""
+    return Path(tiny_official_ckpt)

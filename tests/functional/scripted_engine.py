@@ -1,0 +1,109 @@
+"""Test-only stand-in for `engine.generate` under torchrun: same flags, same events and log format, and it
+fails on demand in ways the real engine cannot be made to fail on CPU. Never used for a happy path.
+
+The script is read from the prompt, e.g. "script: steps=20 step_s=0.05 fail=sigkill fail_rank=1 fail_at=3".
+  steps, step_s     number and duration of denoise steps
+  fail              sigkill | oom | exit | hang | badinput (nothing: succeed)
+  fail_rank         which rank fails (default 0); fail_at: at which step (default 1)
+  lines_per_s       extra log lines per second per rank while stepping (for the log-following benchmark)
+It does not import torch, so a run costs only torchrun's own start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from engine.cli_args import build_parser
+
+
+def parse_script(prompt: str) -> dict[str, str]:
+    text = prompt.split("script:", 1)[1] if "script:" in prompt else ""
+    return dict(item.split("=", 1) for item in text.split() if "=" in item)
+
+
+class Out:
+    def __init__(self, rank: int, events: str | None, log_dir: str | None) -> None:
+        self.rank = rank
+        self.events = os.open(events, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if events else None
+        self.log = open(Path(log_dir) / f"rank{rank}.log", "a", buffering=1) if log_dir else None  # noqa: SIM115
+
+    def emit(self, kind: str, **fields: object) -> None:
+        if self.events is not None:
+            line = json.dumps({"v": 1, "t": time.time(), "rank": self.rank, "kind": kind, **fields}) + "\n"
+            os.write(self.events, line.encode())
+
+    def job(self, kind: str, **fields: object) -> None:
+        if self.rank == 0:
+            self.emit(kind, **fields)
+
+    def info(self, message: str, level: str = "INFO") -> None:
+        t = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f",{int(t % 1 * 1000):03d}"
+        if self.log:
+            self.log.write(f"[{stamp}] {level}: {message}\n")
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    script = parse_script(args.prompt or "")
+    out = Out(rank, args.events, args.log_dir)
+
+    def on_term(signum: int, _frame: object) -> None:
+        out.emit("error", type="Killed", message=f"stopped by signal {signum}", traceback="", **{"class": "killed"})
+        out.info("Generation failed (killed)", "ERROR")
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    steps, step_s = int(script.get("steps", 4)), float(script.get("step_s", 0.05))
+    fail, fail_rank, fail_at = script.get("fail", ""), int(script.get("fail_rank", 0)), int(script.get("fail_at", 1))
+    lines_per_s = float(script.get("lines_per_s", 0))
+    out.job("start", task=args.task, world_size=world, device="cpu", args=vars(args), engine_version="scripted")
+    out.info(f"Generation job args: {args}")
+    if fail == "badinput" and rank == 0:
+        out.emit("error", type="BadInputError", message="first frame x.png is corrupt", traceback="",
+                 **{"class": "user_input"})  # fmt: skip
+        sys.stderr.write("error: first frame x.png is corrupt\n")
+        return 2
+    out.job("stage", name="denoise", phase="begin")
+    started = time.time()
+    for i in range(1, steps + 1):
+        if fail and rank == fail_rank and i == fail_at:
+            if fail == "sigkill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if fail == "hang":
+                while True:
+                    time.sleep(1)
+            kind = "oom" if fail == "oom" else "engine_error"
+            message = "CUDA out of memory. Tried to allocate 2.00 GiB" if fail == "oom" else "scripted failure"
+            out.emit("error", type="RuntimeError", message=message, traceback="Traceback ...", **{"class": kind})
+            out.info(f"Generation failed ({kind}): {message}", "ERROR")
+            return 1
+        step_start = time.time()
+        deadline = step_start + step_s
+        n = 0
+        while lines_per_s and time.time() < deadline:
+            out.info(f"log line {n} of step {i} " + "x" * 60)
+            n += 1
+            # Paced against the clock, not by fixed sleeps, so the rate holds whatever a write costs.
+            time.sleep(max(0.0, step_start + n / lines_per_s - time.time()))
+        time.sleep(max(0.0, deadline - time.time()))
+        out.job("step", i=i, n=steps, seconds=step_s, eta_seconds=step_s * (steps - i))
+        out.emit("memory", rss=100_000_000 + rank, peak_rss=120_000_000 + rank, step=i)
+        out.info(f"Sampling {i:>3}/{steps} {step_s:.2f} s/it")
+    out.job("stage", name="denoise", phase="end", seconds=round(time.time() - started, 3))
+    if rank == 0 and args.save_file:
+        Path(args.save_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.save_file).write_bytes(b"not a real mp4: the scripted engine's output")
+        out.job("done", output=str(Path(args.save_file).resolve()), frames=9, fps=16, seconds=time.time() - started)
+    out.info("Finished.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

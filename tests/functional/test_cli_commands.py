@@ -1,0 +1,73 @@
+"""The other `flf2v` commands as a user runs them: steering queued jobs, retry with changes, help, gpus, doctor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.functional.queue_helpers import attempt_rows, flf2v, job_row
+
+COMMANDS = ("submit", "retry", "ls", "show", "wait", "logs", "cancel", "hold", "release", "top", "rm", "pause",
+            "resume", "worker", "gpus", "doctor", "demo")  # fmt: skip
+
+
+def submit(home, ckpt, frames, *extra: str) -> int:
+    proc = flf2v(home, "submit", "--task", "flf2v-tiny", "--ckpt_dir", str(ckpt), "--first_frame", str(frames[0]),
+                 "--last_frame", str(frames[1]), "--prompt", "a heron lands", "-q", *extra)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command, qhome):
+    proc = flf2v(qhome, command, "--help")
+    assert proc.returncode == 0 and "Example" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_steering_queued_jobs(qhome, stub_ckpt, qframes):
+    a, b, c = (submit(qhome, stub_ckpt, qframes) for _ in range(3))
+    assert flf2v(qhome, "top", str(c)).returncode == 0
+    assert flf2v(qhome, "hold", str(b)).returncode == 0
+    queued = json.loads(flf2v(qhome, "ls", "--json").stdout)
+    assert [(j["id"], j["display_state"]) for j in queued] == [(c, "queued"), (a, "queued"), (b, "held")]
+    assert flf2v(qhome, "release", str(b)).returncode == 0
+    assert flf2v(qhome, "hold", "999").returncode == 2
+    assert "has not started yet" in flf2v(qhome, "logs", str(a)).stderr
+    assert flf2v(qhome, "cancel", f"{a}..{b}").returncode == 0
+    assert {job_row(qhome, j)["state"] for j in (a, b)} == {"cancelled"}
+    assert flf2v(qhome, "show", str(a)).returncode == 1  # cancelled
+    assert flf2v(qhome, "rm", str(a)).returncode == 0
+    assert not (qhome / "jobs" / str(a)).exists()
+    assert flf2v(qhome, "show", str(a)).returncode == 2
+    plain = flf2v(qhome, "ls", "--all").stdout
+    assert "\x1b[" not in plain and "cancelled" in plain
+
+
+def test_retry_with_changed_flags_keeps_the_history(qhome, stub_ckpt, qframes, tmp_path):
+    job = submit(qhome, stub_ckpt, qframes, "--base_seed", "3")
+    assert flf2v(qhome, "retry", str(job)).returncode == 2  # still queued: nothing to retry
+    flf2v(qhome, "cancel", str(job))
+    new_last = tmp_path / "other.png"
+    new_last.write_bytes(qframes[0].read_bytes())
+    proc = flf2v(qhome, "retry", str(job), "--base_seed", "7", "--sample-steps", "3", "--last_frame", str(new_last),
+                 "--gpus", "2")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    row = job_row(qhome, job)
+    assert (row["state"], row["base_seed"], row["sample_steps"], row["gpus"]) == ("queued", 7, 3, 2)
+    assert row["last_frame_src"] == str(new_last) and row["last_frame"].endswith("last-1.png")
+    assert (qhome / "jobs" / str(job) / "inputs" / "last.png").exists()  # the first recipe's frame is kept
+    flf2v(qhome, "cancel", str(job))
+    bad = flf2v(qhome, "retry", str(job), "--frame_num", "8")
+    assert bad.returncode == 2 and "4n+1" in bad.stderr
+    assert attempt_rows(qhome, job) == []
+
+
+def test_gpus_and_doctor_without_nvidia(qhome):
+    gpus = flf2v(qhome, "gpus")
+    assert gpus.returncode == 0 and "No NVIDIA GPU here" in gpus.stdout and "CPU slots" in gpus.stdout
+    assert json.loads(flf2v(qhome, "gpus", "--json").stdout)["gpus"] == []
+    doctor = flf2v(qhome, "doctor", timeout=180)
+    assert "python" in doctor.stdout and "database" in doctor.stdout and "ffmpeg" in doctor.stdout
+    assert "fix: start one: flf2v worker" in doctor.stdout
+    assert doctor.returncode == (1 if "FAIL" in doctor.stdout else 0)

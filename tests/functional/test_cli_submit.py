@@ -1,0 +1,137 @@
+"""`flf2v submit` as a user runs it: every bad input exits 2 with one line and queues nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from storage.db import connect
+from tests.functional.queue_helpers import REPO, env_for, flf2v, job_row
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, qframes):
+    folder = tmp_path_factory.mktemp("bad-inputs")
+    (folder / "notes.png").write_text("this is text, not an image")
+    (folder / "empty.png").write_bytes(b"")
+    good = qframes[0].read_bytes()
+    (folder / "truncated.png").write_bytes(good[: len(good) // 2])
+    (folder / "a-folder.png").mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def broken_ckpt(tmp_path_factory, stub_ckpt):
+    folder = tmp_path_factory.mktemp("broken") / "ckpt"
+    shutil.copytree(stub_ckpt, folder)
+    (folder / "Wan2.1_VAE.pth").unlink()
+    return folder
+
+
+def base_args(ckpt, frames) -> dict[str, str]:
+    return {"--task": "flf2v-tiny", "--ckpt_dir": str(ckpt), "--first_frame": str(frames[0]),
+            "--last_frame": str(frames[1]), "--prompt": "a bird takes off", "--gpus": "2"}  # fmt: skip
+
+
+def args_list(values: dict[str, str | None]) -> list[str]:
+    out: list[str] = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        out += [key] if value == "" else [key, value]
+    return out
+
+
+BAD = {
+    "no prompt": ({"--prompt": None}, "prompt is empty"),
+    "blank prompt": ({"--prompt": "   "}, "prompt is empty"),
+    "no first frame": ({"--first_frame": None}, "--first_frame is required"),
+    "missing frame": ({"--first_frame": "/no/such/frame.png"}, "does not exist"),
+    "frame is a folder": ({"--first_frame": "{bad}/a-folder.png"}, "is not a file"),
+    "frame is text": ({"--last_frame": "{bad}/notes.png"}, "not an image format"),
+    "empty frame": ({"--first_frame": "{bad}/empty.png"}, "is empty"),
+    "truncated frame": ({"--first_frame": "{bad}/truncated.png"}, "corrupt or truncated"),
+    "size off the grid": ({"--size": "100*64"}, "multiples of 16"),
+    "size malformed": ({"--size": "big"}, "WIDTH\\*HEIGHT"),
+    "14B size": ({"--task": "flf2v-14B", "--size": "640*640"}, "not supported by flf2v-14B"),
+    "frame count": ({"--frame_num": "10"}, "4n\\+1"),
+    "frame count type": ({"--frame_num": "ten"}, "frame_num.*integer"),
+    "zero steps": ({"--sample_steps": "0"}, "at least 1"),
+    "shift": ({"--sample_shift": "0"}, "sample_shift"),
+    "guide scale": ({"--sample_guide_scale": "-1"}, "sample_guide_scale"),
+    "solver": ({"--sample_solver": "euler"}, "unknown sample_solver"),
+    "task": ({"--task": "t2v-1.3B"}, "unknown task"),
+    "no checkpoint": ({"--task": "flf2v-14B", "--size": "1280*720", "--ckpt_dir": None}, "--ckpt_dir is required"),
+    "checkpoint missing": ({"--ckpt_dir": "/no/such/ckpt"}, "does not exist"),
+    "checkpoint incomplete": ({"--ckpt_dir": "{broken}"}, "Wan2.1_VAE.pth \\(missing\\)"),
+    "ulysses": ({"--ulysses_size": "3"}, "must divide the number of processes"),
+    "ring": ({"--ring_size": "2"}, "ring attention"),
+    "offload": ({"--offload_model": "maybe"}, "True or False"),
+    "no gpus": ({"--gpus": "0"}, "at least 1"),
+    "nodes": ({"--nodes": "2"}, "multi-node"),
+    "unknown dependency": ({"--after": "999"}, "no job 999"),
+    "retry user input": ({"--retry-on": "user_input"}, "not allowed"),
+    "seeds": ({"--seeds": "1,x"}, "whole numbers"),
+    "sweep output": ({"--seeds": "1,2", "--save_file": "out.mp4"}, "\\{seed\\}"),
+    "negative backoff": ({"--retry-backoff": "-1"}, "retry-backoff"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_exits_2_and_queues_nothing(case, qhome, stub_ckpt, qframes, bad_files, broken_ckpt):
+    change, message = BAD[case]
+    values = base_args(stub_ckpt, qframes)
+    for key, value in change.items():
+        values[key] = None if value is None else value.format(bad=bad_files, broken=broken_ckpt)
+    proc = flf2v(qhome, "submit", *args_list(values))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert re.search(message, proc.stderr), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: ")
+    conn = connect(qhome / "flf2v.db")
+    assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+    conn.close()
+    assert not (qhome / "jobs").exists() or not list((qhome / "jobs").iterdir())
+
+
+def test_submit_copies_inputs_and_sweeps(qhome, stub_ckpt, qframes, tmp_path):
+    first = tmp_path / "mine.png"
+    shutil.copy(qframes[0], first)
+    values = {**base_args(stub_ckpt, qframes), "--first-frame": str(first), "--first_frame": None}
+    proc = flf2v(qhome, "submit", *args_list(values), "--seeds", "5,6,7", "--label", "sweep", "--json")
+    assert proc.returncode == 0, proc.stderr
+    ids = json.loads(proc.stdout)["ids"]
+    assert len(ids) == 3
+    first.unlink()  # the original goes away; the jobs keep their copies
+    rows = [job_row(qhome, i) for i in ids]
+    assert [r["base_seed"] for r in rows] == [5, 6, 7]
+    assert all(os.path.exists(r["first_frame"]) and r["first_frame_src"] == str(first) for r in rows)
+    assert len({r["first_frame"] for r in rows}) == 3
+    listing = json.loads(flf2v(qhome, "ls", "--label", "sweep", "--json").stdout)
+    assert [j["id"] for j in listing] == ids and all(j["labels"] == ["sweep"] for j in listing)
+
+
+def test_ls_and_submit_never_import_torch(qhome, stub_ckpt, qframes):
+    code = (
+        "import sys\n"
+        "from flf2v_tui.cli import app\n"
+        "for argv in (sys.argv[1:], ['ls'], ['show', '1'], ['ls', '--json']):\n"
+        "    try:\n"
+        "        app(argv, standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = [m for m in ('torch', 'sqlmodel', 'sqlalchemy', 'numpy') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "submit", *args_list(base_args(stub_ckpt, qframes))],
+        capture_output=True, text=True, env=env_for(qhome), cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout, proc.stdout
+    assert "queued job 1" in proc.stdout

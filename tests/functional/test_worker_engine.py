@@ -1,0 +1,154 @@
+"""The queue with the real engine: 2 CPU ranks under real torchrun, the tiny checkpoint, real mp4s.
+
+A "slow" job is made long enough to interrupt mid-denoise with more steps and frames, never with sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import imageio_ffmpeg
+import psutil
+import pytest
+
+from flf2v_tui.demo import DEMO_FRAMES
+from tests.functional.queue_helpers import (
+    attempt_processes,
+    attempt_rows,
+    flf2v,
+    job_row,
+    start_worker,
+    stop,
+    wait_for,
+)
+
+QUICK = ("--size", "64*64", "--frame_num", "9", "--sample_steps", "4")
+# dpm++: unipc fails past ~70 steps (repeated int timesteps; reported to the engine owner).
+SLOW = ("--size", "128*128", "--frame_num", "17", "--sample_steps", "400", "--sample_solver", "dpm++")
+
+pytestmark = pytest.mark.slow
+
+
+def submit(home: Path, ckpt: Path, frames: tuple[Path, Path], shape: tuple[str, ...], *extra: str) -> int:
+    proc = flf2v(home, "submit", "--task", "flf2v-tiny", "--ckpt_dir", str(ckpt), "--first_frame", str(frames[0]),
+                 "--last_frame", str(frames[1]), "--prompt", "a small blue bird takes off", "--gpus", "2",
+                 "--base_seed", "42", *shape, "-q", *extra)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.strip())
+
+
+def denoising(home: Path, job_id: int, number: int = 1) -> bool:
+    rows = attempt_rows(home, job_id)
+    return len(rows) >= number and rows[number - 1]["stage"] == "denoise" and (rows[number - 1]["step"] or 0) >= 2
+
+
+def test_end_to_end(qhome, tiny_ckpt, qframes):
+    job = submit(qhome, tiny_ckpt, qframes, QUICK)
+    run = flf2v(qhome, "worker", "--once", timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    row, (attempt,) = job_row(qhome, job), attempt_rows(qhome, job)
+    assert row["state"] == "succeeded", run.stdout
+    video = Path(row["output_path"])
+    assert video.parent == qhome.resolve() / "videos" and video.suffix == ".mp4"
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
+    assert frames == 9
+    complete = (
+        "worker_host", "worker_pid", "worker_started", "pgid", "pgid_started", "gpus", "master_port",
+        "log_dir", "save_file", "engine_version", "sec_per_it", "progress_at", "started_at", "ended_at",
+    )  # fmt: skip
+    assert [f for f in complete if attempt[f] in (None, "")] == []
+    assert (attempt["state"], attempt["exit_code"], attempt["device"], attempt["nproc"]) == ("succeeded", 0, "cpu", 2)
+    assert (attempt["step"], attempt["steps_total"], attempt["stage"]) == (4, 4, "done")
+    assert attempt["failure_class"] is None and attempt["failing_rank"] is None
+    assert set(json.loads(attempt["peak_memory"])) == {"0", "1"}
+    stages = json.loads(attempt["stage_seconds"])
+    assert {"load_transformer", "denoise", "decode", "save"} <= set(stages)
+    folder = Path(attempt["log_dir"])
+    assert {"rank0.log", "rank1.log", "events.jsonl", "torchrun.log", "command.txt", "exit.json"} <= {
+        p.name for p in folder.iterdir()
+    }
+    assert "--nproc_per_node=2" in (folder / "command.txt").read_text()
+    shown = flf2v(qhome, "show", str(job))
+    assert shown.returncode == 0 and "succeeded" in shown.stdout
+    assert "Finished." in flf2v(qhome, "logs", str(job), "--rank", "1").stdout
+
+
+def test_cancel_during_denoise_leaves_nothing_behind(qhome, tiny_ckpt, qframes):
+    slow = submit(qhome, tiny_ckpt, qframes, SLOW)
+    quick = submit(qhome, tiny_ckpt, qframes, QUICK)
+    worker = start_worker(qhome, "--kill-grace", "20")
+    try:
+        wait_for(lambda: denoising(qhome, slow), timeout=180, what="the denoise stage")
+        assert "cancel requested" in flf2v(qhome, "cancel", str(slow)).stdout
+        wait_for(lambda: job_row(qhome, slow)["state"] == "cancelled", timeout=60, what="the cancel")
+        tag = f"{qhome.resolve()}#{attempt_rows(qhome, slow)[0]['id']}"
+        left = lambda: [p for p in attempt_processes(qhome) if p.environ().get("FLF2V_ATTEMPT") == tag]  # noqa: E731
+        wait_for(lambda: not left(), timeout=10, what="no process of the cancelled render left")
+        # The single CPU slot was given back: the next job runs and finishes.
+        wait_for(lambda: job_row(qhome, quick)["state"] in ("succeeded", "failed"), timeout=180, what="the next job")
+        assert job_row(qhome, quick)["state"] == "succeeded"
+    finally:
+        stop(worker)
+    attempt = attempt_rows(qhome, slow)[0]
+    assert attempt["state"] == "cancelled" and attempt["ended_at"]
+    assert attempt_processes(qhome) == []
+
+
+def test_worker_killed_mid_render_then_a_new_worker_reattaches(qhome, tiny_ckpt, qframes):
+    job = submit(qhome, tiny_ckpt, qframes, SLOW)
+    worker = start_worker(qhome)
+    wait_for(lambda: denoising(qhome, job), timeout=180, what="the denoise stage")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    step_at_kill = attempt_rows(qhome, job)[0]["step"]
+    assert attempt_processes(qhome), "the render must survive its worker"
+    assert "interrupted" in flf2v(qhome, "ls").stdout
+    run = flf2v(qhome, "worker", "--once", timeout=300)
+    assert "re-attached" in run.stdout, run.stdout
+    (attempt,) = attempt_rows(qhome, job)
+    assert job_row(qhome, job)["state"] == "succeeded" and attempt["state"] == "succeeded"
+    assert attempt["step"] == 400 > step_at_kill
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(job_row(qhome, job)["output_path"])
+    assert frames == 17
+
+
+def _rank_process(home: Path, rank: int) -> psutil.Process | None:
+    for proc in attempt_processes(home):
+        try:
+            env, cmd = proc.environ(), " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if env.get("RANK") == str(rank) and "engine.generate" in cmd:
+            return proc
+    return None
+
+
+def test_kill_one_rank_records_class_and_rank_then_retries(qhome, tiny_ckpt, qframes):
+    job = submit(qhome, tiny_ckpt, qframes, SLOW, "--retry-on", "killed", "--retries", "1", "--retry-backoff", "0")
+    worker = start_worker(qhome, "--once")
+    try:
+        wait_for(lambda: denoising(qhome, job), timeout=180, what="the denoise stage")
+        rank1 = wait_for(lambda: _rank_process(qhome, 1), timeout=10, what="rank 1")
+        rank1.send_signal(signal.SIGKILL)
+        assert worker.wait(timeout=300) == 0
+    finally:
+        stop(worker)
+    first, second = attempt_rows(qhome, job)
+    assert (first["state"], first["failure_class"], first["failing_rank"], first["exit_code"]) == (
+        "failed", "killed", 1, -9,
+    )  # fmt: skip
+    assert second["state"] == "succeeded" and job_row(qhome, job)["state"] == "succeeded"
+    shown = flf2v(qhome, "show", str(job)).stdout
+    assert "killed" in shown and "#2" in shown
+
+
+def test_demo(qhome):
+    proc = flf2v(qhome, "demo", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    video = proc.stdout.strip().splitlines()[-1].removeprefix("video: ")
+    assert Path(video).exists() and video.endswith(".mp4")
+    assert "succeeded" in proc.stdout and "attempts" in proc.stdout
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(video)
+    assert frames == DEMO_FRAMES
