@@ -55,7 +55,7 @@ class NvmlSource:
             try:
                 pynvml.nvmlInit()
             except pynvml.NVMLError as exc:
-                raise GpuUnavailable(f"NVML is not available ({exc}); no NVIDIA driver on this machine?") from None
+                raise GpuUnavailable(f"NVML is not available ({exc}): no NVIDIA driver on this machine") from None
             self._ready = True
         return pynvml
 
