@@ -174,6 +174,7 @@ class Video(SQLModel, table=True):
     tags: str = "[]"
     notes: str = ""
     created_at: float
+    files: str = "{}"
 
 
 def make_engine(home: Home) -> Engine:

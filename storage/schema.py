@@ -169,6 +169,27 @@ CREATE INDEX videos_created ON videos (created_at);
 CREATE INDEX videos_job ON videos (job_id);
 """
 
+# Full-text search over what people remember a video by (its prompt, tags and notes), kept in step with the
+# videos table by triggers so that no writer can forget it. `files` names the thumbnails, contact sheet,
+# sidecar and input-frame copies that belong to a row.
+_V3_CATALOGUE_SEARCH = """
+ALTER TABLE videos ADD COLUMN files TEXT NOT NULL DEFAULT '{}';
+CREATE VIRTUAL TABLE videos_fts USING fts5 (prompt, tags, notes, content = 'videos', content_rowid = 'id');
+INSERT INTO videos_fts (rowid, prompt, tags, notes) SELECT id, prompt, tags, notes FROM videos;
+CREATE TRIGGER videos_fts_insert AFTER INSERT ON videos BEGIN
+    INSERT INTO videos_fts (rowid, prompt, tags, notes) VALUES (new.id, new.prompt, new.tags, new.notes);
+END;
+CREATE TRIGGER videos_fts_delete AFTER DELETE ON videos BEGIN
+    INSERT INTO videos_fts (videos_fts, rowid, prompt, tags, notes)
+        VALUES ('delete', old.id, old.prompt, old.tags, old.notes);
+END;
+CREATE TRIGGER videos_fts_update AFTER UPDATE OF prompt, tags, notes ON videos BEGIN
+    INSERT INTO videos_fts (videos_fts, rowid, prompt, tags, notes)
+        VALUES ('delete', old.id, old.prompt, old.tags, old.notes);
+    INSERT INTO videos_fts (rowid, prompt, tags, notes) VALUES (new.id, new.prompt, new.tags, new.notes);
+END;
+"""
+
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
-MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE)
+MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH)
 LATEST = len(MIGRATIONS)

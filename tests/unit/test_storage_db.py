@@ -94,7 +94,11 @@ def _seed_v2(conn: sqlite3.Connection) -> None:
     )
 
 
-SEEDS = {1: _seed_v1, 2: _seed_v2}
+def _seed_v3(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE videos SET tags = '[\"sunrise\"]', files = '{\"sheet\": \"/s.png\"}'")
+
+
+SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3}
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -126,6 +130,12 @@ def test_migrations_from_every_earlier_version(tmp_path, start):
         assert upgraded.execute("SELECT peak_memory FROM attempts").fetchone()[0] == '{"0": 5}'
     if start >= 2:
         assert upgraded.execute("SELECT rating FROM videos").fetchone()[0] == 4
+        # Rows from before the search index existed are found by it.
+        found = upgraded.execute("SELECT rowid FROM videos_fts WHERE videos_fts MATCH 'kept'").fetchall()
+        assert len(found) == 1
+    if start >= 3:
+        assert upgraded.execute("SELECT files FROM videos").fetchone()[0] == '{"sheet": "/s.png"}'
+        assert upgraded.execute("SELECT rowid FROM videos_fts WHERE videos_fts MATCH 'sunrise'").fetchall()
     assert upgraded.execute("PRAGMA foreign_key_check").fetchall() == []
     assert len(MIGRATIONS) == LATEST
 
