@@ -111,7 +111,8 @@ def ls_json(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _params(job: dict[str, Any]) -> list[tuple[str, str]]:
+def job_params(job: dict[str, Any]) -> list[tuple[str, str]]:
+    """The recipe's engine parameters worth showing, as (name, text)."""
     keys = (
         "task", "size", "frame_num", "sample_steps", "sample_shift", "sample_guide_scale", "sample_solver",
         "base_seed", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "ckpt_dir",
@@ -119,6 +120,33 @@ def _params(job: dict[str, Any]) -> list[tuple[str, str]]:
     )  # fmt: skip
     bools = ("offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu")
     return [(k, str(bool(job[k])) if k in bools else str(job[k])) for k in keys if job.get(k) not in (None, "")]
+
+
+ATTEMPT_HEADER = ["#", "STATE", "STARTED", "TOOK", "SLOTS", "PORT", "EXIT", "RANK", "CLASS", "PEAK", "LOGS"]
+
+
+def attempt_rows(attempts: list[dict[str, Any]], now: float) -> list[list[str]]:
+    """One row of text per attempt, in the columns of ATTEMPT_HEADER (shared by `show` and the TUI)."""
+    rows = []
+    for a in attempts:
+        ended = a.get("ended_at") or now
+        peak = max((int(v) for v in a["peak_memory"].values()), default=None)
+        rows.append(
+            [
+                f"#{a['number']}",
+                a["state"],
+                clock(a["started_at"]),
+                duration(ended - a["started_at"]),
+                f"{a['device']}:{a['gpus']}",
+                str(a.get("master_port") or "-"),
+                "-" if a.get("exit_code") is None else str(a["exit_code"]),
+                "-" if a.get("failing_rank") is None else str(a["failing_rank"]),
+                a.get("failure_class") or "-",
+                human_bytes(peak) if peak else "-",
+                a["log_dir"],
+            ]
+        )
+    return rows
 
 
 def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
@@ -142,7 +170,7 @@ def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
     if job.get("output_path"):
         lines.append(f"  output     {job['output_path']}")
     lines.append("  parameters")
-    lines += [f"    {k:<19}{v}" for k, v in _params(job)]
+    lines += [f"    {k:<19}{v}" for k, v in job_params(job)]
     if latest and latest.get("state") == "running":
         lines.append("  progress")
         step = f"{latest.get('step') or 0}/{latest.get('steps_total') or '?'}"
@@ -151,27 +179,7 @@ def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
         lines.append(f"    stage {latest.get('stage') or 'starting'}, step {step}, {spi}, ETA {eta}")
     if attempts:
         lines.append("  attempts")
-        rows = []
-        for a in attempts:
-            ended = a.get("ended_at") or now
-            peak = max((int(v) for v in a["peak_memory"].values()), default=None)
-            rows.append(
-                [
-                    f"#{a['number']}",
-                    a["state"],
-                    clock(a["started_at"]),
-                    duration(ended - a["started_at"]),
-                    f"{a['device']}:{a['gpus']}",
-                    str(a.get("master_port") or "-"),
-                    "-" if a.get("exit_code") is None else str(a["exit_code"]),
-                    "-" if a.get("failing_rank") is None else str(a["failing_rank"]),
-                    a.get("failure_class") or "-",
-                    human_bytes(peak) if peak else "-",
-                    a["log_dir"],
-                ]
-            )
-        header = ["#", "STATE", "STARTED", "TOOK", "SLOTS", "PORT", "EXIT", "RANK", "CLASS", "PEAK", "LOGS"]
-        lines += ["    " + line for line in table(rows, header).splitlines()]
+        lines += ["    " + line for line in table(attempt_rows(attempts, now), ATTEMPT_HEADER).splitlines()]
         if latest.get("failure_message"):
             lines.append(f"  last error {latest['failure_message'].splitlines()[0][:300]}")
         if latest.get("stage_seconds"):

@@ -10,6 +10,8 @@ import argparse
 import contextlib
 import io
 import random
+import shutil
+import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,9 @@ from typing import Any
 from engine.checks import check_checkpoint, check_image
 from engine.cli_args import apply_defaults, build_parser, validate
 from engine.errors import BadInputError
+from storage.jobs import require_job
+from storage.ops import requeue
+from storage.paths import Home
 from storage.spec import ENGINE_FLAGS, RETRYABLE_CLASSES, JobSpec, engine_argv
 
 PATH_FLAGS = ("first_frame", "last_frame", "ckpt_dir", "save_file")
@@ -192,3 +197,56 @@ def retry_changes(job: dict[str, Any], given: dict[str, Any], gpus: int | None) 
         updates["gpus"] = gpus
     new_frames = [flag for flag in ("first_frame", "last_frame") if flag in changed]
     return updates, new_frames
+
+
+def fill_tiny_checkpoint(home: Home, given: dict[str, Any]) -> None:
+    """flf2v-tiny without --ckpt_dir means the embedded checkpoint, written on first use."""
+    if given.get("task") == "flf2v-tiny" and not given.get("ckpt_dir"):
+        from flf2v_tui.tiny import ensure_tiny_checkpoint
+
+        given["ckpt_dir"] = str(ensure_tiny_checkpoint(home))
+
+
+def _copy_new_frames(home: Home, job: dict[str, Any], flags: list[str], updates: dict[str, Any]) -> list[Path]:
+    copies = []
+    inputs = home.inputs_dir(job["id"])
+    inputs.mkdir(parents=True, exist_ok=True)
+    for flag in flags:
+        source = Path(updates[flag])
+        role = flag.split("_")[0]
+        target = inputs / f"{role}-{job['attempts_count'] + 1}{source.suffix.lower() or '.img'}"
+        try:
+            shutil.copyfile(source, target)
+        except OSError as exc:
+            raise BadInputError(f"could not copy {source} into {inputs} ({exc})") from None
+        updates[f"{flag}_src"] = str(source)
+        updates[flag] = str(target)
+        copies.append(target)
+    return copies
+
+
+def retry_job(
+    conn: sqlite3.Connection,
+    home: Home,
+    job_id: int,
+    given: dict[str, Any],
+    gpus: int | None = None,
+    priority: int | None = None,
+    hold: bool = False,
+) -> str:
+    """Queue a finished job again with the user's changes (validated like a submit); returns what happened."""
+    job = require_job(conn, job_id)
+    if job["state"] not in ("succeeded", "failed", "cancelled"):
+        raise BadInputError(f"job {job_id} is {job['state']}; only finished jobs can be retried")
+    updates, new_frames = retry_changes(job, given, gpus)
+    copies = _copy_new_frames(home, job, new_frames, updates)
+    if priority is not None:
+        updates["priority"] = priority
+    if hold:
+        updates["held"] = 1
+    try:
+        return requeue(conn, job_id, updates)
+    except BaseException:
+        for copy in copies:
+            copy.unlink(missing_ok=True)
+        raise

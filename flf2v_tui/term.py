@@ -9,8 +9,11 @@ import time
 from typing import TextIO
 
 _ANSI = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "magenta": "35", "cyan": "36", "dim": "2"}
-# CSI, OSC (terminated by BEL or ST), other two-byte ESC sequences, then the remaining C0 controls.
-_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+# CSI, OSC (terminated by BEL or ST), other two-byte ESC sequences, then the remaining C0 controls and the
+# C1 controls (U+0080-U+009F: some terminals take U+009B as CSI and U+009D as OSC, without any ESC).
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
 
 
 def use_colour(stream: TextIO | None = None) -> bool:

@@ -95,3 +95,16 @@ def set_paused(conn: sqlite3.Connection, paused: bool) -> None:
     with write_tx(conn):
         set_setting(conn, "paused", "1" if paused else "0")
         set_setting(conn, "paused_at", str(time.time()))
+
+
+def gpu_holders(conn: sqlite3.Connection) -> dict[int, int]:
+    """GPU index -> id of the job whose attempt holds it, from the live workers' pools."""
+    holders: dict[int, int] = {}
+    for w in live_workers(conn):
+        if w["pool"].get("device") != "cuda":
+            continue
+        for slot, attempt_id in w["pool"].get("busy", {}).items():
+            row = conn.execute("SELECT job_id FROM attempts WHERE id = ?", (int(attempt_id),)).fetchone()
+            if row:
+                holders[int(slot)] = int(row[0])
+    return holders

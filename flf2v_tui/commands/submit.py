@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from engine.errors import BadInputError
 from flf2v_tui.commands.common import handles_errors, open_home, parse_ids, print_json
 from flf2v_tui.commands.options import engine_values, with_engine_options
-from flf2v_tui.submission import QueueOptions, build_specs, parse_retry_on, parse_seeds, retry_changes
-from storage.jobs import insert_jobs, require_job
-from storage.ops import requeue
-from storage.paths import Home
+from flf2v_tui.submission import (
+    QueueOptions,
+    build_specs,
+    fill_tiny_checkpoint,
+    parse_retry_on,
+    parse_seeds,
+    retry_job,
+)
+from storage.jobs import insert_jobs
 
 _Q = "Queue options"
 
@@ -25,13 +27,6 @@ SUBMIT_EPILOG = """Examples:
 
   flf2v submit --task flf2v-tiny --first_frame a.png --last_frame b.png --prompt "x" --seeds 1,2,3 --label sweep
 """
-
-
-def _tiny_default(home: Home, given: dict[str, Any]) -> None:
-    if given.get("task") == "flf2v-tiny" and not given.get("ckpt_dir"):
-        from flf2v_tui.tiny import ensure_tiny_checkpoint
-
-        given["ckpt_dir"] = str(ensure_tiny_checkpoint(home))
 
 
 def _after(values: list[str] | None) -> list[int]:
@@ -74,7 +69,7 @@ def submit(
     """Validate a render and queue it (one job, or one per seed). Bad input exits 2 and queues nothing."""
     home, conn = open_home()
     given = engine_values(kwargs)
-    _tiny_default(home, given)
+    fill_tiny_checkpoint(home, given)
     queue = QueueOptions(
         gpus=gpus,
         nodes=nodes,
@@ -98,24 +93,6 @@ def submit(
         typer.echo(f"queued {len(ids)} jobs: {ids[0]}..{ids[-1]}" + (" (held)" if hold else ""))
 
 
-def _copy_new_frames(home: Home, job: dict[str, Any], flags: list[str], updates: dict[str, Any]) -> list[Path]:
-    copies = []
-    inputs = home.inputs_dir(job["id"])
-    inputs.mkdir(parents=True, exist_ok=True)
-    for flag in flags:
-        source = Path(updates[flag])
-        role = flag.split("_")[0]
-        target = inputs / f"{role}-{job['attempts_count'] + 1}{source.suffix.lower() or '.img'}"
-        try:
-            shutil.copyfile(source, target)
-        except OSError as exc:
-            raise BadInputError(f"could not copy {source} into {inputs} ({exc})") from None
-        updates[f"{flag}_src"] = str(source)
-        updates[flag] = str(target)
-        copies.append(target)
-    return copies
-
-
 @handles_errors
 @with_engine_options
 def retry(
@@ -129,21 +106,7 @@ def retry(
     home, conn = open_home()
     given = engine_values(kwargs)
     for job_id in parse_ids(job_ids):
-        job = require_job(conn, job_id)
-        if job["state"] not in ("succeeded", "failed", "cancelled"):
-            raise BadInputError(f"job {job_id} is {job['state']}; only finished jobs can be retried")
-        updates, new_frames = retry_changes(job, dict(given), gpus)
-        copies = _copy_new_frames(home, job, new_frames, updates)
-        if priority is not None:
-            updates["priority"] = priority
-        if hold:
-            updates["held"] = 1
-        try:
-            typer.echo(requeue(conn, job_id, updates))
-        except BaseException:
-            for copy in copies:
-                copy.unlink(missing_ok=True)
-            raise
+        typer.echo(retry_job(conn, home, job_id, dict(given), gpus=gpus, priority=priority, hold=hold))
 
 
 def register(app: typer.Typer) -> None:

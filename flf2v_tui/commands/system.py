@@ -11,7 +11,7 @@ import typer
 from engine.errors import BadInputError
 from flf2v_tui.commands.common import die, handles_errors, open_home, print_json
 from flf2v_tui.term import human_bytes, paint, table, use_colour
-from storage.workers import live_workers
+from storage.workers import gpu_holders, live_workers
 
 
 def _overlap(conn: object, slots: list[str]) -> str | None:
@@ -96,15 +96,7 @@ def gpus(json_out: Annotated[bool, typer.Option("--json", help="machine-readable
         reason = "" if devices else "NVML works but sees no GPU"
     except GpuUnavailable as exc:
         devices, reason = [], str(exc)
-    holders: dict[str, int] = {}
-    for w in live_workers(conn):
-        if w["pool"].get("device") == "cuda":
-            holders.update({str(k): int(v) for k, v in w["pool"].get("busy", {}).items()})
-    jobs = {}
-    for slot, attempt_id in holders.items():
-        row = conn.execute("SELECT job_id FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
-        if row:
-            jobs[slot] = row[0]
+    jobs = {str(slot): job for slot, job in gpu_holders(conn).items()}
     if json_out:
         print_json({"gpus": [{**d.to_json(), "job": jobs.get(str(d.index))} for d in devices], "reason": reason})
         return

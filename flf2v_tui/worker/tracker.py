@@ -38,7 +38,7 @@ class Tracker:
         """Read new events; True when something a reader would want to see changed."""
         changed = False
         for event in self.tail.poll():
-            changed |= self._apply(event)
+            changed |= self.apply(event)
         if changed:
             self.progress_at = now
         return changed
@@ -58,7 +58,7 @@ class Tracker:
             self.progress_at = now
         return grew
 
-    def _apply(self, e: dict[str, Any]) -> bool:
+    def apply(self, e: dict[str, Any]) -> bool:
         kind = e.get("kind")
         rank = str(e.get("rank", 0))
         if kind == "start":
