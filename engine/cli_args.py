@@ -6,6 +6,7 @@ The app validates a submission with the same functions before it queues anything
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import NoReturn
 
@@ -88,6 +89,11 @@ def build_parser(prog: str = "python -m engine.generate") -> argparse.ArgumentPa
     p.add_argument(
         "--preview_every", type=int, default=0, help="write a small preview PNG of the latent every k steps (0: off)"
     )
+    p.add_argument(
+        "--preview_dir",
+        default=None,
+        help="folder of the preview PNGs (default: previews/ beside --events, else beside --log_dir's logs)",
+    )
     return p
 
 
@@ -114,6 +120,9 @@ def apply_defaults(args: argparse.Namespace, world_size: int) -> argparse.Namesp
         args.offload_model = world_size == 1
     if args.neg_prompt is None or not args.neg_prompt.strip():
         args.neg_prompt = task.neg_prompt
+    if args.preview_every and args.preview_dir is None:
+        beside = args.events and os.path.dirname(os.path.abspath(args.events))
+        args.preview_dir = os.path.join(beside or args.log_dir or os.getcwd(), "previews")
     return args
 
 

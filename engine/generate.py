@@ -110,10 +110,12 @@ def run(args: argparse.Namespace) -> int:
             offload=args.offload_model,
             cfg_batch=args.cfg_batch,
             t5_cpu=args.t5_cpu,
+            preview_every=args.preview_every,
+            preview_dir=args.preview_dir,
         )
         video = pipeline.generate(request)
         if runtime.is_main and video is not None:
-            _save(args, task, video, reporter, started)
+            _save(args, task, layout, seed, video, reporter, started)
         runtime.barrier()
         log.info("Finished.")
         return EXIT_OK
@@ -132,7 +134,16 @@ def run(args: argparse.Namespace) -> int:
         runtime.close()
 
 
-def _save(args: argparse.Namespace, task: TaskConfig, video: torch.Tensor, reporter: Reporter, started: float) -> None:
+def _save(
+    args: argparse.Namespace,
+    task: TaskConfig,
+    layout: CheckpointLayout,
+    seed: int,
+    video: torch.Tensor,
+    reporter: Reporter,
+    started: float,
+) -> None:
+    from engine.recipe import build_recipe, checkpoint_fingerprint, recipe_comment
     from engine.video import default_file_name, to_uint8_frames, write_mp4
 
     out = (
@@ -143,7 +154,11 @@ def _save(args: argparse.Namespace, task: TaskConfig, video: torch.Tensor, repor
     with reporter.stage("save"):
         log.info(f"Saving generated video to {out}")
         frames = to_uint8_frames(video)
-        path = write_mp4(frames, out, fps=task.sample_fps)
+        files = [path for paths in layout.files.values() for path in paths]
+        fingerprint = checkpoint_fingerprint(layout.root, files)
+        recipe = build_recipe(vars(args), seed, reporter.runtime.world_size, __version__, fingerprint)
+        # The recipe travels inside the mp4, so a copied or renamed video still says how it was made.
+        path = write_mp4(frames, out, fps=task.sample_fps, metadata={"comment": recipe_comment(recipe)})
         if args.dump_video:
             import numpy as np
 
@@ -154,6 +169,9 @@ def _save(args: argparse.Namespace, task: TaskConfig, video: torch.Tensor, repor
         frames=int(frames.shape[0]),
         fps=task.sample_fps,
         seconds=round(time.time() - started, 3),
+        width=int(frames.shape[2]),
+        height=int(frames.shape[1]),
+        recipe=recipe,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,6 +18,7 @@ from PIL import Image
 from engine import conditioning as C
 from engine import loaders
 from engine.checks import CheckpointLayout
+from engine.preview import LatentPreviewer, fit_projection
 from engine.reporting import Reporter
 from engine.runtime import Runtime
 from engine.sampler import Conditioning, denoise
@@ -58,6 +60,8 @@ class GenerationRequest:
     offload: bool
     cfg_batch: bool = True
     t5_cpu: bool = False
+    preview_every: int = 0
+    preview_dir: str | None = None
 
 
 class FLF2VPipeline:
@@ -127,6 +131,7 @@ class FLF2VPipeline:
             video = C.condition_video(first, last, req.frame_num, height, width)
             latent_cond = self._vae_encode(video.to(dev, self.precision.vae))
             condition = torch.cat([C.frame_mask(req.frame_num, lat_h, lat_w).to(dev), latent_cond])
+            previewer = self._previewer(req)
 
         # The noise comes from a generator on the compute device, as in the official code.
         generator = torch.Generator(device=dev).manual_seed(req.seed)
@@ -146,8 +151,10 @@ class FLF2VPipeline:
                 req.guide_scale,
                 req.cfg_batch,
                 autocast_dtype=self.precision.dit if dev.type == "cuda" else None,
-                on_step=lambda i, n, s, _lat: self.reporter.step(i, n, s),
+                on_step=lambda i, n, s, lat: self._after_step(i, n, s, lat, previewer),
             )
+            if previewer is not None:
+                previewer.close()
             if req.offload:
                 m["transformer"].to("cpu")
                 gc.collect()
@@ -159,6 +166,24 @@ class FLF2VPipeline:
                 video_out = self._vae_decode(latent)
         self.runtime.barrier()
         return video_out
+
+    def _previewer(self, req: GenerationRequest) -> LatentPreviewer | None:
+        """Rank 0 only; the projection is fitted to this checkpoint's VAE once per job (see engine/preview.py)."""
+        if not req.preview_every or not req.preview_dir or not self.runtime.is_main:
+            return None
+        projection = fit_projection(self._vae_encode, self.task.vae_stride[1], self.device)
+
+        def written(step: int, path: Path) -> None:
+            self.reporter.emit("preview", step=step, path=str(path))
+
+        return LatentPreviewer(projection, req.preview_every, Path(req.preview_dir), written)
+
+    def _after_step(
+        self, i: int, n: int, seconds: float, latent: torch.Tensor, previewer: LatentPreviewer | None
+    ) -> None:
+        self.reporter.step(i, n, seconds)
+        if previewer is not None:
+            previewer(i, n, latent)
 
     def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.models["vae"].config

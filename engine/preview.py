@@ -108,3 +108,25 @@ class PreviewWriter:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
+
+
+class LatentPreviewer:
+    """Every `every` steps (and at the last one), the current latent as a small PNG, reported by `on_written`."""
+
+    def __init__(
+        self,
+        projection: tuple[torch.Tensor, torch.Tensor],
+        every: int,
+        folder: Path,
+        on_written: Callable[[int, Path], None],
+    ) -> None:
+        self.weight, self.bias = projection
+        self.every = every
+        self.writer = PreviewWriter(folder, on_written)
+
+    def __call__(self, step: int, total: int, latent: torch.Tensor) -> None:
+        if step % self.every == 0 or step == total:
+            self.writer.submit(step, latent_to_rgb(latent, self.weight, self.bias))
+
+    def close(self) -> None:
+        self.writer.close()

@@ -56,6 +56,9 @@ OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
         "stage": (str,),
         "step": (int,),
     },
+    # Additions within version 1 (readers that predate them ignore them): the video's pixel size, and the
+    # recipe the engine embedded in the mp4, so the catalogue can check the file against both.
+    "done": {"width": (int,), "height": (int,), "recipe": (dict,)},
 }
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.mp4 import count_frames
+
 # The official writer passes quality=8 to imageio, which imageio-ffmpeg turns into libx264 -crf 10.
 OFFICIAL_QUALITY = 8
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
@@ -39,24 +41,6 @@ def default_file_name(task: str, size: str, ulysses: int, ring: int, prompt: str
         words = words[:-1]
         name = f"{task}_{size.replace('*', 'x')}_{ulysses}_{ring}_{words}_{stamp}"
     return name + ".mp4"
-
-
-def count_frames(path: str | os.PathLike[str]) -> int:
-    import imageio_ffmpeg
-
-    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
-    return int(frames)
-
-
-def read_frames(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode an mp4 to [F, H, W, 3] uint8 (used to verify outputs and in tests)."""
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-    meta = next(reader)
-    width, height = meta["size"]
-    frames = [np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3) for buf in reader]
-    return np.stack(frames) if frames else np.zeros((0, height, width, 3), dtype=np.uint8)
 
 
 def write_mp4(

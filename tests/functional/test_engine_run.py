@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from engine.mp4 import count_frames, read_frames
+from engine.recipe import read_recipe
 from engine.telemetry import STAGES, read_events, validate_event
-from engine.video import count_frames, read_frames
 from tests.functional.engine_helpers import draw_frame, run_engine, tiny_args
 
 
@@ -25,7 +27,8 @@ def frames(tmp_path_factory) -> tuple[Path, Path]:
 def single_run(tiny_official_ckpt, frames, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("single")
     args = tiny_args(tiny_official_ckpt, *frames, out / "v.mp4", events=str(out / "events.jsonl"),
-                     log_dir=str(out / "logs"), dump_video=str(out / "video.npy"))  # fmt: skip
+                     log_dir=str(out / "logs"), dump_video=str(out / "video.npy"),
+                     preview_every="3")  # fmt: skip
     proc = run_engine(args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {"dir": out, "proc": proc, "events": read_events(out / "events.jsonl")}
@@ -47,6 +50,23 @@ def test_single_process_writes_video_and_full_telemetry(single_run):
     assert memory and all(e["rss"] > 0 for e in memory)
     done = events[-1]
     assert Path(done["output"]) == (out / "v.mp4").resolve() and done["frames"] == 9 and done["fps"] == 16
+
+
+def test_recipe_is_embedded_and_previews_are_written(single_run, tiny_official_ckpt):
+    out, events = single_run["dir"], single_run["events"]
+    recipe = read_recipe(out / "v.mp4")
+    assert recipe is not None and recipe == events[-1]["recipe"]
+    assert recipe["prompt"] == "a small blue bird takes off" and recipe["base_seed"] == 42
+    assert recipe["ckpt_dir"] == str(Path(tiny_official_ckpt).resolve()) and len(recipe["ckpt_fingerprint"]) == 16
+    height, width = read_frames(out / "v.mp4").shape[1:3]
+    assert (events[-1]["width"], events[-1]["height"]) == (width, height)
+    # Every 3 steps and at the last: steps 3 and 4 of 4, beside the events file.
+    previews = [e for e in events if e["kind"] == "preview"]
+    assert [e["step"] for e in previews] == [3, 4]
+    for e in previews:
+        assert Path(e["path"]).parent == out / "previews"
+        with Image.open(e["path"]) as image:
+            assert image.format == "PNG" and image.width > 0
 
 
 def test_rank_log_is_official_style(single_run):
