@@ -143,8 +143,9 @@ def _save(
     reporter: Reporter,
     started: float,
 ) -> None:
+    from engine.mp4 import write_mp4
     from engine.recipe import build_recipe, checkpoint_fingerprint, recipe_comment
-    from engine.video import default_file_name, to_uint8_frames, write_mp4
+    from engine.video import default_file_name, to_uint8_frames
 
     out = (
         Path(args.save_file)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.mp4 import write_mp4
 from engine.recipe import build_recipe, checkpoint_fingerprint, read_recipe, recipe_comment
-from engine.video import write_mp4
 
 TRICKY = ['a "bird" = flies; # over\nthe sea 鸟', "ends with a backslash\\", "three\\\\\\\nx", "a\n\nb\\\n", ""]
 

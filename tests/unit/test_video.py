@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.mp4 import read_frames
-from engine.video import VideoWriteError, default_file_name, to_uint8_frames, write_mp4
+from engine.mp4 import VideoWriteError, read_frames, write_mp4
+from engine.video import default_file_name, to_uint8_frames
 
 
 def test_uint8_normalisation_truncates_like_the_official_writer():
