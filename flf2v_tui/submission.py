@@ -28,6 +28,8 @@ from storage.spec import ENGINE_FLAGS, RETRYABLE_CLASSES, JobSpec, engine_argv
 
 PATH_FLAGS = ("first_frame", "last_frame", "ckpt_dir", "save_file")
 MAX_SWEEP = 10_000
+# Queued renders write a latent preview every this many steps unless told otherwise (the engine alone: off).
+QUEUE_PREVIEW_EVERY = 5
 
 
 @dataclass
@@ -144,6 +146,7 @@ def build_specs(
     if queue.gpus < 1:
         raise BadInputError(f"--gpus {queue.gpus} must be at least 1")
     values = {k: v for k, v in given.items() if v is not None}
+    values.setdefault("preview_every", QUEUE_PREVIEW_EVERY)
     for flag in PATH_FLAGS:
         if values.get(flag):
             values[flag] = absolute(values[flag], base)

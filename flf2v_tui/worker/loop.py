@@ -22,6 +22,7 @@ from flf2v_tui.worker.classify import classify, read_exit
 from flf2v_tui.worker.hooks import Hooks, hook_env
 from flf2v_tui.worker.pool import Pool
 from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive, signal_group
+from flf2v_tui.worker.settle import settle
 from flf2v_tui.worker.tracker import Tracker
 from storage import attempts as store
 from storage import workers
@@ -207,8 +208,8 @@ class Worker:
             outcome.state, outcome.failure_class, outcome.requeue_always = "interrupted", "worker_lost", True
             outcome.message = "the worker was stopped with --stop-jobs"
         kill_all(None, r.tag)  # nothing of the render may outlive it
-        store.write_progress(self.conn, r.attempt_id, r.tracker.progress())
-        new_state = store.finish(self.conn, r.attempt_id, outcome)
+        settled = settle(self.conn, r.job_id, r.attempt_id, outcome, r.tracker)
+        new_state, outcome = settled.new_state, settled.outcome
         self.pool.release(r.attempt_id)
         del self.running[r.attempt_id]
         self._next_claim = 0.0
@@ -216,6 +217,11 @@ class Worker:
         took = time.time() - r.launched
         detail = job.get("output_path") if new_state == "succeeded" else job.get("state_reason")
         self.say(f"job {r.job_id} attempt {r.number} {outcome.state} after {took:.1f} s -> {new_state}: {detail}")
+        if settled.video is not None:
+            vid = settled.video["id"]
+            self.say(f"job {r.job_id}: catalogued as video {vid} (flf2v videos show {vid})")
+        if settled.problem:
+            self.say(f"job {r.job_id}: {settled.problem}")
         if new_state in ("succeeded", "failed", "cancelled"):
             attempt = {"number": r.number, "log_dir": str(r.folder), "started_at": r.launched}
             error = self.hooks.fire(hook_env(job, attempt, self.home.root), r.folder / "hook.log")

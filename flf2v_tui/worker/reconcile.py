@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from flf2v_tui.worker.classify import classify, read_exit
 from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive
+from flf2v_tui.worker.settle import settle
 from flf2v_tui.worker.tracker import Tracker
 from storage import attempts as store
 from storage.workers import process_alive
@@ -49,8 +50,8 @@ def reconcile(worker: Worker, quiet: bool = False) -> None:
         outcome = classify(returncode, tracker, folder, cancelled=bool(attempt["cancel_requested"]))
         if returncode is None and attempt["pgid"] is None:
             outcome.message = "the worker stopped between claiming the job and starting it"
-        store.write_progress(worker.conn, attempt["id"], tracker.progress())
-        new_state = store.finish(worker.conn, attempt["id"], outcome)
+        settled = settle(worker.conn, attempt["job_id"], attempt["id"], outcome, tracker)
+        new_state, outcome = settled.new_state, settled.outcome
         if new_state is not None:
             worker.say(f"job {attempt['job_id']}: attempt {attempt['number']} {outcome.state} while no worker "
                        f"watched -> {new_state}")  # fmt: skip

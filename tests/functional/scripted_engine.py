@@ -18,7 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from engine.cli_args import build_parser
+from engine.mp4 import write_mp4
 
 
 def parse_script(prompt: str) -> dict[str, str]:
@@ -98,9 +101,11 @@ def main() -> int:
         out.info(f"Sampling {i:>3}/{steps} {step_s:.2f} s/it")
     out.job("stage", name="denoise", phase="end", seconds=round(time.time() - started, 3))
     if rank == 0 and args.save_file:
-        Path(args.save_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save_file).write_bytes(b"not a real mp4: the scripted engine's output")
-        out.job("done", output=str(Path(args.save_file).resolve()), frames=9, fps=16, seconds=time.time() - started)
+        # A real (tiny, grey) mp4, so that the worker's check of the output and the catalogue see a true video.
+        frames = np.full((9, 16, 16, 3), 128, dtype=np.uint8)
+        path = write_mp4(frames, args.save_file, fps=16)
+        out.job("done", output=str(path.resolve()), frames=9, fps=16, seconds=time.time() - started, width=16,
+                height=16)  # fmt: skip
     out.info("Finished.")
     return 0
 

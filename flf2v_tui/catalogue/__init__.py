@@ -1,0 +1,1 @@
+"""The video catalogue: checking finished renders, thumbnails, sidecars and the recipe of each video."""

@@ -1,0 +1,44 @@
+"""A catalogued video's recipe as submit values, so it can be queued again with changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.errors import BadInputError
+from engine.tasks import TASKS
+
+# The engine flags a recipe carries that a new job takes as they are.
+_FROM_RECIPE = (
+    "task", "size", "frame_num", "ckpt_dir", "sample_solver", "sample_steps", "sample_shift", "sample_guide_scale",
+    "base_seed", "prompt", "neg_prompt", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size",
+    "ring_size",
+)  # fmt: skip
+
+
+def _frame(recipe: dict[str, Any], role: str, video_id: int) -> str:
+    for key in (role, f"{role}_src"):
+        candidate = recipe.get(key)
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    raise BadInputError(
+        f"video {video_id}: its {role.replace('_', ' ')} is gone ({recipe.get(role)}); "
+        f"give one with --{role} PATH"
+    )
+
+
+def recipe_values(video: dict[str, Any], need_frames: bool = True) -> dict[str, Any]:
+    """Engine flag values that make this video again (frames: the catalogue's own copies)."""
+    recipe = video["recipe"]
+    values = {name: recipe.get(name) for name in _FROM_RECIPE}
+    task = TASKS.get(str(values["task"]))
+    if task is not None and values.get("neg_prompt") == task.neg_prompt:
+        values["neg_prompt"] = None  # the official default, stored as "default" like any submitted job
+    if need_frames:
+        values["first_frame"] = _frame(recipe, "first_frame", video["id"])
+        values["last_frame"] = _frame(recipe, "last_frame", video["id"])
+    return values
+
+
+def recipe_gpus(video: dict[str, Any]) -> int:
+    return int(video["recipe"].get("world_size") or video.get("world_size") or 1)

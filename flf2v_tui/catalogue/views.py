@@ -1,0 +1,75 @@
+"""Text for `flf2v videos ls` and `flf2v videos show`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flf2v_tui.term import clock, duration, human_bytes, table
+
+PROMPT_WIDTH = 40
+
+
+def stars(rating: int | None) -> str:
+    return "-" if not rating else "★" * rating + "☆" * (5 - rating)
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def ls_text(videos: list[dict[str, Any]], width: int = 0) -> str:
+    rows = [
+        [
+            str(v["id"]),
+            stars(v.get("rating")),
+            "♥" if v.get("favourite") else "",
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(v["created_at"])),
+            v["task"],
+            f"{v['width']}x{v['height']}",
+            str(v["frames"]),
+            str(v["seed"]),
+            ",".join(v.get("tags") or []),
+            _short(v["prompt"], PROMPT_WIDTH),
+        ]
+        for v in videos
+    ]
+    header = ["ID", "RATING", "FAV", "CREATED", "TASK", "SIZE", "FRAMES", "SEED", "TAGS", "PROMPT"]
+    return table(rows, header, width=width)
+
+
+def _pairs(title: str, values: dict[str, Any]) -> list[str]:
+    lines = [f"  {title}"]
+    width = max((len(k) for k in values), default=0)
+    lines += [f"    {k.ljust(width)} {v}" for k, v in values.items()]
+    return lines
+
+
+def show_text(video: dict[str, Any]) -> str:
+    recipe = dict(video["recipe"])
+    lines = [
+        f"video {video['id']}: {video['path']}",
+        f"  prompt     {video['prompt']}",
+        f"  rating     {stars(video.get('rating'))}   favourite {'yes' if video.get('favourite') else 'no'}   "
+        f"tags {', '.join(video.get('tags') or []) or '-'}",
+    ]
+    if video.get("notes"):
+        lines.append(f"  notes      {video['notes']}")
+    lines += [
+        f"  video      {video['width']}x{video['height']}, {video['frames']} frames at {video['fps']:g} fps "
+        f"({video['duration']:.2f} s), {human_bytes(video['size_bytes'])}",
+        f"  sha256     {video['sha256']}",
+        f"  made       {clock(video['created_at'])} by job {video.get('job_id') or '-'} "
+        f"(attempt id {video.get('attempt_id') or '-'}), engine {recipe.get('engine_version') or '-'}",
+        f"  took       {duration(video.get('total_seconds'))}",
+    ]
+    lines += _pairs("recipe", {k: recipe[k] for k in sorted(recipe) if k not in ("prompt", "neg_prompt")})
+    stages = video.get("stage_seconds") or {}
+    if stages:
+        lines.append("  stages     " + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
+    peaks = video.get("peak_memory") or {}
+    if peaks:
+        lines.append("  peak mem   " + ", ".join(f"rank {r} {human_bytes(b)}" for r, b in sorted(peaks.items())))
+    lines += _pairs("files", dict(sorted((video.get("files") or {}).items())))
+    return "\n".join(lines)

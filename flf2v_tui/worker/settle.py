@@ -1,0 +1,56 @@
+"""The end of an attempt, as the supervising loop and reconciliation both record it.
+
+A success counts only once its video has passed the catalogue's check (the file opens, and its frames, size
+and fps are what the engine reported); then the video is catalogued with its recipe and thumbnails.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from flf2v_tui.catalogue.media import VideoCheckError
+from flf2v_tui.catalogue.record import catalogue, prepare_row
+from flf2v_tui.worker.tracker import Tracker
+from storage import attempts as store
+from storage.jobs import get_job
+
+log = logging.getLogger("flf2v.worker")
+
+
+@dataclass
+class Settled:
+    new_state: str | None  # the job's; None when another worker had already recorded this attempt
+    outcome: store.Outcome
+    video: dict[str, Any] | None = None
+    problem: str = ""  # a catalogue failure that did not undo a good render
+
+
+def settle(
+    conn: sqlite3.Connection, job_id: int, attempt_id: int, outcome: store.Outcome, tracker: Tracker
+) -> Settled:
+    row, problem = None, ""
+    if outcome.state == "succeeded" and tracker.done is not None:
+        job = get_job(conn, job_id) or {}
+        world_size = int((tracker.start or {}).get("world_size") or job.get("gpus") or 1)
+        try:
+            row = prepare_row(job, attempt_id, tracker.done, tracker.stage_seconds, tracker.peak_memory, world_size)
+        except VideoCheckError as exc:
+            outcome = store.Outcome(
+                "failed", exit_code=outcome.exit_code, failure_class="engine_error",
+                message=f"the video failed its check: {exc}",
+            )  # fmt: skip
+        except Exception as exc:  # a catalogue bug must neither stop the worker nor fail a verified video
+            log.exception("cataloguing job %s failed", job_id)
+            problem = f"the video is fine but could not be catalogued: {type(exc).__name__}: {exc}"
+    store.write_progress(conn, attempt_id, tracker.progress())
+    new_state = store.finish(conn, attempt_id, outcome)
+    video = None
+    if row is not None and new_state == "succeeded":
+        try:
+            video = catalogue(conn, row)
+        except OSError as exc:
+            problem = f"the video is fine but its catalogue sidecar could not be written: {exc}"
+    return Settled(new_state, outcome, video, problem)
