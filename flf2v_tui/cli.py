@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from flf2v_tui.commands import jobs, logs, submit, system
+from flf2v_tui.commands import jobs, logs, submit, system, videos
 
 app = typer.Typer(
     name="flf2v",
@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for module in (submit, jobs, logs, system):
+for module in (submit, jobs, logs, system, videos):
     module.register(app)
 
 
