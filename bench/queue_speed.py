@@ -5,7 +5,7 @@
   - submit → torchrun spawned, on an idle worker;
   - worker CPU while it follows 2 ranks that log 1,000 lines/s each (and `flf2v logs --all --follow`'s).
 
-Usage: .venv/bin/python bench/queue.py [--quick]
+Usage: .venv/bin/python bench/queue_speed.py [--quick]
 Everything runs in a temporary FLF2V_HOME; the render in the last two uses the test-only scripted engine
 (no weights), since what is measured is the queue, not the model.
 """
