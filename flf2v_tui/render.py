@@ -11,6 +11,8 @@ from flf2v_tui.term import age, clock, duration, human_bytes, table
 from storage.workers import process_alive
 
 PROMPT_WIDTH = 32
+# The states a person filters by (held and interrupted are shown as states of their own).
+LS_STATES = ("queued", "held", "running", "interrupted", "succeeded", "failed", "cancelled")
 STATE_COLOURS = {
     "queued": None,
     "held": "dim",
@@ -37,6 +39,12 @@ def display_state(job: dict[str, Any]) -> str:
     ):
         return "interrupted"
     return state
+
+
+def with_worker(job: dict[str, Any], attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """A job row (from get_job) with its latest attempt's worker, which display_state needs."""
+    latest = attempts[-1] if attempts else {}
+    return {**job, **{k: latest.get(k) for k in ("worker_host", "worker_pid", "worker_started")}}
 
 
 def note(job: dict[str, Any], now: float) -> str:
@@ -152,7 +160,7 @@ def attempt_rows(attempts: list[dict[str, Any]], now: float) -> list[list[str]]:
 def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
     now = time.time()
     latest = attempts[-1] if attempts else {}
-    state = display_state({**job, **{k: latest.get(k) for k in ("worker_host", "worker_pid", "worker_started")}})
+    state = display_state(with_worker(job, attempts))
     lines = [
         f"job {job['id']}: {state}" + (f" — {job['state_reason']}" if job.get("state_reason") else ""),
         f"  prompt     {job['prompt']}",
@@ -191,6 +199,4 @@ def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
 
 
 def show_json(job: dict[str, Any], attempts: list[dict[str, Any]]) -> dict[str, Any]:
-    latest = attempts[-1] if attempts else {}
-    merged = {**job, **{k: latest.get(k) for k in ("worker_host", "worker_pid", "worker_started")}}
-    return {**job, "display_state": display_state(merged), "attempts": attempts}
+    return {**job, "display_state": display_state(with_worker(job, attempts)), "attempts": attempts}

@@ -8,13 +8,11 @@ import typer
 
 from engine.errors import BadInputError
 from flf2v_tui.commands.common import handles_errors, open_home, parse_ids, print_json
-from flf2v_tui.render import ls_json, ls_text, show_json, show_text
+from flf2v_tui.render import LS_STATES, ls_json, ls_text, show_json, show_text
 from flf2v_tui.term import terminal_width
 from storage import ops
 from storage.jobs import attempts_of, list_jobs, require_job
 from storage.workers import is_paused, live_workers, set_paused
-
-LS_STATES = ("queued", "held", "running", "interrupted", "succeeded", "failed", "cancelled")
 
 
 @handles_errors

@@ -1,0 +1,211 @@
+"""The dashboard's data: one consistent read of the queue, filtered, with each job's cells as text."""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from flf2v_tui.render import LS_STATES, display_state
+from flf2v_tui.term import duration
+from storage.db import read_tx
+from storage.jobs import count_by_state, list_jobs
+from storage.workers import is_paused, live_workers
+
+Row = dict[str, Any]
+ACTIVE = ("running", "cancelling", "interrupted")
+RECENT_FINISHED = 200  # finished jobs listed by default; the filter `state:succeeded` reaches all of them
+TYPICAL_SAMPLE = 20  # finished jobs whose durations estimate how long a queued one will take
+BAR_WIDTH = 10
+PROMPT_CHARS = 40
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What the `/` box accepts: state names, `label:NAME` (or `#NAME`), and any other words, which must all
+    appear in the prompt or the labels."""
+
+    states: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, query: str) -> JobFilter:
+        states, labels, words = [], [], []
+        for token in query.split():
+            key, sep, value = token.partition(":")
+            if sep and key == "state":
+                states += [s for s in value.split(",") if s]
+            elif sep and key == "label":
+                labels.append(value)
+            elif token.startswith("#") and len(token) > 1:
+                labels.append(token[1:])
+            elif token.lower() in LS_STATES:
+                states.append(token.lower())
+            else:
+                words.append(token.lower())
+        return cls(tuple(states), tuple(labels), tuple(words))
+
+    def problem(self) -> str | None:
+        unknown = [s for s in self.states if s not in LS_STATES]
+        if unknown:
+            return f"unknown state {unknown[0]!r}; choose from {', '.join(LS_STATES)}"
+        return None
+
+    def matches(self, job: Row) -> bool:
+        haystack = " ".join([str(job.get("prompt") or ""), *job.get("labels", [])]).lower()
+        return all(word in haystack for word in self.words)
+
+    def __str__(self) -> str:
+        parts = [f"state:{s}" for s in self.states] + [f"label:{x}" for x in self.labels] + list(self.words)
+        return " ".join(parts)
+
+
+@dataclass
+class QueueSnapshot:
+    jobs: list[Row]
+    counts: dict[str, int]
+    paused: bool
+    workers: int
+    slots: int
+    queue_eta: float | None
+    taken_at: float
+    problem: str | None = None
+    hidden_finished: int = 0
+    states: dict[int, str] = field(default_factory=dict)  # job id -> display state
+
+
+def _typical_seconds(conn: sqlite3.Connection) -> float | None:
+    rows = conn.execute(
+        "SELECT finished_at - started_at FROM jobs WHERE state = 'succeeded' AND started_at IS NOT NULL "
+        "ORDER BY finished_at DESC LIMIT ?",
+        (TYPICAL_SAMPLE,),
+    ).fetchall()
+    return statistics.median(r[0] for r in rows) if rows else None
+
+
+def queue_eta(jobs: list[Row], states: dict[int, str], slots: int, typical: float | None, now: float) -> float | None:
+    """Seconds until everything queued now has run: the slot-seconds still owed, spread over the workers' slots.
+    Running jobs owe their own ETA when they report one; otherwise (and for queued jobs) the median duration
+    of recent successes stands in. None without a worker, or with no history to estimate from."""
+    owed = 0.0
+    for job in jobs:
+        state = states[job["id"]]
+        if state in ACTIVE:
+            if job.get("eta_seconds") is not None:
+                left = float(job["eta_seconds"])
+            elif typical is not None:
+                left = max(typical - (now - (job.get("attempt_started") or now)), 0.0)
+            else:
+                return None
+            owed += left * job["gpus"]
+        elif state == "queued":
+            if typical is None:
+                return None
+            owed += typical * job["gpus"]
+    if owed == 0:
+        return 0.0
+    return owed / slots if slots else None
+
+
+def read_snapshot(conn: sqlite3.Connection, flt: JobFilter, now: float) -> QueueSnapshot:
+    """Four queries in one read transaction, so counts, rows and the paused flag agree with each other."""
+    problem = flt.problem()
+    with read_tx(conn):
+        recent = None if (flt.states or flt.labels) else RECENT_FINISHED
+        jobs = [] if problem else list_jobs(conn, states=flt.states, labels=flt.labels, recent_finished=recent)
+        counts = count_by_state(conn)
+        paused = is_paused(conn)
+        workers = live_workers(conn)
+        typical = _typical_seconds(conn)
+    jobs = [j for j in jobs if flt.matches(j)]
+    states = {j["id"]: display_state(j) for j in jobs}
+    slots = sum(len(w["pool"].get("slots", [])) for w in workers)
+    finished = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
+    shown_finished = sum(1 for j in jobs if j["state"] in ("succeeded", "failed", "cancelled"))
+    # The queue's ETA covers the whole queue, whatever the filter shows.
+    unfiltered = jobs if not (flt.states or flt.labels or flt.words) else None
+    eta_jobs = unfiltered if unfiltered is not None else _unfinished(conn)
+    eta_states = states if unfiltered is not None else {j["id"]: display_state(j) for j in eta_jobs}
+    return QueueSnapshot(
+        jobs=jobs,
+        counts=counts,
+        paused=paused,
+        workers=len(workers),
+        slots=slots,
+        queue_eta=queue_eta(eta_jobs, eta_states, slots, typical, now),
+        taken_at=now,
+        problem=problem,
+        hidden_finished=0 if (flt.states or flt.labels) else max(finished - shown_finished, 0),
+        states=states,
+    )
+
+
+def _unfinished(conn: sqlite3.Connection) -> list[Row]:
+    return list_jobs(conn, states=["queued", "running", "interrupted"])
+
+
+def bar(fraction: float, width: int = BAR_WIDTH) -> str:
+    """A bar of eighth blocks, so that a step of a 50-step render moves it visibly."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    eighths = round(fraction * width * 8)
+    full, rest = divmod(eighths, 8)
+    partial = " ▏▎▍▌▋▊▉"[rest].strip() if rest else ""
+    return ("█" * full + partial).ljust(width, "·")
+
+
+def progress_text(step: int | None, total: int | None, width: int = BAR_WIDTH) -> str:
+    if not total:
+        return ""
+    done = step or 0
+    return f"{bar(done / total, width)} {done}/{total}"
+
+
+def _gpus(job: Row, state: str) -> str:
+    if state in ACTIVE and job.get("assigned"):
+        return f"cpu×{job['gpus']}" if job.get("device") == "cpu" else str(job["assigned"])
+    return str(job["gpus"])
+
+
+def _prompt(text: str | None) -> str:
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= PROMPT_CHARS else flat[: PROMPT_CHARS - 1] + "…"
+
+
+COLUMNS = ("id", "state", "label", "prompt", "gpus", "step", "s/it", "eta", "age")
+
+
+def job_cells(job: Row, state: str, now: float) -> tuple[str, ...]:
+    """The dashboard row of a job, in the order of COLUMNS."""
+    active = state in ACTIVE
+    total = job.get("steps_total")
+    step = job.get("steps_total") if job["state"] == "succeeded" and total else job.get("step")
+    return (
+        str(job["id"]),
+        state,
+        ",".join(job.get("labels") or []) or "-",
+        _prompt(job.get("prompt")),
+        _gpus(job, state),
+        progress_text(step, total) if (active or job["state"] in ("succeeded", "failed")) and total else "",
+        f"{job['sec_per_it']:.2f}" if active and job.get("sec_per_it") else "",
+        duration(job["eta_seconds"]) if active and job.get("eta_seconds") is not None else "",
+        duration(now - job["created_at"]) if job.get("created_at") else "-",
+    )
+
+
+def status_line(snap: QueueSnapshot) -> str:
+    """The queue in one line: is anything running it, how much is there, when will it be done."""
+    c = snap.counts
+    parts = ["PAUSED: running jobs finish, nothing new starts (p resumes)"] if snap.paused else []
+    if snap.workers == 0:
+        parts.append("no worker running: read-only view, nothing starts until `flf2v worker` runs")
+    else:
+        parts.append(f"{snap.workers} worker(s), {snap.slots} slot(s)")
+    run = " · ".join(parts)
+    counts = " ".join(
+        f"{c.get(s, 0)} {s}" for s in ("running", "queued", "held", "interrupted", "succeeded", "failed", "cancelled")
+        if c.get(s, 0)
+    )  # fmt: skip
+    eta = "" if snap.queue_eta is None else f" · queue ETA {duration(snap.queue_eta)}"
+    return f"{run} · {counts or 'no jobs'}{eta}"
