@@ -1,0 +1,79 @@
+"""What the dashboard and the job view do to a job, run off the UI thread with the outcome as a notification.
+Each is the same storage operation as the CLI command of the same name."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from textual.screen import Screen
+
+from engine.errors import BadInputError
+from flf2v_tui.submission import retry_job
+from flf2v_tui.tui.confirm import ConfirmScreen
+from flf2v_tui.tui.db import deliver
+from storage import ops
+from storage.db import DatabaseError
+from storage.workers import set_paused
+
+if TYPE_CHECKING:
+    from flf2v_tui.tui.app import Flf2vApp
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def run_op(screen: Screen[Any], op: Callable[[sqlite3.Connection], str], then: Callable[[], None]) -> None:
+    """op(conn) on the writing connection in a thread; its answer (or the error) is shown, then `then` runs."""
+    app: Flf2vApp = screen.app  # type: ignore[assignment]
+
+    def work() -> None:
+        try:
+            message, severity = app.db.write(op), "information"
+        except BadInputError as exc:
+            message, severity = exc.message, "error"
+        except (DatabaseError, sqlite3.Error) as exc:
+            message = f"could not change {app.db.home.db} ({exc}); is it read-only for you?"
+            severity = "error"
+        deliver(app, app.notify, message, severity=severity, timeout=4)  # type: ignore[arg-type]
+        deliver(app, then)
+
+    screen.run_worker(work, thread=True, group="ops")
+
+
+def cancel(screen: Screen[Any], job_id: int, state: str, then: Callable[[], None]) -> None:
+    if state in FINISHED:
+        screen.notify(f"job {job_id} is already {state}; nothing to cancel", severity="warning")
+        return
+    what = "stop its processes (SIGTERM, then SIGKILL)" if state != "queued" and state != "held" else "drop it"
+    question = f"Cancel job {job_id} ({state})? The worker will {what}."
+
+    def answered(yes: bool | None) -> None:
+        if yes:
+            run_op(screen, lambda conn: ops.cancel(conn, job_id), then)
+
+    screen.app.push_screen(ConfirmScreen(question, yes="Cancel job"), answered)
+
+
+def retry(screen: Screen[Any], job_id: int, then: Callable[[], None]) -> None:
+    home = screen.app.db.home  # type: ignore[attr-defined]
+    run_op(screen, lambda conn: retry_job(conn, home, job_id, {}), then)
+
+
+def toggle_hold(screen: Screen[Any], job_id: int, state: str, held: bool, then: Callable[[], None]) -> None:
+    if state not in ("queued", "held"):
+        screen.notify(f"job {job_id} is {state}; only queued jobs can be held or released", severity="warning")
+        return
+    run_op(screen, lambda conn: ops.set_held(conn, job_id, not held), then)
+
+
+def to_top(screen: Screen[Any], job_id: int, then: Callable[[], None]) -> None:
+    run_op(screen, lambda conn: ops.move_to_top(conn, job_id), then)
+
+
+def toggle_pause(screen: Screen[Any], paused: bool, then: Callable[[], None]) -> None:
+    def op(conn: sqlite3.Connection) -> str:
+        set_paused(conn, not paused)
+        return "queue resumed" if paused else "queue paused: running jobs finish, nothing new starts (p resumes)"
+
+    run_op(screen, op, then)

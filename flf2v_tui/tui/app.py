@@ -1,0 +1,91 @@
+"""The `flf2v tui` application: screens, the command palette, and what every screen shares (the database,
+the GPU monitor, the clock)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from flf2v_tui.gpus import GpuSource, default_source
+from flf2v_tui.live.machine import MachineMonitor
+from flf2v_tui.tui.dashboard import DashboardScreen
+from flf2v_tui.tui.db import Db
+from flf2v_tui.tui.jobscreen import JobScreen
+from flf2v_tui.tui.submit import SubmitScreen
+from storage.paths import Home
+from storage.workers import gpu_holders
+
+
+class Flf2vApp(App[None]):
+    CSS_PATH = Path(__file__).with_name("flf2v.tcss")
+    TITLE = "flf2v"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", show=False)]
+
+    def __init__(
+        self,
+        home: Home,
+        gpu_source: GpuSource | None = None,
+        clock: Callable[[], float] = time.time,
+        poll_s: float = 1.0,
+        log_interval_s: float = 0.25,
+        open_job_id: int | None = None,
+    ) -> None:
+        """`clock` and `gpu_source` are there for tests: a fixed time makes ages and ETAs reproducible, and a
+        fake GPU source stands in for NVML."""
+        super().__init__()
+        self.db = Db(home)
+        self.monitor = MachineMonitor(gpu_source or default_source())
+        self.now = clock
+        self.poll_s = poll_s
+        self.log_interval_s = log_interval_s
+        self._first_job = open_job_id
+
+    def gpu_holders(self) -> dict[int, int]:
+        """GPU index -> job id; called from the GPU panel's thread."""
+        return self.db.read(gpu_holders)
+
+    def on_mount(self) -> None:
+        self.push_screen(DashboardScreen())
+        if self._first_job is not None:
+            self.open_job(self._first_job)
+
+    def on_unmount(self) -> None:
+        self.db.close()
+
+    @property
+    def dashboard(self) -> DashboardScreen:
+        return next(s for s in self.screen_stack if isinstance(s, DashboardScreen))
+
+    def open_job(self, job_id: int) -> None:
+        self.push_screen(JobScreen(job_id))
+
+    def open_submit(self, prefill: dict[str, str] | None = None) -> None:
+        """The submit form, empty or prefilled with field texts (live.form.prefill_from_job makes them)."""
+
+        def done(ids: list[int] | None) -> None:
+            if ids:
+                while not isinstance(self.screen, DashboardScreen):
+                    self.pop_screen()
+                self.dashboard.select_job(ids[0])
+
+        self.push_screen(SubmitScreen(prefill), done)
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """Every key binding of the screen is in the palette too, under its description and key."""
+        seen = set()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if not binding.description or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            keys = self.get_key_display(binding)
+            run = partial(self.run_action, binding.action, active.node)
+            yield SystemCommand(f"{binding.description} ({keys})", f"key: {keys} ({key})", run)
+        yield from super().get_system_commands(screen)

@@ -1,0 +1,174 @@
+"""The dashboard: queue status, the job table, the GPU panel; keys to open, steer and submit jobs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from flf2v_tui.live.queue_view import JobFilter, QueueSnapshot, read_snapshot, status_line
+from flf2v_tui.tui import actions
+from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.gpupanel import GpuPanel
+from flf2v_tui.tui.jobtable import JobTable
+
+if TYPE_CHECKING:
+    from flf2v_tui.tui.app import Flf2vApp
+
+GPU_EVERY_S = 1.0
+
+
+class DashboardScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open_job", "Open", show=True),
+        Binding("c", "cancel_job", "Cancel"),
+        Binding("r", "retry_job", "Retry"),
+        Binding("h", "hold_job", "Hold/release"),
+        Binding("t", "top_job", "To top"),
+        Binding("p", "pause_queue", "Pause/resume"),
+        Binding("n", "new_job", "New job"),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter = JobFilter()
+        self.snapshot: QueueSnapshot | None = None
+        self._want_selected: int | None = None
+
+    @property
+    def flf2v(self) -> Flf2vApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("reading the queue…", id="queue-status")
+        yield Input(placeholder="filter: running, state:failed, label:NAME or #NAME, words in the prompt "
+                    "(enter applies, esc clears)", id="filter", classes="hidden")  # fmt: skip
+        yield JobTable(id="jobs")
+        yield GpuPanel(self.flf2v.monitor, self.flf2v.gpu_holders, id="gpu-panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "flf2v"
+        self.sub_title = str(self.flf2v.db.home.root)
+        self._queue_timer = self.set_interval(self.flf2v.poll_s, self.poll)
+        self._gpu_timer = self.set_interval(GPU_EVERY_S, self.query_one(GpuPanel).sample_now)
+        self.poll()
+        self.query_one(GpuPanel).sample_now()
+        self.query_one(JobTable).focus()
+
+    def on_screen_suspend(self) -> None:
+        self._queue_timer.pause()
+        self._gpu_timer.pause()
+
+    def on_screen_resume(self) -> None:
+        self._queue_timer.resume()
+        self._gpu_timer.resume()
+        self.poll()
+
+    # ---- data ----------------------------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        self._read(self.filter)
+
+    @work(thread=True, exclusive=True, group="queue")
+    def _read(self, flt: JobFilter) -> None:
+        now = self.flf2v.now()
+        snap = self.flf2v.db.read(lambda conn: read_snapshot(conn, flt, now))
+        deliver(self.app, self.show, snap)
+
+    def show(self, snap: QueueSnapshot) -> None:
+        self.snapshot = snap
+        status = status_line(snap)
+        if snap.problem:
+            status = f"filter: {snap.problem}"
+        elif str(self.filter):
+            status += f" · filter {self.filter} ({len(snap.jobs)} shown)"
+        elif snap.hidden_finished:
+            status += f" · {snap.hidden_finished} older finished jobs hidden (filter state:succeeded shows them)"
+        self.query_one("#queue-status", Static).update(status)
+        self.query_one("#queue-status").set_class(snap.workers == 0 or snap.paused, "warn")
+        table = self.query_one(JobTable)
+        table.show(snap, snap.taken_at)
+        if self._want_selected is not None and table.select(self._want_selected):
+            self._want_selected = None
+
+    def select_job(self, job_id: int) -> None:
+        """Put the cursor on this job once it shows up (a job just submitted appears on the next poll)."""
+        self._want_selected = job_id
+        self.poll()
+
+    # ---- actions -------------------------------------------------------------------------------------------
+
+    def _selected(self) -> tuple[int, str, dict[str, Any]] | None:
+        table = self.query_one(JobTable)
+        job_id = table.selected_id
+        if job_id is None or job_id not in table.jobs:
+            self.notify("no job selected", severity="warning")
+            return None
+        return job_id, table.states[job_id], table.jobs[job_id]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open_job()
+
+    def action_open_job(self) -> None:
+        picked = self._selected()
+        if picked:
+            self.flf2v.open_job(picked[0])
+
+    def action_cancel_job(self) -> None:
+        picked = self._selected()
+        if picked:
+            actions.cancel(self, picked[0], picked[1], self.poll)
+
+    def action_retry_job(self) -> None:
+        picked = self._selected()
+        if picked:
+            actions.retry(self, picked[0], self.poll)
+
+    def action_hold_job(self) -> None:
+        picked = self._selected()
+        if picked:
+            actions.toggle_hold(self, picked[0], picked[1], bool(picked[2].get("held")), self.poll)
+
+    def action_top_job(self) -> None:
+        picked = self._selected()
+        if picked:
+            actions.to_top(self, picked[0], self.poll)
+
+    def action_pause_queue(self) -> None:
+        if self.snapshot is not None:
+            actions.toggle_pause(self, self.snapshot.paused, self.poll)
+
+    def action_new_job(self) -> None:
+        self.flf2v.open_submit()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.add_class("hidden")
+        self.filter = JobFilter()
+        self.query_one(JobTable).focus()
+        self.poll()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            event.stop()
+            self.filter = JobFilter.parse(event.value)
+            if not event.value.strip():
+                event.input.add_class("hidden")
+            self.query_one(JobTable).focus()
+            self.poll()

@@ -1,0 +1,219 @@
+"""One job: its parameters, attempts, stage timeline, step progress, memory per rank, a preview spot and logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, ProgressBar, Sparkline, Static
+
+from engine.errors import BadInputError
+from flf2v_tui.live.form import prefill_from_job
+from flf2v_tui.live.telemetry import JobTelemetry, ProgressInfo, StageSpan, progress_of
+from flf2v_tui.render import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, display_state, job_params, with_worker
+from flf2v_tui.term import duration, human_bytes
+from flf2v_tui.tui import actions
+from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.logpane import LogPane
+from storage.jobs import attempts_of, require_job
+
+if TYPE_CHECKING:
+    from flf2v_tui.tui.app import Flf2vApp
+
+ATTEMPT_COLUMNS = ATTEMPT_HEADER[:-1]  # the log folder is the log pane's business
+STAGE_STYLE = {"done": "green", "running": "bold cyan", "pending": "dim"}
+
+
+@dataclass
+class JobDetail:
+    job: dict[str, Any]
+    attempts: list[dict[str, Any]]
+    state: str
+    prefill: dict[str, str]
+    progress: ProgressInfo
+
+
+def timeline_text(spans: list[StageSpan]) -> Text:
+    parts: list[Text | str] = []
+    for span in spans:
+        if parts:
+            parts.append(Text(" ▸ ", style="dim"))
+        took = "—" if span.seconds is None else f"{span.seconds:.1f}s"
+        mark = "…" if span.state == "running" else ""
+        parts.append(Text(f"{span.name} {took}{mark}", style=STAGE_STYLE[span.state]))
+    return Text.assemble(*parts)
+
+
+class JobScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,backspace", "app.pop_screen", "Back"),
+        Binding("c", "cancel_job", "Cancel"),
+        Binding("r", "retry_job", "Retry"),
+        Binding("e", "edit_copy", "Submit a copy"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.detail: JobDetail | None = None
+        self._telemetry: JobTelemetry | None = None
+        self._attempt_dir: Path | None = None
+
+    @property
+    def flf2v(self) -> Flf2vApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(f"job {self.job_id}: reading…", id="job-title")
+        with Horizontal(id="job-top"):
+            with VerticalScroll(id="job-params"):
+                yield Static("", id="params")
+            with Vertical(id="job-live"):
+                yield Static("", id="stages")
+                with Horizontal(id="step-row"):
+                    yield ProgressBar(total=None, show_eta=False, id="steps")
+                    yield Static("", id="step-text")
+                yield Static("memory per rank", id="memory-title", classes="section")
+                yield Vertical(id="memory")
+                yield Static("", id="preview")  # the latest latent preview goes here (preview events)
+        yield DataTable(id="attempts", cursor_type="none", show_cursor=False)
+        yield Vertical(Static("no attempt yet: the job has not started", classes="muted"), id="logs")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#attempts", DataTable)
+        for column in ATTEMPT_COLUMNS:
+            table.add_column(column, key=column)
+        self.title = f"flf2v · job {self.job_id}"
+        self._timer = self.set_interval(self.flf2v.poll_s, self.poll)
+        self.poll()
+
+    def poll(self) -> None:
+        self._read()
+
+    @work(thread=True, exclusive=True, group="job")
+    def _read(self) -> None:
+        try:
+            job, attempts = self.flf2v.db.read(lambda c: (require_job(c, self.job_id), attempts_of(c, self.job_id)))
+        except BadInputError as exc:
+            deliver(self.app, self._gone, exc.message)
+            return
+        latest = attempts[-1] if attempts else None
+        if latest is not None:
+            folder = Path(latest["log_dir"])
+            if folder != self._attempt_dir:
+                self._attempt_dir, self._telemetry = folder, JobTelemetry(folder)
+            assert self._telemetry is not None
+            self._telemetry.poll()
+        progress = progress_of(self._telemetry if latest else None, latest, self.flf2v.now())
+        detail = JobDetail(job, attempts, display_state(with_worker(job, attempts)), prefill_from_job(job), progress)
+        deliver(self.app, self.show, detail)
+
+    def _gone(self, message: str) -> None:
+        self._timer.stop()
+        self.query_one("#job-title", Static).update(Text(message, style="red"))
+
+    def show(self, detail: JobDetail) -> None:
+        self.detail = detail
+        job, now = detail.job, self.flf2v.now()
+        title = Text.assemble((f"job {job['id']} ", "bold"), (detail.state, STATE_COLOURS.get(detail.state) or ""))
+        if job.get("state_reason"):
+            title.append(f" — {job['state_reason']}", style="dim")
+        if job.get("output_path"):
+            title.append(f"  → {job['output_path']}", style="green")
+        self.query_one("#job-title", Static).update(title)
+        self._show_params(job)
+        self._show_attempts(detail.attempts, now)
+        self._show_progress(detail)
+        self._show_logs(detail.attempts)
+
+    def _show_params(self, job: dict[str, Any]) -> None:
+        lines = Text()
+        lines.append("prompt  ", style="bold").append(" ".join(str(job["prompt"]).split()) + "\n")
+        queue = f"{job['gpus']} rank(s) · priority {job['priority']} · labels {','.join(job['labels']) or '-'}"
+        lines.append("queue   ", style="bold").append(queue + "\n")
+        for name, value in job_params(job):
+            lines.append(f"{name:<19}", style="dim").append(value + "\n")
+        self.query_one("#params", Static).update(lines)
+
+    def _show_attempts(self, attempts: list[dict[str, Any]], now: float) -> None:
+        table = self.query_one("#attempts", DataTable)
+        rows = [row[:-1] for row in attempt_rows(attempts, now)]
+        for attempt, row in zip(attempts, rows, strict=True):
+            key = str(attempt["number"])
+            if key in table.rows:
+                for column, value in zip(ATTEMPT_COLUMNS, row, strict=True):
+                    table.update_cell(key, column, value)
+            else:
+                table.add_row(*row, key=key)
+        table.display = bool(attempts)
+
+    def _show_progress(self, detail: JobDetail) -> None:
+        p = detail.progress
+        self.query_one("#stages", Static).update(Text.assemble(("stages  ", "bold"), timeline_text(p.spans)))
+        self.query_one("#steps", ProgressBar).update(total=p.total or None, progress=p.step or 0)
+        running = detail.state in ("running", "cancelling", "interrupted")
+        text = f"step {p.step or 0}/{p.total or '?'}"
+        text += f" · {p.sec_per_it:.2f} s/it" if p.sec_per_it else " · - s/it"
+        text += f" · ETA {duration(p.eta)}" if running and p.eta is not None else ""
+        self.query_one("#step-text", Static).update(text)
+        self._show_memory(p)
+        self.query_one("#preview", Static).update(
+            Text(f"latest preview: step {p.preview.get('step')} · {p.preview.get('path')}", style="dim")
+            if p.preview
+            else Text("latest preview: none yet (submit with --preview_every to get one)", style="dim")
+        )
+
+    def _show_memory(self, p: ProgressInfo) -> None:
+        box = self.query_one("#memory", Vertical)
+        if not p.memory:
+            if not box.children:
+                box.mount(Static("no memory samples yet", classes="muted"))
+            return
+        for muted in box.query(".muted"):
+            muted.remove()
+        for rank in sorted(p.memory):
+            series = [float(v) for v in p.memory[rank]]
+            label = f"r{rank} {human_bytes(series[-1])} (peak {human_bytes(p.peak.get(rank, 0))})"
+            existing = box.query(f"#mem-r{rank}")
+            if existing:
+                row = existing.first(Horizontal)
+                row.query_one(Static).update(label)
+                row.query_one(Sparkline).data = series
+            else:
+                box.mount(Horizontal(Static(label, classes="mem-label"), Sparkline(series), id=f"mem-r{rank}",
+                                     classes="mem-row"))  # fmt: skip
+
+    def _show_logs(self, attempts: list[dict[str, Any]]) -> None:
+        if not attempts:
+            return
+        latest = attempts[-1]
+        folder = Path(latest["log_dir"])
+        box = self.query_one("#logs", Vertical)
+        current = box.query(LogPane)
+        if current and current.first().attempt_dir == folder:
+            return
+        box.remove_children()
+        box.mount(LogPane(folder, int(latest.get("nproc") or 1), interval=self.flf2v.log_interval_s))
+
+    # ---- actions -------------------------------------------------------------------------------------------
+
+    def action_cancel_job(self) -> None:
+        if self.detail:
+            actions.cancel(self, self.job_id, self.detail.state, self.poll)
+
+    def action_retry_job(self) -> None:
+        actions.retry(self, self.job_id, self.poll)
+
+    def action_edit_copy(self) -> None:
+        if self.detail:
+            self.flf2v.open_submit(self.detail.prefill)

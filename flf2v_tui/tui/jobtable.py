@@ -1,0 +1,81 @@
+"""The dashboard's job table, updated in place: only changed cells are rewritten and the cursor stays on the
+same job, so a refresh every second neither flickers nor moves the selection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from flf2v_tui.live.queue_view import COLUMNS, QueueSnapshot, job_cells
+from flf2v_tui.render import STATE_COLOURS
+
+_RIGHT = {"id", "gpus", "s/it", "eta", "age"}
+
+
+def _cell(column: str, value: str, state: str) -> Any:
+    if column == "state":
+        return Text(value, style=STATE_COLOURS.get(state) or "")
+    if column == "step" and value:
+        bar, _, count = value.partition(" ")
+        return Text.assemble((bar, "cyan" if state == "running" else "dim"), " ", count)
+    if column in _RIGHT:
+        return Text(value, justify="right")
+    return value
+
+
+class JobTable(DataTable[Any]):
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kw)
+        self._cells: dict[str, tuple[str, ...]] = {}
+        self._order: list[str] = []
+        self.jobs: dict[int, dict[str, Any]] = {}
+        self.states: dict[int, str] = {}
+
+    def on_mount(self) -> None:
+        for column in COLUMNS:
+            self.add_column(column.upper() if column != "s/it" else "S/IT", key=column)
+
+    @property
+    def selected_id(self) -> int | None:
+        if not self.row_count:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        return int(key.value) if key.value is not None else None
+
+    def select(self, job_id: int) -> bool:
+        key = str(job_id)
+        if key not in self._cells:
+            return False
+        self.move_cursor(row=self.get_row_index(key), animate=False)
+        return True
+
+    def show(self, snap: QueueSnapshot, now: float) -> None:
+        keep = self.selected_id
+        self.jobs = {j["id"]: j for j in snap.jobs}
+        self.states = snap.states
+        fresh = {str(j["id"]): job_cells(j, snap.states[j["id"]], now) for j in snap.jobs}
+        for key in [k for k in self._cells if k not in fresh]:
+            self.remove_row(key)
+            del self._cells[key]
+        new_rows = []
+        for key, cells in fresh.items():
+            old = self._cells.get(key)
+            state = cells[1]
+            if old is None:
+                new_rows.append((key, [_cell(c, v, state) for c, v in zip(COLUMNS, cells, strict=True)]))
+            elif old != cells:
+                for column, before, after in zip(COLUMNS, old, cells, strict=True):
+                    if before != after or (column == "step" and old[1] != state):
+                        self.update_cell(key, column, _cell(column, after, state))
+            self._cells[key] = cells
+        for key, row in new_rows:
+            self.add_row(*row, key=key)
+        order = list(fresh)
+        if order != self._order:
+            position = {k: i for i, k in enumerate(order)}
+            self.sort("id", key=lambda cell: position[str(cell).strip()])
+            self._order = order
+        if keep is not None and str(keep) in fresh:
+            self.select(keep)

@@ -1,0 +1,86 @@
+"""An attempt's logs: a tab with all ranks merged by time, a tab per rank, torchrun's own output, and search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widgets import Input, Static, TabbedContent, TabPane
+
+from flf2v_tui.live.lineindex import FileLines
+from flf2v_tui.live.merged import MergedLines
+from flf2v_tui.tui.logview import LogView
+
+TORCHRUN_LOG = "torchrun.log"
+
+
+class LogPane(Vertical):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "search", "Search log"),
+        Binding("escape", "close_search", "Close search", show=False),
+    ]
+
+    def __init__(self, attempt_dir: Path, ranks: int, interval: float = 0.25, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.attempt_dir = attempt_dir
+        self.ranks = max(ranks, 1)
+        self.interval = interval
+
+    def compose(self) -> ComposeResult:
+        files = {r: self.attempt_dir / f"rank{r}.log" for r in range(self.ranks)}
+        with TabbedContent(id="log-tabs"):
+            with TabPane("all ranks", id="log-all"):
+                yield LogView(MergedLines(files), colour_ranks=True, interval=self.interval, id="view-all")
+            for rank, path in files.items():
+                with TabPane(f"rank {rank}", id=f"log-r{rank}"):
+                    yield LogView(FileLines(path), interval=self.interval, id=f"view-r{rank}")
+            with TabPane("torchrun", id="log-torchrun"):
+                yield LogView(FileLines(self.attempt_dir / TORCHRUN_LOG), interval=self.interval, id="view-torchrun")
+        yield Input(placeholder="search this log (enter: next, shift+enter or N: previous, esc: close)",
+                    id="log-search", classes="hidden")  # fmt: skip
+        yield Static("", id="log-status")
+
+    @property
+    def active_view(self) -> LogView:
+        tabs = self.query_one(TabbedContent)
+        return tabs.get_pane(tabs.active).query_one(LogView)
+
+    def on_tabbed_content_tab_activated(self, _event: TabbedContent.TabActivated) -> None:
+        self._status(self.active_view)
+
+    def on_log_view_changed(self, event: LogView.Changed) -> None:
+        if event.view is self.active_view:
+            self._status(event.view)
+
+    def _status(self, view: LogView) -> None:
+        source = view.source
+        parts = [f"{source.count:,} lines"]
+        if getattr(source, "provisional", False):
+            parts.append("indexing… (showing the tail)")
+        if getattr(source, "truncated", False):
+            parts.append("recent lines of each rank; full history in the rank tabs")
+        parts.append("following" if view.follow else "paused: scrolled up (End follows)")
+        if view.match is not None:
+            parts.append(f"hit at line {view.match + 1:,} for {view.needle!r} (n/N)")
+        self.query_one("#log-status", Static).update(" · ".join(parts))
+
+    def action_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    def action_close_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.add_class("hidden")
+        self.active_view.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "log-search" and event.value.strip():
+            event.stop()
+            self.active_view.search(event.value.strip())
+
+    def search(self, needle: str, backwards: bool = False) -> None:
+        self.active_view.search(needle, backwards)

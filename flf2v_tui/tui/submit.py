@@ -1,0 +1,184 @@
+"""The submit form. Checked by the same code as `flf2v submit` (live.form -> submission.build_specs), with each
+message shown under the field it is about. Opened empty, or prefilled from a job (`SubmitScreen(prefill)`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.suggester import Suggester
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, TextArea
+
+from engine.tasks import TASKS
+from flf2v_tui.live import form
+from flf2v_tui.tui.db import deliver
+
+if TYPE_CHECKING:
+    from flf2v_tui.tui.app import Flf2vApp
+
+LABELS = {
+    "first_frame": "First frame", "last_frame": "Last frame", "prompt": "Prompt", "neg_prompt": "Negative prompt",
+    "task": "Task", "ckpt_dir": "Checkpoint", "size": "Size (W*H)", "frame_num": "Frames (4n+1)",
+    "sample_steps": "Steps", "sample_shift": "Shift", "sample_guide_scale": "Guide scale",
+    "seeds": "Seed or seeds", "gpus": "GPUs (ranks)", "priority": "Priority", "labels": "Labels",
+}  # fmt: skip
+ROWS = (("size", "frame_num", "sample_steps"), ("sample_shift", "sample_guide_scale", "seeds"),
+        ("gpus", "priority", "labels"))  # fmt: skip
+FRAMES = ("first_frame", "last_frame")
+
+
+class PathSuggester(Suggester):
+    """Completes file names as they are typed (right arrow accepts); the folder is listed in a thread."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        return await asyncio.to_thread(form.complete_path, value)
+
+
+class SubmitScreen(Screen[list[int] | None]):
+    """Dismissed with the new job ids, or None when left without submitting."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "submit", "Submit", priority=True),
+        Binding("escape", "leave", "Back"),
+    ]
+
+    def __init__(self, prefill: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.prefill = {name: "" for name in form.FIELDS} | {k: v for k, v in (prefill or {}).items() if v}
+        self.busy = False
+
+    @property
+    def flf2v(self) -> Flf2vApp:
+        return self.app  # type: ignore[return-value]
+
+    def _field(self, name: str, widget: Input | Select[str] | TextArea) -> ComposeResult:
+        with Vertical(classes="field", id=f"field-{name}"):
+            line = Vertical if isinstance(widget, TextArea) else Horizontal
+            with line(classes="field-line"):
+                yield Label(LABELS[name])
+                yield widget
+            if name in FRAMES:
+                yield Static("", id=f"{name}-info", classes="info")
+            yield Static("", id=f"{name}-error", classes="error hidden")
+
+    def _input(self, name: str, hints: dict[str, str]) -> Input:
+        suggester = PathSuggester() if name in form.PATH_FIELDS else None
+        return Input(self.prefill[name], placeholder=hints.get(name, ""), id=name, suggester=suggester, compact=True)
+
+    def compose(self) -> ComposeResult:
+        task = self.prefill["task"] if self.prefill["task"] in TASKS else form.DEFAULT_TASK
+        hints = form.placeholders(task)
+        yield Header()
+        with VerticalScroll(id="form"):
+            for name in FRAMES:
+                yield from self._field(name, self._input(name, hints))
+            for name in form.TEXT_FIELDS:
+                area = TextArea(self.prefill[name], id=name, soft_wrap=True, show_line_numbers=False)
+                area.placeholder = hints.get(name, "")
+                yield from self._field(name, area)
+            with Horizontal(classes="row"):
+                tasks = Select([(t, t) for t in TASKS], value=task, allow_blank=False, id="task", compact=True)
+                yield from self._field("task", tasks)
+                yield from self._field("ckpt_dir", self._input("ckpt_dir", hints))
+            for row in ROWS:
+                with Horizontal(classes="row"):
+                    for name in row:
+                        yield from self._field(name, self._input(name, hints))
+            yield Static("", id="form-error", classes="error hidden")
+            with Horizontal(id="form-buttons"):
+                yield Button("Submit (ctrl+s)", variant="primary", id="submit")
+                yield Button("Back (esc)", id="back")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "flf2v · new job"
+        self.query_one("#first_frame", Input).focus()
+        for name in FRAMES:
+            if self.prefill[name]:
+                self._describe(name, self.prefill[name])
+
+    # ---- live hints ----------------------------------------------------------------------------------------
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id in FRAMES:
+            self._describe(event.input.id, event.value)
+
+    @work(thread=True, exclusive=False, group="frames")
+    def _describe(self, name: str, path: str) -> None:
+        summary = form.image_summary(path)
+        deliver(self.app, self._described, name, path, summary)
+
+    def _described(self, name: str, path: str, summary: str) -> None:
+        if self.query_one(f"#{name}", Input).value == path:  # not an answer about text typed over since
+            self.query_one(f"#{name}-info", Static).update(summary)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "task" and isinstance(event.value, str):
+            for name, hint in form.placeholders(event.value).items():
+                widget = self.query_one(f"#{name}")
+                if isinstance(widget, Input | TextArea):
+                    widget.placeholder = hint
+
+    # ---- submitting ----------------------------------------------------------------------------------------
+
+    def values(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name in form.FIELDS:
+            widget = self.query_one(f"#{name}")
+            if isinstance(widget, TextArea):
+                out[name] = widget.text
+            elif isinstance(widget, Select):
+                out[name] = str(widget.value)
+            elif isinstance(widget, Input):
+                out[name] = widget.value
+        return out
+
+    def show_errors(self, errors: dict[str, str]) -> None:
+        for box in self.query(".error"):
+            box.update("")
+            box.add_class("hidden")
+        for name, message in errors.items():
+            box = self.query_one(f"#{name}-error", Static)
+            box.update(message)
+            box.remove_class("hidden")
+            if name != form.FORM_LEVEL:
+                self.query_one(f"#field-{name}").scroll_visible()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "submit":
+            self.action_submit()
+        elif event.button.id == "back":
+            self.action_leave()
+
+    def action_submit(self) -> None:
+        if self.busy:
+            return
+        self.busy = True
+        self.query_one("#form-error", Static).update("checking…")
+        self.query_one("#form-error").remove_class("hidden")
+        self._submit(self.values())
+
+    @work(thread=True, exclusive=True, group="submit")
+    def _submit(self, values: dict[str, str]) -> None:
+        home = self.flf2v.db.home
+        ids, errors = self.flf2v.db.write(lambda conn: form.submit(conn, home, values))
+        deliver(self.app, self._submitted, ids, errors)
+
+    def _submitted(self, ids: list[int], errors: dict[str, str]) -> None:
+        self.busy = False
+        if errors:
+            self.show_errors(errors)
+            return
+        self.notify(f"queued job {ids[0]}" if len(ids) == 1 else f"queued {len(ids)} jobs: {ids[0]}..{ids[-1]}")
+        self.dismiss(ids)
+
+    def action_leave(self) -> None:
+        self.dismiss(None)
