@@ -35,8 +35,12 @@ def run_op(screen: Screen[Any], op: Callable[[sqlite3.Connection], str], then: C
         except (DatabaseError, sqlite3.Error) as exc:
             message = f"could not change {app.db.home.db} ({exc}); is it read-only for you?"
             severity = "error"
-        deliver(app, app.notify, message, severity=severity, timeout=4)  # type: ignore[arg-type]
-        deliver(app, then)
+
+        def report() -> None:
+            app.notify(message, severity=severity, timeout=4)  # type: ignore[arg-type]
+            then()
+
+        deliver(app, report)
 
     screen.run_worker(work, thread=True, group="ops")
 

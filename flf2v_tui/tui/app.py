@@ -78,14 +78,16 @@ class Flf2vApp(App[None]):
         self.push_screen(SubmitScreen(prefill), done)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        """Every key binding of the screen is in the palette too, under its description and key."""
+        """Every key of the screen is in the palette too (the screen's own keys first, then those of the focused
+        widget), under its description and key."""
+        own = [(screen, b) for b in screen.BINDINGS if isinstance(b, Binding)]
+        focused = [(a.node, a.binding) for a in screen.active_bindings.values()]
         seen = set()
-        for key, active in screen.active_bindings.items():
-            binding = active.binding
-            if not binding.description or binding.action in seen:
+        for node, binding in own + focused:
+            if not binding.description or binding.description in seen:
                 continue
-            seen.add(binding.action)
+            seen.add(binding.description)
             keys = self.get_key_display(binding)
-            run = partial(self.run_action, binding.action, active.node)
-            yield SystemCommand(f"{binding.description} ({keys})", f"key: {keys} ({key})", run)
+            run = partial(self.run_action, binding.action, node)
+            yield SystemCommand(f"{binding.description} ({keys})", f"the {keys} key", run)
         yield from super().get_system_commands(screen)

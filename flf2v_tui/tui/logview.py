@@ -132,7 +132,7 @@ class LogView(ScrollView, can_focus=True):
 
     def _scroll_to_end(self) -> None:
         self._following_scroll = True
-        self.scroll_to(y=max(self.source.count - self.size.height, 0), animate=False, immediate=True)
+        self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self._following_scroll = False
 
     # ---- following and scrolling --------------------------------------------------------------------------
@@ -141,7 +141,7 @@ class LogView(ScrollView, can_focus=True):
         super().watch_scroll_y(old_value, new_value)
         if self._following_scroll:
             return
-        at_bottom = new_value >= self.source.count - self.size.height
+        at_bottom = new_value >= self.max_scroll_y
         if new_value < old_value and not at_bottom:
             self.follow = False
         elif at_bottom and not self.follow and new_value > old_value:

@@ -44,3 +44,35 @@ def stub_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_ckpt(tiny_official_ckpt: Path) -> Path:
     """The engine's tiny random-weight checkpoint (official layout), shared with the engine's tests."""
     return Path(tiny_official_ckpt)
+
+
+# ---- the TUI's tests -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    """A real FLF2V_HOME with a job in every state and a live worker (this process), at the frozen time NOW."""
+    from tests.functional.tui_world import build_world
+
+    return build_world(tmp_path / "home")
+
+
+@pytest.fixture
+def no_gpu():
+    """The GPU source of a machine without NVIDIA: the double stands in for NVML at its boundary only."""
+    from tests.functional.tui_world import NoNvml
+
+    return NoNvml()
+
+
+@pytest.fixture
+def make_app(no_gpu):
+    """make_app(world, **overrides) -> Flf2vApp on the world's home, with a frozen clock and quick polls."""
+    from flf2v_tui.tui.app import Flf2vApp
+    from tests.functional.tui_world import NOW
+
+    def make(world, **overrides):
+        options = {"gpu_source": no_gpu, "clock": lambda: NOW, "poll_s": 0.2, "log_interval_s": 0.05, **overrides}
+        return Flf2vApp(world.home, **options)
+
+    return make

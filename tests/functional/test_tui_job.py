@@ -1,0 +1,150 @@
+"""The job view through Pilot: parameters, attempts, stages, progress, memory, and the live log pane."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from flf2v_tui.tui.jobscreen import JobScreen
+from flf2v_tui.tui.logpane import LogPane
+from flf2v_tui.tui.logview import LogView
+from tests.functional.tui_world import NOW, log_line, screen_text, settle
+
+# What a hostile or careless rank can print: cursor moves and screen clearing, a window title, a clipboard
+# write (OSC 52), a hyperlink, a C1 CSI, a bell and a backspace.
+HOSTILE = (
+    "\x1b[2J\x1b[H\x1b[10;10Hcursor moved"
+    " \x1b]0;pwned title\x07title set"
+    " \x1b]52;c;ZWNobyBwd25lZA==\x07clipboard written"
+    " \x1b]8;;https://evil.example/\x1b\\link text\x1b]8;;\x1b\\"
+    " \u009b31mc1 csi \x07bell\x08 \x1b[31mred\x1b[0m end"
+)
+
+
+async def _open(app, pilot, job_id: int) -> JobScreen:
+    app.open_job(job_id)
+    await settle(pilot, lambda: isinstance(app.screen, JobScreen) and app.screen.detail is not None, what="the job")
+    return app.screen
+
+
+def _view(screen: JobScreen, tab: str = "view-all") -> LogView:
+    return screen.query_one(f"#{tab}", LogView)
+
+
+def test_job_view_shows_parameters_stages_progress_and_memory(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            screen = await _open(app, pilot, world.ids["running"])
+            await settle(pilot, lambda: "r1 " in screen_text(app), what="memory rows")
+            text = screen_text(app)
+            assert "a small blue bird takes off" in text and "sample_steps       50" in text
+            assert "load 40.0s ▸ encode 3.5s ▸ denoise 255.0s… ▸ decode — ▸ save —" in text
+            assert "step 12/50 · 20.00 s/it · ETA 12m40s" in text
+            assert "r0 1.3 GiB (peak 1.3 GiB)" in text and "r1 1.4 GiB (peak 1.4 GiB)" in text
+            assert "latest preview: none yet" in text
+            assert screen.query_one("#steps").percentage == 12 / 50
+
+    asyncio.run(scenario())
+
+
+def test_attempt_history_names_failure_class_and_rank(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            await _open(app, pilot, world.ids["failed"])
+            await settle(pilot, lambda: "engine_error" in screen_text(app), what="the attempts")
+            rows = [line.split() for line in screen_text(app).splitlines() if re.match(r"\s*#[12] ", line)]
+            assert [(r[0], r[1], r[-3], r[-2]) for r in rows] == [("#1", "failed", "1", "oom"),
+                                                                 ("#2", "failed", "0", "engine_error")]  # fmt: skip
+
+    asyncio.run(scenario())
+
+
+def test_log_pane_merges_ranks_follows_and_pauses_when_scrolled_up(world, make_app):
+    folder = world.attempt_dir("running")
+
+    def append(rank: int, t: float, text: str) -> None:
+        with open(folder / f"rank{rank}.log", "a") as fh:
+            fh.write(log_line(t, text))
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 34)) as pilot:
+            screen = await _open(app, pilot, world.ids["running"])
+            view = _view(screen)
+            await settle(pilot, lambda: view.source.count == 26, what="the merged logs")
+            lines = view.source.lines
+            assert [line[:4] for line in lines[:2]] == ["[r0]", "[r1]"]
+            assert lines == sorted(lines, key=lambda x: x[5:])  # by time stamp, then rank
+
+            append(1, NOW + 1.0, "late line from rank 1")
+            append(0, NOW + 0.5, "earlier line from rank 0")
+            await settle(pilot, lambda: view.source.count == 28, what="the appended lines")
+            assert view.source.lines[-2:] == [
+                "[r0] " + log_line(NOW + 0.5, "earlier line from rank 0").strip(),
+                "[r1] " + log_line(NOW + 1.0, "late line from rank 1").strip(),
+            ]
+            await pilot.pause(0.1)
+            assert view.follow and view.scroll_y == view.max_scroll_y
+            assert "late line from rank 1" in screen_text(app)
+
+            view.focus()
+            await pilot.press("pageup")
+            await settle(pilot, lambda: not view.follow, what="follow to pause")
+            top = view.scroll_y
+            append(0, NOW + 2, "while scrolled up")
+            await settle(pilot, lambda: view.source.count == 29, what="one more line")
+            await pilot.pause(0.1)
+            assert view.scroll_y == top and "paused: scrolled up" in screen_text(app)
+            await pilot.press("end")
+            await settle(pilot, lambda: view.follow and view.scroll_y == view.max_scroll_y, what="following again")
+
+            await pilot.click("#log-tabs Tab#--content-tab-log-r1")
+            rank1 = _view(screen, "view-r1")
+            await settle(pilot, lambda: rank1.source.count == 14, what="rank 1's own log")
+            await settle(pilot, lambda: "late line from rank 1" in screen_text(app), what="rank 1's tail")
+            assert "[r0]" not in screen_text(app)
+
+    asyncio.run(scenario())
+
+
+def test_log_search_jumps_to_the_hit(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            screen = await _open(app, pilot, world.ids["running"])
+            await pilot.click("#log-tabs Tab#--content-tab-log-r0")
+            view = _view(screen, "view-r0")
+            await settle(pilot, lambda: view.source.count == 13, what="rank 0's log")
+            screen.query_one(LogPane).search("sampling   3/50")
+            await settle(pilot, lambda: view.match == 3, what="the hit")
+            assert not view.follow
+            screen.query_one(LogPane).search("sampling   2/50", backwards=True)
+            await settle(pilot, lambda: view.match == 2, what="the hit above")
+
+    asyncio.run(scenario())
+
+
+def test_escape_sequences_in_a_rank_log_are_inert(world, make_app):
+    folder = world.attempt_dir("running")
+    with open(folder / "rank1.log", "a") as fh:
+        fh.write(log_line(NOW, HOSTILE))
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(180, 48)) as pilot:
+            screen = await _open(app, pilot, world.ids["running"])
+            await settle(pilot, lambda: "clipboard written" in screen_text(app), what="the hostile line")
+            drawn = [
+                seg.text
+                for view in (_view(screen), )
+                for y in range(view.size.height)
+                for seg in view.render_line(y)
+            ]  # fmt: skip
+            text = "".join(drawn)
+            assert "cursor moved" in text and "link text" in text and "end" in text
+            assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text), repr(text)
+            assert "pwned title" not in text and "ZWNobyBwd25lZA" not in text
+
+    asyncio.run(scenario())

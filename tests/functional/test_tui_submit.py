@@ -1,0 +1,133 @@
+"""The submit form through Pilot: inline errors from the CLI's own validation, queueing, prefilling."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.widgets import Input, Static, TextArea
+
+from flf2v_tui.live.form import prefill_from_job
+from flf2v_tui.tui.dashboard import DashboardScreen
+from flf2v_tui.tui.jobtable import JobTable
+from flf2v_tui.tui.submit import SubmitScreen
+from storage.db import connect
+from storage.jobs import get_job
+from tests.functional.tui_world import STATES, settle
+
+
+def _fill(screen: SubmitScreen, **values: str) -> None:
+    for name, value in values.items():
+        widget = screen.query_one(f"#{name}")
+        if isinstance(widget, TextArea):
+            widget.text = value
+        else:
+            widget.value = value
+
+
+def _error(screen: SubmitScreen, name: str) -> str:
+    box = screen.query_one(f"#{name}-error", Static)
+    return "" if box.has_class("hidden") else str(box.render())
+
+
+def _form_ready(app) -> bool:
+    return isinstance(app.screen, SubmitScreen) and bool(app.screen.query("#form-buttons"))
+
+
+def _count(world) -> int:
+    conn = connect(world.home.db)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_the_form_rejects_bad_input_inline_and_queues_good_input(world, make_app, tmp_path):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(140, 50)) as pilot:
+            await settle(pilot, lambda: app.screen.query_one(JobTable).row_count == len(STATES), what="the jobs")
+            await pilot.press("n")
+            await settle(pilot, lambda: _form_ready(app), what="the form")
+            form = app.screen
+            first, last = (str(p) for p in world.frames)
+            missing = str(tmp_path / "missing.png")
+            _fill(form, first_frame=first, last_frame=missing, prompt="a kite rises", task="flf2v-tiny",
+                  ckpt_dir=str(world.ckpt), size="64*48", frame_num="8", sample_steps="x")  # fmt: skip
+            await settle(pilot, lambda: "64×48 RGB" in str(form.query_one("#first_frame-info").render()),
+                         what="the first frame's size")  # fmt: skip
+            await settle(pilot, lambda: "does not exist" in str(form.query_one("#last_frame-info").render()),
+                         what="the missing last frame noticed")  # fmt: skip
+
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: _error(form, "sample_steps"), what="the type error")
+            assert "'x' is not a whole number" in _error(form, "sample_steps")
+            assert _count(world) == len(STATES)
+
+            _fill(form, sample_steps="4")
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: _error(form, "frame_num"), what="the engine's own check")
+            assert "4n+1" in _error(form, "frame_num") and not _error(form, "sample_steps")
+
+            _fill(form, frame_num="9")
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: _error(form, "last_frame"), what="the missing frame")
+            assert "does not exist" in _error(form, "last_frame") and not _error(form, "frame_num")
+            assert _count(world) == len(STATES)
+
+            _fill(form, last_frame=last, seeds="5,6", labels="kites, tui", gpus="2", priority="3")
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: isinstance(app.screen, DashboardScreen), what="back to the dashboard")
+            assert _count(world) == len(STATES) + 2
+            conn = connect(world.home.db)
+            new = [get_job(conn, i) for i in (len(STATES) + 1, len(STATES) + 2)]
+            conn.close()
+            assert [(j["base_seed"], j["frame_num"], j["sample_steps"], j["gpus"], j["priority"]) for j in new] == [
+                (5, 9, 4, 2, 3), (6, 9, 4, 2, 3)]  # fmt: skip
+            assert new[0]["labels"] == ["kites", "tui"] and new[0]["prompt"] == "a kite rises"
+            table = app.screen.query_one(JobTable)
+            await settle(pilot, lambda: table.selected_id == new[0]["id"], what="the new job selected")
+
+    asyncio.run(scenario())
+
+
+def test_the_form_opens_prefilled_from_a_job(world, make_app):
+    conn = connect(world.home.db)
+    job = get_job(conn, world.ids["failed"])
+    conn.close()
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(140, 50)) as pilot:
+            app.open_submit(prefill_from_job(job))
+            await settle(pilot, lambda: _form_ready(app), what="the form")
+            form = app.screen
+            assert form.query_one("#prompt", TextArea).text == job["prompt"]
+            assert form.query_one("#seeds", Input).value == str(job["base_seed"])
+            assert form.query_one("#first_frame", Input).value == str(world.frames[0])  # the original still exists
+            assert form.query_one("#task").value == "flf2v-tiny"
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: isinstance(app.screen, DashboardScreen), what="the copy queued")
+            assert _count(world) == len(STATES) + 1
+
+    asyncio.run(scenario())
+
+
+def test_path_completion_lists_the_folder(world, make_app, tmp_path):
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "bird-first.png").write_bytes(world.frames[0].read_bytes())
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(140, 50)) as pilot:
+            app.open_submit()
+            await settle(pilot, lambda: _form_ready(app), what="the form")
+            box = app.screen.query_one("#first_frame", Input)
+            box.focus()
+            await pilot.press(*f"{tmp_path}/fra")
+            await settle(pilot, lambda: box._suggestion == f"{tmp_path}/frames/", what="the folder suggested")
+            await pilot.press("right", *"bi")
+            await settle(pilot, lambda: box._suggestion.endswith("bird-first.png"), what="the file suggested")
+            await pilot.press("right")
+            assert box.value == f"{tmp_path}/frames/bird-first.png"
+
+    asyncio.run(scenario())
