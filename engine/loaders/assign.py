@@ -59,6 +59,22 @@ def _listing(keys: list[str], limit: int = 8) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
+def check_match(missing: Sequence[str], unexpected: Sequence[str], what: str, source: str) -> None:
+    """A BadInputError listing the model's keys the checkpoint lacks and the checkpoint's keys it does not use."""
+    if not missing and not unexpected:
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({_listing(sorted(missing))})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({_listing(sorted(unexpected))})")
+    raise BadInputError(f"{what} weights in {source} do not match the model: {'; '.join(parts)}")
+
+
+def is_ignored(key: str, ignore: Sequence[str]) -> bool:
+    return any(re.search(pattern, key) for pattern in ignore)
+
+
 def _place(model: nn.Module, key: str, value: Tensor) -> None:
     prefix, _, name = key.rpartition(".")
     module = model.get_submodule(prefix)
@@ -93,7 +109,7 @@ def assign_weights(
     loaded: set[str] = set()
     for key, tensor in weights:
         if key not in expected:
-            if not any(re.search(pattern, key) for pattern in ignore):
+            if not is_ignored(key, ignore):
                 unexpected.append(key)
             continue
         if tuple(tensor.shape) != expected[key]:
@@ -114,13 +130,7 @@ def assign_weights(
             setattr(model.get_submodule(prefix), name, model.get_parameter(src))
             loaded.add(dst)
     missing = sorted(k for k in expected if k not in loaded)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing ({_listing(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({_listing(sorted(unexpected))})")
-        raise BadInputError(f"{what} weights in {source} do not match the model: {'; '.join(parts)}")
+    check_match(missing, unexpected, what, source)
     # Parameters are in place; this moves the computed buffers.
     model.to(device)
     model.eval().requires_grad_(False)

@@ -42,9 +42,11 @@ from engine.loaders.files import (
     safetensors_shapes,
     safetensors_tensors,
 )
+from engine.loaders.lazy import LazyTensor, pth_lazy, renamed, safetensors_lazy
 from engine.tasks import TaskConfig
 
 Weights = Iterator[tuple[str, Tensor]]
+LazyWeights = Iterator[tuple[str, LazyTensor]]
 
 
 def _official(layout: CheckpointLayout) -> bool:
@@ -98,6 +100,13 @@ def text_encoder_weights(layout: CheckpointLayout) -> Weights:
     return safetensors_tensors(safetensors_files(layout.files["text_encoder"]))
 
 
+def text_encoder_lazy_weights(layout: CheckpointLayout) -> LazyWeights:
+    """Library names -> tensors not read yet, for loading one FSDP shard per rank."""
+    if _official(layout):
+        return renamed(pth_lazy(_first(layout, "text_encoder")), t5.library_keys)
+    return safetensors_lazy(safetensors_files(layout.files["text_encoder"]))
+
+
 def load_text_encoder(
     layout: CheckpointLayout, task: TaskConfig, dtype: torch.dtype, device: torch.device | str
 ) -> UMT5EncoderModel:
@@ -108,7 +117,7 @@ def load_text_encoder(
         dtype=dtype,
         device=device,
         what="text encoder",
-        source=_source(layout, "text_encoder"),
+        source=weights_source(layout, "text_encoder"),
         keep_fp32=transformers_keep_fp32(model, dtype),
         tied=t5.TIED,
         ignore=ignored_unexpected(model),
@@ -156,7 +165,7 @@ def load_image_encoder(
         dtype=dtype,
         device=device,
         what="image encoder",
-        source=_source(layout, "image_encoder"),
+        source=weights_source(layout, "image_encoder"),
         keep_fp32=transformers_keep_fp32(model, dtype),
         ignore=ignored_unexpected(model),
     )
@@ -196,7 +205,7 @@ def load_vae(
         dtype=dtype,
         device=device,
         what="VAE",
-        source=_source(layout, "vae"),
+        source=weights_source(layout, "vae"),
         keep_fp32=diffusers_keep_fp32(model),
         ignore=ignored_unexpected(model),
     )
@@ -228,6 +237,12 @@ def transformer_weights(layout: CheckpointLayout) -> Weights:
     return _convert(pairs, dit.to_library) if _official(layout) else pairs
 
 
+def transformer_lazy_weights(layout: CheckpointLayout) -> LazyWeights:
+    """Library names -> tensors not read yet, for loading one FSDP shard per rank."""
+    pairs = safetensors_lazy(safetensors_files(layout.files["transformer"]))
+    return renamed(pairs, dit.library_keys) if _official(layout) else pairs
+
+
 def load_transformer(
     layout: CheckpointLayout, task: TaskConfig, dtype: torch.dtype, device: torch.device | str
 ) -> WanTransformer3DModel:
@@ -238,14 +253,15 @@ def load_transformer(
         dtype=dtype,
         device=device,
         what="transformer",
-        source=_source(layout, "transformer"),
+        source=weights_source(layout, "transformer"),
         keep_fp32=diffusers_keep_fp32(model),
         ignore=ignored_unexpected(model),
     )
     return model
 
 
-def _source(layout: CheckpointLayout, component: str) -> str:
+def weights_source(layout: CheckpointLayout, component: str) -> str:
+    """How error messages name a component's weight files."""
     files = [p for p in layout.files[component] if not p.name.endswith(".json")]
     if len(files) == 1:
         return str(files[0])

@@ -62,15 +62,24 @@ def safetensors_files(paths: Iterable[Path]) -> list[Path]:
     return [p for p in paths if p.name.endswith(".safetensors")]
 
 
+def safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
+    """(offset of the data section, {key: {"dtype", "shape", "data_offsets"}}) of one safetensors file."""
+    with reading(path), open(path, "rb") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(length))
+    if not isinstance(header, dict):
+        raise BadInputError(f"weight file {path} has no safetensors header")
+    header.pop("__metadata__", None)
+    return 8 + length, header
+
+
 def safetensors_shapes(paths: Iterable[Path]) -> dict[str, tuple[int, ...]]:
     """Tensor shapes from the safetensors headers, without reading any tensor data."""
     shapes: dict[str, tuple[int, ...]] = {}
     for path in paths:
-        with reading(path), open(path, "rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(length))
-        for key, info in header.items():
-            if key != "__metadata__":
+        _, header = safetensors_header(path)
+        with reading(path):
+            for key, info in header.items():
                 shapes[key] = tuple(int(s) for s in info["shape"])
     return shapes
 
