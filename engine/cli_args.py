@@ -156,6 +156,10 @@ def validate(args: argparse.Namespace, world_size: int) -> TaskConfig:
         raise BadInputError("ring attention is not implemented; use --ulysses_size for sequence parallelism")
     if args.ulysses_size < 1 or world_size % args.ulysses_size:
         raise BadInputError(f"ulysses_size {args.ulysses_size} must divide the number of processes ({world_size})")
+    if args.t5_cpu and args.t5_fsdp:
+        raise BadInputError(
+            "--t5_cpu keeps the whole T5 on the CPU and --t5_fsdp shards it across the ranks' devices; give one of them"
+        )
     if args.ulysses_size > 1 and task.num_heads % args.ulysses_size:
         raise BadInputError(
             f"ulysses_size {args.ulysses_size} must divide the model's {task.num_heads} attention heads"

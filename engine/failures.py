@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 
 from engine.errors import BadInputError, PeerLostError
 
@@ -34,6 +35,9 @@ def classify(exc: BaseException) -> str:
         return "killed"
     if isinstance(exc, PeerLostError):
         return "comm"
+    declared = getattr(exc, "failure_class", None)
+    if isinstance(declared, str):
+        return declared
     message = f"{type(exc).__name__}: {exc}".lower()
     if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in message:
         return "oom"
@@ -49,9 +53,22 @@ def classify(exc: BaseException) -> str:
     return "engine_error"
 
 
+PeerProbe = Callable[[], BaseException | None]
+_peer_probe: PeerProbe | None = None
+
+
+def set_peer_probe(probe: PeerProbe | None) -> None:
+    """`probe()` returns the error for a peer rank found gone, or None. A termination signal that arrives
+    once a peer is gone is torchrun stopping the survivors (or the peer watch interrupting the main
+    thread): the loss, not the signal, is then what ends the run."""
+    global _peer_probe
+    _peer_probe = probe
+
+
 def install_signal_handlers() -> None:
     def handler(signum: int, _frame: object) -> None:
-        raise Killed(signum)
+        lost = _peer_probe() if _peer_probe is not None else None
+        raise lost if lost is not None else Killed(signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, handler)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from engine import __version__
 from engine.checks import check_checkpoint, check_image
 from engine.cli_args import apply_defaults, build_parser, validate
-from engine.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, BadInputError
+from engine.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, BadInputError, PeerLostError
 from engine.tasks import TaskConfig
 from engine.telemetry import EventWriter
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from engine.checks import CheckpointLayout
     from engine.reporting import Reporter
+    from engine.runtime import Runtime
 
 log = logging.getLogger("flf2v.engine")
 
@@ -43,11 +44,24 @@ def _check_inputs(args: argparse.Namespace, world_size: int) -> tuple[TaskConfig
 def _parallel_notes(args: argparse.Namespace, world_size: int) -> None:
     if world_size == 1 and (args.t5_fsdp or args.dit_fsdp):
         log.info("--t5_fsdp/--dit_fsdp have no effect on a single process; the models are loaded whole")
-    if world_size > 1 and (args.t5_fsdp or args.dit_fsdp or args.ulysses_size > 1):
-        log.info(
-            "--t5_fsdp/--dit_fsdp/--ulysses_size are accepted but not sharded yet: "
-            f"every one of the {world_size} ranks holds the full models and computes the same result"
-        )
+
+
+def _failure(exc: BaseException, runtime: Runtime) -> tuple[BaseException, str]:
+    """The exception to report and its class. A collective that failed because a peer died is reported as
+    that peer's loss, which names the rank to look at."""
+    from engine.failures import classify
+
+    failure = classify(exc)
+    if failure == "comm" and runtime.watch is not None and not isinstance(exc, PeerLostError):
+        lost = runtime.watch.lost_peer()
+        if lost is not None:
+            return PeerLostError(f"{lost} ({type(exc).__name__}: {exc})"), failure
+    return exc, failure
+
+
+def _report(reporter: Reporter, exc: BaseException, failure: str, trace: str) -> None:
+    log.error(f"Generation failed ({failure}): {type(exc).__name__}: {exc}\n{trace}")
+    reporter.error(exc, failure, trace)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
     install_signal_handlers()
     from engine.conditioning import load_rgb
+    from engine.parallel import ParallelPlan
+    from engine.parallel.watch import start_peer_watch
     from engine.pipeline import FLF2VPipeline, GenerationRequest
     from engine.reporting import Reporter
     from engine.runtime import init_runtime, resolve_seed
@@ -75,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     runtime = init_runtime(args.device, args.log_dir)
     reporter = Reporter(runtime, args.events)
     try:
+        start_peer_watch(runtime, lambda exc: _report(reporter, exc, classify(exc), ""))
         reporter.emit(
             "start",
             task=task.name,
@@ -91,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         log.info(f"Input first frame: {args.first_frame}")
         log.info(f"Input last frame: {args.last_frame}")
         log.info(f"Seed: {seed}")
-        pipeline = FLF2VPipeline(task, layout, runtime, reporter)
+        plan = ParallelPlan.of(world_size, rank, args.dit_fsdp, args.t5_fsdp, args.ulysses_size)
+        pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan)
         log.info("Creating WanFLF2V pipeline.")
         pipeline.load(t5_cpu=args.t5_cpu)
         log.info("Generating video ...")
@@ -116,14 +134,13 @@ def run(args: argparse.Namespace) -> int:
         video = pipeline.generate(request)
         if runtime.is_main and video is not None:
             _save(args, task, layout, seed, video, reporter, started)
-        runtime.barrier()
+        runtime.finish()
         log.info("Finished.")
         return EXIT_OK
     except BaseException as exc:
-        failure = classify(exc)
         trace = traceback.format_exc()
-        log.error(f"Generation failed ({failure}): {type(exc).__name__}: {exc}\n{trace}")
-        reporter.events.emit("error", type=type(exc).__name__, message=str(exc), traceback=trace, **{"class": failure})
+        exc, failure = _failure(exc, runtime)
+        _report(reporter, exc, failure, trace)
         if isinstance(exc, BadInputError):
             sys.stderr.write(f"error: {exc.message}\n")
             return EXIT_BAD_INPUT

@@ -18,6 +18,9 @@ from PIL import Image
 from engine import conditioning as C
 from engine import loaders
 from engine.checks import CheckpointLayout
+from engine.parallel import ParallelPlan, fsdp_mesh, ulysses_split
+from engine.parallel.sharded_load import load_text_encoder_sharded, load_transformer_sharded
+from engine.parallel.ulysses import enable_ulysses
 from engine.preview import LatentPreviewer, fit_projection
 from engine.reporting import Reporter
 from engine.runtime import Runtime
@@ -65,7 +68,14 @@ class GenerationRequest:
 
 
 class FLF2VPipeline:
-    def __init__(self, task: TaskConfig, layout: CheckpointLayout, runtime: Runtime, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        task: TaskConfig,
+        layout: CheckpointLayout,
+        runtime: Runtime,
+        reporter: Reporter,
+        plan: ParallelPlan | None = None,
+    ) -> None:
         self.task = task
         self.layout = layout
         self.runtime = runtime
@@ -73,16 +83,28 @@ class FLF2VPipeline:
         self.device = runtime.device
         self.precision = Precision.for_device(self.device, task)
         self.models: dict[str, Any] = {}
-        self.sp_size = 1
+        self.plan = plan or ParallelPlan(world_size=runtime.world_size, rank=runtime.rank)
+        self.sp_size = self.plan.ulysses_size
 
     # ---- loading -------------------------------------------------------------------------------------
     def load(self, t5_cpu: bool = False) -> None:
+        """Whole models go to the CPU first, as in the official code; FSDP shards are read straight to the
+        compute device, rank by rank, so no rank ever holds a whole sharded model (see engine.parallel)."""
         cpu = torch.device("cpu")
         stage = self.reporter.stage
+        plan, dev = self.plan, self.device
+        mesh = fsdp_mesh(dev, plan.world_size) if plan.fsdp else None
         with stage("load_text_encoder"):
             self.models["tokenizer"] = loaders.load_tokenizer(self.layout, self.task)
-            # The official code builds T5 on the CPU and moves it to the GPU only to encode.
-            self.models["text_encoder"] = loaders.load_text_encoder(self.layout, self.task, self.precision.t5, cpu)
+            if mesh is not None and plan.t5_fsdp:
+                self.models["text_encoder"] = load_text_encoder_sharded(
+                    self.layout, self.task, self.precision.t5, dev, mesh
+                )
+            else:
+                # The official code builds T5 on the CPU and moves it to the GPU only to encode.
+                self.models["text_encoder"] = loaders.load_text_encoder(
+                    self.layout, self.task, self.precision.t5, cpu
+                )
         with stage("load_image_encoder"):
             self.models["image_encoder"] = loaders.load_image_encoder(
                 self.layout, self.task, self.precision.clip, self.device
@@ -91,14 +113,32 @@ class FLF2VPipeline:
             self.models["vae"] = loaders.load_vae(self.layout, self.task, self.precision.vae, self.device)
         with stage("load_transformer"):
             log.info(f"Creating WanModel from {self.layout.root}")
-            self.models["transformer"] = loaders.load_transformer(self.layout, self.task, self.precision.dit, cpu)
+            if mesh is not None and plan.dit_fsdp:
+                self.models["transformer"] = load_transformer_sharded(
+                    self.layout, self.task, self.precision.dit, dev, mesh
+                )
+            else:
+                self.models["transformer"] = loaders.load_transformer(
+                    self.layout, self.task, self.precision.dit, cpu
+                )
         with stage("shard"):
             self.shard()
         heads = self.models["transformer"].config.num_attention_heads
         log.info(f"Loaded the {self.layout.kind}-layout checkpoint (DiT: {heads} heads)")
 
     def shard(self) -> None:
-        """Distribute the models across ranks; a single process keeps them whole."""
+        """FSDP shards are made while loading; here the DiT becomes sequence-parallel, and the forwards that
+        wait on other ranks are put under the peer watch's timeout."""
+        plan, transformer = self.plan, self.models["transformer"]
+        log.info(f"Parallelism: {plan.describe()}")
+        if plan.ulysses_size > 1:
+            enable_ulysses(transformer, ulysses_split(plan))
+        watch = self.runtime.watch
+        if watch is not None:
+            if plan.distributed_dit:
+                watch.watch_forward(transformer, "a DiT forward")
+            if plan.t5_fsdp:
+                watch.watch_forward(self.models["text_encoder"], "a T5 forward")
 
     # ---- generation ----------------------------------------------------------------------------------
     @torch.no_grad()

@@ -6,6 +6,7 @@ Rank 0 writes the job's events; every rank writes its own memory events and, if 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,9 @@ class Reporter:
         self.events = EventWriter(events_path, runtime.rank)
         self.stage_seconds: dict[str, float] = {}
         self._step_seconds: list[float] = []
+        # The main thread and the peer watch may both report the failure that ends the run; one event is kept.
+        self._error_lock = threading.Lock()
+        self.error_reported = False
 
     def emit(self, kind: str, **fields: Any) -> None:
         """Job-level events come from rank 0 only."""
@@ -39,15 +43,26 @@ class Reporter:
     def memory(self, **context: Any) -> None:
         self.events.emit("memory", **self.runtime.memory(), **context)
 
+    def error(self, exc: BaseException, failure: str, trace: str) -> bool:
+        """Write this rank's `error` event, unless one was written already; True if this call wrote it."""
+        with self._error_lock:
+            if self.error_reported:
+                return False
+            self.error_reported = True
+        self.events.emit("error", type=type(exc).__name__, message=str(exc), traceback=trace, **{"class": failure})
+        return True
+
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         self.emit("stage", name=name, phase="begin")
+        # The figures at the start are the baseline against which the stage's own growth is read.
+        self.memory(stage=name, phase="begin")
         started = time.perf_counter()
         yield
         seconds = time.perf_counter() - started
         self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + seconds
         self.emit("stage", name=name, phase="end", seconds=round(seconds, 4))
-        self.memory(stage=name)
+        self.memory(stage=name, phase="end")
         log.info(f"Stage {name} took {seconds:.2f} s")
 
     def step(self, i: int, n: int, seconds: float) -> None:

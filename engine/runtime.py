@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
@@ -11,14 +12,19 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import psutil
 import torch
 import torch.distributed as dist
 
+if TYPE_CHECKING:
+    from engine.parallel.watch import PeerWatch
+
 LOG_FORMAT = "[%(asctime)s] %(levelname)s: %(message)s"
 DEFAULT_TIMEOUT_S = 600.0
+# NCCL's own watchdog aborts the process at its timeout without a word; ours reports first (see parallel.watch).
+NCCL_TIMEOUT_MARGIN_S = 60.0
 
 
 @dataclass
@@ -28,6 +34,8 @@ class Runtime:
     world_size: int
     device: torch.device
     log_file: TextIO | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    watch: PeerWatch | None = None
 
     @property
     def distributed(self) -> bool:
@@ -37,16 +45,22 @@ class Runtime:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def barrier(self) -> None:
+    def waiting(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """A region spent waiting on the other ranks, timed by the peer watch when there is one."""
+        return self.watch.waiting(what) if self.watch is not None else contextlib.nullcontext()
+
+    def barrier(self, what: str = "a barrier") -> None:
         if self.distributed:
-            dist.barrier()
+            with self.waiting(what):
+                dist.barrier()
 
     def broadcast_object(self, value: Any) -> Any:
         """Rank 0's value, on every rank."""
         if not self.distributed:
             return value
         box = [value if self.rank == 0 else None]
-        dist.broadcast_object_list(box, src=0)
+        with self.waiting("a broadcast from rank 0"):
+            dist.broadcast_object_list(box, src=0)
         return box[0]
 
     def memory(self) -> dict[str, int]:
@@ -57,9 +71,23 @@ class Runtime:
                 "reserved": int(torch.cuda.memory_reserved(self.device)),
                 "peak": int(torch.cuda.max_memory_allocated(self.device)),
             }
-        return {"rss": int(psutil.Process().memory_info().rss), "peak_rss": peak_rss_bytes()}
+        rss = int(psutil.Process().memory_info().rss)
+        # ru_maxrss is updated lazily by the kernel, so it can trail the current figure for a moment.
+        return {"rss": rss, "peak_rss": max(rss, peak_rss_bytes())}
+
+    def finish(self) -> None:
+        """Every rank is done. The peer watch stops before any rank may exit, so no rank's normal exit looks
+        like a lost peer to another."""
+        self.barrier("the last barrier")
+        if self.watch is not None:
+            self.watch.stop()
+            self.watch = None
+        self.barrier()
 
     def close(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()
+            self.watch = None
         if self.distributed:
             dist.destroy_process_group()
         if self.log_file is not None:
@@ -87,14 +115,33 @@ def init_runtime(device_choice: str, log_dir: str | None) -> Runtime:
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     device = pick_device(device_choice, local_rank)
     log_file = setup_logging(rank, log_dir)
+    timeout_s = dist_timeout_s()
     if world_size > 1 and not dist.is_initialized():
-        timeout = timedelta(seconds=float(os.environ.get("FLF2V_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
         backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs: dict[str, Any] = {"backend": backend, "init_method": "env://", "timeout": timeout}
+        margin = NCCL_TIMEOUT_MARGIN_S if backend == "nccl" else 0.0
+        kwargs: dict[str, Any] = {
+            "backend": backend,
+            "init_method": "env://",
+            "timeout": timedelta(seconds=timeout_s + margin),
+        }
         if device.type == "cuda":
             kwargs["device_id"] = device
         dist.init_process_group(rank=rank, world_size=world_size, **kwargs)
-    return Runtime(rank=rank, local_rank=local_rank, world_size=world_size, device=device, log_file=log_file)
+    return Runtime(
+        rank=rank, local_rank=local_rank, world_size=world_size, device=device, log_file=log_file, timeout_s=timeout_s
+    )
+
+
+def dist_timeout_s() -> float:
+    """FLF2V_DIST_TIMEOUT: the longest any rank waits on the others (seconds, default 600)."""
+    raw = os.environ.get("FLF2V_DIST_TIMEOUT", "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise ValueError(f"FLF2V_DIST_TIMEOUT={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ValueError(f"FLF2V_DIST_TIMEOUT={raw!r} must be a positive number of seconds")
+    return value
 
 
 def setup_logging(rank: int, log_dir: str | None) -> TextIO | None:

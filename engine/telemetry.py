@@ -54,6 +54,7 @@ OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
         "rss": (int,),
         "peak_rss": (int,),
         "stage": (str,),
+        "phase": (str,),
         "step": (int,),
     },
     # Additions within version 1 (readers that predate them ignore them): the video's pixel size, and the

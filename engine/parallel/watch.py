@@ -1,0 +1,185 @@
+"""Turn a lost peer or a hung collective into an `error` event of class `comm`, never a silent hang.
+
+Each rank runs a daemon thread that
+- polls the processes of the peers on its own host (pid and start time, exchanged right after the process
+  group starts): when one is gone, the main thread is interrupted and unwinds through the normal error path,
+  naming the peer; if it is stuck inside a collective and cannot unwind within `grace_s`, the thread writes
+  the event itself and ends the process;
+- times the regions that wait on other ranks (distributed forwards, barriers, broadcasts): one that lasts
+  longer than the timeout is reported as hung and the process ends. On gloo the collective itself times out
+  at the same limit and raises first; on NCCL, whose own watchdog would abort the process without a word,
+  the process group is given a longer timeout so that this report comes first.
+
+Peers on other hosts are left to the collectives' timeouts: their processes cannot be polled from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import psutil
+import torch.distributed as dist
+from torch import nn
+
+from engine.errors import EXIT_FAILURE, PeerLostError
+from engine.failures import set_peer_probe
+from engine.runtime import Runtime
+
+log = logging.getLogger("flf2v.engine")
+
+
+class CollectiveTimeout(RuntimeError):
+    """No answer from the other ranks within the timeout."""
+
+    failure_class = "comm"
+
+
+@dataclass(frozen=True)
+class Peer:
+    rank: int
+    host: str
+    pid: int
+    started: float
+
+
+def me(rank: int) -> Peer:
+    return Peer(rank, socket.gethostname(), os.getpid(), psutil.Process().create_time())
+
+
+def exchange_peers(rank: int, world_size: int) -> list[Peer]:
+    """Every rank's Peer, in rank order (a collective: all ranks call it)."""
+    box: list[Peer | None] = [None] * world_size
+    dist.all_gather_object(box, me(rank))
+    return [p for p in box if p is not None]
+
+
+def is_gone(peer: Peer) -> bool:
+    try:
+        proc = psutil.Process(peer.pid)
+        return abs(proc.create_time() - peer.started) > 0.05 or proc.status() == psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return True
+
+
+class PeerWatch:
+    def __init__(
+        self,
+        rank: int,
+        peers: list[Peer],
+        on_fatal: Callable[[BaseException], None],
+        timeout_s: float,
+        interval_s: float = 0.2,
+        grace_s: float = 10.0,
+    ) -> None:
+        host = socket.gethostname()
+        self.rank = rank
+        self.local_peers = [p for p in peers if p.rank != rank and p.host == host]
+        self.on_fatal = on_fatal
+        self.timeout_s = timeout_s
+        self.interval_s = interval_s
+        self.grace_s = grace_s
+        self._lost: PeerLostError | None = None
+        self._lost_at = 0.0
+        self._region: tuple[str, float] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="flf2v-peer-watch", daemon=True)
+
+    def start(self) -> PeerWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2 * self.interval_s + 1)
+
+    def lost_peer(self) -> PeerLostError | None:
+        """The peer found gone, checking again now if none was yet."""
+        if self._lost is None and not self._stop.is_set():
+            self._lost = self._find_lost()
+        return self._lost
+
+    def _find_lost(self) -> PeerLostError | None:
+        for peer in self.local_peers:
+            if is_gone(peer):
+                return PeerLostError(
+                    f"rank {peer.rank} (pid {peer.pid} on {peer.host}) is gone: it exited or was killed while "
+                    f"rank {self.rank} still needed it, so the job cannot go on (rank{peer.rank}.log tells why)"
+                )
+        return None
+
+    @contextlib.contextmanager
+    def waiting(self, what: str) -> Iterator[None]:
+        """A region that waits on the other ranks; nested regions count as the outermost one."""
+        outer = self._region
+        if outer is None:
+            self._region = (what, time.monotonic())
+        try:
+            yield
+        finally:
+            if outer is None:
+                self._region = None
+
+    def watch_forward(self, module: nn.Module, what: str) -> None:
+        """Time every forward of `module` (a sharded or sequence-parallel model) as a waiting region."""
+        stack: list[contextlib.ExitStack] = []
+
+        def begin(*_: object) -> None:
+            stack.append(contextlib.ExitStack())
+            stack[-1].enter_context(self.waiting(what))
+
+        def end(*_: object) -> None:
+            if stack:
+                stack.pop().close()
+
+        module.register_forward_pre_hook(begin)
+        module.register_forward_hook(end, always_call=True)
+
+    def _fatal(self, exc: BaseException) -> None:
+        try:
+            self.on_fatal(exc)
+        finally:
+            logging.shutdown()
+            os._exit(EXIT_FAILURE)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            now = time.monotonic()
+            if self._lost is None:
+                self._lost = self._find_lost()
+                if self._lost is not None:
+                    self._lost_at = now
+                    log.error(str(self._lost))
+                    # A real signal, so that a sleeping main thread wakes up too; its SIGTERM handler raises the
+                    # loss there (see failures.set_peer_probe).
+                    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+            elif now - self._lost_at > self.grace_s:
+                self._fatal(self._lost)
+            region = self._region
+            if region is not None and now - region[1] > self.timeout_s:
+                self._fatal(
+                    CollectiveTimeout(
+                        f"rank {self.rank} waited {now - region[1]:.0f} s in {region[0]} for the other ranks: a "
+                        "collective is hung (a peer is stuck or the network is down). If this much time is really "
+                        "needed, raise FLF2V_DIST_TIMEOUT (seconds)"
+                    )
+                )
+
+
+def start_peer_watch(runtime: Runtime, on_fatal: Callable[[BaseException], None]) -> PeerWatch | None:
+    """Start watching this rank's peers (a collective: every rank calls it); None on a single process."""
+    if not runtime.distributed:
+        return None
+    peers = exchange_peers(runtime.rank, runtime.world_size)
+    watch = PeerWatch(runtime.rank, peers, on_fatal, runtime.timeout_s).start()
+    runtime.watch = watch
+    set_peer_probe(watch.lost_peer)
+    return watch

@@ -1,0 +1,73 @@
+"""Rank-local FSDP2 loading on 2 gloo ranks: each rank holds only its rows, and together they are the model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine import loaders
+from engine.checks import check_checkpoint
+from engine.errors import BadInputError
+from engine.parallel import fsdp_mesh
+from engine.parallel.fsdp import shard_rows
+from engine.parallel.sharded_load import load_text_encoder_sharded, load_transformer_sharded
+from engine.tasks import TASKS
+from tests.unit.gloo_ranks import run_ranks
+
+TASK = TASKS["flf2v-tiny"]
+CPU = torch.device("cpu")
+
+
+def _check_shards(sharded: torch.nn.Module, whole: torch.nn.Module, rank: int, world: int) -> None:
+    for name, param in sharded.named_parameters():
+        local = param.to_local()
+        start, stop = shard_rows(param.shape[0], world, rank)
+        assert local.shape[0] == stop - start, name
+        assert torch.equal(local, whole.get_parameter(name)[start:stop]), name
+        assert torch.equal(param.full_tensor(), whole.get_parameter(name)), name
+
+
+def _sharded_models_equal_whole(rank: int, world: int, ckpt: str) -> None:
+    layout = check_checkpoint(ckpt, TASK)
+    mesh = fsdp_mesh(CPU, world)
+    dit = load_transformer_sharded(layout, TASK, torch.float32, CPU, mesh)
+    _check_shards(dit, loaders.load_transformer(layout, TASK, torch.float32, CPU), rank, world)
+    assert torch.equal(dit.rope.freqs_cos, loaders.empty_transformer(layout, TASK).rope.freqs_cos)
+
+    t5 = load_text_encoder_sharded(layout, TASK, torch.float32, CPU, mesh)
+    whole_t5 = loaders.load_text_encoder(layout, TASK, torch.float32, CPU)
+    _check_shards(t5, whole_t5, rank, world)
+    assert t5.encoder.embed_tokens.weight is t5.shared.weight  # tied, so sharded and loaded once
+    ids = torch.tensor([[5, 9, 13, 1, 0, 0], [7, 1, 0, 0, 0, 0]])
+    mask = (ids > 0) | (torch.arange(6) == 0)
+    with torch.no_grad():
+        got = t5(input_ids=ids, attention_mask=mask).last_hidden_state
+        want = whole_t5(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("layout", ["official", "diffusers"])
+def test_each_rank_loads_its_rows_and_the_shards_make_the_model(
+    tmp_path, tiny_official_ckpt, tiny_diffusers_ckpt, layout
+):
+    ckpt = tiny_official_ckpt if layout == "official" else tiny_diffusers_ckpt
+    run_ranks(_sharded_models_equal_whole, 2, tmp_path, str(ckpt))
+
+
+def _extra_key_is_refused(rank: int, world: int, ckpt: str) -> None:
+    layout = check_checkpoint(ckpt, TASK)
+    with pytest.raises(BadInputError, match=r"transformer weights in .* 1 unexpected \(blocks.0.stray.weight\)"):
+        load_transformer_sharded(layout, TASK, torch.float32, CPU, fsdp_mesh(CPU, world))
+
+
+def test_sharded_loading_is_as_strict_as_whole_loading(tmp_path, tiny_diffusers_ckpt):
+    ckpt = Path(shutil.copytree(tiny_diffusers_ckpt, tmp_path / "ckpt"))
+    (shard,) = (ckpt / "transformer").glob("*.safetensors")
+    state = load_file(shard)
+    state["blocks.0.stray.weight"] = torch.zeros(3)
+    save_file(state, str(shard), metadata={"format": "pt"})
+    run_ranks(_extra_key_is_refused, 2, tmp_path, str(ckpt))

@@ -1,0 +1,72 @@
+"""The peer watch in real processes: a lost peer interrupts the main thread, a hung wait ends the process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+LOST_PEER = """
+    import os, signal, socket, subprocess, sys, threading, time
+    import psutil
+    from engine.errors import PeerLostError
+    from engine.failures import install_signal_handlers, set_peer_probe
+    from engine.parallel.watch import Peer, PeerWatch
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    peer = Peer(1, socket.gethostname(), child.pid, psutil.Process(child.pid).create_time())
+    far = Peer(2, "another-host", 1, 0.0)  # on another host: left to the collectives' timeout
+    install_signal_handlers()
+    watch = PeerWatch(0, [peer, far], on_fatal=lambda exc: None, timeout_s=60, interval_s=0.05).start()
+    set_peer_probe(watch.lost_peer)
+    assert watch.lost_peer() is None
+    threading.Timer(0.5, child.kill).start()
+    started = time.monotonic()
+    try:
+        time.sleep(30)
+    except PeerLostError as exc:
+        print(json.dumps({"seconds": time.monotonic() - started, "message": str(exc)}))
+"""
+
+
+def test_a_lost_peer_interrupts_the_main_thread_with_its_name():
+    code = "import json\n" + textwrap.dedent(LOST_PEER)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["seconds"] < 5
+    assert result["message"].startswith("rank 1 (pid ") and "rank1.log" in result["message"]
+
+
+HUNG = """
+    import sys, time
+    from engine.failures import classify
+    from engine.parallel.watch import PeerWatch
+    from engine.telemetry import EventWriter
+
+    events = EventWriter(sys.argv[1], 0)
+
+    def report(exc):
+        events.emit("error", type=type(exc).__name__, message=str(exc), traceback="", **{"class": classify(exc)})
+
+    watch = PeerWatch(0, [], on_fatal=report, timeout_s=1.0, interval_s=0.05).start()
+    with watch.waiting("a test barrier"):
+        time.sleep(60)  # a collective that never returns
+"""
+
+
+def test_a_hung_wait_becomes_a_comm_error_event_and_ends_the_process(tmp_path):
+    events = tmp_path / "events.jsonl"
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(HUNG), str(events)], capture_output=True,
+                          text=True, cwd=REPO, timeout=60)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert time.monotonic() - started < 30
+    (event,) = [json.loads(line) for line in events.read_text().splitlines()]
+    assert (event["kind"], event["type"], event["class"]) == ("error", "CollectiveTimeout", "comm")
+    assert "in a test barrier" in event["message"] and "FLF2V_DIST_TIMEOUT" in event["message"]
