@@ -26,3 +26,17 @@ def tiny_official_ckpt(tiny_checkpoints: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_diffusers_ckpt(tiny_checkpoints: Path) -> Path:
     return write_tiny_checkpoint(tiny_checkpoints / "diffusers", layout="diffusers", preset="tiny", seed=0)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` are skipped on a machine where torch sees no CUDA device."""
+    if not any("cuda" in item.keywords for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

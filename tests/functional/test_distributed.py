@@ -1,0 +1,178 @@
+"""The engine on 2 gloo ranks under torchrun: FSDP and Ulysses give one process's video, sharded loading
+keeps each rank's memory to its share, and a lost or hung rank ends the run with a `comm` error event."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from engine.telemetry import STAGES, read_events, validate_event
+from engine.tiny import write_tiny_checkpoint
+from tests.functional.engine_helpers import REPO, draw_frame, engine_command, run_engine, tiny_args
+
+TWO_RANK_CASES = {
+    "dit_fsdp": ["--dit_fsdp"],
+    "t5_fsdp": ["--t5_fsdp"],
+    "fsdp_and_ulysses": ["--dit_fsdp", "--t5_fsdp", "--ulysses_size", "2"],
+}
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("dist-frames")
+    return draw_frame(folder / "first.png", (64, 64), 0.8, 0), draw_frame(folder / "last.png", (64, 64), 0.2, 60)
+
+
+def _render(ckpt: Path, frames: tuple[Path, Path], out: Path, flags: list[str], nproc: int, **extra: str) -> dict:
+    args = tiny_args(ckpt, *frames, out / "v.mp4", events=str(out / "events.jsonl"), log_dir=str(out / "logs"),
+                     dump_video=str(out / "video.npy"), **extra)  # fmt: skip
+    proc = run_engine([*args, *flags], nproc=nproc)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"video": np.load(out / "video.npy"), "events": read_events(out / "events.jsonl"), "dir": out}
+
+
+@pytest.fixture(scope="module")
+def one_process(tiny_official_ckpt, frames, tmp_path_factory) -> dict[str, np.ndarray]:
+    """The reference videos: 64*64 (48 tokens per sample) and 48*48 (27 tokens, odd)."""
+    return {
+        size: _render(tiny_official_ckpt, frames, tmp_path_factory.mktemp(f"one-{size}"), [], 1, size=size)["video"]
+        for size in ("64*64", "48*48")
+    }
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("case", list(TWO_RANK_CASES))
+def test_two_ranks_give_the_one_process_video(tiny_official_ckpt, frames, one_process, tmp_path, case):
+    run = _render(tiny_official_ckpt, frames, tmp_path, TWO_RANK_CASES[case], nproc=2)
+    assert _relative(run["video"], one_process["64*64"]) <= 1e-5
+    events = run["events"]
+    assert all(validate_event(e) == [] for e in events)
+    for rank in (0, 1):  # every rank reports its memory at each stage's begin and end, and every step
+        memory = [e for e in events if e["kind"] == "memory" and e["rank"] == rank]
+        stages = {(e["stage"], e["phase"]) for e in memory if "stage" in e}
+        assert {(s, p) for s in STAGES if s not in ("decode", "save") for p in ("begin", "end")} <= stages
+        assert [e["step"] for e in memory if "step" in e] == [1, 2, 3, 4]
+    log = (tmp_path / "logs" / "rank1.log").read_text()
+    assert "not sharded yet" not in log
+    line = next(x for x in log.splitlines() if "Parallelism: " in x)
+    assert ("DiT sharded with FSDP2" in line) == ("--dit_fsdp" in TWO_RANK_CASES[case])
+    assert ("T5 sharded with FSDP2" in line) == ("--t5_fsdp" in TWO_RANK_CASES[case])
+    assert ("Ulysses" in line) == ("--ulysses_size" in TWO_RANK_CASES[case])
+
+
+def test_ulysses_with_a_token_count_that_does_not_divide(tiny_official_ckpt, frames, one_process, tmp_path):
+    run = _render(tiny_official_ckpt, frames, tmp_path, ["--ulysses_size", "2", "--t5_fsdp"], 2, size="48*48")
+    log = (tmp_path / "logs" / "rank0.log").read_text()
+    assert "latent 6x6" in log  # 3 latent frames x 3 x 3 patches: 27 tokens over 2 ranks
+    assert _relative(run["video"], one_process["48*48"]) <= 1e-5
+
+
+# ---- memory --------------------------------------------------------------------------------------------
+
+
+def _load_growth(events: list[dict], rank: int) -> int:
+    """Peak resident memory while loading, above the resident memory just before loading began."""
+    memory = [e for e in events if e["kind"] == "memory" and e["rank"] == rank and "stage" in e]
+    before = next(e["rss"] for e in memory if (e["stage"], e["phase"]) == ("load_text_encoder", "begin"))
+    peak = next(e["peak_rss"] for e in memory if (e["stage"], e["phase"]) == ("shard", "end"))
+    return peak - before
+
+
+def test_fsdp_loading_peak_memory_per_rank_is_well_below_a_whole_copy(frames, tmp_path_factory):
+    ckpt = write_tiny_checkpoint(tmp_path_factory.mktemp("medium") / "ckpt", layout="official", preset="medium")
+    weights = sum(p.stat().st_size for p in ckpt.glob("diffusion_pytorch_model*.safetensors"))
+    assert weights > 50e6
+    quick = {"frame_num": "5", "sample_steps": "1"}
+    whole = _render(ckpt, frames, tmp_path_factory.mktemp("whole"), [], 1, **quick)
+    sharded = _render(ckpt, frames, tmp_path_factory.mktemp("sharded"), ["--dit_fsdp", "--t5_fsdp"], 2, **quick)
+    whole_growth = _load_growth(whole["events"], 0)
+    assert whole_growth > weights  # the whole DiT really is resident in the one-process run
+    for rank in (0, 1):
+        growth = _load_growth(sharded["events"], rank)
+        assert growth < 0.75 * whole_growth, f"rank {rank}: {growth / 1e6:.0f} MB vs {whole_growth / 1e6:.0f} MB"
+    assert _relative(sharded["video"], whole["video"]) <= 1e-5
+
+
+# ---- faults --------------------------------------------------------------------------------------------
+
+
+def _start(ckpt: Path, frames: tuple[Path, Path], out: Path, **env: str) -> subprocess.Popen:
+    args = tiny_args(ckpt, *frames, out / "v.mp4", events=str(out / "events.jsonl"), log_dir=str(out / "logs"),
+                     sample_steps="400")  # fmt: skip
+    environ = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **env}
+    return subprocess.Popen(engine_command([*args, "--dit_fsdp"], 2), env=environ, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def _wait_for(condition, what: str, timeout: float = 120) -> float:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return time.monotonic()
+
+
+def _rank_process(torchrun: subprocess.Popen, rank: int) -> psutil.Process:
+    for proc in psutil.Process(torchrun.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("RANK") == str(rank):
+                return proc
+    raise AssertionError(f"no process of rank {rank}")
+
+
+@contextlib.contextmanager
+def _running(torchrun: subprocess.Popen):
+    try:
+        yield torchrun
+    finally:
+        for proc in psutil.Process(torchrun.pid).children(recursive=True) if torchrun.poll() is None else []:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        torchrun.kill()
+        torchrun.wait()
+
+
+def _errors(out: Path) -> list[dict]:
+    return [e for e in read_events(out / "events.jsonl") if e["kind"] == "error"]
+
+
+def _stepping(out: Path) -> bool:
+    return any(e["kind"] == "step" for e in read_events(out / "events.jsonl"))
+
+
+def test_killing_a_rank_stops_the_other_with_an_error_naming_it(tiny_official_ckpt, frames, tmp_path):
+    with _running(_start(tiny_official_ckpt, frames, tmp_path)) as torchrun:
+        _wait_for(lambda: _stepping(tmp_path), "the first step")
+        _rank_process(torchrun, 1).send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        torchrun.wait(timeout=60)
+        assert time.monotonic() - killed < 60
+    (error,) = _errors(tmp_path)
+    assert (error["rank"], error["class"], error["type"]) == (0, "comm", "PeerLostError")
+    assert error["message"].startswith("rank 1 (pid ")
+    assert not (tmp_path / "v.mp4").exists()
+
+
+def test_a_hung_rank_becomes_a_comm_error_not_a_silent_hang(tiny_official_ckpt, frames, tmp_path):
+    with _running(_start(tiny_official_ckpt, frames, tmp_path, FLF2V_DIST_TIMEOUT="4")) as torchrun:
+        _wait_for(lambda: _stepping(tmp_path), "the first step")
+        stuck = _rank_process(torchrun, 1)
+        stuck.send_signal(signal.SIGSTOP)  # alive, but it never answers again
+        stopped = time.monotonic()
+        reported = _wait_for(lambda: _errors(tmp_path), "rank 0's error event", timeout=60)
+        assert reported - stopped < 30
+        stuck.send_signal(signal.SIGKILL)
+        torchrun.wait(timeout=60)
+    (error,) = _errors(tmp_path)
+    assert (error["rank"], error["class"]) == (0, "comm")
