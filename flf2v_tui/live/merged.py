@@ -6,6 +6,8 @@ from the last TAIL_BYTES of each rank's log and follows from there; the rank tab
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import os
 import re
 from pathlib import Path
@@ -15,6 +17,7 @@ from flf2v_tui.logs import Follower
 TAIL_BYTES = 1 << 20
 MAX_LINES = 200_000
 _RANK = re.compile(r"^\[r(\d+)\] ")
+_STAMPED = re.compile(r"^\[r(\d+)\] \[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
 
 
 def tail_offset(path: Path, tail_bytes: int) -> int:
@@ -44,8 +47,20 @@ class MergedLines:
         self.truncated = any(offsets.values())
         self.follower = Follower(files, prefix=True, offsets=offsets)
         self.lines: list[str] = []
+        self.keys: list[tuple[str, int]] = []  # (time stamp, rank) of each line, in order
+        self._stamps: dict[int, str] = {}
         self.max_lines = max_lines
         self.dropped = 0  # lines let go from the front to stay within max_lines; the view shifts by as many
+
+    def _key(self, line: str) -> tuple[str, int]:
+        """A line's time, or for an untimed one (a traceback) the time of its rank's line before it."""
+        m = _STAMPED.match(line)
+        if m:
+            rank, stamp = int(m.group(1)), m.group(2)
+            self._stamps[rank] = stamp
+            return stamp, rank
+        rank = rank_of(line) or 0
+        return self._stamps.get(rank, ""), rank
 
     @property
     def count(self) -> int:
@@ -63,14 +78,23 @@ class MergedLines:
         """Everything is in memory already."""
 
     def refresh(self, budget: int | None = None) -> bool:
+        """Take the lines appended since the last call and merge them in by time: a rank that flushes late
+        still has its lines placed among the other ranks' lines of the same moment."""
         new = [line.rstrip("\n") for line in self.follower.poll()]
         if not new:
             return False
-        lines = self.lines + new
+        batch = sorted(((self._key(line), line) for line in new), key=lambda kv: kv[0])
+        keys, lines = self.keys, self.lines
+        cut = bisect.bisect_right(keys, batch[0][0])
+        tail = heapq.merge(zip(keys[cut:], lines[cut:], strict=True), batch, key=lambda kv: kv[0])
+        merged = list(tail)
+        keys = keys[:cut] + [k for k, _ in merged]
+        lines = lines[:cut] + [x for _, x in merged]
         if len(lines) > self.max_lines:
-            cut = len(lines) - self.max_lines + self.max_lines // 4
-            self.dropped += cut
-            lines = lines[cut:]
+            drop = len(lines) - self.max_lines + self.max_lines // 4
+            self.dropped += drop
+            keys, lines = keys[drop:], lines[drop:]
+        self.keys = keys
         self.lines = lines  # one assignment, so a reader on another thread sees the old list or the new one
         return True
 

@@ -85,6 +85,8 @@ class DashboardScreen(Screen[None]):
         deliver(self.app, self.show, snap)
 
     def show(self, snap: QueueSnapshot) -> None:
+        if not self.query("#queue-status"):
+            return  # a reading that lands while the app closes
         self.snapshot = snap
         status = status_line(snap)
         if snap.problem:

@@ -66,6 +66,8 @@ class GpuPanel(Vertical):
         deliver(self.app, self.show, sample)
 
     def show(self, sample: MachineSample) -> None:
+        if not self.query("#gpu-title"):
+            return  # a reading that lands while the app closes
         self.last = sample
         title = self.query_one("#gpu-title", Static)
         rows: list[tuple[Text, tuple[float, ...], tuple[float, ...]]] = []

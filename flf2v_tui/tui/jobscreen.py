@@ -66,6 +66,7 @@ class JobScreen(Screen[None]):
         self.detail: JobDetail | None = None
         self._telemetry: JobTelemetry | None = None
         self._attempt_dir: Path | None = None
+        self._memory_rows: dict[int, tuple[Static, Sparkline]] = {}
 
     @property
     def flf2v(self) -> Flf2vApp:
@@ -123,6 +124,8 @@ class JobScreen(Screen[None]):
         self.query_one("#job-title", Static).update(Text(message, style="red"))
 
     def show(self, detail: JobDetail) -> None:
+        if not self.query("#job-title"):
+            return  # a reading that lands while the app closes
         self.detail = detail
         job, now = detail.job, self.flf2v.now()
         title = Text.assemble((f"job {job['id']} ", "bold"), (detail.state, STATE_COLOURS.get(detail.state) or ""))
@@ -184,14 +187,14 @@ class JobScreen(Screen[None]):
         for rank in sorted(p.memory):
             series = [float(v) for v in p.memory[rank]]
             label = f"r{rank} {human_bytes(series[-1])} (peak {human_bytes(p.peak.get(rank, 0))})"
-            existing = box.query(f"#mem-r{rank}")
-            if existing:
-                row = existing.first(Horizontal)
-                row.query_one(Static).update(label)
-                row.query_one(Sparkline).data = series
+            if rank in self._memory_rows:
+                text, spark = self._memory_rows[rank]
+                text.update(label)
+                spark.data = series
             else:
-                box.mount(Horizontal(Static(label, classes="mem-label"), Sparkline(series), id=f"mem-r{rank}",
-                                     classes="mem-row"))  # fmt: skip
+                text, spark = Static(label, classes="mem-label"), Sparkline(series)
+                self._memory_rows[rank] = (text, spark)
+                box.mount(Horizontal(text, spark, classes="mem-row"))
 
     def _show_logs(self, attempts: list[dict[str, Any]]) -> None:
         if not attempts:

@@ -48,8 +48,18 @@ class LogPane(Vertical):
         tabs = self.query_one(TabbedContent)
         return tabs.get_pane(tabs.active).query_one(LogView)
 
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._watch_active)
+
     def on_tabbed_content_tab_activated(self, _event: TabbedContent.TabActivated) -> None:
-        self._status(self.active_view)
+        self._watch_active()
+
+    def _watch_active(self) -> None:
+        """Only the view on screen reads its files; the others pick up where they left off when shown."""
+        active = self.active_view
+        for view in self.query(LogView):
+            view.keep_up(view is active)
+        self._status(active)
 
     def on_log_view_changed(self, event: LogView.Changed) -> None:
         if event.view is self.active_view:

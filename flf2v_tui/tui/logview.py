@@ -93,11 +93,12 @@ class LogView(ScrollView, can_focus=True):
 
     # ---- keeping up with the file (a thread) --------------------------------------------------------------
 
-    def on_show(self) -> None:
-        self._tail()
-
-    def on_hide(self) -> None:
-        self.workers.cancel_group(self, "tail")
+    def keep_up(self, on: bool) -> None:
+        """Keep up with the file while this view is the one shown (the pane calls this on tab changes)."""
+        if on:
+            self._tail()
+        else:
+            self.workers.cancel_group(self, "tail")
 
     @work(thread=True, exclusive=True, group="tail")
     def _tail(self) -> None:
@@ -210,7 +211,8 @@ class LogView(ScrollView, can_focus=True):
     def _found(self, needle: str, line: int | None, backwards: bool) -> None:
         if line is None:
             where = "above" if backwards else "below"
-            self.notify(f"no more matches for {needle!r} {where}", severity="warning", timeout=3)
+            still = "" if self.source.complete else " yet (the log is still being indexed; try again in a moment)"
+            self.notify(f"no more matches for {needle!r} {where}{still}", severity="warning", timeout=3)
             self.refresh()
             return
         self.follow = False

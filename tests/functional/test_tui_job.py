@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 
+from textual.widgets import TabbedContent
+
 from flf2v_tui.tui.jobscreen import JobScreen
 from flf2v_tui.tui.logpane import LogPane
 from flf2v_tui.tui.logview import LogView
@@ -25,6 +27,11 @@ async def _open(app, pilot, job_id: int) -> JobScreen:
     app.open_job(job_id)
     await settle(pilot, lambda: isinstance(app.screen, JobScreen) and app.screen.detail is not None, what="the job")
     return app.screen
+
+
+async def _show_tab(pilot, screen: JobScreen, tab: str) -> None:
+    await settle(pilot, lambda: screen.query(f"Tab#--content-tab-{tab}"), what=f"the {tab} tab")
+    screen.query_one(TabbedContent).active = tab
 
 
 def _view(screen: JobScreen, tab: str = "view-all") -> LogView:
@@ -100,7 +107,7 @@ def test_log_pane_merges_ranks_follows_and_pauses_when_scrolled_up(world, make_a
             await pilot.press("end")
             await settle(pilot, lambda: view.follow and view.scroll_y == view.max_scroll_y, what="following again")
 
-            await pilot.click("#log-tabs Tab#--content-tab-log-r1")
+            await _show_tab(pilot, screen, "log-r1")
             rank1 = _view(screen, "view-r1")
             await settle(pilot, lambda: rank1.source.count == 14, what="rank 1's own log")
             await settle(pilot, lambda: "late line from rank 1" in screen_text(app), what="rank 1's tail")
@@ -114,9 +121,9 @@ def test_log_search_jumps_to_the_hit(world, make_app):
         app = make_app(world)
         async with app.run_test(size=(150, 48)) as pilot:
             screen = await _open(app, pilot, world.ids["running"])
-            await pilot.click("#log-tabs Tab#--content-tab-log-r0")
+            await _show_tab(pilot, screen, "log-r0")
             view = _view(screen, "view-r0")
-            await settle(pilot, lambda: view.source.count == 13, what="rank 0's log")
+            await settle(pilot, lambda: view.source.complete and view.source.count == 13, what="rank 0's index")
             screen.query_one(LogPane).search("sampling   3/50")
             await settle(pilot, lambda: view.match == 3, what="the hit")
             assert not view.follow
