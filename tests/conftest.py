@@ -30,13 +30,13 @@ def tiny_diffusers_ckpt(tiny_checkpoints: Path) -> Path:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `cuda` are skipped on a machine where torch sees no CUDA device."""
-    if not any("cuda" in item.keywords for item in items):
+    marked = [item for item in items if item.get_closest_marker("cuda") is not None]
+    if not marked:
         return
     import torch
 
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
+    for item in marked:
+        item.add_marker(skip)
