@@ -102,9 +102,7 @@ class FLF2VPipeline:
                 )
             else:
                 # The official code builds T5 on the CPU and moves it to the GPU only to encode.
-                self.models["text_encoder"] = loaders.load_text_encoder(
-                    self.layout, self.task, self.precision.t5, cpu
-                )
+                self.models["text_encoder"] = loaders.load_text_encoder(self.layout, self.task, self.precision.t5, cpu)
         with stage("load_image_encoder"):
             self.models["image_encoder"] = loaders.load_image_encoder(
                 self.layout, self.task, self.precision.clip, self.device
@@ -118,9 +116,7 @@ class FLF2VPipeline:
                     self.layout, self.task, self.precision.dit, dev, mesh
                 )
             else:
-                self.models["transformer"] = loaders.load_transformer(
-                    self.layout, self.task, self.precision.dit, cpu
-                )
+                self.models["transformer"] = loaders.load_transformer(self.layout, self.task, self.precision.dit, cpu)
         with stage("shard"):
             self.shard()
         heads = self.models["transformer"].config.num_attention_heads

@@ -166,4 +166,3 @@ def enable_ulysses(transformer: nn.Module, split: SequenceSplit) -> SequenceSpli
         backend = getattr(block.attn1.processor, "_attention_backend", None)
         block.attn1.set_processor(UlyssesSelfAttention(split, backend))
     return split
-
