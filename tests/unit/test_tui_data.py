@@ -1,0 +1,172 @@
+"""The TUI's data without the app: queue snapshots and cells, the submit form's parsing and error routing,
+telemetry timelines, GPU samples, and log lines drawn inert."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from flf2v_tui.gpus import FakeSource, GpuUnavailable
+from flf2v_tui.live import form
+from flf2v_tui.live.machine import MachineMonitor
+from flf2v_tui.live.queue_view import JobFilter, bar, job_cells, queue_eta, read_snapshot, status_line
+from flf2v_tui.live.telemetry import JobTelemetry, progress_of
+from flf2v_tui.tui.logview import styled_line
+from storage.db import write_tx
+from storage.jobs import get_job
+from storage.workers import set_paused
+from tests.functional.queue_helpers import write_stub_checkpoint
+
+
+def test_filter_words():
+    f = JobFilter.parse("running state:failed,held label:sweep #demo Bird")
+    assert f.states == ("running", "failed", "held") and f.labels == ("sweep", "demo") and f.words == ("bird",)
+    assert f.problem() is None and JobFilter.parse("state:nope").problem().startswith("unknown state 'nope'")
+    assert f.matches({"prompt": "A bird flies", "labels": []}) and not f.matches({"prompt": "a fox", "labels": []})
+
+
+def test_bars_and_cells():
+    assert bar(0) == "··········" and bar(1) == "██████████" and bar(0.24) == "██▍·······"
+    job = {"id": 3, "state": "running", "labels": ["a", "b"], "prompt": "x " * 40, "gpus": 2, "assigned": "0,1",
+           "device": "cuda", "step": 5, "steps_total": 50, "sec_per_it": 1.234, "eta_seconds": 61,
+           "created_at": 100}  # fmt: skip
+    cells = job_cells(job, "running", now=3800)
+    assert cells[:3] == ("3", "running", "a,b") and cells[3].endswith("…") and len(cells[3]) == 40
+    assert cells[4:] == ("0,1", "█········· 5/50", "1.23", "1m01s", "1h01m")
+    assert job_cells({**job, "state": "queued"}, "queued", 3700)[4:8] == ("2", "", "", "")
+
+
+def test_queue_eta_spreads_owed_work_over_the_slots():
+    jobs = [{"id": 1, "gpus": 2, "eta_seconds": 100.0}, {"id": 2, "gpus": 1}, {"id": 3, "gpus": 1}]
+    states = {1: "running", 2: "queued", 3: "held"}
+    assert queue_eta(jobs, states, slots=4, typical=300.0, now=0) == (100 * 2 + 300) / 4
+    assert queue_eta(jobs, states, slots=0, typical=300.0, now=0) is None  # no worker
+    assert queue_eta(jobs, states, slots=4, typical=None, now=0) is None  # nothing to estimate from
+
+
+def test_snapshot_counts_states_and_says_when_paused(conn, queue):
+    a, b, c = queue(), queue(labels=["x"]), queue()
+    with write_tx(conn):
+        conn.execute("UPDATE jobs SET state = 'succeeded', started_at = 0, finished_at = 100 WHERE id = ?", (a,))
+        conn.execute("UPDATE jobs SET held = 1 WHERE id = ?", (c,))
+    set_paused(conn, True)
+    snap = read_snapshot(conn, JobFilter(), now=200)
+    assert snap.counts == {"succeeded": 1, "queued": 1, "held": 1} and snap.paused and snap.workers == 0
+    assert snap.states == {a: "succeeded", b: "queued", c: "held"}
+    line = status_line(snap)
+    assert line.startswith("PAUSED") and "no worker running" in line and "queue ETA" not in line
+    assert [j["id"] for j in read_snapshot(conn, JobFilter.parse("label:x"), now=200).jobs] == [b]
+
+
+def _values(frames, ckpt, **changes: str) -> dict[str, str]:
+    values = {name: "" for name in form.FIELDS}
+    values |= {"first_frame": str(frames[0]), "last_frame": str(frames[1]), "prompt": "a kite", "task": "flf2v-tiny",
+               "ckpt_dir": str(ckpt), "size": "64*32", "frame_num": "9", "sample_steps": "4"}  # fmt: skip
+    return values | changes
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"first_frame": "/nowhere/a.png"}, "first_frame", "does not exist"),
+        ({"last_frame": ""}, "last_frame", "required"),
+        ({"prompt": "  "}, "prompt", "prompt is empty"),
+        ({"task": "flf2v-99B"}, "task", "unknown task"),
+        ({"ckpt_dir": "/nowhere"}, "ckpt_dir", "does not exist"),
+        ({"size": "65*32"}, "size", "16"),
+        ({"frame_num": "8"}, "frame_num", "4n+1"),
+        ({"sample_steps": "0"}, "sample_steps", "at least 1"),
+        ({"sample_shift": "0"}, "sample_shift", "out of range"),
+        ({"sample_guide_scale": "-1"}, "sample_guide_scale", "out of range"),
+        ({"seeds": "3..1"}, "seeds", "A..B"),
+        ({"gpus": "0"}, "gpus", "at least 1"),
+        ({"gpus": "two"}, "gpus", "not a whole number"),
+    ],
+)
+def test_each_bad_value_is_reported_under_its_own_field(conn, home, frames, tmp_path, change, field, words):
+    ckpt = write_stub_checkpoint(tmp_path / "ckpt")
+    ids, errors = form.submit(conn, home, _values(frames, ckpt, **change))
+    assert ids == [] and list(errors) == [field] and words in errors[field], errors
+    assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+
+
+def test_a_job_prefills_the_form_with_its_recipe(conn, home, frames, tmp_path):
+    ckpt = write_stub_checkpoint(tmp_path / "ckpt")
+    ids, errors = form.submit(conn, home, _values(frames, ckpt, seeds="7", labels="a b", priority="2"))
+    assert errors == {}
+    job = get_job(conn, ids[0])
+    prefill = form.prefill_from_job(job)
+    assert prefill["first_frame"] == str(frames[0]) and prefill["seeds"] == "7" and prefill["labels"] == "a,b"
+    again, errors = form.submit(conn, home, prefill)
+    copy = get_job(conn, again[0])
+    same = ("prompt", "task", "size", "frame_num", "sample_steps", "sample_shift", "base_seed", "priority", "labels")
+    assert errors == {} and {k: copy[k] for k in same} == {k: job[k] for k in same}
+    frames[0].unlink()  # the original is gone: the job's own copy is used
+    assert form.prefill_from_job(job)["first_frame"] == job["first_frame"]
+
+
+def test_image_summary_and_path_completion(frames, tmp_path):
+    assert form.image_summary(str(frames[0])) == "32×32 RGB"
+    assert "does not exist" in form.image_summary(str(tmp_path / "nope.png")) and form.image_summary(" ") == ""
+    (tmp_path / "shots").mkdir()
+    assert form.complete_path(str(tmp_path / "sh")) == f"{tmp_path}/shots/"
+    assert form.complete_path(str(tmp_path / "fi")) == str(frames[0])
+    assert form.complete_path(str(tmp_path / "zz")) is None and form.complete_path("") is None
+
+
+def test_telemetry_timeline_steps_and_memory(tmp_path):
+    events = [
+        {"kind": "stage", "t": 10.0, "rank": 0, "name": "load_vae", "phase": "begin"},
+        {"kind": "stage", "t": 12.0, "rank": 0, "name": "load_vae", "phase": "end", "seconds": 2.0},
+        {"kind": "stage", "t": 12.0, "rank": 0, "name": "denoise", "phase": "begin"},
+        {"kind": "step", "t": 13.0, "rank": 0, "i": 1, "n": 4, "seconds": 1.0, "eta_seconds": 3.0},
+        {"kind": "memory", "t": 13.0, "rank": 1, "allocated": 5, "reserved": 6, "peak": 7},
+        {"kind": "memory", "t": 14.0, "rank": 1, "allocated": 9, "reserved": 9, "peak": 9},
+        {"kind": "preview", "t": 14.0, "rank": 0, "step": 1, "path": "/p/1.png"},
+    ]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps({"v": 1, **e}) + "\n" for e in events))
+    tel = JobTelemetry(tmp_path)
+    assert tel.poll() and not tel.poll()
+    info = progress_of(tel, None, now=20.0)
+    assert [(s.name, s.seconds, s.state) for s in info.spans] == [
+        ("load", 2.0, "done"), ("encode", None, "pending"), ("denoise", 8.0, "running"), ("decode", None, "pending"),
+        ("save", None, "pending")]  # fmt: skip
+    assert (info.step, info.total, info.eta) == (1, 4, 3.0) and info.memory == {1: [5, 9]} and info.peak == {1: 9}
+    assert info.preview["path"] == "/p/1.png"
+    from_db = progress_of(None, {"state": "failed", "stage_seconds": {"encode_text": 1.5}, "step": 2,
+                                 "steps_total": 4, "sec_per_it": 1.0, "eta_seconds": None}, now=0)  # fmt: skip
+    assert [s.state for s in from_db.spans] == ["pending", "done", "pending", "pending", "pending"]
+
+
+def test_machine_monitor_keeps_history_and_falls_back_to_cpu(tmp_path):
+    path = tmp_path / "gpus.json"
+    gpu = {"index": 0, "name": "GPU", "uuid": "u", "memory_total": 100, "memory_used": 25, "utilization": 50,
+           "processes": [{"pid": 9}]}  # fmt: skip
+    path.write_text(json.dumps([gpu]))
+    monitor = MachineMonitor(FakeSource(path), history=3)
+    for used in (25, 50, 75, 100):
+        path.write_text(json.dumps([{**gpu, "memory_used": used}]))
+        sample = monitor.sample({})
+    row = sample.gpus[0]
+    assert row.memory_history == (50.0, 75.0, 100.0) and row.other_pids == (9,) and row.job is None
+    assert monitor.sample({0: 12}).gpus[0].job == 12 and monitor.sample({0: 12}).gpus[0].other_pids == ()
+
+    class NoDriver:
+        def devices(self):
+            raise GpuUnavailable("NVML is not available")
+
+    cpu = MachineMonitor(NoDriver()).sample({})
+    assert cpu.gpus == [] and cpu.no_gpu_reason == "NVML is not available" and cpu.ram_total > 0
+
+
+def test_log_lines_are_drawn_inert():
+    hostile = (
+        "\x1b[2J\x1b[Hmoved \x1b]0;title\x07 \x1b]52;c;cGF5bG9hZA==\x07 "
+        "\x1b]8;;http://x/\x1b\\link\x1b]8;;\x1b\\ \x9b1m"
+    )
+    text = styled_line(f"[r1] {hostile}", colour_ranks=True, needle="LINK")
+    assert text.plain == "[r1] moved   link 1m"
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f]", text.plain)
+    assert any("reverse" in str(span.style) for span in text.spans)  # the search hit is marked
