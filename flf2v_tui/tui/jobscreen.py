@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from flf2v_tui.tui.app import Flf2vApp
 
 ATTEMPT_COLUMNS = ATTEMPT_HEADER[:-1]  # the log folder is the log pane's business
+# Fixed widths: a table that sizes itself to rows arriving a moment later redraws its header a moment later too.
+ATTEMPT_WIDTHS = (3, 11, 19, 7, 16, 6, 5, 5, 13, 10)
 STAGE_STYLE = {"done": "green", "running": "bold cyan", "pending": "dim"}
 
 
@@ -92,8 +94,8 @@ class JobScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#attempts", DataTable)
-        for column in ATTEMPT_COLUMNS:
-            table.add_column(column, key=column)
+        for column, width in zip(ATTEMPT_COLUMNS, ATTEMPT_WIDTHS, strict=True):
+            table.add_column(column, width=width, key=column)
         self.title = f"flf2v · job {self.job_id}"
         self._timer = self.set_interval(self.flf2v.poll_s, self.poll)
         self.poll()

@@ -73,6 +73,27 @@ def make_app(no_gpu):
 
     def make(world, **overrides):
         options = {"gpu_source": no_gpu, "clock": lambda: NOW, "poll_s": 0.2, "log_interval_s": 0.05, **overrides}
-        return Flf2vApp(world.home, **options)
+        app = Flf2vApp(world.home, **options)
+        app.animation_level = "none"  # a tab underline caught mid-slide would make snapshots differ
+        return app
 
     return make
+
+
+@pytest.fixture
+def snapshot_world(monkeypatch):
+    """The TUI world at a fixed path and in UTC, so that paths and clock times in a snapshot never change."""
+    import shutil
+    import tempfile
+    import time
+
+    from tests.functional.tui_world import build_world
+
+    root = Path(tempfile.gettempdir()) / "flf2v-tui-snapshot"
+    shutil.rmtree(root, ignore_errors=True)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield build_world(root / "home")
+    monkeypatch.undo()
+    time.tzset()
+    shutil.rmtree(root, ignore_errors=True)

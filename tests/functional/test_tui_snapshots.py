@@ -1,0 +1,81 @@
+"""Snapshots (pytest-textual-snapshot) of the dashboard, the job view and the submit form, on fixed data at a
+frozen time with two fake GPUs. After a deliberate change of the screens, refresh them with
+`.venv/bin/python -m pytest tests/functional/test_tui_snapshots.py --snapshot-update` and look at the SVGs."""
+
+from __future__ import annotations
+
+import json
+
+from textual.widgets import DataTable, Input, TextArea
+
+from flf2v_tui.gpus import FakeSource
+from flf2v_tui.live.form import prefill_from_job
+from flf2v_tui.tui.jobscreen import JobScreen
+from flf2v_tui.tui.jobtable import JobTable
+from flf2v_tui.tui.logview import LogView
+from flf2v_tui.tui.submit import SubmitScreen
+from storage.db import connect
+from storage.jobs import get_job
+from tests.functional.tui_world import STATES, settle
+
+SIZE = (140, 40)
+GIB = 1 << 30
+
+
+def _app(world, make_app):
+    fake = world.home.root / "gpus.json"
+    fake.write_text(json.dumps([
+        {"index": i, "name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-{i}", "memory_total": 80 * GIB,
+         "memory_used": (61 - 50 * i) * GIB, "utilization": 93 - 90 * i}
+        for i in (0, 1)
+    ]))  # fmt: skip
+    return make_app(world, gpu_source=FakeSource(fake), poll_s=60)
+
+
+def _still_cursors(app) -> None:
+    for widget in app.screen.query("Input, TextArea"):
+        if isinstance(widget, Input | TextArea):
+            widget.cursor_blink = False
+
+
+def test_dashboard_snapshot(snapshot_world, make_app, snap_compare):
+    app = _app(snapshot_world, make_app)
+
+    async def ready(pilot):
+        await settle(pilot, lambda: app.screen.query_one(JobTable).row_count == len(STATES), what="the jobs")
+        await settle(pilot, lambda: len(app.screen.query(".gpu-row")) == 2, what="the GPUs")
+        app.screen.query_one(JobTable).select(snapshot_world.ids["running"])
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_job_view_snapshot(snapshot_world, make_app, snap_compare):
+    app = _app(snapshot_world, make_app)
+
+    async def ready(pilot):
+        app.open_job(snapshot_world.ids["running"])
+        await settle(pilot, lambda: isinstance(app.screen, JobScreen) and app.screen.query("#view-all"), what="logs")
+        view = app.screen.query_one("#view-all", LogView)
+        attempts = app.screen.query_one("#attempts", DataTable)
+        await settle(pilot, lambda: view.source.count == 26 and len(app.screen.query(".mem-row")) == 2
+                     and attempts.row_count == 1, what="the job")  # fmt: skip
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_submit_form_snapshot(snapshot_world, make_app, snap_compare):
+    app = _app(snapshot_world, make_app)
+    conn = connect(snapshot_world.home.db)
+    job = get_job(conn, snapshot_world.ids["failed"])
+    conn.close()
+
+    async def ready(pilot):
+        app.open_submit(prefill_from_job(job))
+        await settle(pilot, lambda: isinstance(app.screen, SubmitScreen) and app.screen.query("#form-buttons"),
+                     what="the form")  # fmt: skip
+        info = app.screen.query_one("#last_frame-info")
+        await settle(pilot, lambda: "64×48" in str(info.render()), what="the frame sizes")
+        _still_cursors(app)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
