@@ -138,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         log.info("Finished.")
         return EXIT_OK
     except BaseException as exc:
+        if runtime.watch is not None:
+            runtime.watch.unwinding()
         trace = traceback.format_exc()
         exc, failure = _failure(exc, runtime)
         _report(reporter, exc, failure, trace)

@@ -89,6 +89,7 @@ class PeerWatch:
         self._lost: PeerLostError | None = None
         self._lost_at = 0.0
         self._region: tuple[str, float] | None = None
+        self._unwinding = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flf2v-peer-watch", daemon=True)
 
@@ -100,6 +101,13 @@ class PeerWatch:
         self._stop.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=2 * self.interval_s + 1)
+
+    def unwinding(self) -> None:
+        """The main thread is handling the error that ends the run: interrupting it now would only cut its
+        report short. A loss still ends the process after `grace_s`, should the main thread hang."""
+        self._unwinding = True
+        if self._lost is None:
+            self._lost_at = time.monotonic()
 
     def lost_peer(self) -> PeerLostError | None:
         """The peer found gone, checking again now if none was yet."""
@@ -155,7 +163,7 @@ class PeerWatch:
             now = time.monotonic()
             if self._lost is None:
                 self._lost = self._find_lost()
-                if self._lost is not None:
+                if self._lost is not None and not self._unwinding:
                     self._lost_at = now
                     log.error(str(self._lost))
                     # A real signal, so that a sleeping main thread wakes up too; its SIGTERM handler raises the
