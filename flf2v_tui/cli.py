@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from flf2v_tui.commands import jobs, logs, submit, system, videos
+from flf2v_tui.commands import jobs, logs, submit, system, tui, videos
 
 app = typer.Typer(
     name="flf2v",
@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for module in (submit, jobs, logs, system, videos):
+for module in (submit, jobs, logs, system, videos, tui):
     module.register(app)
 
 
