@@ -9,7 +9,7 @@ import pytest
 from tests.functional.queue_helpers import attempt_rows, flf2v, job_row
 
 COMMANDS = ("submit", "retry", "ls", "show", "wait", "logs", "cancel", "hold", "release", "top", "rm", "pause",
-            "resume", "worker", "gpus", "doctor", "demo")  # fmt: skip
+            "resume", "worker", "gpus", "doctor", "demo", "tui")  # fmt: skip
 
 
 def submit(home, ckpt, frames, *extra: str) -> int:

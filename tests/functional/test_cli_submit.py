@@ -125,7 +125,7 @@ def test_ls_and_submit_never_import_torch(qhome, stub_ckpt, qframes):
         "        app(argv, standalone_mode=False)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = [m for m in ('torch', 'sqlmodel', 'sqlalchemy', 'numpy') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'textual', 'sqlmodel', 'sqlalchemy', 'numpy') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     proc = subprocess.run(
