@@ -125,13 +125,20 @@ class LogView(ScrollView, can_focus=True):
                 self._following_scroll = True
                 self.scroll_to(y=max(self.scroll_y - shift, 0), animate=False)
                 self._following_scroll = False
-        self.virtual_size = Size(max(self._widest, self.size.width), self.source.count)
+        self.virtual_size = Size(self._widest, self.source.count)
         if self.follow:
             self._scroll_to_end()
+            self.call_after_refresh(self._scroll_to_end)  # again once a first layout has given the view its size
         self.refresh()
         self.post_message(self.Changed(self))
 
+    def on_resize(self) -> None:
+        if self.follow:
+            self.call_after_refresh(self._scroll_to_end)
+
     def _scroll_to_end(self) -> None:
+        if not self.follow:
+            return
         self._following_scroll = True
         self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self._following_scroll = False
@@ -179,7 +186,9 @@ class LogView(ScrollView, can_focus=True):
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style).apply_style(self.rich_style)
 
     def _widen(self) -> None:
-        self.virtual_size = Size(max(self._widest, self.size.width), self.source.count)
+        self.virtual_size = Size(self._widest, self.source.count)
+        if self.follow:  # a horizontal scroll bar may have just taken a line from the view
+            self.call_after_refresh(self._scroll_to_end)
 
     def _ask(self, index: int) -> None:
         if self._asked is not None and self._asked[0] <= index < self._asked[1]:

@@ -4,18 +4,27 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-from tests.functional.queue_helpers import REPO, env_for, wait_for
+from tests.functional.queue_helpers import REPO, env_for
+from tests.functional.queue_helpers import wait_for as _wait_for
 
 TMUX = shutil.which("tmux")
 needs_tmux = pytest.mark.skipif(
     TMUX is None, reason="tmux is not installed; `apt-get install -y tmux` to run flf2v tui in a real terminal"
 )
+
+
+def wait_for(predicate, tmux: Tmux, what: str, timeout: float = 20) -> None:
+    try:
+        _wait_for(predicate, timeout=timeout, every=0.2, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the screen was:\n{tmux.screen()}") from None
 
 
 class Tmux:
@@ -39,32 +48,32 @@ class Tmux:
 @needs_tmux
 def test_flf2v_tui_in_tmux_opens_a_job_reads_its_log_and_quits(world):
     tmux = Tmux({**env_for(world.home.root), "TERM": "xterm-256color"})
-    command = f"{sys.executable} -m flf2v_tui.cli tui"
+    exit_file = world.home.root / "tui.exit"
+    command = f"{shlex.quote(sys.executable)} -m flf2v_tui.cli tui; echo $? > {shlex.quote(str(exit_file))}"
     try:
         tmux("new-session", "-d", "-s", "tui", "-x", "150", "-y", "45", command)
         tmux("set-option", "-t", "tui", "remain-on-exit", "on")
-        wait_for(lambda: "a small blue bird" in tmux.screen(), timeout=60, every=0.2, what="the dashboard")
+        wait_for(lambda: "a small blue bird" in tmux.screen(), tmux, "the dashboard", timeout=60)
         assert "1 worker(s), 2 slot(s)" in tmux.screen()
 
         tmux.keys("/")
-        wait_for(lambda: "filter:" in tmux.screen(), timeout=20, every=0.2, what="the filter box")
+        wait_for(lambda: "filter:" in tmux.screen(), tmux, "the filter box", timeout=20)
         tmux.keys("-l", "running")
         tmux.keys("Enter")
-        wait_for(lambda: "a fox runs" not in tmux.screen(), timeout=20, every=0.2, what="the filter to apply")
+        wait_for(lambda: "a fox runs" not in tmux.screen(), tmux, "the filter to apply", timeout=20)
         tmux.keys("Enter")
-        wait_for(lambda: "stages" in tmux.screen(), timeout=20, every=0.2, what="the job view")
-        wait_for(lambda: "Sampling  12/50" in tmux.screen(), timeout=20, every=0.2, what="the log's tail")
+        wait_for(lambda: "stages" in tmux.screen(), tmux, "the job view", timeout=20)
+        wait_for(lambda: "Sampling  12/50" in tmux.screen(), tmux, "the log's tail", timeout=20)
         screen = tmux.screen()
         assert "[r0]" in screen and "[r1]" in screen and "load 40.0s" in screen
 
         tmux.keys("Escape")
-        wait_for(lambda: "queue ETA" in tmux.screen(), timeout=20, every=0.2, what="the dashboard again")
+        wait_for(lambda: "queue ETA" in tmux.screen(), tmux, "the dashboard again", timeout=20)
         tmux.keys("q")
-        wait_for(lambda: tmux("display-message", "-p", "-t", "tui", "#{pane_dead}").strip() == "1", timeout=20,
-                 every=0.2, what="the app to exit")  # fmt: skip
-        status = tmux("display-message", "-p", "-t", "tui", "#{pane_dead_status}").strip()
+        dead = lambda: tmux("display-message", "-p", "-t", "tui", "#{pane_dead}").strip() == "1"  # noqa: E731
+        wait_for(dead, tmux, "the app to exit")
         after = tmux.screen()
-        assert status == "0", after
+        assert exit_file.read_text().strip() == "0", after
         assert "Traceback" not in after and "a small blue bird" not in after  # the normal screen is back
     finally:
         tmux("kill-server")
