@@ -5,10 +5,12 @@ Each rank runs a daemon thread that
   group starts): when one is gone, the main thread is interrupted and unwinds through the normal error path,
   naming the peer; if it is stuck inside a collective and cannot unwind within `grace_s`, the thread writes
   the event itself and ends the process;
-- times the regions that wait on other ranks (distributed forwards, barriers, broadcasts): one that lasts
-  longer than the timeout is reported as hung and the process ends. On gloo the collective itself times out
-  at the same limit and raises first; on NCCL, whose own watchdog would abort the process without a word,
-  the process group is given a longer timeout so that this report comes first.
+- times the regions that wait on other ranks (barriers, broadcasts, and each whole forward of a sharded or
+  sequence-parallel model, so FLF2V_DIST_TIMEOUT bounds one such forward too): one that lasts longer than
+  the timeout is reported as hung and the process ends. On gloo the collective itself times out at the same
+  limit and raises in the main thread; whichever comes first, one comm event is written. On NCCL, whose own
+  watchdog would abort the process without a word, the process group gets a longer timeout, so this report
+  comes first.
 
 Peers on other hosts are left to the collectives' timeouts: their processes cannot be polled from here.
 """
