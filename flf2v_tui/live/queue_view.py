@@ -16,6 +16,10 @@ from storage.workers import is_paused, live_workers
 Row = dict[str, Any]
 ACTIVE = ("running", "cancelling", "interrupted")
 RECENT_FINISHED = 200  # finished jobs listed by default; the filter `state:succeeded` reaches all of them
+# Rows in the table at most: 10,000 rows take a DataTable over a second to build, and a queue that long is
+# read through the filter anyway. The status line says how many are left out.
+MAX_ROWS = 500
+FINISHED = ("succeeded", "failed", "cancelled")
 TYPICAL_SAMPLE = 20  # finished jobs whose durations estimate how long a queued one will take
 BAR_WIDTH = 10
 PROMPT_CHARS = 40
@@ -73,6 +77,7 @@ class QueueSnapshot:
     taken_at: float
     problem: str | None = None
     hidden_finished: int = 0
+    left_out: int = 0  # matching jobs beyond MAX_ROWS
     states: dict[int, str] = field(default_factory=dict)  # job id -> display state
 
 
@@ -120,10 +125,12 @@ def read_snapshot(conn: sqlite3.Connection, flt: JobFilter, now: float) -> Queue
         workers = live_workers(conn)
         typical = _typical_seconds(conn)
     jobs = [j for j in jobs if flt.matches(j)]
+    matching = len(jobs)
+    jobs = within_rows(jobs)
     states = {j["id"]: display_state(j) for j in jobs}
     slots = sum(len(w["pool"].get("slots", [])) for w in workers)
     finished = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
-    shown_finished = sum(1 for j in jobs if j["state"] in ("succeeded", "failed", "cancelled"))
+    shown_finished = sum(1 for j in jobs if j["state"] in FINISHED)
     # The queue's ETA covers the whole queue, whatever the filter shows.
     unfiltered = jobs if not (flt.states or flt.labels or flt.words) else None
     eta_jobs = unfiltered if unfiltered is not None else _unfinished(conn)
@@ -139,7 +146,20 @@ def read_snapshot(conn: sqlite3.Connection, flt: JobFilter, now: float) -> Queue
         problem=problem,
         hidden_finished=0 if (flt.states or flt.labels) else max(finished - shown_finished, 0),
         states=states,
+        left_out=matching - len(jobs),
     )
+
+
+def within_rows(jobs: list[Row], limit: int = MAX_ROWS) -> list[Row]:
+    """The jobs worth a row when there are too many: the most recent finished ones, every running one and
+    the head of the queue (list_jobs orders them past, present, future)."""
+    if len(jobs) <= limit:
+        return jobs
+    finished = [j for j in jobs if j["state"] in FINISHED]
+    current = [j for j in jobs if j["state"] not in FINISHED]
+    keep_current = current[: max(limit - min(len(finished), limit // 4), 0)]
+    keep_finished = finished[len(finished) - (limit - len(keep_current)) :] if limit > len(keep_current) else []
+    return keep_finished + keep_current
 
 
 def _unfinished(conn: sqlite3.Connection) -> list[Row]:

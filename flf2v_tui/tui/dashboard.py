@@ -95,12 +95,18 @@ class DashboardScreen(Screen[None]):
             status += f" · filter {self.filter} ({len(snap.jobs)} shown)"
         elif snap.hidden_finished:
             status += f" · {snap.hidden_finished} older finished jobs hidden (filter state:succeeded shows them)"
+        if snap.left_out:
+            status += f" · {snap.left_out:,} more not listed (narrow it with /)"
         self.query_one("#queue-status", Static).update(status)
         self.query_one("#queue-status").set_class(snap.workers == 0 or snap.paused, "warn")
         table = self.query_one(JobTable)
+        first = table.row_count == 0
         table.show(snap, snap.taken_at)
         if self._want_selected is not None and table.select(self._want_selected):
             self._want_selected = None
+        elif first and snap.jobs:  # start on what is happening now rather than on the oldest finished job
+            current = [j["id"] for j in snap.jobs if j["state"] not in ("succeeded", "failed", "cancelled")]
+            table.select(current[0] if current else snap.jobs[-1]["id"])
 
     def select_job(self, job_id: int) -> None:
         """Put the cursor on this job once it shows up (a job just submitted appears on the next poll)."""

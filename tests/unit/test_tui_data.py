@@ -11,7 +11,15 @@ import pytest
 from flf2v_tui.gpus import FakeSource, GpuUnavailable
 from flf2v_tui.live import form
 from flf2v_tui.live.machine import MachineMonitor
-from flf2v_tui.live.queue_view import JobFilter, bar, job_cells, queue_eta, read_snapshot, status_line
+from flf2v_tui.live.queue_view import (
+    JobFilter,
+    bar,
+    job_cells,
+    queue_eta,
+    read_snapshot,
+    status_line,
+    within_rows,
+)
 from flf2v_tui.live.telemetry import JobTelemetry, progress_of
 from flf2v_tui.tui.logview import styled_line
 from storage.db import write_tx
@@ -44,6 +52,16 @@ def test_queue_eta_spreads_owed_work_over_the_slots():
     assert queue_eta(jobs, states, slots=4, typical=300.0, now=0) == (100 * 2 + 300) / 4
     assert queue_eta(jobs, states, slots=0, typical=300.0, now=0) is None  # no worker
     assert queue_eta(jobs, states, slots=4, typical=None, now=0) is None  # nothing to estimate from
+
+
+def test_a_long_queue_keeps_recent_history_what_runs_and_the_head_of_the_queue():
+    jobs = [{"id": i, "state": "succeeded"} for i in range(300)] + [
+        {"id": 1000 + i, "state": "queued"} for i in range(900)
+    ]
+    kept = [j["id"] for j in within_rows(jobs, limit=100)]
+    assert kept == list(range(275, 300)) + list(range(1000, 1075))
+    assert [j["id"] for j in within_rows(jobs[:300], limit=100)] == list(range(200, 300))
+    assert within_rows(jobs[:50], limit=100) == jobs[:50]
 
 
 def test_snapshot_counts_states_and_says_when_paused(conn, queue):
