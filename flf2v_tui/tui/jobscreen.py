@@ -69,6 +69,7 @@ class JobScreen(Screen[None]):
         self._telemetry: JobTelemetry | None = None
         self._attempt_dir: Path | None = None
         self._memory_rows: dict[int, tuple[Static, Sparkline]] = {}
+        self._logs_shown: Path | None = None
 
     @property
     def flf2v(self) -> Flf2vApp:
@@ -175,7 +176,7 @@ class JobScreen(Screen[None]):
         self.query_one("#preview", Static).update(
             Text(f"latest preview: step {p.preview.get('step')} · {p.preview.get('path')}", style="dim")
             if p.preview
-            else Text("latest preview: none yet (submit with --preview_every to get one)", style="dim")
+            else Text("latest preview: none yet", style="dim")
         )
 
     def _show_memory(self, p: ProgressInfo) -> None:
@@ -203,10 +204,10 @@ class JobScreen(Screen[None]):
             return
         latest = attempts[-1]
         folder = Path(latest["log_dir"])
-        box = self.query_one("#logs", Vertical)
-        current = box.query(LogPane)
-        if current and current.first().attempt_dir == folder:
+        if folder == self._logs_shown:  # remembered, not queried: a pane still mounting is not in the DOM yet
             return
+        self._logs_shown = folder
+        box = self.query_one("#logs", Vertical)
         box.remove_children()
         box.mount(LogPane(folder, int(latest.get("nproc") or 1), interval=self.flf2v.log_interval_s))
 

@@ -30,8 +30,18 @@ async def _open(app, pilot, job_id: int) -> JobScreen:
 
 
 async def _show_tab(pilot, screen: JobScreen, tab: str) -> None:
+    """Switch tabs as a click would; a TabbedContent still settling on its first tab may switch back, so the
+    switch is repeated until it holds."""
     await settle(pilot, lambda: screen.query(f"Tab#--content-tab-{tab}"), what=f"the {tab} tab")
-    screen.query_one(TabbedContent).active = tab
+    tabs = screen.query_one(TabbedContent)
+
+    def switched() -> bool:
+        if tabs.active != tab:
+            tabs.active = tab
+            return False
+        return True
+
+    await settle(pilot, switched, what=f"the {tab} tab to stay active")
 
 
 def _view(screen: JobScreen, tab: str = "view-all") -> LogView:
