@@ -59,6 +59,7 @@ class JobScreen(Screen[None]):
         Binding("c", "cancel_job", "Cancel"),
         Binding("r", "retry_job", "Retry"),
         Binding("e", "edit_copy", "Submit a copy"),
+        Binding("slash", "search_log", "Search log"),
         Binding("q", "app.quit", "Quit"),
     ]
 
@@ -219,6 +220,11 @@ class JobScreen(Screen[None]):
 
     def action_retry_job(self) -> None:
         actions.retry(self, self.job_id, self.poll)
+
+    def action_search_log(self) -> None:
+        panes = self.query(LogPane)
+        if panes:
+            panes.first().action_search()
 
     def action_edit_copy(self) -> None:
         if self.detail:

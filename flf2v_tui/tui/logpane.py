@@ -18,10 +18,7 @@ TORCHRUN_LOG = "torchrun.log"
 
 
 class LogPane(Vertical):
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "search", "Search log"),
-        Binding("escape", "close_search", "Close search", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close_search", "Close search", show=False)]
 
     def __init__(self, attempt_dir: Path, ranks: int, interval: float = 0.25, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]

@@ -134,7 +134,7 @@ def test_log_search_jumps_to_the_hit(world, make_app):
             await _show_tab(pilot, screen, "log-r0")
             view = _view(screen, "view-r0")
             await settle(pilot, lambda: view.source.complete and view.source.count == 13, what="rank 0's index")
-            screen.query_one(LogPane).search("sampling   3/50")
+            await pilot.press("slash", *"sampling   3/50", "enter")
             await settle(pilot, lambda: view.match == 3, what="the hit")
             assert not view.follow
             screen.query_one(LogPane).search("sampling   2/50", backwards=True)
