@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # The engine's log lines start with "[2025-01-31 12:00:00,123] INFO: ..."; others (tracebacks) do not.
-_STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
+STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
 _RANK_FILE = re.compile(r"^rank(\d+)\.log$")
 
 
@@ -28,7 +28,7 @@ def _keyed(lines: Iterable[str], rank: int, carry: str = "") -> Iterator[tuple[s
     stays right after the line that announced it."""
     stamp = carry
     for n, line in enumerate(lines):
-        m = _STAMP.match(line)
+        m = STAMP.match(line)
         if m:
             stamp = m.group(1)
         yield stamp, rank, n, line

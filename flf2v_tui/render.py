@@ -73,7 +73,14 @@ def note(job: dict[str, Any], now: float) -> str:
     return job.get("state_reason") or ""
 
 
-def _gpus(job: dict[str, Any], state: str) -> str:
+def short_prompt(text: str | None, width: int = PROMPT_WIDTH) -> str:
+    """The prompt on one line, cut to `width` characters."""
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def gpus_text(job: dict[str, Any], state: str) -> str:
+    """The GPUs a running job holds (or its CPU ranks); the number it asks for otherwise."""
     if state in ("running", "cancelling", "interrupted") and job.get("assigned"):
         if job.get("device") == "cpu":
             return f"cpu×{job['gpus']}"
@@ -97,11 +104,9 @@ def ls_text(jobs: list[dict[str, Any]], width: int = 0, now: float | None = None
     for job in jobs:
         state = display_state(job)
         eta = duration(job["eta_seconds"]) if state == "running" and job.get("eta_seconds") is not None else "-"
-        prompt = " ".join(str(job.get("prompt") or "").split())
-        if len(prompt) > PROMPT_WIDTH:
-            prompt = prompt[: PROMPT_WIDTH - 1] + "…"
+        prompt = short_prompt(job.get("prompt"))
         labels = ",".join(job.get("labels") or []) or "-"
-        rows.append([str(job["id"]), state, _gpus(job, state), eta, _time(job, state, now), labels, prompt,
+        rows.append([str(job["id"]), state, gpus_text(job, state), eta, _time(job, state, now), labels, prompt,
                      note(job, now)])  # fmt: skip
         colours.append(STATE_COLOURS.get(state))
     # The note (what it does, or why it waits) comes last so that it is never cut short when piped.

@@ -12,12 +12,11 @@ import os
 import re
 from pathlib import Path
 
-from flf2v_tui.logs import Follower
+from flf2v_tui.logs import STAMP, Follower
 
 TAIL_BYTES = 1 << 20
 MAX_LINES = 200_000
 _RANK = re.compile(r"^\[r(\d+)\] ")
-_STAMPED = re.compile(r"^\[r(\d+)\] \[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
 
 
 def tail_offset(path: Path, tail_bytes: int) -> int:
@@ -54,12 +53,11 @@ class MergedLines:
 
     def _key(self, line: str) -> tuple[str, int]:
         """A line's time, or for an untimed one (a traceback) the time of its rank's line before it."""
-        m = _STAMPED.match(line)
-        if m:
-            rank, stamp = int(m.group(1)), m.group(2)
-            self._stamps[rank] = stamp
-            return stamp, rank
-        rank = rank_of(line) or 0
+        prefix = _RANK.match(line)
+        rank = int(prefix.group(1)) if prefix else 0
+        stamped = STAMP.match(line[prefix.end() :] if prefix else line)
+        if stamped:
+            self._stamps[rank] = stamped.group(1)
         return self._stamps.get(rank, ""), rank
 
     @property

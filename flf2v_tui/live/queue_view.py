@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from flf2v_tui.render import LS_STATES, display_state
+from flf2v_tui.render import LS_STATES, display_state, gpus_text, short_prompt
 from flf2v_tui.term import duration
 from storage.db import read_tx
 from storage.jobs import count_by_state, list_jobs
@@ -182,17 +182,6 @@ def progress_text(step: int | None, total: int | None, width: int = BAR_WIDTH) -
     return f"{bar(done / total, width)} {done}/{total}"
 
 
-def _gpus(job: Row, state: str) -> str:
-    if state in ACTIVE and job.get("assigned"):
-        return f"cpu×{job['gpus']}" if job.get("device") == "cpu" else str(job["assigned"])
-    return str(job["gpus"])
-
-
-def _prompt(text: str | None) -> str:
-    flat = " ".join(str(text or "").split())
-    return flat if len(flat) <= PROMPT_CHARS else flat[: PROMPT_CHARS - 1] + "…"
-
-
 COLUMNS = ("id", "state", "label", "prompt", "gpus", "step", "s/it", "eta", "age")
 
 
@@ -205,8 +194,8 @@ def job_cells(job: Row, state: str, now: float) -> tuple[str, ...]:
         str(job["id"]),
         state,
         ",".join(job.get("labels") or []) or "-",
-        _prompt(job.get("prompt")),
-        _gpus(job, state),
+        short_prompt(job.get("prompt"), PROMPT_CHARS),
+        gpus_text(job, state),
         progress_text(step, total) if (active or job["state"] in ("succeeded", "failed")) and total else "",
         f"{job['sec_per_it']:.2f}" if active and job.get("sec_per_it") else "",
         duration(job["eta_seconds"]) if active and job.get("eta_seconds") is not None else "",
