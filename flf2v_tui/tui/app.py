@@ -22,6 +22,8 @@ from flf2v_tui.tui.submit import SubmitScreen
 from storage.paths import Home
 from storage.workers import gpu_holders
 
+HOLDERS_EVERY_S = 5.0
+
 
 class Flf2vApp(App[None]):
     CSS_PATH = Path(__file__).with_name("flf2v.tcss")
@@ -46,10 +48,17 @@ class Flf2vApp(App[None]):
         self.poll_s = poll_s
         self.log_interval_s = log_interval_s
         self._first_job = open_job_id
+        self._holders: dict[int, int] = {}
+        self._holders_at = -HOLDERS_EVERY_S
 
     def gpu_holders(self) -> dict[int, int]:
-        """GPU index -> job id; called from the GPU panel's thread."""
-        return self.db.read(gpu_holders)
+        """GPU index -> job id; called from the GPU panel's thread every second, read from the database only
+        every HOLDERS_EVERY_S (holders change when jobs start and end), to keep the TUI to a few queries a
+        second in all."""
+        now = time.monotonic()
+        if now - self._holders_at >= HOLDERS_EVERY_S:
+            self._holders, self._holders_at = self.db.read(gpu_holders), now
+        return self._holders
 
     def on_mount(self) -> None:
         self.push_screen(DashboardScreen())

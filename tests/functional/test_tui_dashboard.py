@@ -27,6 +27,7 @@ def test_dashboard_shows_every_state_and_the_queue(world, make_app):
         async with app.run_test(size=(140, 36)) as pilot:
             await settle(pilot, lambda: _table(app).row_count == len(STATES), what="the jobs")
             assert set(_table(app).states.values()) == set(STATES)
+            await settle(pilot, lambda: "12/50" in screen_text(app), what="the table drawn")
             text = screen_text(app)
             for state in STATES:
                 assert state in text
@@ -126,8 +127,7 @@ def test_without_a_worker_it_says_so(world, make_app):
     async def scenario():
         app = make_app(world)
         async with app.run_test(size=(140, 36)) as pilot:
-            await settle(pilot, lambda: _table(app).row_count == len(STATES), what="the jobs")
-            assert "no worker running: read-only view" in screen_text(app)
+            await settle(pilot, lambda: "no worker running: read-only view" in screen_text(app), what="the status")
             assert "queue ETA" not in screen_text(app)  # nothing runs it, so no estimate
 
     asyncio.run(scenario())

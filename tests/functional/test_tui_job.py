@@ -102,9 +102,8 @@ def test_log_pane_merges_ranks_follows_and_pauses_when_scrolled_up(world, make_a
                 "[r0] " + log_line(NOW + 0.5, "earlier line from rank 0").strip(),
                 "[r1] " + log_line(NOW + 1.0, "late line from rank 1").strip(),
             ]
-            await pilot.pause(0.1)
+            await settle(pilot, lambda: "late line from rank 1" in screen_text(app), what="the new line drawn")
             assert view.follow and view.scroll_y == view.max_scroll_y
-            assert "late line from rank 1" in screen_text(app)
 
             view.focus()
             await pilot.press("pageup")
@@ -112,8 +111,8 @@ def test_log_pane_merges_ranks_follows_and_pauses_when_scrolled_up(world, make_a
             top = view.scroll_y
             append(0, NOW + 2, "while scrolled up")
             await settle(pilot, lambda: view.source.count == 29, what="one more line")
-            await pilot.pause(0.1)
-            assert view.scroll_y == top and "paused: scrolled up" in screen_text(app)
+            await settle(pilot, lambda: "paused: scrolled up" in screen_text(app), what="the paused status")
+            assert view.scroll_y == top
             await pilot.press("end")
             await settle(pilot, lambda: view.follow and view.scroll_y == view.max_scroll_y, what="following again")
 
