@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean tmux
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/flf2v demo
 
-test: $(STAMP)
+test: $(STAMP) tmux
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest
+
+# The TUI's real-terminal test drives `flf2v tui` through tmux; where tmux is missing and can be installed
+# (root with apt-get, as on CI) it is installed, otherwise that one test is skipped with the reason.
+tmux:
+	@command -v tmux >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && apt-get install -y -qq tmux >/dev/null); } || \
+		echo "tmux is not installed; the real-terminal TUI test will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
