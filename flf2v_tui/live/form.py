@@ -19,11 +19,15 @@ from storage.paths import Home
 
 TEXT_FIELDS = ("prompt", "neg_prompt")
 PATH_FIELDS = ("first_frame", "last_frame", "ckpt_dir")
-INT_FIELDS = ("frame_num", "sample_steps", "gpus", "priority")
+INT_FIELDS = ("frame_num", "sample_steps", "gpus", "priority", "ulysses_size")
 FLOAT_FIELDS = ("sample_shift", "sample_guide_scale")
+# How a job spreads over its ranks and memory; a re-run of a 14B render on 8 GPUs needs them as they were.
+SWITCHES = ("dit_fsdp", "t5_fsdp", "t5_cpu")  # "1" on, "" off
+OFFLOAD_CHOICES = ("", "True", "False")  # "": the official default (on for one rank, off for several)
 FIELDS = (
     "first_frame", "last_frame", "prompt", "neg_prompt", "task", "ckpt_dir", "size", "frame_num", "sample_steps",
-    "sample_shift", "sample_guide_scale", "seeds", "gpus", "priority", "labels",
+    "sample_shift", "sample_guide_scale", "seeds", "gpus", "priority", "labels", "sample_solver", "ulysses_size",
+    "offload_model", *SWITCHES,
 )  # fmt: skip
 DEFAULT_TASK = "flf2v-14B"
 FORM_LEVEL = "form"  # errors that belong to no single field
@@ -39,9 +43,13 @@ _ROUTES: tuple[tuple[str, str], ...] = (
     (r"sample_steps", "sample_steps"),
     (r"sample_shift", "sample_shift"),
     (r"sample_guide_scale", "sample_guide_scale"),
+    (r"sample_solver", "sample_solver"),
     (r"prompt", "prompt"),
     (r"seed", "seeds"),
-    (r"--gpus|ulysses", "gpus"),
+    (r"ulysses", "ulysses_size"),
+    (r"--t5_cpu", "t5_cpu"),
+    (r"offload_model", "offload_model"),
+    (r"--gpus", "gpus"),
 )
 
 
@@ -67,6 +75,7 @@ def placeholders(task_name: str) -> dict[str, str]:
         "labels": "comma-separated",
         "ckpt_dir": "the embedded model" if task_name == "flf2v-tiny" else "checkpoint folder",
         "neg_prompt": "the official negative prompt",
+        "ulysses_size": "1",
     }
 
 
@@ -99,8 +108,13 @@ def parse_form(values: dict[str, str]) -> Submission:
     given["prompt"] = values.get("prompt", "")
     given["neg_prompt"] = values.get("neg_prompt", "").strip() or None
     given["task"] = given["task"] or DEFAULT_TASK
-    for name in ("frame_num", "sample_steps", "sample_shift", "sample_guide_scale"):
+    for name in ("frame_num", "sample_steps", "sample_shift", "sample_guide_scale", "ulysses_size"):
         given[name] = numbers[name]
+    given["sample_solver"] = values.get("sample_solver", "").strip() or None
+    offload = values.get("offload_model", "").strip()
+    given["offload_model"] = {"True": True, "False": False}.get(offload)
+    for name in SWITCHES:
+        given[name] = True if values.get(name, "").strip() in ("1", "True", "true") else None
     seeds = values.get("seeds", "").strip()
     try:
         if re.fullmatch(r"-?\d+", seeds):
@@ -172,6 +186,10 @@ def prefill_from_job(job: dict[str, Any]) -> dict[str, str]:
         "gpus": text(job.get("gpus")),
         "priority": text(job.get("priority")),
         "labels": ",".join(job.get("labels") or []),
+        "sample_solver": text(job.get("sample_solver")),
+        "ulysses_size": text(job.get("ulysses_size")),
+        "offload_model": "" if job.get("offload_model") is None else str(bool(job["offload_model"])),
+        **{name: "1" if job.get(name) else "" for name in SWITCHES},
     }
 
 

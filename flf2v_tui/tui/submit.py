@@ -12,9 +12,9 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.suggester import Suggester
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static, TextArea
 
-from engine.tasks import TASKS
+from engine.tasks import SOLVERS, TASKS
 from flf2v_tui.live import form
 from flf2v_tui.tui.db import deliver
 
@@ -26,6 +26,8 @@ LABELS = {
     "task": "Task", "ckpt_dir": "Checkpoint", "size": "Size (W*H)", "frame_num": "Frames (4n+1)",
     "sample_steps": "Steps", "sample_shift": "Shift", "sample_guide_scale": "Guide scale",
     "seeds": "Seed or seeds", "gpus": "GPUs (ranks)", "priority": "Priority", "labels": "Labels",
+    "sample_solver": "Solver", "ulysses_size": "Ulysses size", "offload_model": "Offload model",
+    "dit_fsdp": "FSDP the DiT", "t5_fsdp": "FSDP T5", "t5_cpu": "T5 on the CPU",
 }  # fmt: skip
 ROWS = (("size", "frame_num", "sample_steps"), ("sample_shift", "sample_guide_scale", "seeds"),
         ("gpus", "priority", "labels"))  # fmt: skip
@@ -59,7 +61,7 @@ class SubmitScreen(Screen[list[int] | None]):
     def flf2v(self) -> Flf2vApp:
         return self.app  # type: ignore[return-value]
 
-    def _field(self, name: str, widget: Input | Select[str] | TextArea) -> ComposeResult:
+    def _field(self, name: str, widget: Input | Select[str] | TextArea | Checkbox) -> ComposeResult:
         with Vertical(classes="field", id=f"field-{name}"):
             line = Vertical if isinstance(widget, TextArea) else Horizontal
             with line(classes="field-line"):
@@ -92,6 +94,19 @@ class SubmitScreen(Screen[list[int] | None]):
                 with Horizontal(classes="row"):
                     for name in row:
                         yield from self._field(name, self._input(name, hints))
+            with Horizontal(classes="row"):
+                solver = self.prefill["sample_solver"] or TASKS[task].sample_solver
+                solvers = Select([(x, x) for x in SOLVERS], value=solver, allow_blank=False, id="sample_solver",
+                                 compact=True)  # fmt: skip
+                yield from self._field("sample_solver", solvers)
+                yield from self._field("ulysses_size", self._input("ulysses_size", hints))
+                choices = [(x or "default", x) for x in form.OFFLOAD_CHOICES]
+                offload = Select(choices, value=self.prefill["offload_model"], allow_blank=False, id="offload_model",
+                                 compact=True)  # fmt: skip
+                yield from self._field("offload_model", offload)
+            with Horizontal(classes="row switches"):
+                for name in form.SWITCHES:
+                    yield from self._field(name, Checkbox("on", bool(self.prefill[name]), id=name, compact=True))
             yield Static("", id="form-error", classes="error hidden")
             with Horizontal(id="form-buttons"):
                 yield Button("Submit (ctrl+s)", variant="primary", id="submit")
@@ -135,6 +150,8 @@ class SubmitScreen(Screen[list[int] | None]):
             widget = self.query_one(f"#{name}")
             if isinstance(widget, TextArea):
                 out[name] = widget.text
+            elif isinstance(widget, Checkbox):
+                out[name] = "1" if widget.value else ""
             elif isinstance(widget, Select):
                 out[name] = str(widget.value)
             elif isinstance(widget, Input):

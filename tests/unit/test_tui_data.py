@@ -101,6 +101,8 @@ def _values(frames, ckpt, **changes: str) -> dict[str, str]:
         ({"seeds": "3..1"}, "seeds", "A..B"),
         ({"gpus": "0"}, "gpus", "at least 1"),
         ({"gpus": "two"}, "gpus", "not a whole number"),
+        ({"ulysses_size": "2"}, "ulysses_size", "must divide"),
+        ({"t5_cpu": "1", "t5_fsdp": "1", "gpus": "2"}, "t5_cpu", "give one of them"),
     ],
 )
 def test_each_bad_value_is_reported_under_its_own_field(conn, home, frames, tmp_path, change, field, words):
@@ -119,10 +121,25 @@ def test_a_job_prefills_the_form_with_its_recipe(conn, home, frames, tmp_path):
     assert prefill["first_frame"] == str(frames[0]) and prefill["seeds"] == "7" and prefill["labels"] == "a,b"
     again, errors = form.submit(conn, home, prefill)
     copy = get_job(conn, again[0])
-    same = ("prompt", "task", "size", "frame_num", "sample_steps", "sample_shift", "base_seed", "priority", "labels")
+    same = ("prompt", "task", "size", "frame_num", "sample_steps", "sample_shift", "base_seed", "priority", "labels",
+            "sample_solver", "ulysses_size", "offload_model", "dit_fsdp", "t5_fsdp", "t5_cpu")  # fmt: skip
     assert errors == {} and {k: copy[k] for k in same} == {k: job[k] for k in same}
     frames[0].unlink()  # the original is gone: the job's own copy is used
     assert form.prefill_from_job(job)["first_frame"] == job["first_frame"]
+
+
+def test_the_layout_flags_go_through_the_form(conn, home, frames, tmp_path):
+    ckpt = write_stub_checkpoint(tmp_path / "ckpt")
+    values = _values(frames, ckpt, gpus="2", ulysses_size="2", dit_fsdp="1", t5_fsdp="1", offload_model="True",
+                     sample_solver="dpm++")  # fmt: skip
+    ids, errors = form.submit(conn, home, values)
+    assert errors == {}
+    job = get_job(conn, ids[0])
+    assert (job["ulysses_size"], job["dit_fsdp"], job["t5_fsdp"], job["t5_cpu"]) == (2, 1, 1, 0)
+    assert (job["offload_model"], job["sample_solver"]) == (1, "dpm++")
+    prefill = form.prefill_from_job(job)
+    assert (prefill["ulysses_size"], prefill["dit_fsdp"], prefill["t5_cpu"], prefill["offload_model"]) == (
+        "2", "1", "", "True")  # fmt: skip
 
 
 def test_image_summary_and_path_completion(frames, tmp_path):
