@@ -21,6 +21,7 @@ from flf2v_tui.render import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, displa
 from flf2v_tui.term import duration, human_bytes
 from flf2v_tui.tui import actions
 from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.images import picture_class
 from flf2v_tui.tui.logpane import LogPane
 from storage.jobs import attempts_of, require_job
 
@@ -71,6 +72,8 @@ class JobScreen(Screen[None]):
         self._attempt_dir: Path | None = None
         self._memory_rows: dict[int, tuple[Static, Sparkline]] = {}
         self._logs_shown: Path | None = None
+        self._preview_shown: Path | None = None
+        self._preview_drawn = False
 
     @property
     def flf2v(self) -> Flf2vApp:
@@ -89,7 +92,9 @@ class JobScreen(Screen[None]):
                     yield Static("", id="step-text")
                 yield Static("memory per rank", id="memory-title", classes="section")
                 yield Vertical(id="memory")
-                yield Static("", id="preview")  # the latest latent preview goes here (preview events)
+            with Vertical(id="job-preview"):
+                yield Static("", id="preview")
+                yield picture_class()(id="preview-image")
         yield DataTable(id="attempts", cursor_type="none", show_cursor=False)
         yield Vertical(Static("no attempt yet: the job has not started", classes="muted"), id="logs")
         yield Footer()
@@ -174,11 +179,21 @@ class JobScreen(Screen[None]):
         text += f" · ETA {duration(p.eta)}" if running and p.eta is not None else ""
         self.query_one("#step-text", Static).update(text)
         self._show_memory(p)
-        self.query_one("#preview", Static).update(
-            Text(f"latest preview: step {p.preview.get('step')} · {p.preview.get('path')}", style="dim")
-            if p.preview
-            else Text("latest preview: none yet", style="dim")
-        )
+        self._show_preview(p.preview)
+
+    def _show_preview(self, preview: dict[str, Any] | None) -> None:
+        """The newest latent preview: first, middle and last latent frames side by side, as the engine drew them."""
+        path = Path(str(preview["path"])) if preview and preview.get("path") else None
+        shown = path if path is not None and path.is_file() else None
+        if self._preview_drawn and shown == self._preview_shown:
+            return
+        self._preview_drawn, self._preview_shown = True, shown
+        caption = self.query_one("#preview", Static)
+        if shown is None or preview is None:
+            caption.update(Text("latent preview: none yet", style="dim"))
+            return
+        caption.update(Text(f"latent preview, step {preview.get('step', '?')}", style="dim"))
+        self.query_one("#preview-image").image = str(shown)  # type: ignore[attr-defined]
 
     def _show_memory(self, p: ProgressInfo) -> None:
         box = self.query_one("#memory", Vertical)

@@ -82,7 +82,7 @@ def make_app(no_gpu):
 
 @pytest.fixture
 def snapshot_world(monkeypatch):
-    """The TUI world at a fixed path and in UTC, so that paths and clock times in a snapshot never change."""
+    """The TUI world at a fixed path and in UTC, with half-cell pictures, so that a snapshot never changes."""
     import shutil
     import tempfile
     import time
@@ -92,6 +92,7 @@ def snapshot_world(monkeypatch):
     root = Path(tempfile.gettempdir()) / "flf2v-tui-snapshot"
     shutil.rmtree(root, ignore_errors=True)
     monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.setenv("FLF2V_IMAGES", "halfcell")  # pictures drawn the same on every terminal
     time.tzset()
     yield build_world(root / "home")
     monkeypatch.undo()

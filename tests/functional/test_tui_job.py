@@ -55,12 +55,27 @@ def test_job_view_shows_parameters_stages_progress_and_memory(world, make_app):
             screen = await _open(app, pilot, world.ids["running"])
             await settle(pilot, lambda: "r1 " in screen_text(app), what="memory rows")
             text = screen_text(app)
-            assert "a small blue bird takes off" in text and "sample_steps       50" in text
+            assert "prompt  a small blue bird" in text and "sample_steps       50" in text
             assert "load 40.0s ▸ encode 3.5s ▸ denoise 255.0s… ▸ decode — ▸ save —" in text
             assert "step 12/50 · 20.00 s/it · ETA 12m40s" in text
             assert "r0 1.3 GiB (peak 1.3 GiB)" in text and "r1 1.4 GiB (peak 1.4 GiB)" in text
-            assert "latest preview: none yet" in text
             assert screen.query_one("#steps").percentage == 12 / 50
+            # The newest latent preview the engine wrote, drawn as a picture.
+            await settle(pilot, lambda: "latent preview, step 10" in screen_text(app), what="the preview")
+            picture = screen.query_one("#preview-image")
+            assert str(picture.image).endswith("previews/step-0010.png")
+            assert picture.size.height > 0 and picture.size.width > 0
+
+    asyncio.run(scenario())
+
+
+def test_a_job_without_previews_says_so(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            await _open(app, pilot, world.ids["interrupted"])
+            await settle(pilot, lambda: "latent preview: none yet" in screen_text(app), what="the preview note")
+            assert app.screen.query_one("#preview-image").image is None
 
     asyncio.run(scenario())
 

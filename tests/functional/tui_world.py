@@ -90,6 +90,13 @@ def write_running_files(folder: Path, steps_done: int = 12, steps: int = 50) -> 
         for rank in (0, 1):
             events.append({"kind": "memory", "t": t, "rank": rank, "rss": (900 + 40 * i + 100 * rank) << 20})
             lines[rank].append(log_line(t + rank * 0.01, f"Sampling {i:>3}/{steps} 20.00 s/it"))
+    # A latent preview as the engine writes them: first, middle and last latent frames side by side.
+    preview = folder / "previews" / "step-0010.png"
+    preview.parent.mkdir(parents=True, exist_ok=True)
+    strip = Image.new("RGB", (48, 16), (30, 60, 140))
+    strip.paste((200, 120, 40), (16, 4, 32, 12))
+    strip.save(preview)
+    events.append({"kind": "preview", "t": t0 + 45 + 10 * 20, "rank": 0, "step": 10, "path": str(preview)})
     with open(folder / "events.jsonl", "w") as fh:
         fh.writelines(json.dumps({"v": 1, **e}) + "\n" for e in events)
     for rank, text in lines.items():
