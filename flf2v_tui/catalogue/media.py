@@ -102,3 +102,8 @@ def make_thumbnails(video: Path, info: VideoInfo, folder: Path) -> dict[str, str
     _save_png(sheet, path)
     written["sheet"] = str(path)
     return written
+
+
+def small_frames(video: Path, width: int) -> list[Image.Image]:
+    """Every frame scaled down to `width` pixels across, for playing in the terminal."""
+    return [_resized(frame, min(width, frame.shape[1])) for frame in iter_frames(video)]

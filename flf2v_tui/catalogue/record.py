@@ -55,7 +55,7 @@ def _copy_inputs(job: dict[str, Any], folder: Path) -> dict[str, str]:
 
 
 def prepare_row(
-    job: dict[str, Any], attempt_id: int, done: dict[str, Any], stage_seconds: dict[str, float],
+    job: dict[str, Any], attempt_id: int | None, done: dict[str, Any], stage_seconds: dict[str, float],
     peak_memory: dict[str, int], world_size: int,
 ) -> dict[str, Any]:  # fmt: skip
     """The catalogue row for a render the engine reports done; raises VideoCheckError if the file disagrees."""

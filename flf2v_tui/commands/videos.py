@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -101,25 +99,14 @@ def show(
         typer.echo(show_text(video))
 
 
-def player_command(path: str) -> list[str] | None:
-    """A program that can show the video here, or None when there is no display (plain SSH)."""
-    if sys.platform == "darwin":
-        return ["open", path]
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return None
-    for program in ("xdg-open", "mpv", "vlc", "ffplay"):
-        found = shutil.which(program)
-        if found:
-            return [found, path]
-    return None
-
-
 @handles_errors
 def open_(
     video_id: Annotated[int, typer.Argument(help="video id")],
     print_only: Annotated[bool, typer.Option("--print", help="only print the path")] = False,
 ) -> None:
     """Open the video in the local player when there is a display; otherwise print its path."""
+    from flf2v_tui.catalogue.player import player_command
+
     _, conn = open_home()
     path = require_video(conn, video_id)["path"]
     if not Path(path).is_file():

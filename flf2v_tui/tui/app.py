@@ -19,6 +19,7 @@ from flf2v_tui.tui.dashboard import DashboardScreen
 from flf2v_tui.tui.db import Db
 from flf2v_tui.tui.jobscreen import JobScreen
 from flf2v_tui.tui.submit import SubmitScreen
+from flf2v_tui.tui.videos import VideosScreen
 from storage.paths import Home
 from storage.workers import gpu_holders
 
@@ -74,6 +75,9 @@ class Flf2vApp(App[None]):
 
     def open_job(self, job_id: int) -> None:
         self.push_screen(JobScreen(job_id))
+
+    def open_videos(self) -> None:
+        self.push_screen(VideosScreen())
 
     def open_submit(self, prefill: dict[str, str] | None = None) -> None:
         """The submit form, empty or prefilled with field texts (live.form.prefill_from_job makes them)."""

@@ -31,6 +31,7 @@ class DashboardScreen(Screen[None]):
         Binding("t", "top_job", "To top"),
         Binding("p", "pause_queue", "Pause/resume"),
         Binding("n", "new_job", "New job"),
+        Binding("v", "videos", "Videos"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("q", "app.quit", "Quit"),
@@ -158,6 +159,9 @@ class DashboardScreen(Screen[None]):
 
     def action_new_job(self) -> None:
         self.flf2v.open_submit()
+
+    def action_videos(self) -> None:
+        self.flf2v.open_videos()
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

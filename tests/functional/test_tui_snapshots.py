@@ -1,5 +1,5 @@
-"""Snapshots (pytest-textual-snapshot) of the dashboard, the job view and the submit form, on fixed data at a
-frozen time with two fake GPUs. After a deliberate change of the screens, refresh them with
+"""Snapshots (pytest-textual-snapshot) of the dashboard, the job view, the submit form and the catalogue, on
+fixed data at a frozen time with two fake GPUs. After a deliberate change of the screens, refresh them with
 `.venv/bin/python -m pytest tests/functional/test_tui_snapshots.py --snapshot-update` and look at the SVGs."""
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from flf2v_tui.tui.jobscreen import JobScreen
 from flf2v_tui.tui.jobtable import JobTable
 from flf2v_tui.tui.logview import LogView
 from flf2v_tui.tui.submit import SubmitScreen
+from flf2v_tui.tui.videos import VideosScreen
 from storage.db import connect
 from storage.jobs import get_job
+from tests.functional.catalogue_world import add_videos
 from tests.functional.tui_world import STATES, settle
 
 SIZE = (140, 40)
@@ -77,5 +79,21 @@ def test_submit_form_snapshot(snapshot_world, make_app, snap_compare):
         info = app.screen.query_one("#last_frame-info")
         await settle(pilot, lambda: "64×48" in str(info.render()), what="the frame sizes")
         _still_cursors(app)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_catalogue_snapshot(snapshot_world, make_app, snap_compare):
+    ids = add_videos(snapshot_world)
+    app = _app(snapshot_world, make_app)
+
+    async def ready(pilot):
+        app.open_videos()
+        await settle(pilot, lambda: isinstance(app.screen, VideosScreen) and len(app.screen.videos) == len(ids),
+                     what="the videos")  # fmt: skip
+        app.screen.query_one("#videos", DataTable).move_cursor(row=1)
+        await settle(pilot, lambda: "seed        42" in str(app.screen.query_one("#video-recipe").render()),
+                     what="the selected recipe")  # fmt: skip
+        await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)

@@ -12,6 +12,7 @@ from engine.tasks import FLF2V_NEG_PROMPT
 from flf2v_tui.catalogue.media import VideoCheckError, check_video, make_thumbnails, sheet_indices
 from flf2v_tui.catalogue.rerun import recipe_values
 from flf2v_tui.commands.videos import parse_when
+from flf2v_tui.live.catalogue_view import next_sort, prefill_from_video, read_videos, recipe_rows, row_cells
 from storage.catalog import VideoFilter, add_video, fts_query, get_video, search, update_user_fields
 
 
@@ -127,3 +128,30 @@ def test_dates_for_since_and_until():
     assert parse_when(None, "--since") is None
     with pytest.raises(BadInputError, match="12h"):
         parse_when("last tuesday", "--since")
+
+
+def test_the_catalogue_screen_data(conn, tmp_path):
+    first = tmp_path / "first.png"
+    Image.new("RGB", (8, 8)).save(first)
+    recipe = {"task": "flf2v-tiny", "prompt": "a bird", "neg_prompt": "blurry", "base_seed": 9, "size": "64*48",
+              "frame_num": 9, "sample_steps": 20, "sample_shift": 16.0, "sample_guide_scale": 5.0,
+              "sample_solver": "dpm++", "ckpt_dir": "/c", "world_size": 4, "ulysses_size": 4, "dit_fsdp": True,
+              "t5_fsdp": False, "t5_cpu": False, "offload_model": False, "first_frame": "/gone/first.png",
+              "first_frame_src": str(first), "last_frame": "/gone/last.png",
+              "last_frame_src": "/gone/too.png"}  # fmt: skip
+    vid = add_video(conn, row(1, prompt="a bird", recipe=recipe, tags=["keeper"], rating=4, favourite=1))
+    (video,) = read_videos(conn, "bird", "rating")
+    assert video["id"] == vid and read_videos(conn, "fish", "new") == []
+    cells = row_cells(video)
+    assert cells[:4] == (str(vid), "★★★★☆", "♥", "a bird") and cells[-1] == "1"
+    rows = dict(recipe_rows(video))
+    assert rows["layout"] == "4 rank(s), ulysses 4, dit_fsdp" and rows["negative"] == "blurry"
+    assert rows["tags"] == "keeper" and rows["seed"] == "1"
+    prefill = prefill_from_video(video)
+    assert (prefill["seeds"], prefill["gpus"], prefill["ulysses_size"], prefill["dit_fsdp"]) == ("9", "4", "4", "1")
+    assert (prefill["sample_solver"], prefill["offload_model"], prefill["labels"]) == ("dpm++", "False", "keeper")
+    # The original first frame still exists and is used; the last frame is gone from both places and stays
+    # visible in its field, for the form to flag.
+    assert prefill["first_frame"] == str(first) and prefill["last_frame"] == "/gone/last.png"
+    assert [next_sort(s) for s in ("new", "rating", "old", "prompt", "bogus")] == ["rating", "old", "prompt", "new",
+                                                                                  "new"]  # fmt: skip

@@ -1,0 +1,80 @@
+"""The catalogue screen without its widgets: reading videos, the recipe beside the selection, the re-run form."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from flf2v_tui.catalogue.rerun import recipe_gpus, recipe_values
+from flf2v_tui.catalogue.views import stars
+from flf2v_tui.live.form import prefill_from_job
+from flf2v_tui.term import clock, duration, human_bytes
+from storage.catalog import VideoFilter, search
+
+SORT_CYCLE = ("new", "rating", "old", "prompt")
+SORT_NAMES = {"new": "newest first", "rating": "best rated first", "old": "oldest first", "prompt": "by prompt"}
+MAX_LISTED = 2000
+
+
+def read_videos(conn: sqlite3.Connection, text: str, sort: str) -> list[dict[str, Any]]:
+    return search(conn, VideoFilter(text=text, sort=sort, limit=MAX_LISTED))
+
+
+def next_sort(sort: str) -> str:
+    return SORT_CYCLE[(SORT_CYCLE.index(sort) + 1) % len(SORT_CYCLE)] if sort in SORT_CYCLE else SORT_CYCLE[0]
+
+
+def row_cells(video: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        str(video["id"]),
+        stars(video.get("rating")),
+        "♥" if video.get("favourite") else "",
+        " ".join(str(video["prompt"]).split()),
+        clock(video["created_at"])[:16],
+        ",".join(video.get("tags") or []),
+        f"{video['width']}x{video['height']}",
+        str(video["seed"]),
+    )
+
+
+def recipe_rows(video: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the side panel lists for the selected video: how it was made, what it is, what it cost."""
+    recipe = video.get("recipe") or {}
+    layout = f"{recipe.get('world_size') or 1} rank(s), ulysses {recipe.get('ulysses_size') or 1}"
+    flags = [name for name in ("dit_fsdp", "t5_fsdp", "t5_cpu") if recipe.get(name)]
+    peaks = video.get("peak_memory") or {}
+    rows = [
+        ("prompt", " ".join(str(video["prompt"]).split())),
+        ("seed", str(video["seed"])),
+        ("task", f"{video['task']} {video['size']}, {recipe.get('frame_num', video['frames'])} frames"),
+        ("sampler", f"{video['sample_solver']}, {video['sample_steps']} steps, shift {video['sample_shift']:g}, "
+                    f"guide {video['sample_guide_scale']:g}"),
+        ("layout", layout + (", " + ", ".join(flags) if flags else "")),
+        ("video", f"{video['width']}x{video['height']}, {video['frames']} frames at {video['fps']:g} fps, "
+                  f"{human_bytes(video['size_bytes'])}"),
+        ("took", duration(video.get("total_seconds"))),
+        ("peak memory", ", ".join(f"r{r} {human_bytes(b)}" for r, b in sorted(peaks.items())) or "-"),
+        ("checkpoint", f"{video['ckpt_dir']} ({video.get('ckpt_fingerprint') or 'no fingerprint'})"),
+        ("rating", f"{stars(video.get('rating'))}{'  ♥ favourite' if video.get('favourite') else ''}"),
+        ("tags", ", ".join(video.get("tags") or []) or "-"),
+        ("notes", video.get("notes") or "-"),
+        ("made", f"{clock(video['created_at'])} by job {video.get('job_id') or '-'}"),
+        ("file", str(video["path"])),
+    ]  # fmt: skip
+    neg = recipe.get("neg_prompt")
+    if neg:
+        rows.insert(1, ("negative", " ".join(str(neg).split())))
+    return rows
+
+
+def prefill_from_video(video: dict[str, Any]) -> dict[str, str]:
+    """The submit form's field texts for making this video again: its recipe, ranks and tags as labels.
+    The frames are the user's originals when they still exist, else the catalogue's copies; a frame gone from
+    both places leaves its path for the form to flag, rather than refusing to open."""
+    recipe = video["recipe"]
+    job = recipe_values(video, need_frames=False)
+    for role in ("first_frame", "last_frame"):
+        job[role] = recipe.get(role) or ""
+        job[f"{role}_src"] = recipe.get(f"{role}_src") or ""
+    job.update(gpus=recipe_gpus(video), priority=0, labels=list(video.get("tags") or []))
+    return prefill_from_job(job)

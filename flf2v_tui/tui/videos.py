@@ -1,0 +1,277 @@
+"""The catalogue screen: every finished video, searchable and sortable, its contact sheet and recipe beside
+the selection; rate, tag and favourite from the keyboard, play it here, open it in a player, or re-run it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from engine.errors import BadInputError
+from flf2v_tui.catalogue.player import player_command
+from flf2v_tui.catalogue.record import save_user_fields
+from flf2v_tui.live.catalogue_view import SORT_NAMES, next_sort, prefill_from_video, read_videos, recipe_rows, row_cells
+from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.images import picture_class
+from flf2v_tui.tui.player import PlayerScreen
+
+if TYPE_CHECKING:
+    from flf2v_tui.tui.app import Flf2vApp
+
+# The prompt first after the marks: it is what people know a video by; the rest scrolls in from the right.
+COLUMNS = (("ID", 4), ("RATING", 6), ("♥", 1), ("PROMPT", 36), ("CREATED", 16), ("TAGS", 14), ("SIZE", 9),
+           ("SEED", 20))  # fmt: skip
+
+
+class VideosScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "play", "Play", show=True),
+        Binding("o", "open_player", "Open in player"),
+        Binding("r", "rerun", "Re-run"),
+        Binding("slash", "search", "Search"),
+        Binding("s", "sort", "Sort"),
+        Binding("f", "favourite", "Favourite"),
+        Binding("t", "tags", "Tags"),
+        *[Binding(str(n), f"rate({n})", f"Rate {n}", show=False) for n in range(1, 6)],
+        Binding("0", "rate(0)", "Clear rating", show=False),
+        Binding("escape", "back", "Back"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text = ""
+        self.sort = "new"
+        self.videos: dict[int, dict[str, Any]] = {}
+        self._shown_sheet: str | None = None
+        self._want_selected: int | None = None
+
+    @property
+    def flf2v(self) -> Flf2vApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("reading the catalogue…", id="videos-status")
+        yield Input(placeholder="words in prompts, tags or notes (enter searches, esc clears)", id="video-search",
+                    classes="hidden")  # fmt: skip
+        yield Input(placeholder="tags, comma-separated (enter saves, esc leaves them)", id="video-tags",
+                    classes="hidden")  # fmt: skip
+        with Horizontal(id="videos-body"):
+            yield DataTable(id="videos", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="video-side"):
+                yield picture_class()(id="video-sheet")
+                with VerticalScroll(id="video-recipe-box"):
+                    yield Static("", id="video-recipe")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "flf2v · videos"
+        table = self.query_one("#videos", DataTable)
+        for name, width in COLUMNS:
+            table.add_column(name, width=width, key=name)
+        self._timer = self.set_interval(max(self.flf2v.poll_s, 1.0), self.poll)
+        self.poll()
+        table.focus()
+
+    def on_screen_suspend(self) -> None:
+        self._timer.pause()
+
+    def on_screen_resume(self) -> None:
+        self._timer.resume()
+        self.poll()
+
+    # ---- data ----------------------------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        if self.is_attached:  # an edit's answer can land after the screen was closed
+            self._read(self.text, self.sort)
+
+    @work(thread=True, exclusive=True, group="videos")
+    def _read(self, text: str, sort: str) -> None:
+        videos = self.flf2v.db.read(lambda conn: read_videos(conn, text, sort))
+        deliver(self.app, self.show, text, sort, videos)
+
+    def show(self, text: str, sort: str, videos: list[dict[str, Any]]) -> None:
+        if (text, sort) != (self.text, self.sort):
+            return  # the search changed since this reading started; a newer one is on its way
+        try:
+            self._fill(videos)
+        except NoMatches:
+            return  # a reading that lands while the screen is being closed
+
+    def _fill(self, videos: list[dict[str, Any]]) -> None:
+        table = self.query_one("#videos", DataTable)
+        selected = self.selected_id
+        order = [v["id"] for v in videos]
+        if list(self.videos) != order:
+            table.clear()
+            for video in videos:
+                table.add_row(*row_cells(video), key=str(video["id"]))
+        else:
+            for video in videos:
+                if video != self.videos.get(video["id"]):
+                    for (name, _), value in zip(COLUMNS, row_cells(video), strict=True):
+                        table.update_cell(str(video["id"]), name, value)
+        self.videos = {v["id"]: v for v in videos}
+        wanted = self._want_selected if self._want_selected in self.videos else selected
+        if wanted in self.videos:
+            table.move_cursor(row=table.get_row_index(str(wanted)))
+            self._want_selected = None
+        status = f"{len(videos)} video(s) · {SORT_NAMES[self.sort]}"
+        if self.text:
+            status += f" · search: {self.text}"
+        if not videos:
+            status += " · nothing yet: finished jobs land here" if not self.text else " · no match (esc clears)"
+        self.query_one("#videos-status", Static).update(status)
+        self._show_selected()
+
+    @property
+    def selected_id(self) -> int | None:
+        table = self.query_one("#videos", DataTable)
+        if table.row_count == 0:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # the cursor sits past rows that were just cleared
+            return None
+        return int(key) if key is not None else None
+
+    @property
+    def selected(self) -> dict[str, Any] | None:
+        vid = self.selected_id
+        return self.videos.get(vid) if vid is not None else None
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_selected()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_play()
+
+    def _show_selected(self) -> None:
+        video = self.selected
+        recipe = self.query_one("#video-recipe", Static)
+        sheet = self.query_one("#video-sheet")
+        if video is None:
+            recipe.update(Text("no video selected", style="dim"))
+            return
+        text = Text()
+        for label, value in recipe_rows(video):
+            text.append(f"{label:<12}", style="bold" if label == "prompt" else "dim").append(value + "\n")
+        recipe.update(text)
+        path = (video.get("files") or {}).get("sheet")
+        if path != self._shown_sheet:
+            self._shown_sheet = path
+            sheet.image = path if path and Path(path).is_file() else None  # type: ignore[attr-defined]
+
+    # ---- keys ----------------------------------------------------------------------------------------------
+
+    def _need_selected(self) -> dict[str, Any] | None:
+        video = self.selected
+        if video is None:
+            self.notify("no video selected", severity="warning")
+        return video
+
+    def action_play(self) -> None:
+        video = self._need_selected()
+        if video is None:
+            return
+        if not Path(video["path"]).is_file():
+            self.notify(f"{video['path']} is gone (flf2v videos verify)", severity="error")
+            return
+        self.app.push_screen(PlayerScreen(video))
+
+    def action_open_player(self) -> None:
+        video = self._need_selected()
+        if video is None:
+            return
+        command = player_command(video["path"])
+        if command is None:
+            self.notify(f"no display here to play it on; the file is {video['path']}", timeout=8)
+            return
+        with self.app.suspend():
+            subprocess.run(command, check=False)
+
+    def action_rerun(self) -> None:
+        video = self._need_selected()
+        if video is not None:
+            self.flf2v.open_submit(prefill_from_video(video))
+
+    def action_sort(self) -> None:
+        self.sort = next_sort(self.sort)
+        self.poll()
+
+    def action_search(self) -> None:
+        box = self.query_one("#video-search", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    def action_tags(self) -> None:
+        video = self._need_selected()
+        if video is None:
+            return
+        box = self.query_one("#video-tags", Input)
+        box.value = ", ".join(video.get("tags") or [])
+        box.remove_class("hidden")
+        box.focus()
+
+    def action_back(self) -> None:
+        for box in self.query("#video-search, #video-tags").results(Input):
+            if not box.has_class("hidden"):
+                self._close(box, clear=box.id == "video-search")
+                return
+        if self.text:
+            self.text = ""
+            self.poll()
+            return
+        self.app.pop_screen()
+
+    def _close(self, box: Input, clear: bool) -> None:
+        box.add_class("hidden")
+        if clear:
+            box.value = ""
+            self.text = ""
+            self.poll()
+        self.query_one("#videos", DataTable).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.input.id == "video-search":
+            self.text = event.value.strip()
+            self._close(event.input, clear=False)
+            self.poll()
+        elif event.input.id == "video-tags" and self.selected is not None:
+            tags = list(dict.fromkeys(t.strip() for t in event.value.split(",") if t.strip()))
+            self._close(event.input, clear=False)
+            self._save(self.selected["id"], tags=tags)
+
+    def action_rate(self, stars: int) -> None:
+        video = self._need_selected()
+        if video is not None:
+            self._save(video["id"], rating=stars or None)
+
+    def action_favourite(self) -> None:
+        video = self._need_selected()
+        if video is not None:
+            self._save(video["id"], favourite=not video.get("favourite"))
+
+    @work(thread=True, group="video-edit")
+    def _save(self, video_id: int, **changes: Any) -> None:
+        try:
+            self.flf2v.db.write(lambda conn: save_user_fields(conn, video_id, **changes))
+        except (BadInputError, OSError) as exc:
+            message = str(getattr(exc, "message", exc))
+            deliver(self.app, lambda: self.notify(message, severity="error"))
+            return
+        self._want_selected = video_id
+        deliver(self.app, self.poll)

@@ -1,0 +1,154 @@
+"""The catalogue screen through Pilot on a real queue with real catalogued mp4s: the list, search, the recipe
+of the selection, rating and tags from the keyboard, playing in the terminal, and re-run as a prefilled form."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from textual.widgets import Checkbox, DataTable, Input, TextArea
+
+from flf2v_tui.tui.dashboard import DashboardScreen
+from flf2v_tui.tui.jobtable import JobTable
+from flf2v_tui.tui.player import PlayerScreen
+from flf2v_tui.tui.submit import SubmitScreen
+from flf2v_tui.tui.videos import VideosScreen
+from storage.catalog import get_video
+from storage.db import connect
+from tests.functional.catalogue_world import add_videos
+from tests.functional.tui_world import STATES, screen_text, settle
+
+SIZE = (150, 45)
+
+
+def _listed(app) -> list[int]:
+    table = app.screen.query_one("#videos", DataTable)
+    return [int(table.coordinate_to_cell_key((r, 0)).row_key.value) for r in range(table.row_count)]
+
+
+def _video(world, video_id: int) -> dict:
+    conn = connect(world.home.db)
+    try:
+        return get_video(conn, video_id) or {}
+    finally:
+        conn.close()
+
+
+async def _open_videos(app, pilot, count: int) -> VideosScreen:
+    await settle(pilot, lambda: app.screen.query_one(JobTable).row_count == len(STATES), what="the jobs")
+    await pilot.press("v")
+    await settle(pilot, lambda: isinstance(app.screen, VideosScreen) and len(_listed(app)) == count,
+                 what="the videos")  # fmt: skip
+    return app.screen
+
+
+def test_list_search_selection_rating_and_tags(world, make_app):
+    ids = add_videos(world)
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _open_videos(app, pilot, 3)
+            assert _listed(app) == ids[::-1]  # newest first
+            text = screen_text(app)
+            assert "3 video(s) · newest first" in text and "a paper boat drifts" in text
+            # The selection's recipe is beside the list.
+            await pilot.press("down")
+            await settle(pilot, lambda: "seed        42" in screen_text(app), what="the selected recipe")
+            text = screen_text(app)
+            assert "a small blue bird takes off" in text and "2 rank(s), ulysses 2, dit_fsdp, t5_fsdp" in text
+            # Search by a prompt word, then by a tag; esc clears.
+            await pilot.press("slash", *"heron", "enter")
+            await settle(pilot, lambda: _listed(app) == [ids[0]], what="the search by word")
+            await pilot.press("escape")
+            await settle(pilot, lambda: len(_listed(app)) == 3, what="the search cleared")
+            await pilot.press("slash", *"keep", "enter")
+            await settle(pilot, lambda: _listed(app) == [ids[1]], what="the search by tag")
+            # Rate, favourite and tag the selection from the keyboard; the sidecar follows.
+            await pilot.press("4", "f", "t")
+            tags = screen.query_one("#video-tags", Input)
+            await settle(pilot, lambda: tags.has_focus, what="the tag box")
+            tags.value = "bird, sunrise"
+            await pilot.press("enter")
+            await settle(pilot, lambda: _video(world, ids[1])["tags"] == ["bird", "sunrise"], what="the tags saved")
+            saved = _video(world, ids[1])
+            assert (saved["rating"], saved["favourite"]) == (4, True)
+            assert json.loads(Path(saved["files"]["sidecar"]).read_text()) == saved
+            await pilot.press("escape", "s")  # clear the search, then sort by rating
+            await settle(pilot, lambda: _listed(app) == [ids[0], ids[1], ids[2]], what="the sort by rating")
+            assert "best rated first" in screen_text(app)
+            await pilot.press("escape")
+            await settle(pilot, lambda: isinstance(app.screen, DashboardScreen), what="back to the dashboard")
+
+    asyncio.run(scenario())
+
+
+def test_play_in_the_terminal_and_rerun_as_a_prefilled_form(world, make_app, monkeypatch):
+    ids = add_videos(world)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=SIZE) as pilot:
+            await _open_videos(app, pilot, 3)
+            await pilot.press("enter")  # the newest: the paper boat
+            await settle(pilot, lambda: isinstance(app.screen, PlayerScreen) and len(app.screen.frames) == 9,
+                         what="the frames decoded")  # fmt: skip
+            player = app.screen
+            await settle(pilot, lambda: player.index >= 3, what="playback at 16 fps")
+            await pilot.press("space")
+            paused_at = player.index
+            await pilot.pause(0.3)
+            assert player.index == paused_at and "paused" in screen_text(app)
+            await pilot.press("right")
+            assert player.index == (paused_at + 1) % 9
+            await pilot.press("escape")
+            await settle(pilot, lambda: isinstance(app.screen, VideosScreen), what="the player closed")
+            await pilot.press("o")  # no display here: the path is shown instead of a player
+            await settle(pilot, lambda: any("no display here" in n.message for n in app._notifications),
+                         what="the no-display note")  # fmt: skip
+            await pilot.press("down", "r")
+            await settle(pilot, lambda: isinstance(app.screen, SubmitScreen) and app.screen.query("#form-buttons"),
+                         what="the re-run form")  # fmt: skip
+            form = app.screen
+            bird = _video(world, ids[1])
+            assert form.query_one("#prompt", TextArea).text == bird["prompt"]
+            assert form.query_one("#seeds", Input).value == "42"
+            assert form.query_one("#ulysses_size", Input).value == "2" and form.query_one("#gpus", Input).value == "2"
+            assert form.query_one("#dit_fsdp", Checkbox).value and form.query_one("#t5_fsdp", Checkbox).value
+            assert form.query_one("#first_frame", Input).value == str(world.frames[0])
+            assert form.query_one("#labels", Input).value == "bird,keeper"
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: isinstance(app.screen, DashboardScreen), what="the re-run queued")
+            conn = connect(world.home.db)
+            job = dict(conn.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT 1").fetchone())
+            conn.close()
+            assert (job["prompt"], job["base_seed"], job["ulysses_size"], job["dit_fsdp"], job["gpus"]) == (
+                bird["prompt"], 42, 2, 1, 2)  # fmt: skip
+            assert job["neg_prompt"] == "blurry" and job["sample_steps"] == 20
+
+    asyncio.run(scenario())
+
+
+def test_an_empty_catalogue_says_where_videos_come_from(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=SIZE) as pilot:
+            await _open_videos(app, pilot, 0)
+            await settle(pilot, lambda: "finished jobs land here" in screen_text(app), what="the empty note")
+
+    asyncio.run(scenario())
+
+
+def test_videos_are_in_the_palette(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot, lambda: app.screen.query_one(JobTable).row_count == len(STATES), what="the jobs")
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            assert "Videos (v)" in titles
+
+    asyncio.run(scenario())
+
