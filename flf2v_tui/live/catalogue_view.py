@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from engine.tasks import TASKS
 from flf2v_tui.catalogue.rerun import recipe_gpus, recipe_values
 from flf2v_tui.catalogue.views import stars
 from flf2v_tui.live.form import prefill_from_job
@@ -63,7 +64,9 @@ def recipe_rows(video: dict[str, Any]) -> list[tuple[str, str]]:
     ]  # fmt: skip
     neg = recipe.get("neg_prompt")
     if neg:
-        rows.insert(1, ("negative", " ".join(str(neg).split())))
+        task = TASKS.get(str(video["task"]))
+        official = task is not None and neg == task.neg_prompt
+        rows.insert(1, ("negative", "the official default" if official else " ".join(str(neg).split())))
     return rows
 
 
