@@ -106,16 +106,20 @@ class PeerWatch:
 
     def unwinding(self) -> None:
         """The main thread is handling the error that ends the run: interrupting it now would only cut its
-        report short. A loss still ends the process after `grace_s`, should the main thread hang."""
+        report short. A loss still ends the process `grace_s` after it was found, should the main thread hang."""
         self._unwinding = True
-        if self._lost is None:
-            self._lost_at = time.monotonic()
 
     def lost_peer(self) -> PeerLostError | None:
         """The peer found gone, checking again now if none was yet."""
         if self._lost is None and not self._stop.is_set():
-            self._lost = self._find_lost()
+            self._note(self._find_lost())
         return self._lost
+
+    def _note(self, lost: PeerLostError | None) -> None:
+        """Keep the first loss found, by this thread or the main one, and when: the grace counts from then."""
+        if lost is not None and self._lost is None:
+            self._lost_at = time.monotonic()
+            self._lost = lost
 
     def _find_lost(self) -> PeerLostError | None:
         for peer in self.local_peers:
@@ -164,9 +168,8 @@ class PeerWatch:
         while not self._stop.wait(self.interval_s):
             now = time.monotonic()
             if self._lost is None:
-                self._lost = self._find_lost()
+                self._note(self._find_lost())
                 if self._lost is not None and not self._unwinding:
-                    self._lost_at = now
                     log.error(str(self._lost))
                     # A real signal, so that a sleeping main thread wakes up too; its SIGTERM handler raises the
                     # loss there (see failures.set_peer_probe).

@@ -70,3 +70,28 @@ def test_a_hung_wait_becomes_a_comm_error_event_and_ends_the_process(tmp_path):
     (event,) = [json.loads(line) for line in events.read_text().splitlines()]
     assert (event["kind"], event["type"], event["class"]) == ("error", "CollectiveTimeout", "comm")
     assert "in a test barrier" in event["message"] and "FLF2V_DIST_TIMEOUT" in event["message"]
+
+
+FOUND_BY_THE_SIGNAL_HANDLER = """
+    import socket, subprocess, sys, time
+    import psutil
+    from engine.parallel.watch import Peer, PeerWatch
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    peer = Peer(1, socket.gethostname(), child.pid, psutil.Process(child.pid).create_time())
+    watch = PeerWatch(0, [peer], on_fatal=lambda exc: print("ended by the watch", flush=True), timeout_s=60,
+                      interval_s=0.05, grace_s=5.0).start()
+    child.kill()
+    child.wait()
+    assert watch.lost_peer() is not None  # torchrun's SIGTERM came first: the handler's probe finds the loss
+    watch.unwinding()  # and the main thread starts reporting it
+    time.sleep(1.0)
+    print("the report had its grace", flush=True)
+"""
+
+
+def test_a_loss_found_by_the_main_thread_still_gets_its_grace():
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(FOUND_BY_THE_SIGNAL_HANDLER)], capture_output=True,
+                          text=True, cwd=REPO, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == ["the report had its grace"]
