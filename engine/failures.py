@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from engine.errors import BadInputError, PeerLostError
 
@@ -65,8 +66,26 @@ def set_peer_probe(probe: PeerProbe | None) -> None:
     _peer_probe = probe
 
 
+_reporting = False
+
+
+@contextlib.contextmanager
+def reporting_failure() -> Iterator[None]:
+    """The failure that ends the run is being reported. A termination signal now (torchrun sends SIGTERM to
+    every surviving rank as soon as one dies) must not raise into the report and cut it short: the handler
+    lets it pass, and the run ends right after the report anyway."""
+    global _reporting
+    _reporting = True
+    try:
+        yield
+    finally:
+        _reporting = False
+
+
 def install_signal_handlers() -> None:
     def handler(signum: int, _frame: object) -> None:
+        if _reporting:
+            return
         lost = _peer_probe() if _peer_probe is not None else None
         raise lost if lost is not None else Killed(signum)
 

@@ -65,7 +65,7 @@ def _report(reporter: Reporter, exc: BaseException, failure: str, trace: str) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.failures import classify, install_signal_handlers
+    from engine.failures import classify, install_signal_handlers, reporting_failure
 
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
@@ -138,11 +138,12 @@ def run(args: argparse.Namespace) -> int:
         log.info("Finished.")
         return EXIT_OK
     except BaseException as exc:
-        if runtime.watch is not None:
-            runtime.watch.unwinding()
-        trace = traceback.format_exc()
-        exc, failure = _failure(exc, runtime)
-        _report(reporter, exc, failure, trace)
+        with reporting_failure():
+            if runtime.watch is not None:
+                runtime.watch.unwinding()
+            trace = traceback.format_exc()
+            exc, failure = _failure(exc, runtime)
+            _report(reporter, exc, failure, trace)
         if isinstance(exc, BadInputError):
             sys.stderr.write(f"error: {exc.message}\n")
             return EXIT_BAD_INPUT

@@ -95,3 +95,30 @@ def test_a_loss_found_by_the_main_thread_still_gets_its_grace():
                           text=True, cwd=REPO, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines() == ["the report had its grace"]
+
+
+SIGNAL_WHILE_REPORTING = """
+    import os, signal, time
+    from engine.failures import Killed, install_signal_handlers, reporting_failure
+
+    install_signal_handlers()
+    try:
+        raise RuntimeError("Connection closed by peer")  # a peer died: the collective fails
+    except RuntimeError:
+        with reporting_failure():
+            os.kill(os.getpid(), signal.SIGTERM)  # torchrun stops the surviving ranks meanwhile
+            time.sleep(0.2)  # the handler runs here
+            print("report written", flush=True)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    except Killed:
+        print("a signal after the report still stops the process", flush=True)
+"""
+
+
+def test_a_termination_signal_does_not_cut_the_failure_report_short():
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SIGNAL_WHILE_REPORTING)], capture_output=True,
+                          text=True, cwd=REPO, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == ["report written", "a signal after the report still stops the process"]
