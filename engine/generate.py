@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flf2v.engine")
 
+# How long a failed collective waits for the peer watch to see a dying peer's process gone.
+PEER_EXIT_WAIT_S = 2.0
+
 
 def _check_inputs(args: argparse.Namespace, world_size: int) -> tuple[TaskConfig, CheckpointLayout]:
     apply_defaults(args, world_size)
@@ -53,7 +56,7 @@ def _failure(exc: BaseException, runtime: Runtime) -> tuple[BaseException, str]:
 
     failure = classify(exc)
     if failure == "comm" and runtime.watch is not None and not isinstance(exc, PeerLostError):
-        lost = runtime.watch.lost_peer()
+        lost = runtime.watch.lost_peer(wait_s=PEER_EXIT_WAIT_S)
         if lost is not None:
             return PeerLostError(f"{lost} ({type(exc).__name__}: {exc})"), failure
     return exc, failure

@@ -109,10 +109,15 @@ class PeerWatch:
         report short. A loss still ends the process `grace_s` after it was found, should the main thread hang."""
         self._unwinding = True
 
-    def lost_peer(self) -> PeerLostError | None:
-        """The peer found gone, checking again now if none was yet."""
-        if self._lost is None and not self._stop.is_set():
+    def lost_peer(self, wait_s: float = 0.0) -> PeerLostError | None:
+        """The peer found gone, checking again now if none was yet, for up to `wait_s` seconds: a collective
+        can fail on a dead peer's closed sockets a moment before its process is seen gone."""
+        deadline = time.monotonic() + (wait_s if self.local_peers else 0.0)
+        while self._lost is None and not self._stop.is_set():
             self._note(self._find_lost())
+            if self._lost is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
         return self._lost
 
     def _note(self, lost: PeerLostError | None) -> None:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
+
+import psutil
+import torch
+
+from engine.errors import PeerLostError
+from engine.generate import _failure
+from engine.parallel.watch import Peer, PeerWatch
+from engine.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,3 +132,20 @@ def test_a_termination_signal_does_not_cut_the_failure_report_short():
                           text=True, cwd=REPO, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines() == ["report written", "a signal after the report still stops the process"]
+
+
+def test_a_collective_failing_before_the_dead_peer_is_seen_gone_is_still_reported_as_its_loss():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        peer = Peer(1, socket.gethostname(), child.pid, psutil.Process(child.pid).create_time())
+        # Not started: its thread would signal this process. The main thread's own check is what is tested.
+        watch = PeerWatch(0, [peer], on_fatal=lambda exc: None, timeout_s=60)
+        runtime = Runtime(rank=0, local_rank=0, world_size=2, device=torch.device("cpu"), watch=watch)
+        # gloo saw the peer's sockets close while its process was still exiting.
+        threading.Timer(0.3, child.kill).start()
+        exc, failure = _failure(RuntimeError("Connection closed by peer"), runtime)
+    finally:
+        child.kill()
+        child.wait()
+    assert failure == "comm"
+    assert isinstance(exc, PeerLostError) and str(exc).startswith("rank 1 (pid "), exc
