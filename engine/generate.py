@@ -91,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
     from engine.reporting import Reporter
     from engine.runtime import init_runtime, resolve_seed
 
-    runtime = init_runtime(args.device, args.log_dir)
+    try:
+        runtime = init_runtime(args.device, args.log_dir)
+    except BaseException as exc:
+        return _not_started(args, rank, exc)
     reporter = Reporter(runtime, args.events)
     try:
         start_peer_watch(runtime, lambda exc: _report(reporter, exc, classify(exc), ""))
@@ -155,6 +158,23 @@ def run(args: argparse.Namespace) -> int:
     finally:
         reporter.close()
         runtime.close()
+
+
+def _not_started(args: argparse.Namespace, rank: int, exc: BaseException) -> int:
+    """The rank could not start (its process group never formed: a peer that died first, a rendezvous that
+    timed out): its `error` event is written all the same, so the failure keeps its class."""
+    from engine.failures import classify
+
+    trace = traceback.format_exc()
+    failure = classify(exc)
+    log.error(f"Could not start rank {rank} ({failure}): {type(exc).__name__}: {exc}\n{trace}")
+    sys.stderr.write(f"error: rank {rank} could not start: {type(exc).__name__}: {exc}\n")
+    if args.events:
+        events = EventWriter(args.events, rank)
+        events.emit("error", type=type(exc).__name__, message=str(exc), traceback=trace, **{"class": failure})
+        events.close()
+    signum = getattr(exc, "signum", None)
+    return 128 + signum if signum else EXIT_FAILURE
 
 
 def _save(

@@ -16,7 +16,7 @@ import pytest
 
 from engine.telemetry import STAGES, read_events, validate_event
 from engine.tiny import write_tiny_checkpoint
-from tests.functional.engine_helpers import REPO, draw_frame, engine_command, run_engine, tiny_args
+from tests.functional.engine_helpers import REPO, draw_frame, engine_command, free_port, run_engine, tiny_args
 
 TWO_RANK_CASES = {
     "dit_fsdp": ["--dit_fsdp"],
@@ -176,3 +176,17 @@ def test_a_hung_rank_becomes_a_comm_error_not_a_silent_hang(tiny_official_ckpt, 
         torchrun.wait(timeout=60)
     (error,) = _errors(tmp_path)
     assert (error["rank"], error["class"]) == (0, "comm")
+
+
+def test_a_rank_whose_process_group_never_forms_writes_a_comm_error_event(tiny_official_ckpt, frames, tmp_path):
+    # Rank 0 of 2 alone: rank 1 died before it joined, so the rendezvous times out.
+    args = tiny_args(tiny_official_ckpt, *frames, tmp_path / "v.mp4", events=str(tmp_path / "events.jsonl"),
+                     log_dir=str(tmp_path / "logs"))  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "RANK": "0",
+           "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+           "FLF2V_DIST_TIMEOUT": "2"}  # fmt: skip
+    proc = subprocess.run(engine_command(args, 1), env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    (error,) = _errors(tmp_path)
+    assert (error["rank"], error["class"]) == (0, "comm"), error
+    assert "rank 0 could not start" in proc.stderr
