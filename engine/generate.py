@@ -167,12 +167,17 @@ def _not_started(args: argparse.Namespace, rank: int, exc: BaseException) -> int
 
     trace = traceback.format_exc()
     failure = classify(exc)
-    log.error(f"Could not start rank {rank} ({failure}): {type(exc).__name__}: {exc}\n{trace}")
-    sys.stderr.write(f"error: rank {rank} could not start: {type(exc).__name__}: {exc}\n")
+    if isinstance(exc, BadInputError):
+        sys.stderr.write(f"error: {exc.message}\n")
+    else:
+        log.error(f"Could not start rank {rank} ({failure}): {type(exc).__name__}: {exc}\n{trace}")
+        sys.stderr.write(f"error: rank {rank} could not start: {type(exc).__name__}: {exc}\n")
     if args.events:
         events = EventWriter(args.events, rank)
         events.emit("error", type=type(exc).__name__, message=str(exc), traceback=trace, **{"class": failure})
         events.close()
+    if isinstance(exc, BadInputError):
+        return EXIT_BAD_INPUT
     signum = getattr(exc, "signum", None)
     return 128 + signum if signum else EXIT_FAILURE
 

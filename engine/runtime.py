@@ -18,6 +18,8 @@ import psutil
 import torch
 import torch.distributed as dist
 
+from engine.errors import BadInputError
+
 if TYPE_CHECKING:
     from engine.parallel.watch import PeerWatch
 
@@ -138,9 +140,9 @@ def dist_timeout_s() -> float:
     try:
         value = float(raw) if raw.strip() else DEFAULT_TIMEOUT_S
     except ValueError:
-        raise ValueError(f"FLF2V_DIST_TIMEOUT={raw!r} is not a number of seconds") from None
-    if value <= 0:
-        raise ValueError(f"FLF2V_DIST_TIMEOUT={raw!r} must be a positive number of seconds")
+        raise BadInputError(f"FLF2V_DIST_TIMEOUT={raw!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise BadInputError(f"FLF2V_DIST_TIMEOUT={raw!r} must be a positive number of seconds")
     return value
 
 

@@ -190,3 +190,15 @@ def test_a_rank_whose_process_group_never_forms_writes_a_comm_error_event(tiny_o
     (error,) = _errors(tmp_path)
     assert (error["rank"], error["class"]) == (0, "comm"), error
     assert "rank 0 could not start" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["ten", "0", "inf"])
+def test_a_bad_flf2v_dist_timeout_is_bad_input(tiny_official_ckpt, frames, tmp_path, value):
+    args = tiny_args(tiny_official_ckpt, *frames, tmp_path / "v.mp4", events=str(tmp_path / "events.jsonl"))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FLF2V_DIST_TIMEOUT": value}
+    proc = subprocess.run(engine_command(args, 1), env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [f"error: FLF2V_DIST_TIMEOUT={value!r} " + (
+        "is not a number of seconds" if value == "ten" else "must be a positive number of seconds")]  # fmt: skip
+    (error,) = _errors(tmp_path)
+    assert (error["class"], error["type"]) == ("user_input", "BadInputError")
