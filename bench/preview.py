@@ -6,7 +6,7 @@ stage: the latent-to-RGB projection on the sampling thread, the hand-off to the 
 PNG encoding competing for the same cores, and the wait for the last PNG at the end of the stage. Fitting
 the projection (a few tiny VAE encodes) happens once per job in encode_condition and is reported apart.
 
-    .venv/bin/python bench/preview.py [--steps 10] [--repeats 5]
+    .venv/bin/python bench/preview.py [--steps 20] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ SETTINGS = (0, 5, 1)  # preview_every; 0 is off
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--size", default="128*128")
@@ -52,8 +52,9 @@ def main() -> None:
         started = time.perf_counter()
         fit_projection(pipeline._vae_encode, pipeline.task.vae_stride[1], pipeline.device)
         fit_seconds = time.perf_counter() - started
-        for _ in range(args.repeats):  # interleaved, so background load hits every setting alike
-            for every in SETTINGS:
+        for repeat in range(args.repeats):  # interleaved and rotated, so background load hits every setting alike
+            shift = repeat % len(SETTINGS)
+            for every in SETTINGS[shift:] + SETTINGS[:shift]:
                 req = request(frames, size=args.size, frame_num=args.frames, steps=args.steps,
                               preview_every=every, preview_dir=str(work / f"previews-{every}"))  # fmt: skip
                 pipeline.reporter.stage_seconds.clear()
