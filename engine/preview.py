@@ -28,7 +28,10 @@ log = logging.getLogger("flf2v.engine")
 
 FIT_IMAGES = 12
 FIT_SIZE = 64  # pixels; 8x8 latent cells per image
-PREVIEW_MAX_WIDTH = 480
+# Tiny latents are enlarged (by whole pixels) to about this width so that viewers that do not scale show them;
+# a 720p latent strip is already 480 wide. Fast zlib: the PNG is a glance, written while the next step runs.
+PREVIEW_MIN_WIDTH = 240
+PNG_COMPRESS_LEVEL = 1
 
 
 def smooth_colour_images(count: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -97,11 +100,11 @@ class PreviewWriter:
         while (item := self._queue.get()) is not None:
             step, pixels = item
             image = Image.fromarray(pixels)
-            scale = max(1, PREVIEW_MAX_WIDTH // max(1, image.width))
+            scale = max(1, PREVIEW_MIN_WIDTH // max(1, image.width))
             image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
             path = self.folder / f"step-{step:04d}.png"
             tmp = path.with_suffix(".tmp.png")
-            image.save(tmp)
+            image.save(tmp, compress_level=PNG_COMPRESS_LEVEL)
             tmp.replace(path)
             self.on_written(step, path)
 
