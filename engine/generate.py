@@ -63,8 +63,10 @@ def _failure(exc: BaseException, runtime: Runtime) -> tuple[BaseException, str]:
 
 
 def _report(reporter: Reporter, exc: BaseException, failure: str, trace: str) -> None:
-    log.error(f"Generation failed ({failure}): {type(exc).__name__}: {exc}\n{trace}")
+    # The event first: it is what the worker acts on, and logging can block (a full pipe) or be cut short
+    # by the peer watch ending the process.
     reporter.error(exc, failure, trace)
+    log.error(f"Generation failed ({failure}): {type(exc).__name__}: {exc}\n{trace}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -44,13 +44,16 @@ class Reporter:
         self.events.emit("memory", **self.runtime.memory(), **context)
 
     def error(self, exc: BaseException, failure: str, trace: str) -> bool:
-        """Write this rank's `error` event, unless one was written already; True if this call wrote it."""
+        """Write this rank's `error` event, unless one was written already; True if this call wrote it.
+
+        The write happens under the lock: a second caller (the peer watch about to end the process with
+        os._exit) returns only once the first caller's event is on disk, never while it is half written."""
         with self._error_lock:
             if self.error_reported:
                 return False
             self.error_reported = True
-        self.events.emit("error", type=type(exc).__name__, message=str(exc), traceback=trace, **{"class": failure})
-        return True
+            self.events.emit("error", type=type(exc).__name__, message=str(exc), traceback=trace, **{"class": failure})
+            return True
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
