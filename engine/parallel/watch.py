@@ -2,9 +2,11 @@
 
 Each rank runs a daemon thread that
 - polls the processes of the peers on its own host (pid and start time, exchanged right after the process
-  group starts): when one is gone, the main thread is interrupted and unwinds through the normal error path,
-  naming the peer; if it is stuck inside a collective and cannot unwind within `grace_s`, the thread writes
-  the event itself and ends the process;
+  group starts): when one is gone, it writes the `comm` error event naming the peer at once (on NCCL the
+  communicator's own error handling may abort the process a moment later, before the main thread could
+  write anything), then interrupts the main thread, which unwinds through the normal error path (its own
+  report of the same failure is dropped: one error event per rank); if the main thread is stuck inside a
+  collective and cannot unwind within `grace_s`, the thread ends the process;
 - times the regions that wait on other ranks (barriers, broadcasts, and each whole forward of a sharded or
   sequence-parallel model, so FLF2V_DIST_TIMEOUT bounds one such forward too): one that lasts longer than
   the timeout is reported as hung and the process ends. On gloo the collective itself times out at the same
@@ -72,11 +74,14 @@ def is_gone(peer: Peer) -> bool:
 
 
 class PeerWatch:
+    """`report(exc)` writes this rank's error event; it may be called more than once for one failure (the
+    Reporter keeps the first)."""
+
     def __init__(
         self,
         rank: int,
         peers: list[Peer],
-        on_fatal: Callable[[BaseException], None],
+        report: Callable[[BaseException], None],
         timeout_s: float,
         interval_s: float = 0.2,
         grace_s: float = 10.0,
@@ -84,7 +89,7 @@ class PeerWatch:
         host = socket.gethostname()
         self.rank = rank
         self.local_peers = [p for p in peers if p.rank != rank and p.host == host]
-        self.on_fatal = on_fatal
+        self.report = report
         self.timeout_s = timeout_s
         self.interval_s = interval_s
         self.grace_s = grace_s
@@ -164,7 +169,7 @@ class PeerWatch:
 
     def _fatal(self, exc: BaseException) -> None:
         try:
-            self.on_fatal(exc)
+            self.report(exc)
         finally:
             logging.shutdown()
             os._exit(EXIT_FAILURE)
@@ -175,7 +180,10 @@ class PeerWatch:
             if self._lost is None:
                 self._note(self._find_lost())
                 if self._lost is not None and not self._unwinding:
-                    log.error(str(self._lost))
+                    try:
+                        self.report(self._lost)
+                    except Exception:  # the main thread must still be told
+                        log.exception(f"Could not report the loss: {self._lost}")
                     # A real signal, so that a sleeping main thread wakes up too; its SIGTERM handler raises the
                     # loss there (see failures.set_peer_probe).
                     signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
@@ -192,12 +200,12 @@ class PeerWatch:
                 )
 
 
-def start_peer_watch(runtime: Runtime, on_fatal: Callable[[BaseException], None]) -> PeerWatch | None:
+def start_peer_watch(runtime: Runtime, report: Callable[[BaseException], None]) -> PeerWatch | None:
     """Start watching this rank's peers (a collective: every rank calls it); None on a single process."""
     if not runtime.distributed:
         return None
     peers = exchange_peers(runtime.rank, runtime.world_size)
-    watch = PeerWatch(runtime.rank, peers, on_fatal, runtime.timeout_s).start()
+    watch = PeerWatch(runtime.rank, peers, report, runtime.timeout_s).start()
     runtime.watch = watch
     set_peer_probe(watch.lost_peer)
     return watch

@@ -32,7 +32,7 @@ LOST_PEER = """
     peer = Peer(1, socket.gethostname(), child.pid, psutil.Process(child.pid).create_time())
     far = Peer(2, "another-host", 1, 0.0)  # on another host: left to the collectives' timeout
     install_signal_handlers()
-    watch = PeerWatch(0, [peer, far], on_fatal=lambda exc: None, timeout_s=60, interval_s=0.05).start()
+    watch = PeerWatch(0, [peer, far], report=lambda exc: None, timeout_s=60, interval_s=0.05).start()
     set_peer_probe(watch.lost_peer)
     assert watch.lost_peer() is None
     threading.Timer(0.5, child.kill).start()
@@ -53,6 +53,38 @@ def test_a_lost_peer_interrupts_the_main_thread_with_its_name():
     assert result["message"].startswith("rank 1 (pid ") and "rank1.log" in result["message"]
 
 
+REPORTED_BEFORE_AN_ABORT = """
+    import os, signal, socket, subprocess, sys, time
+    import psutil
+    from engine.failures import classify
+    from engine.parallel.watch import Peer, PeerWatch
+    from engine.telemetry import EventWriter
+
+    events = EventWriter(sys.argv[1], 0)
+
+    def report(exc):
+        events.emit("error", type=type(exc).__name__, message=str(exc), traceback="", **{"class": classify(exc)})
+
+    # As on NCCL: the process ends (its communicator aborts) before the main thread can report anything.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(1))
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    peer = Peer(1, socket.gethostname(), child.pid, psutil.Process(child.pid).create_time())
+    PeerWatch(0, [peer], report=report, timeout_s=60, interval_s=0.05).start()
+    child.kill()
+    time.sleep(30)
+"""
+
+
+def test_the_watch_writes_the_loss_before_it_interrupts_the_main_thread(tmp_path):
+    events = tmp_path / "events.jsonl"
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(REPORTED_BEFORE_AN_ABORT), str(events)],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    (event,) = [json.loads(line) for line in events.read_text().splitlines()]
+    assert (event["kind"], event["type"], event["class"]) == ("error", "PeerLostError", "comm")
+    assert event["message"].startswith("rank 1 (pid ")
+
+
 HUNG = """
     import sys, time
     from engine.failures import classify
@@ -64,7 +96,7 @@ HUNG = """
     def report(exc):
         events.emit("error", type=type(exc).__name__, message=str(exc), traceback="", **{"class": classify(exc)})
 
-    watch = PeerWatch(0, [], on_fatal=report, timeout_s=1.0, interval_s=0.05).start()
+    watch = PeerWatch(0, [], report=report, timeout_s=1.0, interval_s=0.05).start()
     with watch.waiting("a test barrier"):
         time.sleep(60)  # a collective that never returns
 """
@@ -89,7 +121,7 @@ FOUND_BY_THE_SIGNAL_HANDLER = """
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     peer = Peer(1, socket.gethostname(), child.pid, psutil.Process(child.pid).create_time())
-    watch = PeerWatch(0, [peer], on_fatal=lambda exc: print("ended by the watch", flush=True), timeout_s=60,
+    watch = PeerWatch(0, [peer], report=lambda exc: print("ended by the watch", flush=True), timeout_s=60,
                       interval_s=0.05, grace_s=5.0).start()
     child.kill()
     child.wait()
@@ -139,7 +171,7 @@ def test_a_collective_failing_before_the_dead_peer_is_seen_gone_is_still_reporte
     try:
         peer = Peer(1, socket.gethostname(), child.pid, psutil.Process(child.pid).create_time())
         # Not started: its thread would signal this process. The main thread's own check is what is tested.
-        watch = PeerWatch(0, [peer], on_fatal=lambda exc: None, timeout_s=60)
+        watch = PeerWatch(0, [peer], report=lambda exc: None, timeout_s=60)
         runtime = Runtime(rank=0, local_rank=0, world_size=2, device=torch.device("cpu"), watch=watch)
         # gloo saw the peer's sockets close while its process was still exiting.
         threading.Timer(0.3, child.kill).start()
