@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.telemetry import STAGES
-from flf2v_tui.term import age, clock, duration, human_bytes, table
+from flf2v_tui.term import age, clock, duration, human_bytes, inert_row, one_line, table
 from storage.workers import process_alive
 
 PROMPT_WIDTH = 32
@@ -62,21 +62,20 @@ def note(job: dict[str, Any], now: float) -> str:
     if state == "queued":
         if job.get("not_before") and job["not_before"] > now:
             return f"retry in {duration(job['not_before'] - now)}"
-        return job.get("state_reason") or "waiting for a worker"
+        return one_line(job.get("state_reason")) or "waiting for a worker"
     if state == "held":
         return "held"
     if state == "succeeded":
         return Path(job["output_path"]).name if job.get("output_path") else "done"
     if state == "failed":
         rank = f" rank {job['failing_rank']}" if job.get("failing_rank") is not None else ""
-        return f"{job.get('failure_class') or 'failed'}{rank}"
-    return job.get("state_reason") or ""
+        return one_line(f"{job.get('failure_class') or 'failed'}{rank}")
+    return one_line(job.get("state_reason"))
 
 
 def short_prompt(text: str | None, width: int = PROMPT_WIDTH) -> str:
-    """The prompt on one line, cut to `width` characters."""
-    flat = " ".join(str(text or "").split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+    """The prompt on one line, inert, cut to `width` characters."""
+    return one_line(text, width)
 
 
 def gpus_text(job: dict[str, Any], state: str) -> str:
@@ -132,7 +131,7 @@ def job_params(job: dict[str, Any]) -> list[tuple[str, str]]:
         "first_frame", "first_frame_src", "last_frame", "last_frame_src", "save_file", "preview_every",
     )  # fmt: skip
     bools = ("offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu")
-    return [(k, str(bool(job[k])) if k in bools else str(job[k])) for k in keys if job.get(k) not in (None, "")]
+    return [(k, str(bool(job[k])) if k in bools else one_line(job[k])) for k in keys if job.get(k) not in (None, "")]
 
 
 ATTEMPT_HEADER = ["#", "STATE", "STARTED", "TOOK", "SLOTS", "PORT", "EXIT", "RANK", "CLASS", "PEAK", "LOGS"]
@@ -141,7 +140,7 @@ ATTEMPT_HEADER = ["#", "STATE", "STARTED", "TOOK", "SLOTS", "PORT", "EXIT", "RAN
 def attempt_rows(attempts: list[dict[str, Any]], now: float) -> list[list[str]]:
     """One row of text per attempt, in the columns of ATTEMPT_HEADER (shared by `show` and the TUI)."""
     rows = []
-    for a in attempts:
+    for a in inert_row(attempts):
         ended = a.get("ended_at") or now
         peak = max((int(v) for v in a["peak_memory"].values()), default=None)
         rows.append(
@@ -164,8 +163,9 @@ def attempt_rows(attempts: list[dict[str, Any]], now: float) -> list[list[str]]:
 
 def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
     now = time.time()
-    latest = attempts[-1] if attempts else {}
     state = display_state(with_worker(job, attempts))
+    job, attempts = inert_row(job), inert_row(attempts)
+    latest = attempts[-1] if attempts else {}
     lines = [
         f"job {job['id']}: {state}" + (f" — {job['state_reason']}" if job.get("state_reason") else ""),
         f"  prompt     {job['prompt']}",

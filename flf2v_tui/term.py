@@ -6,13 +6,16 @@ import os
 import re
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 _ANSI = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "magenta": "35", "cyan": "36", "dim": "2"}
-# CSI, OSC (terminated by BEL or ST), other two-byte ESC sequences, then the remaining C0 controls and the
-# C1 controls (U+0080-U+009F: some terminals take U+009B as CSI and U+009D as OSC, without any ESC).
+# CSI, then OSC and the other string sequences (DCS, SOS, PM, APC; ended by BEL or ST), then other two-byte ESC
+# sequences, then the remaining C0 and C1 controls. The C1 forms count too: some terminals take U+009B as CSI
+# and U+009D as OSC without any ESC, so their parameters go with them rather than being left as text.
 _ESCAPES = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 )
 
 
@@ -35,6 +38,27 @@ def paint(text: str, colour: str | None, enabled: bool) -> str:
 def inert(text: str) -> str:
     """Remove escape sequences and control characters so a rank's output cannot drive the terminal."""
     return _ESCAPES.sub("", text)
+
+
+def one_line(text: object, width: int = 0) -> str:
+    """Text for a table cell or a title: inert, every run of whitespace (newlines too) one space, and cut to
+    `width` characters (0: not cut)."""
+    flat = " ".join(inert(str(text or "")).split())
+    return flat if not width or len(flat) <= width else flat[: max(width - 1, 0)] + "…"
+
+
+def inert_row(value: Any) -> Any:
+    """A copy of a database row (dicts and lists nested) with every string made inert. Prompts, labels,
+    tags, notes, state reasons and failure messages come from people and from engine output, and every view
+    formats them; rows pass through here first, so no field can carry an escape sequence to the terminal.
+    Only for showing: paths read or written stay the raw ones."""
+    if isinstance(value, str):
+        return inert(value)
+    if isinstance(value, dict):
+        return {k: inert_row(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(inert_row(v) for v in value)
+    return value
 
 
 def duration(seconds: float | None) -> str:
@@ -71,7 +95,8 @@ def human_bytes(n: float | None) -> str:
 def table(rows: list[list[str]], header: list[str], colours: list[str | None] | None = None, width: int = 0) -> str:
     """Plain aligned columns (fast at 10,000 rows, unlike a rich Table). The last column is cut to `width`."""
     colour_on = use_colour()
-    all_rows = [header, *rows]
+    # No cell spans lines or moves the cursor, whatever a prompt or an engine message holds.
+    all_rows = [[one_line(cell) for cell in row] for row in (header, *rows)]
     widths = [max(len(r[i]) for r in all_rows) for i in range(len(header) - 1)]
     lines = []
     for n, row in enumerate(all_rows):

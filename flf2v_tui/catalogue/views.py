@@ -5,18 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flf2v_tui.term import clock, duration, human_bytes, table
+from flf2v_tui.term import clock, duration, human_bytes, inert_row, one_line, table
 
 PROMPT_WIDTH = 40
 
 
 def stars(rating: int | None) -> str:
     return "-" if not rating else "★" * rating + "☆" * (5 - rating)
-
-
-def _short(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def ls_text(videos: list[dict[str, Any]], width: int = 0) -> str:
@@ -31,7 +26,7 @@ def ls_text(videos: list[dict[str, Any]], width: int = 0) -> str:
             str(v["frames"]),
             str(v["seed"]),
             ",".join(v.get("tags") or []),
-            _short(v["prompt"], PROMPT_WIDTH),
+            one_line(v["prompt"], PROMPT_WIDTH),
         ]
         for v in videos
     ]
@@ -47,6 +42,7 @@ def _pairs(title: str, values: dict[str, Any]) -> list[str]:
 
 
 def show_text(video: dict[str, Any]) -> str:
+    video = inert_row(video)
     recipe = dict(video["recipe"])
     lines = [
         f"video {video['id']}: {video['path']}",

@@ -9,7 +9,7 @@ from engine.tasks import TASKS
 from flf2v_tui.catalogue.rerun import recipe_gpus, recipe_values
 from flf2v_tui.catalogue.views import stars
 from flf2v_tui.live.form import prefill_from_job
-from flf2v_tui.term import clock, duration, human_bytes
+from flf2v_tui.term import clock, duration, human_bytes, inert_row, one_line
 from storage.catalog import VideoFilter, search
 
 SORT_CYCLE = ("new", "rating", "old", "prompt")
@@ -30,9 +30,9 @@ def row_cells(video: dict[str, Any]) -> tuple[str, ...]:
         str(video["id"]),
         stars(video.get("rating")),
         "♥" if video.get("favourite") else "",
-        " ".join(str(video["prompt"]).split()),
+        one_line(video["prompt"]),
         clock(video["created_at"])[:16],
-        ",".join(video.get("tags") or []),
+        one_line(",".join(video.get("tags") or [])),
         f"{video['width']}x{video['height']}",
         str(video["seed"]),
     )
@@ -40,12 +40,13 @@ def row_cells(video: dict[str, Any]) -> tuple[str, ...]:
 
 def recipe_rows(video: dict[str, Any]) -> list[tuple[str, str]]:
     """What the side panel lists for the selected video: how it was made, what it is, what it cost."""
+    video = inert_row(video)
     recipe = video.get("recipe") or {}
     layout = f"{recipe.get('world_size') or 1} rank(s), ulysses {recipe.get('ulysses_size') or 1}"
     flags = [name for name in ("dit_fsdp", "t5_fsdp", "t5_cpu") if recipe.get(name)]
     peaks = video.get("peak_memory") or {}
     rows = [
-        ("prompt", " ".join(str(video["prompt"]).split())),
+        ("prompt", one_line(video["prompt"])),
         ("seed", str(video["seed"])),
         ("task", f"{video['task']} {video['size']}, {recipe.get('frame_num', video['frames'])} frames"),
         ("sampler", f"{video['sample_solver']}, {video['sample_steps']} steps, shift {video['sample_shift']:g}, "
@@ -66,7 +67,7 @@ def recipe_rows(video: dict[str, Any]) -> list[tuple[str, str]]:
     if neg:
         task = TASKS.get(str(video["task"]))
         official = task is not None and neg == task.neg_prompt
-        rows.insert(1, ("negative", "the official default" if official else " ".join(str(neg).split())))
+        rows.insert(1, ("negative", "the official default" if official else one_line(neg)))
     return rows
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flf2v_tui.render import LS_STATES, display_state, gpus_text, short_prompt
-from flf2v_tui.term import duration
+from flf2v_tui.term import duration, one_line
 from storage.db import read_tx
 from storage.jobs import count_by_state, list_jobs
 from storage.workers import is_paused, live_workers
@@ -193,7 +193,7 @@ def job_cells(job: Row, state: str, now: float) -> tuple[str, ...]:
     return (
         str(job["id"]),
         state,
-        ",".join(job.get("labels") or []) or "-",
+        one_line(",".join(job.get("labels") or [])) or "-",
         short_prompt(job.get("prompt"), PROMPT_CHARS),
         gpus_text(job, state),
         progress_text(step, total) if (active or job["state"] in ("succeeded", "failed")) and total else "",

@@ -13,6 +13,7 @@ from engine.errors import BadInputError
 from flf2v_tui.submission import retry_job
 from flf2v_tui.tui.confirm import ConfirmScreen
 from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.text import notify_plain
 from storage import ops
 from storage.db import DatabaseError
 from storage.workers import set_paused
@@ -37,7 +38,7 @@ def run_op(screen: Screen[Any], op: Callable[[sqlite3.Connection], str], then: C
             severity = "error"
 
         def report() -> None:
-            app.notify(message, severity=severity, timeout=4)  # type: ignore[arg-type]
+            notify_plain(app, message, severity=severity)  # type: ignore[arg-type]
             then()
 
         deliver(app, report)

@@ -15,6 +15,7 @@ from flf2v_tui.tui import actions
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.gpupanel import GpuPanel
 from flf2v_tui.tui.jobtable import JobTable
+from flf2v_tui.tui.text import plain
 
 if TYPE_CHECKING:
     from flf2v_tui.tui.app import Flf2vApp
@@ -98,7 +99,7 @@ class DashboardScreen(Screen[None]):
             status += f" · {snap.hidden_finished} older finished jobs hidden (filter state:succeeded shows them)"
         if snap.left_out:
             status += f" · {snap.left_out:,} more not listed (narrow it with /)"
-        self.query_one("#queue-status", Static).update(status)
+        self.query_one("#queue-status", Static).update(plain(status))
         self.query_one("#queue-status").set_class(snap.workers == 0 or snap.paused, "warn")
         table = self.query_one(JobTable)
         first = table.row_count == 0

@@ -18,11 +18,12 @@ from engine.errors import BadInputError
 from flf2v_tui.live.form import prefill_from_job
 from flf2v_tui.live.telemetry import JobTelemetry, ProgressInfo, StageSpan, progress_of
 from flf2v_tui.render import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, display_state, job_params, with_worker
-from flf2v_tui.term import duration, human_bytes
+from flf2v_tui.term import duration, human_bytes, inert_row, one_line
 from flf2v_tui.tui import actions
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.images import picture_class
 from flf2v_tui.tui.logpane import LogPane
+from flf2v_tui.tui.text import plain
 from storage.jobs import attempts_of, require_job
 
 if TYPE_CHECKING:
@@ -125,7 +126,9 @@ class JobScreen(Screen[None]):
             assert self._telemetry is not None
             self._telemetry.poll()
         progress = progress_of(self._telemetry if latest else None, latest, self.flf2v.now())
-        detail = JobDetail(job, attempts, display_state(with_worker(job, attempts)), prefill_from_job(job), progress)
+        state = display_state(with_worker(job, attempts))
+        # The job as shown is made inert here; the form's prefill keeps the recipe exactly as it was submitted.
+        detail = JobDetail(inert_row(job), attempts, state, prefill_from_job(job), progress)
         deliver(self.app, self.show, detail)
 
     def _gone(self, message: str) -> None:
@@ -139,7 +142,7 @@ class JobScreen(Screen[None]):
         job, now = detail.job, self.flf2v.now()
         title = Text.assemble((f"job {job['id']} ", "bold"), (detail.state, STATE_COLOURS.get(detail.state) or ""))
         if job.get("state_reason"):
-            title.append(f" — {job['state_reason']}", style="dim")
+            title.append(f" — {one_line(job['state_reason'])}", style="dim")
         if job.get("output_path"):
             title.append(f"  → {job['output_path']}", style="green")
         self.query_one("#job-title", Static).update(title)
@@ -150,7 +153,7 @@ class JobScreen(Screen[None]):
 
     def _show_params(self, job: dict[str, Any]) -> None:
         lines = Text()
-        lines.append("prompt  ", style="bold").append(" ".join(str(job["prompt"]).split()) + "\n")
+        lines.append("prompt  ", style="bold").append(one_line(job["prompt"]) + "\n")
         queue = f"{job['gpus']} rank(s) · priority {job['priority']} · labels {','.join(job['labels']) or '-'}"
         lines.append("queue   ", style="bold").append(queue + "\n")
         for name, value in job_params(job):
@@ -164,9 +167,9 @@ class JobScreen(Screen[None]):
             key = str(attempt["number"])
             if key in table.rows:
                 for column, value in zip(ATTEMPT_COLUMNS, row, strict=True):
-                    table.update_cell(key, column, value)
+                    table.update_cell(key, column, plain(value))
             else:
-                table.add_row(*row, key=key)
+                table.add_row(*map(plain, row), key=key)
         table.display = bool(attempts)
 
     def _show_progress(self, detail: JobDetail) -> None:

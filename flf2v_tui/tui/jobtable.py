@@ -10,19 +10,22 @@ from textual.widgets import DataTable
 
 from flf2v_tui.live.queue_view import COLUMNS, QueueSnapshot, job_cells
 from flf2v_tui.render import STATE_COLOURS
+from flf2v_tui.tui.text import plain
 
 _RIGHT = {"id", "gpus", "s/it", "eta", "age"}
 
 
-def _cell(column: str, value: str, state: str) -> Any:
+def _cell(column: str, value: str, state: str) -> Text:
+    """Always a Text: a bare string in a DataTable is read as markup, and labels and prompts are anyone's."""
     if column == "state":
         return Text(value, style=STATE_COLOURS.get(state) or "")
     if column == "step" and value:
         bar, _, count = value.partition(" ")
         return Text.assemble((bar, "cyan" if state == "running" else "dim"), " ", count)
+    text = plain(value)
     if column in _RIGHT:
-        return Text(value, justify="right")
-    return value
+        text.justify = "right"
+    return text
 
 
 class JobTable(DataTable[Any]):

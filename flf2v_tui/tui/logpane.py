@@ -13,6 +13,7 @@ from textual.widgets import Input, Static, TabbedContent, TabPane
 from flf2v_tui.live.lineindex import FileLines
 from flf2v_tui.live.merged import MergedLines
 from flf2v_tui.tui.logview import LogView
+from flf2v_tui.tui.text import plain
 
 TORCHRUN_LOG = "torchrun.log"
 
@@ -72,7 +73,7 @@ class LogPane(Vertical):
         parts.append("following" if view.follow else "paused: scrolled up (End follows)")
         if view.match is not None:
             parts.append(f"hit at line {view.match + 1:,} for {view.needle!r} (n/N)")
-        self.query_one("#log-status", Static).update(" · ".join(parts))
+        self.query_one("#log-status", Static).update(plain(" · ".join(parts)))
 
     def action_search(self) -> None:
         box = self.query_one("#log-search", Input)

@@ -24,6 +24,7 @@ from textual.worker import get_current_worker
 from flf2v_tui.live.merged import rank_of
 from flf2v_tui.term import inert
 from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.text import notify_plain
 
 MAX_CHARS = 2000  # longer lines are cut when drawn (they stay whole in the file)
 MARGIN = 200  # lines read beyond the view on each side, so scrolling a page rarely waits
@@ -221,7 +222,7 @@ class LogView(ScrollView, can_focus=True):
         if line is None:
             where = "above" if backwards else "below"
             still = "" if self.source.complete else " yet (the log is still being indexed; try again in a moment)"
-            self.notify(f"no more matches for {needle!r} {where}{still}", severity="warning", timeout=3)
+            notify_plain(self, f"no more matches for {needle!r} {where}{still}", severity="warning", timeout=3)
             self.refresh()
             return
         self.follow = False

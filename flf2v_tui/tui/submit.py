@@ -17,6 +17,7 @@ from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Sele
 from engine.tasks import SOLVERS, TASKS
 from flf2v_tui.live import form
 from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.text import plain
 
 if TYPE_CHECKING:
     from flf2v_tui.tui.app import Flf2vApp
@@ -133,7 +134,7 @@ class SubmitScreen(Screen[list[int] | None]):
 
     def _described(self, name: str, path: str, summary: str) -> None:
         if self.query_one(f"#{name}", Input).value == path:  # not an answer about text typed over since
-            self.query_one(f"#{name}-info", Static).update(summary)
+            self.query_one(f"#{name}-info", Static).update(plain(summary))
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "task" and isinstance(event.value, str):
@@ -164,7 +165,7 @@ class SubmitScreen(Screen[list[int] | None]):
             box.add_class("hidden")
         for name, message in errors.items():
             box = self.query_one(f"#{name}-error", Static)
-            box.update(message)
+            box.update(plain(message))
             box.remove_class("hidden")
             if name != form.FORM_LEVEL:
                 self.query_one(f"#field-{name}").scroll_visible()

@@ -23,6 +23,7 @@ from flf2v_tui.live.catalogue_view import SORT_NAMES, next_sort, prefill_from_vi
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.images import picture_class
 from flf2v_tui.tui.player import PlayerScreen
+from flf2v_tui.tui.text import notify_plain, plain
 
 if TYPE_CHECKING:
     from flf2v_tui.tui.app import Flf2vApp
@@ -116,12 +117,12 @@ class VideosScreen(Screen[None]):
         if list(self.videos) != order:
             table.clear()
             for video in videos:
-                table.add_row(*row_cells(video), key=str(video["id"]))
+                table.add_row(*map(plain, row_cells(video)), key=str(video["id"]))
         else:
             for video in videos:
                 if video != self.videos.get(video["id"]):
                     for (name, _), value in zip(COLUMNS, row_cells(video), strict=True):
-                        table.update_cell(str(video["id"]), name, value)
+                        table.update_cell(str(video["id"]), name, plain(value))
         self.videos = {v["id"]: v for v in videos}
         wanted = self._want_selected if self._want_selected in self.videos else selected
         if wanted in self.videos:
@@ -132,7 +133,7 @@ class VideosScreen(Screen[None]):
             status += f" · search: {self.text}"
         if not videos:
             status += " · nothing yet: finished jobs land here" if not self.text else " · no match (esc clears)"
-        self.query_one("#videos-status", Static).update(status)
+        self.query_one("#videos-status", Static).update(plain(status))
         self._show_selected()
 
     @property
@@ -187,7 +188,7 @@ class VideosScreen(Screen[None]):
         if video is None:
             return
         if not Path(video["path"]).is_file():
-            self.notify(f"{video['path']} is gone (flf2v videos verify)", severity="error")
+            notify_plain(self, f"{video['path']} is gone (flf2v videos verify)", severity="error")
             return
         self.app.push_screen(PlayerScreen(video))
 
@@ -197,7 +198,7 @@ class VideosScreen(Screen[None]):
             return
         command = player_command(video["path"])
         if command is None:
-            self.notify(f"no display here to play it on; the file is {video['path']}", timeout=8)
+            notify_plain(self, f"no display here to play it on; the file is {video['path']}", timeout=8)
             return
         with self.app.suspend():
             subprocess.run(command, check=False)
@@ -271,7 +272,7 @@ class VideosScreen(Screen[None]):
             self.flf2v.db.write(lambda conn: save_user_fields(conn, video_id, **changes))
         except (BadInputError, OSError) as exc:
             message = str(getattr(exc, "message", exc))
-            deliver(self.app, lambda: self.notify(message, severity="error"))
+            deliver(self.app, lambda: notify_plain(self, message, severity="error"))
             return
         self._want_selected = video_id
         deliver(self.app, self.poll)

@@ -10,17 +10,7 @@ from textual.widgets import TabbedContent
 from flf2v_tui.tui.jobscreen import JobScreen
 from flf2v_tui.tui.logpane import LogPane
 from flf2v_tui.tui.logview import LogView
-from tests.functional.tui_world import NOW, log_line, screen_text, settle
-
-# What a hostile or careless rank can print: cursor moves and screen clearing, a window title, a clipboard
-# write (OSC 52), a hyperlink, a C1 CSI, a bell and a backspace.
-HOSTILE = (
-    "\x1b[2J\x1b[H\x1b[10;10Hcursor moved"
-    " \x1b]0;pwned title\x07title set"
-    " \x1b]52;c;ZWNobyBwd25lZA==\x07clipboard written"
-    " \x1b]8;;https://evil.example/\x1b\\link text\x1b]8;;\x1b\\"
-    " \u009b31mc1 csi \x07bell\x08 \x1b[31mred\x1b[0m end"
-)
+from tests.functional.tui_world import HOSTILE, NOW, log_line, screen_text, settle
 
 
 async def _open(app, pilot, job_id: int) -> JobScreen:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -22,6 +23,19 @@ from tests.unit.queue_support import make_spec
 
 NOW = 1_767_261_600.0  # 2026-01-01 10:00:00 UTC: the frozen clock of the snapshots
 STATES = ("succeeded", "failed", "cancelled", "running", "interrupted", "queued", "held")
+# What a hostile or careless rank (or a person) can put in text the TUI and the CLI show: cursor moves and
+# screen clearing, a window title, a clipboard write (OSC 52), a hyperlink, a C1 CSI, a bell and a backspace.
+HOSTILE = (
+    "\x1b[2J\x1b[H\x1b[10;10Hcursor moved"
+    " \x1b]0;pwned title\x07title set"
+    " \x1b]52;c;ZWNobyBwd25lZA==\x07clipboard written"
+    " \x1b]8;;https://evil.example/\x1b\\link text\x1b]8;;\x1b\\"
+    " \u009b31mc1 csi \x07bell\x08 \x1b[31mred\x1b[0m end"
+)
+# Textual's own markup, which a bare string in a widget would be read as: a hyperlink, and a tag that raises.
+MARKUP = "[link=https://evil.example/]markup link[/link] [/x]"
+# Textual's full-screen update: SGR styles and a move to the start of each line, nothing else.
+_TEXTUAL_SEQUENCES = re.compile(r"\x1b\[[0-9;]*m|\x1b\[\d+;1H")
 
 
 @dataclass
@@ -182,6 +196,19 @@ def screen_text(app: object) -> str:
     screen = app.screen  # type: ignore[attr-defined]
     console.print(screen._compositor.render_update(full=True, screen_stack=app._background_screens))  # type: ignore[attr-defined]
     return "\n".join(line.rstrip() for line in console.export_text().splitlines())
+
+
+def screen_bytes(app: object) -> str:
+    """What the running app would write to the terminal for a full redraw, escape sequences and all."""
+    screen = app.screen  # type: ignore[attr-defined]
+    update = screen._compositor.render_update(full=True, screen_stack=app._background_screens)  # type: ignore[attr-defined]
+    return update.render_segments(app.console)  # type: ignore[attr-defined]
+
+
+def foreign_controls(raw: str) -> list[str]:
+    """Escape sequences and control characters in terminal output that Textual's own drawing does not make."""
+    return re.findall(r"\x1b[^\[]|\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x09\x0b-\x1a\x1c-\x1f\x7f-\x9f]",
+                      _TEXTUAL_SEQUENCES.sub("", raw))  # fmt: skip
 
 
 class NoNvml:

@@ -202,6 +202,6 @@ def test_log_lines_are_drawn_inert():
         "\x1b]8;;http://x/\x1b\\link\x1b]8;;\x1b\\ \x9b1m"
     )
     text = styled_line(f"[r1] {hostile}", colour_ranks=True, needle="LINK")
-    assert text.plain == "[r1] moved   link 1m"
+    assert text.plain == "[r1] moved   link "  # the C1 CSI goes with its parameters
     assert not re.search(r"[\x00-\x1f\x7f-\x9f]", text.plain)
     assert any("reverse" in str(span.style) for span in text.spans)  # the search hit is marked
