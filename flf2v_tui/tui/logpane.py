@@ -8,6 +8,7 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Input, Static, TabbedContent, TabPane
 
 from flf2v_tui.live.lineindex import FileLines
@@ -42,9 +43,14 @@ class LogPane(Vertical):
         yield Static("", id="log-status")
 
     @property
-    def active_view(self) -> LogView:
-        tabs = self.query_one(TabbedContent)
-        return tabs.get_pane(tabs.active).query_one(LogView)
+    def active_view(self) -> LogView | None:
+        """The view of the tab on show; None while the pane is taken down (the job view was left), when a
+        callback queued before that can still arrive."""
+        try:
+            tabs = self.query_one(TabbedContent)
+            return tabs.get_pane(tabs.active).query_one(LogView)
+        except NoMatches:
+            return None
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._watch_active)
@@ -55,6 +61,8 @@ class LogPane(Vertical):
     def _watch_active(self) -> None:
         """Only the view on screen reads its files; the others pick up where they left off when shown."""
         active = self.active_view
+        if active is None:
+            return
         for view in self.query(LogView):
             view.keep_up(view is active)
         self._status(active)
@@ -83,12 +91,15 @@ class LogPane(Vertical):
     def action_close_search(self) -> None:
         box = self.query_one("#log-search", Input)
         box.add_class("hidden")
-        self.active_view.focus()
+        if self.active_view is not None:
+            self.active_view.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "log-search" and event.value.strip():
             event.stop()
-            self.active_view.search(event.value.strip())
+            self.search(event.value.strip())
 
     def search(self, needle: str, backwards: bool = False) -> None:
-        self.active_view.search(needle, backwards)
+        view = self.active_view
+        if view is not None:
+            view.search(needle, backwards)

@@ -169,3 +169,18 @@ def test_escape_sequences_in_a_rank_log_are_inert(world, make_app):
             assert "pwned title" not in text and "ZWNobyBwd25lZA" not in text
 
     asyncio.run(scenario())
+
+
+def test_leaving_the_job_view_while_its_logs_settle_keeps_the_app(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            for _ in range(8):
+                screen = await _open(app, pilot, world.ids["running"])
+                await settle(pilot, lambda s=screen: s.query("Tab#--content-tab-log-all"), what="the log tabs")
+                await pilot.press("escape")
+                await settle(pilot, lambda s=screen: app.screen is not s, what="the dashboard again")
+            await pilot.pause(0.3)
+            assert app.is_running and app._exception is None
+
+    asyncio.run(scenario())
