@@ -6,8 +6,10 @@ frames, a VAE-encoded [first, zeros, last] condition with a frame mask, CFG samp
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +95,10 @@ class FLF2VPipeline:
         cpu = torch.device("cpu")
         stage = self.reporter.stage
         plan, dev = self.plan, self.device
-        mesh = fsdp_mesh(dev, plan.world_size) if plan.fsdp else None
+        mesh = None
+        if plan.fsdp:
+            with self.runtime.waiting("creating the FSDP device mesh"):
+                mesh = fsdp_mesh(dev, plan.world_size)
         with stage("load_text_encoder"):
             self.models["tokenizer"] = loaders.load_tokenizer(self.layout, self.task)
             if mesh is not None and plan.t5_fsdp:
@@ -123,18 +128,18 @@ class FLF2VPipeline:
         log.info(f"Loaded the {self.layout.kind}-layout checkpoint (DiT: {heads} heads)")
 
     def shard(self) -> None:
-        """FSDP shards are made while loading; here the DiT becomes sequence-parallel, and the forwards that
-        wait on other ranks are put under the peer watch's timeout."""
+        """FSDP shards are made while loading; here the DiT becomes sequence-parallel."""
         plan, transformer = self.plan, self.models["transformer"]
         log.info(f"Parallelism: {plan.describe()}")
         if plan.ulysses_size > 1:
-            enable_ulysses(transformer, ulysses_split(plan))
-        watch = self.runtime.watch
-        if watch is not None:
-            if plan.distributed_dit:
-                watch.watch_forward(transformer, "a DiT forward")
-            if plan.t5_fsdp:
-                watch.watch_forward(self.models["text_encoder"], "a T5 forward")
+            with self.runtime.waiting("creating the Ulysses process groups"):
+                split = ulysses_split(plan)
+            enable_ulysses(transformer, split)
+
+    def _waiting_if(self, collective: bool, what: str) -> AbstractContextManager[None]:
+        """The peer watch's timed region around work that runs collectives (a sharded or sequence-parallel
+        model's forward); nothing around work that does not, however long it takes."""
+        return self.runtime.waiting(what) if collective else contextlib.nullcontext()
 
     # ---- generation ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -147,12 +152,14 @@ class FLF2VPipeline:
         height, width = lat_h * self.task.vae_stride[1], lat_w * self.task.vae_stride[2]
         log.info(f"Generating {req.frame_num} frames at {width}x{height} (latent {lat_w}x{lat_h})")
 
-        with stage("encode_text"):
+        with stage("encode_text"), self._waiting_if(self.plan.t5_fsdp, "encoding the prompt (sharded T5)"):
             text_device = torch.device("cpu") if req.t5_cpu else dev
             m["text_encoder"].to(text_device)
             ctx = C.encode_text(
                 m["tokenizer"], m["text_encoder"], [req.prompt, req.neg_prompt], self.task.text_len, text_device
             ).to(dev, self.precision.dit)
+            # On NCCL the all-gathers are only queued so far: a hung one must block here, inside the region.
+            self.runtime.synchronize()
             if req.offload and not req.t5_cpu:
                 m["text_encoder"].to("cpu")
         with stage("encode_image"):
@@ -188,6 +195,7 @@ class FLF2VPipeline:
                 req.cfg_batch,
                 autocast_dtype=self.precision.dit if dev.type == "cuda" else None,
                 on_step=lambda i, n, s, lat: self._after_step(i, n, s, lat, previewer),
+                waiting=self.runtime.waiting if self.plan.distributed_dit else None,
             )
             if previewer is not None:
                 previewer.close()

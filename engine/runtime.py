@@ -51,10 +51,17 @@ class Runtime:
         """A region spent waiting on the other ranks, timed by the peer watch when there is one."""
         return self.watch.waiting(what) if self.watch is not None else contextlib.nullcontext()
 
+    def synchronize(self) -> None:
+        """Wait for this rank's queued GPU work. On NCCL a collective returns once queued; called at the end
+        of a waiting region, this makes a hung one block inside the region, where the watch times it."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def barrier(self, what: str = "a barrier") -> None:
         if self.distributed:
             with self.waiting(what):
                 dist.barrier()
+                self.synchronize()
 
     def broadcast_object(self, value: Any) -> Any:
         """Rank 0's value, on every rank."""

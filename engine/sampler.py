@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,8 @@ class Conditioning:
 
 
 StepCallback = Callable[[int, int, float, torch.Tensor], None]
+# waiting(what): a region spent waiting on the other ranks, timed by the peer watch (Runtime.waiting).
+Waiting = Callable[[str], AbstractContextManager[None]]
 
 
 def guided_prediction(
@@ -68,10 +71,14 @@ def denoise(
     cfg_batch: bool = True,
     autocast_dtype: torch.dtype | None = None,
     on_step: StepCallback | None = None,
+    waiting: Waiting | None = None,
 ) -> torch.Tensor:
     """Run every timestep and return the final latent [16, T, h, w] (fp32, as the official sampler state).
 
-    on_step(i, n, seconds, latent) is called after each step, i counting from 1.
+    on_step(i, n, seconds, latent) is called after each step, i counting from 1. With `waiting` (a sharded
+    or sequence-parallel DiT), each whole step is one waiting region, up to and including the CUDA sync:
+    on NCCL the forward returns as soon as its kernels are queued, and a hung collective only blocks the
+    CPU later, in the scheduler or the sync, which must be timed too.
     """
     latent = noise.float()
     device = latent.device
@@ -83,12 +90,13 @@ def denoise(
     )
     for i, t in enumerate(timesteps, start=1):
         started = time.perf_counter()
-        with amp:
-            noise_pred = guided_prediction(transformer, latent, t.to(device), cond, guide_scale, cfg_batch)
-        # The scheduler looks the timestep up in its own (CPU) schedule, so it gets the CPU one.
-        latent = scheduler.step(noise_pred[None], t, latent[None], return_dict=False)[0][0]  # type: ignore[attr-defined]
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        with waiting(f"denoising step {i}") if waiting is not None else contextlib.nullcontext():
+            with amp:
+                noise_pred = guided_prediction(transformer, latent, t.to(device), cond, guide_scale, cfg_batch)
+            # The scheduler looks the timestep up in its own (CPU) schedule, so it gets the CPU one.
+            latent = scheduler.step(noise_pred[None], t, latent[None], return_dict=False)[0][0]  # type: ignore[attr-defined]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
         if on_step is not None:
             on_step(i, n, time.perf_counter() - started, latent)
     return latent

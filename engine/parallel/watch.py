@@ -7,12 +7,13 @@ Each rank runs a daemon thread that
   write anything), then interrupts the main thread, which unwinds through the normal error path (its own
   report of the same failure is dropped: one error event per rank); if the main thread is stuck inside a
   collective and cannot unwind within `grace_s`, the thread ends the process;
-- times the regions that wait on other ranks (barriers, broadcasts, and each whole forward of a sharded or
-  sequence-parallel model, so FLF2V_DIST_TIMEOUT bounds one such forward too): one that lasts longer than
-  the timeout is reported as hung and the process ends. On gloo the collective itself times out at the same
-  limit and raises in the main thread; whichever comes first, one comm event is written. On NCCL, whose own
-  watchdog would abort the process without a word, the process group gets a longer timeout, so this report
-  comes first.
+- times the regions that wait on other ranks (the exchange of process ids, the creation of the device
+  mesh and process groups, barriers, broadcasts, the sharded T5's encoding and each whole denoising step of
+  a sharded or sequence-parallel DiT, up to and including the CUDA sync, so FLF2V_DIST_TIMEOUT bounds one
+  such step too): one that lasts longer than the timeout is reported as hung and the process ends. On gloo
+  the collective itself times out at the same limit and raises in the main thread; whichever comes first,
+  one comm event is written. On NCCL, whose own watchdog would abort the process without a word, the
+  process group gets a longer timeout, so this report comes first.
 
 Peers on other hosts are left to the collectives' timeouts: their processes cannot be polled from here.
 """
@@ -31,7 +32,6 @@ from dataclasses import dataclass
 
 import psutil
 import torch.distributed as dist
-from torch import nn
 
 from engine.errors import EXIT_FAILURE, PeerLostError
 from engine.failures import set_peer_probe
@@ -86,9 +86,8 @@ class PeerWatch:
         interval_s: float = 0.2,
         grace_s: float = 10.0,
     ) -> None:
-        host = socket.gethostname()
         self.rank = rank
-        self.local_peers = [p for p in peers if p.rank != rank and p.host == host]
+        self.set_peers(peers)
         self.report = report
         self.timeout_s = timeout_s
         self.interval_s = interval_s
@@ -99,6 +98,11 @@ class PeerWatch:
         self._unwinding = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flf2v-peer-watch", daemon=True)
+
+    def set_peers(self, peers: list[Peer]) -> None:
+        """The peers to poll from now on (the list is replaced whole, so the thread sees old or new)."""
+        host = socket.gethostname()
+        self.local_peers = [p for p in peers if p.rank != self.rank and p.host == host]
 
     def start(self) -> PeerWatch:
         self._thread.start()
@@ -152,21 +156,6 @@ class PeerWatch:
             if outer is None:
                 self._region = None
 
-    def watch_forward(self, module: nn.Module, what: str) -> None:
-        """Time every forward of `module` (a sharded or sequence-parallel model) as a waiting region."""
-        stack: list[contextlib.ExitStack] = []
-
-        def begin(*_: object) -> None:
-            stack.append(contextlib.ExitStack())
-            stack[-1].enter_context(self.waiting(what))
-
-        def end(*_: object) -> None:
-            if stack:
-                stack.pop().close()
-
-        module.register_forward_pre_hook(begin)
-        module.register_forward_hook(end, always_call=True)
-
     def _fatal(self, exc: BaseException) -> None:
         try:
             self.report(exc)
@@ -204,8 +193,11 @@ def start_peer_watch(runtime: Runtime, report: Callable[[BaseException], None]) 
     """Start watching this rank's peers (a collective: every rank calls it); None on a single process."""
     if not runtime.distributed:
         return None
-    peers = exchange_peers(runtime.rank, runtime.world_size)
-    watch = PeerWatch(runtime.rank, peers, report, runtime.timeout_s).start()
+    # Started before the exchange, with no peers yet to poll, so that the exchange itself is timed.
+    watch = PeerWatch(runtime.rank, [], report, runtime.timeout_s).start()
     runtime.watch = watch
+    with watch.waiting("exchanging process ids with the other ranks"):
+        peers = exchange_peers(runtime.rank, runtime.world_size)
+    watch.set_peers(peers)
     set_peer_probe(watch.lost_peer)
     return watch
