@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException as exc:
         return _not_started(args, rank, exc)
     reporter = Reporter(runtime, args.events)
+    failed = False
     try:
         start_peer_watch(runtime, lambda exc: _report(reporter, exc, classify(exc), ""))
         reporter.emit(
@@ -146,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("Finished.")
         return EXIT_OK
     except BaseException as exc:
+        failed = True
         with reporting_failure():
             if runtime.watch is not None:
                 runtime.watch.unwinding()
@@ -159,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         return 128 + signum if signum else EXIT_FAILURE
     finally:
         reporter.close()
-        runtime.close()
+        runtime.close(failed=failed)
 
 
 def _not_started(args: argparse.Namespace, rank: int, exc: BaseException) -> int:
@@ -232,4 +234,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code != EXIT_OK:
+        from engine.failures import leave
+
+        leave(code)
+    sys.exit(code)

@@ -93,12 +93,22 @@ class Runtime:
             self.watch = None
         self.barrier()
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Stop the watch and leave the process group. After a failure the group is not destroyed:
+        destroy_process_group waits for the communicators' pending work, which a lost or stuck peer never
+        completes (gloo waits up to its timeout, NCCL can block for good). NCCL's communicators are
+        aborted instead, which does not wait; gloo's are left to the process's end (see `failures.leave`)."""
         if self.watch is not None:
             self.watch.stop()
             self.watch = None
         if self.distributed:
-            dist.destroy_process_group()
+            if not failed:
+                dist.destroy_process_group()
+            elif self.device.type == "cuda":
+                # A private torch.distributed function (no public abort exists); torch itself uses it to
+                # drop groups without a collective. Not used on gloo, where it waits as destroy does.
+                with contextlib.suppress(Exception):
+                    dist.distributed_c10d._abort_process_group()
         if self.log_file is not None:
             self.log_file.close()
             self.log_file = None

@@ -181,3 +181,42 @@ def test_a_collective_failing_before_the_dead_peer_is_seen_gone_is_still_reporte
         child.wait()
     assert failure == "comm"
     assert isinstance(exc, PeerLostError) and str(exc).startswith("rank 1 (pid "), exc
+
+
+FAILED_RANK = """
+    import os, sys, time
+    from datetime import timedelta
+    import torch
+    import torch.distributed as dist
+    from engine.failures import leave
+    from engine.runtime import Runtime
+
+    rank, store = int(sys.argv[1]), sys.argv[2]
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=120))
+    if rank == 1:
+        time.sleep(120)  # a stuck peer: alive, never answering
+    # The failure left a collective pending (an FSDP prefetch, say): the stuck peer never completes it.
+    pending = dist.all_reduce(torch.ones(4), async_op=True)
+    started = time.monotonic()
+    Runtime(rank=0, local_rank=0, world_size=2, device=torch.device("cpu")).close(failed=True)
+    print(f"closed in {time.monotonic() - started:.1f} s", flush=True)
+    leave(1)
+"""
+
+
+def test_a_failed_rank_leaves_without_waiting_on_collectives_a_stuck_peer_never_completes(tmp_path):
+    code = textwrap.dedent(FAILED_RANK)
+    store = str(tmp_path / "store")
+    stuck = subprocess.Popen([sys.executable, "-c", code, "1", store], cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-c", code, "0", store], capture_output=True, text=True, cwd=REPO,
+                              timeout=60)  # fmt: skip
+        assert time.monotonic() - started < 30
+    finally:
+        stuck.kill()
+        stuck.wait()
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.startswith("closed in ")
