@@ -13,6 +13,13 @@ STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
 _RANK_FILE = re.compile(r"^rank(\d+)\.log$")
 
 
+def problem_of(exc: OSError) -> str:
+    """What a viewer says about a log it cannot read."""
+    if isinstance(exc, FileNotFoundError):
+        return "the log is gone"
+    return f"the log cannot be read ({exc.strerror or exc})"
+
+
 def rank_logs(log_dir: Path) -> dict[int, Path]:
     found = {}
     if log_dir.is_dir():
@@ -55,6 +62,8 @@ class Follower:
     offsets: dict[int, int] = field(default_factory=dict)
     partial: dict[int, str] = field(default_factory=dict)
     stamps: dict[int, str] = field(default_factory=dict)
+    # rank -> why its file could not be read at the last poll (one not written yet is not listed)
+    unreadable: dict[int, str] = field(default_factory=dict)
 
     def poll(self) -> list[str]:
         batch: list[tuple[str, int, int, str]] = []
@@ -63,8 +72,11 @@ class Follower:
                 with open(path, "rb") as fh:
                     fh.seek(self.offsets.get(rank, 0))
                     chunk = fh.read(8 << 20)
-            except FileNotFoundError:
+            except OSError as exc:
+                if rank in self.offsets or not isinstance(exc, FileNotFoundError):
+                    self.unreadable[rank] = problem_of(exc)
                 continue
+            self.unreadable.pop(rank, None)
             self.offsets[rank] = self.offsets.get(rank, 0) + len(chunk)
             text = self.partial.pop(rank, "") + chunk.decode("utf-8", errors="replace")
             complete, _, rest = text.rpartition("\n")

@@ -14,6 +14,7 @@ from engine.checks import check_image
 from engine.errors import BadInputError
 from engine.tasks import TASKS
 from flf2v_tui.submission import QueueOptions, build_specs, fill_tiny_checkpoint, parse_seeds
+from storage.db import DatabaseError
 from storage.jobs import insert_jobs
 from storage.paths import Home
 
@@ -136,7 +137,8 @@ def parse_form(values: dict[str, str]) -> Submission:
 
 
 def submit(conn: sqlite3.Connection, home: Home, values: dict[str, str]) -> tuple[list[int], dict[str, str]]:
-    """Validate like `flf2v submit` and queue; returns (new job ids, {}) or ([], {field: message})."""
+    """Validate like `flf2v submit` and queue; returns (new job ids, {}) or ([], {field: message}).
+    A database or disk that refuses the job (read-only, full, locked too long) is a message for the whole form."""
     sub = parse_form(values)
     if sub.errors:
         return [], sub.errors
@@ -146,6 +148,12 @@ def submit(conn: sqlite3.Connection, home: Home, values: dict[str, str]) -> tupl
         return insert_jobs(conn, home, specs), {}
     except BadInputError as exc:
         return [], {field_for(exc.message): exc.message}
+    except (DatabaseError, sqlite3.Error, OSError) as exc:
+        return [], {FORM_LEVEL: storage_refused(home, exc)}
+
+
+def storage_refused(home: Home, exc: Exception) -> str:
+    return f"could not queue it in {home.root} ({exc}); nothing was queued"
 
 
 def image_summary(path: str) -> str:

@@ -4,17 +4,26 @@ The index keeps the start of every STRIDE-th line (1 GB of 100-byte lines: 150,0
 extended by scanning only the bytes appended since the last scan, with numpy finding the newlines (about
 0.4 s for 1 GB from the page cache on one core). Reading line N seeks to the nearest indexed start and skips
 at most STRIDE-1 lines. Every method may run in a thread; a lock guards the offsets.
+
+A log can vanish under the viewer (its attempt folder removed, a disk unmounted) or become unreadable. No
+method raises then: the index forgets the file, reads give nothing, and `problem` says why until the file
+can be read again.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import threading
 from array import array
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
+
+from flf2v_tui.logs import problem_of
 
 STRIDE = 64
 SCAN_CHUNK = 16 << 20
@@ -22,14 +31,35 @@ READ_CHUNK = 256 << 10
 SEARCH_CHUNK = 4 << 20
 
 
+T = TypeVar("T")
+
+
 def decode(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
+
+
+def _or_on_loss(default: Callable[[], T]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """A reading method that gives `default()` instead of raising when the file went or cannot be read."""
+
+    def wrap(method: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(method)
+        def guarded(self: LineIndex, *args: Any, **kw: Any) -> T:
+            try:
+                return method(self, *args, **kw)
+            except OSError as exc:
+                self.lose(exc)
+                return default()
+
+        return guarded
+
+    return wrap
 
 
 class LineIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self.problem: str | None = None  # why the file cannot be read, once it could
         self._reset()
 
     def _reset(self) -> None:
@@ -45,13 +75,22 @@ class LineIndex:
         """Complete lines, plus the unfinished last one (a rank mid-write, or one killed mid-line)."""
         return self.newlines + (1 if self.scanned > self.tail_start else 0)
 
+    def lose(self, exc: OSError) -> None:
+        """The file went or cannot be read: forget what was indexed, so that no view asks for its lines."""
+        with self._lock:
+            self._reset()
+        self.problem = problem_of(exc)
+
+    @_or_on_loss(lambda: True)
     def update(self, budget: int | None = None) -> bool:
-        """Index what was appended since the last call (at most `budget` bytes); True if anything was.
-        A file that shrank or was replaced is indexed again from the start."""
+        """Index what was appended since the last call (at most `budget` bytes); True if anything changed
+        (a lost file too). A file that shrank or was replaced is indexed again from the start."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return False
+            if self._inode is None:
+                return False  # not written yet: nothing is lost
+            raise
         with self._lock:
             if st.st_size < self.scanned or (self._inode is not None and st.st_ino != self._inode):
                 self._reset()
@@ -59,6 +98,7 @@ class LineIndex:
             self.size_seen = st.st_size
             start = self.scanned
         if st.st_size == start:
+            self.problem = None
             return False
         end = st.st_size if budget is None else min(st.st_size, start + budget)
         with open(self.path, "rb") as fh:
@@ -70,6 +110,7 @@ class LineIndex:
                     break
                 self._add(chunk, base)
                 base += len(chunk)
+        self.problem = None
         return True
 
     def _add(self, chunk: bytes, base: int) -> None:
@@ -90,6 +131,7 @@ class LineIndex:
             k = min(line // STRIDE, len(self._starts) - 1)
             return self._starts[k], k * STRIDE, self.scanned
 
+    @_or_on_loss(lambda: 0)
     def offset_of(self, line: int) -> int:
         """Byte offset where `line` starts (the scanned end for a line past the last)."""
         offset, at, end = self._anchor(line)
@@ -110,6 +152,7 @@ class LineIndex:
                 offset += len(chunk)
         return min(offset, end)
 
+    @_or_on_loss(list)
     def lines(self, first: int, stop: int) -> list[str]:
         """Lines first..stop-1 as text (newline removed); fewer at the end of the indexed part."""
         if stop <= first:
@@ -133,6 +176,7 @@ class LineIndex:
             out.append(decode(pending))
         return out
 
+    @_or_on_loss(lambda: 0)
     def line_at(self, offset: int) -> int:
         """The number of the line holding byte `offset`."""
         with self._lock:
@@ -142,6 +186,7 @@ class LineIndex:
             fh.seek(start)
             return k * STRIDE + fh.read(offset - start).count(b"\n")
 
+    @_or_on_loss(lambda: None)
     def search(self, needle: str, from_line: int, backwards: bool = False) -> int | None:
         """The next line after (or before) `from_line` containing `needle`, ignoring case; None if none."""
         pattern = needle.lower().encode("utf-8")
@@ -191,16 +236,20 @@ class FileLines:
         """Read the last lines of the file, shown until the index is complete."""
         try:
             size = os.path.getsize(self.index.path)
+            with open(self.index.path, "rb") as fh:
+                fh.seek(max(size - tail_bytes, 0))
+                lines = fh.read(tail_bytes).split(b"\n")
         except OSError:
-            return
-        with open(self.index.path, "rb") as fh:
-            fh.seek(max(size - tail_bytes, 0))
-            lines = fh.read(tail_bytes).split(b"\n")
+            return  # not there yet, or gone: refresh() finds out which
         if size > tail_bytes:
             lines = lines[1:]  # cut mid-line
         if lines and not lines[-1]:
             lines.pop()
         self._tail = [decode(x) for x in lines]
+
+    @property
+    def problem(self) -> str | None:
+        return self.index.problem
 
     @property
     def provisional(self) -> bool:
@@ -226,7 +275,9 @@ class FileLines:
     def refresh(self, budget: int | None = None) -> bool:
         before = self.index.line_count
         grew = self.index.update(budget)
-        if grew:
+        if self.index.problem is not None:
+            self._window, self._tail = (0, []), None
+        elif grew:
             first, lines = self._window
             if first + len(lines) >= before - 1:  # the window held the unfinished last line: read it again
                 self._window = (0, [])

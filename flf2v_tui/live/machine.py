@@ -59,6 +59,8 @@ class MachineMonitor:
             reason = "" if devices else "NVML works but sees no GPU"
         except GpuUnavailable as exc:
             devices, reason = [], str(exc)
+        except Exception as exc:  # NVML's own errors (a GPU fallen off the bus): the panel says so and goes on
+            devices, reason = [], f"NVML failed ({type(exc).__name__}: {exc})"
         rows = []
         for d in devices:
             util = float(d.utilization or 0)

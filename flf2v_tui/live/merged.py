@@ -23,13 +23,13 @@ def tail_offset(path: Path, tail_bytes: int) -> int:
     """Where the first whole line within the last `tail_bytes` of the file starts (0 for a smaller file)."""
     try:
         size = os.path.getsize(path)
+        if size <= tail_bytes:
+            return 0
+        with open(path, "rb") as fh:
+            fh.seek(size - tail_bytes)
+            newline = fh.read(tail_bytes).find(b"\n")
     except OSError:
-        return 0
-    if size <= tail_bytes:
-        return 0
-    with open(path, "rb") as fh:
-        fh.seek(size - tail_bytes)
-        newline = fh.read(tail_bytes).find(b"\n")
+        return 0  # not there (yet): the follower reports a log that went
     return size if newline < 0 else size - tail_bytes + newline + 1
 
 
@@ -50,6 +50,7 @@ class MergedLines:
         self._stamps: dict[int, str] = {}
         self.max_lines = max_lines
         self.dropped = 0  # lines let go from the front to stay within max_lines; the view shifts by as many
+        self.problem: str | None = None  # which ranks' logs went or cannot be read; the lines read stay
 
     def _key(self, line: str) -> tuple[str, int]:
         """A line's time, or for an untimed one (a traceback) the time of its rank's line before it."""
@@ -79,6 +80,11 @@ class MergedLines:
         """Take the lines appended since the last call and merge them in by time: a rank that flushes late
         still has its lines placed among the other ranks' lines of the same moment."""
         new = [line.rstrip("\n") for line in self.follower.poll()]
+        problem = self._problem()
+        if problem != self.problem:
+            self.problem = problem
+            if not new:
+                return True  # nothing new to merge, but the status line has news
         if not new:
             return False
         batch = sorted(((self._key(line), line) for line in new), key=lambda kv: kv[0])
@@ -95,6 +101,14 @@ class MergedLines:
         self.keys = keys
         self.lines = lines  # one assignment, so a reader on another thread sees the old list or the new one
         return True
+
+    def _problem(self) -> str | None:
+        lost = self.follower.unreadable
+        if not lost:
+            return None
+        if len(lost) == len(self.follower.files) and len(set(lost.values())) == 1:
+            return f"{next(iter(lost.values()))} (every rank's; the lines read before stay)"
+        return "; ".join(f"rank {rank}: {why}" for rank, why in sorted(lost.items()))
 
     def search(self, needle: str, from_line: int, backwards: bool = False) -> int | None:
         needle = needle.lower()

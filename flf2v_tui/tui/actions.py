@@ -12,10 +12,9 @@ from textual.screen import Screen
 from engine.errors import BadInputError
 from flf2v_tui.submission import retry_job
 from flf2v_tui.tui.confirm import ConfirmScreen
-from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
 from flf2v_tui.tui.text import notify_plain
 from storage import ops
-from storage.db import DatabaseError
 from storage.workers import set_paused
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ def run_op(screen: Screen[Any], op: Callable[[sqlite3.Connection], str], then: C
             message, severity = app.db.write(op), "information"
         except BadInputError as exc:
             message, severity = exc.message, "error"
-        except (DatabaseError, sqlite3.Error) as exc:
+        except STORAGE_ERRORS as exc:
             message = f"could not change {app.db.home.db} ({exc}); is it read-only for you?"
             severity = "error"
 

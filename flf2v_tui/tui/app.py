@@ -3,6 +3,7 @@ the GPU monitor, the clock)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -16,7 +17,7 @@ from textual.screen import Screen
 from flf2v_tui.gpus import GpuSource, default_source
 from flf2v_tui.live.machine import MachineMonitor
 from flf2v_tui.tui.dashboard import DashboardScreen
-from flf2v_tui.tui.db import Db
+from flf2v_tui.tui.db import STORAGE_ERRORS, Db
 from flf2v_tui.tui.jobscreen import JobScreen
 from flf2v_tui.tui.submit import SubmitScreen
 from flf2v_tui.tui.videos import VideosScreen
@@ -58,7 +59,9 @@ class Flf2vApp(App[None]):
         second in all."""
         now = time.monotonic()
         if now - self._holders_at >= HOLDERS_EVERY_S:
-            self._holders, self._holders_at = self.db.read(gpu_holders), now
+            with contextlib.suppress(*STORAGE_ERRORS):  # the last known holders until the queue reads again
+                self._holders = self.db.read(gpu_holders)
+            self._holders_at = now
         return self._holders
 
     def on_mount(self) -> None:

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from flf2v_tui.live.queue_view import JobFilter, QueueSnapshot, read_snapshot, status_line
 from flf2v_tui.tui import actions
-from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
 from flf2v_tui.tui.gpupanel import GpuPanel
 from flf2v_tui.tui.jobtable import JobTable
 from flf2v_tui.tui.text import plain
@@ -83,8 +83,16 @@ class DashboardScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="queue")
     def _read(self, flt: JobFilter) -> None:
         now = self.flf2v.now()
-        snap = self.flf2v.db.read(lambda conn: read_snapshot(conn, flt, now))
+        try:
+            snap = self.flf2v.db.read(lambda conn: read_snapshot(conn, flt, now))
+        except STORAGE_ERRORS as exc:  # said on the status line; the next poll tries again
+            deliver(self.app, self._unreadable, f"cannot read the queue in {self.flf2v.db.home.db}: {exc}")
+            return
         deliver(self.app, self.show, snap)
+
+    def _unreadable(self, message: str) -> None:
+        if self.query("#queue-status"):
+            self.query_one("#queue-status", Static).update(plain(message, style="red"))
 
     def show(self, snap: QueueSnapshot) -> None:
         if not self.query("#queue-status"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -20,7 +21,7 @@ from flf2v_tui.live.telemetry import JobTelemetry, ProgressInfo, StageSpan, prog
 from flf2v_tui.render import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, display_state, job_params, with_worker
 from flf2v_tui.term import duration, human_bytes, inert_row, one_line
 from flf2v_tui.tui import actions
-from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
 from flf2v_tui.tui.images import picture_class
 from flf2v_tui.tui.logpane import LogPane
 from flf2v_tui.tui.text import plain
@@ -118,18 +119,26 @@ class JobScreen(Screen[None]):
         except BadInputError as exc:
             deliver(self.app, self._gone, exc.message)
             return
+        except STORAGE_ERRORS as exc:  # said in the title; the next poll tries again
+            deliver(self.app, self._unreadable, f"job {self.job_id}: cannot read the queue ({exc})")
+            return
         latest = attempts[-1] if attempts else None
         if latest is not None:
             folder = Path(latest["log_dir"])
             if folder != self._attempt_dir:
                 self._attempt_dir, self._telemetry = folder, JobTelemetry(folder)
             assert self._telemetry is not None
-            self._telemetry.poll()
+            with contextlib.suppress(OSError):  # events.jsonl unreadable: what the DB keeps is shown instead
+                self._telemetry.poll()
         progress = progress_of(self._telemetry if latest else None, latest, self.flf2v.now())
         state = display_state(with_worker(job, attempts))
         # The job as shown is made inert here; the form's prefill keeps the recipe exactly as it was submitted.
         detail = JobDetail(inert_row(job), attempts, state, prefill_from_job(job), progress)
         deliver(self.app, self.show, detail)
+
+    def _unreadable(self, message: str) -> None:
+        if self.query("#job-title"):
+            self.query_one("#job-title", Static).update(plain(message, style="red"))
 
     def _gone(self, message: str) -> None:
         self._timer.stop()

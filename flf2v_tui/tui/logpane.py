@@ -74,6 +74,9 @@ class LogPane(Vertical):
     def _status(self, view: LogView) -> None:
         source = view.source
         parts = [f"{source.count:,} lines"]
+        problem = getattr(source, "problem", None)
+        if problem:
+            parts.insert(0, problem)
         if getattr(source, "provisional", False):
             parts.append("indexing… (showing the tail)")
         if getattr(source, "truncated", False):

@@ -52,7 +52,7 @@ class PlayerScreen(ModalScreen[None]):
     def _decode(self, path: Path) -> None:
         try:
             frames = small_frames(path, PLAY_WIDTH)
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, ValueError) as exc:  # ValueError: a frame cut short
             deliver(self.app, self._failed, f"cannot play {path}: {exc}")
             return
         deliver(self.app, self._loaded, frames)

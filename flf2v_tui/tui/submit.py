@@ -16,7 +16,7 @@ from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Sele
 
 from engine.tasks import SOLVERS, TASKS
 from flf2v_tui.live import form
-from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
 from flf2v_tui.tui.text import plain
 
 if TYPE_CHECKING:
@@ -187,7 +187,10 @@ class SubmitScreen(Screen[list[int] | None]):
     @work(thread=True, exclusive=True, group="submit")
     def _submit(self, values: dict[str, str]) -> None:
         home = self.flf2v.db.home
-        ids, errors = self.flf2v.db.write(lambda conn: form.submit(conn, home, values))
+        try:
+            ids, errors = self.flf2v.db.write(lambda conn: form.submit(conn, home, values))
+        except STORAGE_ERRORS as exc:  # the database would not even open
+            ids, errors = [], {form.FORM_LEVEL: form.storage_refused(home, exc)}
         deliver(self.app, self._submitted, ids, errors)
 
     def _submitted(self, ids: list[int], errors: dict[str, str]) -> None:

@@ -20,7 +20,7 @@ from engine.errors import BadInputError
 from flf2v_tui.catalogue.player import player_command
 from flf2v_tui.catalogue.record import save_user_fields
 from flf2v_tui.live.catalogue_view import SORT_NAMES, next_sort, prefill_from_video, read_videos, recipe_rows, row_cells
-from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
 from flf2v_tui.tui.images import picture_class
 from flf2v_tui.tui.player import PlayerScreen
 from flf2v_tui.tui.text import notify_plain, plain
@@ -99,8 +99,16 @@ class VideosScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="videos")
     def _read(self, text: str, sort: str) -> None:
-        videos = self.flf2v.db.read(lambda conn: read_videos(conn, text, sort))
+        try:
+            videos = self.flf2v.db.read(lambda conn: read_videos(conn, text, sort))
+        except STORAGE_ERRORS as exc:  # said on the status line; the next poll tries again
+            deliver(self.app, self._unreadable, f"cannot read the catalogue in {self.flf2v.db.home.db}: {exc}")
+            return
         deliver(self.app, self.show, text, sort, videos)
+
+    def _unreadable(self, message: str) -> None:
+        if self.is_attached:
+            self.query_one("#videos-status", Static).update(plain(message, style="red"))
 
     def show(self, text: str, sort: str, videos: list[dict[str, Any]]) -> None:
         if (text, sort) != (self.text, self.sort):
@@ -270,7 +278,7 @@ class VideosScreen(Screen[None]):
     def _save(self, video_id: int, **changes: Any) -> None:
         try:
             self.flf2v.db.write(lambda conn: save_user_fields(conn, video_id, **changes))
-        except (BadInputError, OSError) as exc:
+        except (BadInputError, *STORAGE_ERRORS) as exc:
             message = str(getattr(exc, "message", exc))
             deliver(self.app, lambda: notify_plain(self, message, severity="error"))
             return

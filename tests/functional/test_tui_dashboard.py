@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 from flf2v_tui.tui.dashboard import DashboardScreen
 from flf2v_tui.tui.jobtable import JobTable
@@ -144,5 +145,33 @@ def test_the_command_palette_lists_every_key(world, make_app):
                 assert any(t.startswith(key + " (") for t in titles), (key, titles)
             await pilot.press("ctrl+p", *"new job", "enter")
             await settle(pilot, lambda: type(app.screen).__name__ == "SubmitScreen", what="the palette's command")
+
+    asyncio.run(scenario())
+
+
+def test_a_database_that_cannot_be_read_is_said_and_survived(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        real_read, broken = app.db.read, {"on": False}
+
+        def read(fn):
+            if broken["on"]:
+                raise sqlite3.OperationalError("disk I/O error")
+            return real_read(fn)
+
+        app.db.read = read
+        async with app.run_test(size=(140, 36)) as pilot:
+            await settle(pilot, lambda: _table(app).row_count == len(STATES), what="the jobs")
+            broken["on"] = True
+            await settle(pilot, lambda: "cannot read the queue" in screen_text(app), what="the dashboard's word")
+            app.open_job(world.ids["running"])
+            await settle(pilot, lambda: "cannot read the queue (disk I/O error)" in screen_text(app), what="the job's")
+            await pilot.press("escape", "v")
+            await settle(pilot, lambda: "cannot read the catalogue" in screen_text(app), what="the catalogue's")
+            broken["on"] = False
+            await settle(pilot, lambda: "video(s)" in screen_text(app), what="the catalogue back")
+            await pilot.press("escape")
+            await settle(pilot, lambda: "1 worker(s)" in screen_text(app), what="the dashboard back")
+            assert app.is_running and app._exception is None
 
     asyncio.run(scenario())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 
 from textual.widgets import TabbedContent
 
@@ -180,6 +181,26 @@ def test_leaving_the_job_view_while_its_logs_settle_keeps_the_app(world, make_ap
                 await settle(pilot, lambda s=screen: s.query("Tab#--content-tab-log-all"), what="the log tabs")
                 await pilot.press("escape")
                 await settle(pilot, lambda s=screen: app.screen is not s, what="the dashboard again")
+            await pilot.pause(0.3)
+            assert app.is_running and app._exception is None
+
+    asyncio.run(scenario())
+
+
+def test_a_log_deleted_while_shown_says_so_and_search_keeps_the_app(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            screen = await _open(app, pilot, world.ids["running"])
+            await _show_tab(pilot, screen, "log-r0")
+            view = _view(screen, "view-r0")
+            await settle(pilot, lambda: view.source.complete and view.source.count == 13, what="rank 0's index")
+            shutil.rmtree(world.attempt_dir("running"))  # `flf2v rm`, or a cleanup, while the log is on screen
+            await pilot.press("slash", *"sampling", "enter")
+            await settle(pilot, lambda: "the log is gone ·" in screen_text(app), what="the loss said")
+            await pilot.press("escape", "n", "N")
+            await _show_tab(pilot, screen, "log-all")
+            await settle(pilot, lambda: "the log is gone (every rank's" in screen_text(app), what="the merged tab")
             await pilot.pause(0.3)
             assert app.is_running and app._exception is None
 

@@ -112,6 +112,14 @@ def test_each_bad_value_is_reported_under_its_own_field(conn, home, frames, tmp_
     assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
 
 
+def test_a_database_that_refuses_the_job_is_a_message_for_the_whole_form(conn, home, frames, tmp_path):
+    ckpt = write_stub_checkpoint(tmp_path / "ckpt")
+    conn.execute("PRAGMA query_only = ON")  # as a read-only file or a full disk would refuse the insert
+    ids, errors = form.submit(conn, home, _values(frames, ckpt))
+    assert ids == [] and list(errors) == [form.FORM_LEVEL] and "nothing was queued" in errors[form.FORM_LEVEL]
+    assert "readonly" in errors[form.FORM_LEVEL]
+
+
 def test_a_job_prefills_the_form_with_its_recipe(conn, home, frames, tmp_path):
     ckpt = write_stub_checkpoint(tmp_path / "ckpt")
     ids, errors = form.submit(conn, home, _values(frames, ckpt, seeds="7", labels="a b", priority="2"))

@@ -130,3 +130,42 @@ def test_all_ranks_view_starts_near_the_end_of_big_logs_and_stays_bounded(tmp_pa
         fh.write("".join(_stamped(59, f"m{i}") for i in range(200)))
     merged.refresh()
     assert merged.count <= 100 and merged.dropped > 0 and merged.lines[-1].endswith("m199")
+
+
+def test_a_log_that_vanishes_or_cannot_be_read_gives_nothing_and_says_why(numbered):
+    path, lines = numbered
+    source = FileLines(path)
+    source.refresh()
+    source.load(0, 10)
+    assert source.cached(3) == lines[3] and source.problem is None
+    path.unlink()  # its attempt folder removed while shown
+    index = source.index
+    assert index.lines(0, 10) == [] and index.search("line", 0) is None and index.search("line", 9, True) is None
+    assert index.offset_of(5) == 0 and index.line_at(100) == 0
+    assert source.problem == "the log is gone" and source.count == 0
+    assert source.refresh() is False and source.cached(3) is None  # no view asks for lines of a lost file
+    path.mkdir()  # in its place, something that cannot be read as a file
+    assert source.refresh() and "cannot be read" in str(source.problem) and source.count == 0
+    path.rmdir()
+    _write(path, ["back", "again"])
+    assert source.refresh() and source.problem is None and source.count == 2
+
+
+def test_a_log_not_written_yet_is_not_lost(tmp_path):
+    source = FileLines(tmp_path / "rank1.log")
+    source.prime()
+    source.refresh()
+    assert source.problem is None and source.complete and not source.refresh()
+
+
+def test_the_merged_view_keeps_its_lines_and_says_when_logs_go(tmp_path):
+    r0, r1 = tmp_path / "rank0.log", tmp_path / "rank1.log"
+    r0.write_text(_stamped(1, "a"))
+    r1.write_text(_stamped(2, "b"))
+    merged = MergedLines({0: r0, 1: r1})
+    assert merged.refresh() and merged.problem is None
+    r1.unlink()
+    assert merged.refresh() and merged.problem == "rank 1: the log is gone"
+    r0.unlink()
+    assert merged.refresh() and merged.problem.startswith("the log is gone (every rank's")
+    assert merged.count == 2 and not merged.refresh()
