@@ -21,6 +21,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.embeddings import apply_rotary_emb
+from diffusers.models.transformers.transformer_wan import _get_qkv_projections
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
@@ -78,17 +80,18 @@ def heads_to_tokens(x: Tensor, split: SequenceSplit) -> Tensor:
 
 
 def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Wan's rotary embedding on interleaved (even, odd) channel pairs; cos and sin are repeat-interleaved."""
-    even, odd = x.unflatten(-1, (-1, 2)).unbind(-1)
-    cos, sin = cos[..., 0::2], sin[..., 1::2]
-    return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2).type_as(x)
+    """Wan's rotary embedding of x [B, S, H, D] by its rope's cos and sin [1, S, 1, D], through diffusers'
+    own apply_rotary_emb: WanAttnProcessor's copy of it is local to its __call__ and cannot be imported.
+    Both turn interleaved (even, odd) channel pairs, in the rope table's float64 on the CPU, and give the
+    same numbers (tests/unit/test_ulysses.py)."""
+    return apply_rotary_emb(x, (cos[0, :, 0], sin[0, :, 0]), use_real=True, use_real_unbind_dim=-1, sequence_dim=1)
 
 
 class UlyssesSelfAttention:
     """Attention processor for a WanAttention used as self-attention (attn1), sequence-parallel over `split`.
 
-    Same computation as diffusers' WanAttnProcessor for self-attention; only the layout around the
-    attention kernel changes.
+    Same computation as diffusers' WanAttnProcessor for self-attention, with diffusers' own projection and
+    rotary functions; only the layout around the attention kernel changes.
     """
 
     def __init__(self, split: SequenceSplit, backend: Any = None) -> None:
@@ -105,10 +108,7 @@ class UlyssesSelfAttention:
     ) -> Tensor:
         if encoder_hidden_states is not None or attention_mask is not None:
             raise RuntimeError("UlyssesSelfAttention serves self-attention only; cross-attention stays local")
-        if getattr(attn, "fused_projections", False):
-            query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
-        else:
-            query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        query, key, value = _get_qkv_projections(attn, hidden_states, None)
         query, key = attn.norm_q(query), attn.norm_k(key)  # across all heads: before the heads are split
         query, key, value = (t.unflatten(2, (attn.heads, -1)) for t in (query, key, value))
         if rotary_emb is not None:

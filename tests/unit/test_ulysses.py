@@ -7,7 +7,13 @@ import torch
 from diffusers import WanTransformer3DModel
 
 from engine.parallel import ParallelPlan, ulysses_split
-from engine.parallel.ulysses import UlyssesSelfAttention, enable_ulysses, heads_to_tokens, tokens_to_heads
+from engine.parallel.ulysses import (
+    SequenceSplit,
+    UlyssesSelfAttention,
+    enable_ulysses,
+    heads_to_tokens,
+    tokens_to_heads,
+)
 from engine.tasks import TASKS
 from engine.tiny.presets import PRESETS, transformer_config
 from tests.unit.gloo_ranks import run_ranks
@@ -52,3 +58,24 @@ def _dit_matches_one_process(rank: int, world: int, frames: int, height: int, wi
 @pytest.mark.parametrize(("frames", "height", "width"), [(3, 8, 8), (3, 6, 6)], ids=["48 tokens", "27 tokens"])
 def test_sequence_parallel_dit_equals_one_process(tmp_path, frames, height, width):
     run_ranks(_dit_matches_one_process, 2, tmp_path, frames, height, width)
+
+
+def _one_rank_is_diffusers_processor(rank: int, world: int, fused: bool) -> None:
+    torch.manual_seed(0)
+    model = WanTransformer3DModel.from_config(transformer_config(PRESETS["tiny"], TASKS["flf2v-tiny"])).eval()
+    attn = model.blocks[0].attn1
+    if fused:
+        attn.fuse_projections()
+    g = torch.Generator().manual_seed(3)
+    rotary = model.rope(torch.zeros(1, 36, 3, 4, 6))  # 3 x 2 x 3 patches: 18 tokens
+    x = torch.randn(2, 18, model.config.num_attention_heads * model.config.attention_head_dim, generator=g)
+    with torch.no_grad():
+        want = attn(x, rotary_emb=rotary)  # diffusers' own WanAttnProcessor
+        attn.set_processor(UlyssesSelfAttention(SequenceSplit(group=None, size=world, rank=rank, length=18)))
+        got = attn(x, rotary_emb=rotary)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["separate q, k, v", "fused qkv"])
+def test_on_a_group_of_one_the_processor_computes_what_diffusers_does_exactly(tmp_path, fused):
+    run_ranks(_one_rank_is_diffusers_processor, 1, tmp_path, fused)
