@@ -179,3 +179,19 @@ def check_checkpoint(ckpt_dir: str | os.PathLike[str], task: TaskConfig) -> Chec
         shown = ", ".join(bad[:6]) + (f" and {len(bad) - 6} more" if len(bad) > 6 else "")
         raise BadInputError(f"{layout.kind} checkpoint {layout.root} is incomplete: {shown}")
     return layout
+
+
+def check_device(choice: str, local_rank: int) -> None:
+    """`--device cuda` on a machine (or a rank) without its CUDA device is bad input, found before anything
+    loads. torch is imported only when CUDA is asked for, so other bad input stays quick to report."""
+    if choice != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BadInputError("--device cuda was asked for, but torch sees no CUDA device (use --device cpu or auto)")
+    if local_rank >= torch.cuda.device_count():
+        raise BadInputError(
+            f"--device cuda: local rank {local_rank} has no GPU of its own (torch sees "
+            f"{torch.cuda.device_count()}); start at most that many processes per node"
+        )

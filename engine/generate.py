@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine import __version__
-from engine.checks import check_checkpoint, check_image
+from engine.checks import check_checkpoint, check_device, check_image
 from engine.cli_args import apply_defaults, build_parser, validate
 from engine.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, BadInputError, PeerLostError
 from engine.tasks import TaskConfig
@@ -38,6 +38,7 @@ PEER_EXIT_WAIT_S = 2.0
 def _check_inputs(args: argparse.Namespace, world_size: int) -> tuple[TaskConfig, CheckpointLayout]:
     apply_defaults(args, world_size)
     task = validate(args, world_size)
+    check_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
     check_image(args.first_frame, "first frame")
     check_image(args.last_frame, "last frame")
     layout = check_checkpoint(args.ckpt_dir, task)

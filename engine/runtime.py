@@ -122,8 +122,8 @@ def peak_rss_bytes() -> int:
 def pick_device(choice: str, local_rank: int) -> torch.device:
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+    if not torch.cuda.is_available():  # checks.check_device reports this before; kept for other callers
+        raise BadInputError("--device cuda was asked for, but torch sees no CUDA device")
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from engine.mp4 import count_frames, read_frames
@@ -128,6 +129,20 @@ def test_corrupt_header_is_rejected_before_loading(tiny_official_ckpt, frames, t
     assert "Wan2.1_VAE.pth" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     kinds = [e["kind"] for e in read_events(events)]
     assert kinds == ["error"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_device_cuda_without_cuda_is_bad_input(tiny_official_ckpt, frames, tmp_path):
+    events = tmp_path / "events.jsonl"
+    proc = run_engine(tiny_args(tiny_official_ckpt, *frames, tmp_path / "v.mp4", events=str(events), device="cuda"),
+                      timeout=60)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        "error: --device cuda was asked for, but torch sees no CUDA device (use --device cpu or auto)"
+    ]
+    (event,) = read_events(events)
+    assert (event["kind"], event["class"], event["type"]) == ("error", "user_input", "BadInputError")
+    assert "Loading" not in proc.stdout and "Stage" not in proc.stdout  # refused before any weights load
 
 
 def _bad_inputs(ckpt: Path, frames: tuple[Path, Path], tmp: Path) -> dict[str, dict[str, str]]:
