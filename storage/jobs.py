@@ -239,6 +239,23 @@ def list_jobs(
     return rows
 
 
+def unfinished_work(conn: sqlite3.Connection, typical: float, now: float) -> tuple[float, int, int]:
+    """The queue's outstanding work in one aggregate over every unfinished job, without reading their rows:
+    (GPU-seconds the running and interrupted jobs still owe, by their attempt's own ETA or else `typical`
+    less the time the attempt has run; how many of them have no ETA of their own; GPUs asked for by the
+    queued jobs that can start, neither held nor waiting on a dependency)."""
+    sql = f"""
+    SELECT COALESCE(SUM(CASE WHEN j.state != 'queued' THEN j.gpus * COALESCE(a.eta_seconds,
+                        MAX(:typical - (:now - COALESCE(a.started_at, :now)), 0)) END), 0),
+           COALESCE(SUM(CASE WHEN j.state != 'queued' AND a.eta_seconds IS NULL THEN 1 END), 0),
+           COALESCE(SUM(CASE WHEN j.state = 'queued' AND NOT j.held AND NOT EXISTS ({_UNMET}) THEN j.gpus END), 0)
+    FROM jobs j LEFT JOIN attempts a ON a.id = j.current_attempt_id
+    WHERE j.state IN ('queued', 'running', 'interrupted')
+    """
+    owed, without_eta, queued_gpus = conn.execute(sql, {"typical": typical, "now": now}).fetchone()
+    return float(owed), int(without_eta), int(queued_gpus)
+
+
 def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
     """Jobs per state as `ls` names them (held: by the user or by an unmet dependency)."""
     counts: dict[str, int] = {}

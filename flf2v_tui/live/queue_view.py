@@ -10,7 +10,7 @@ from typing import Any
 from flf2v_tui.render import LS_STATES, display_state, gpus_text, short_prompt
 from flf2v_tui.term import duration, one_line
 from storage.db import read_tx
-from storage.jobs import count_by_state, list_jobs
+from storage.jobs import count_by_state, list_jobs, unfinished_work
 from storage.workers import is_paused, live_workers
 
 Row = dict[str, Any]
@@ -90,32 +90,22 @@ def _typical_seconds(conn: sqlite3.Connection) -> float | None:
     return statistics.median(r[0] for r in rows) if rows else None
 
 
-def queue_eta(jobs: list[Row], states: dict[int, str], slots: int, typical: float | None, now: float) -> float | None:
-    """Seconds until everything queued now has run: the slot-seconds still owed, spread over the workers' slots.
-    Running jobs owe their own ETA when they report one; otherwise (and for queued jobs) the median duration
-    of recent successes stands in. None without a worker, or with no history to estimate from."""
-    owed = 0.0
-    for job in jobs:
-        state = states[job["id"]]
-        if state in ACTIVE:
-            if job.get("eta_seconds") is not None:
-                left = float(job["eta_seconds"])
-            elif typical is not None:
-                left = max(typical - (now - (job.get("attempt_started") or now)), 0.0)
-            else:
-                return None
-            owed += left * job["gpus"]
-        elif state == "queued":
-            if typical is None:
-                return None
-            owed += typical * job["gpus"]
+def queue_eta(conn: sqlite3.Connection, slots: int, typical: float | None, now: float) -> float | None:
+    """Seconds until everything queued now has run: the slot-seconds still owed by the whole queue (whatever
+    the table lists or the filter shows), spread over the workers' slots. Running jobs owe their own ETA when
+    they report one; otherwise (and for queued jobs) the median duration of recent successes stands in. None
+    without a worker, or with no history to estimate from. One aggregate query, however long the queue."""
+    owed, without_eta, queued_gpus = unfinished_work(conn, typical or 0.0, now)
+    if typical is None and (without_eta or queued_gpus):
+        return None
+    owed += (typical or 0.0) * queued_gpus
     if owed == 0:
         return 0.0
     return owed / slots if slots else None
 
 
 def read_snapshot(conn: sqlite3.Connection, flt: JobFilter, now: float) -> QueueSnapshot:
-    """Four queries in one read transaction, so counts, rows and the paused flag agree with each other."""
+    """A few queries in one read transaction, so counts, rows, the ETA and the paused flag agree."""
     problem = flt.problem()
     with read_tx(conn):
         recent = None if (flt.states or flt.labels) else RECENT_FINISHED
@@ -123,25 +113,21 @@ def read_snapshot(conn: sqlite3.Connection, flt: JobFilter, now: float) -> Queue
         counts = count_by_state(conn)
         paused = is_paused(conn)
         workers = live_workers(conn)
-        typical = _typical_seconds(conn)
+        slots = sum(len(w["pool"].get("slots", [])) for w in workers)
+        eta = queue_eta(conn, slots, _typical_seconds(conn), now)
     jobs = [j for j in jobs if flt.matches(j)]
     matching = len(jobs)
     jobs = within_rows(jobs)
     states = {j["id"]: display_state(j) for j in jobs}
-    slots = sum(len(w["pool"].get("slots", [])) for w in workers)
     finished = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
     shown_finished = sum(1 for j in jobs if j["state"] in FINISHED)
-    # The queue's ETA covers the whole queue, whatever the filter shows.
-    unfiltered = jobs if not (flt.states or flt.labels or flt.words) else None
-    eta_jobs = unfiltered if unfiltered is not None else _unfinished(conn)
-    eta_states = states if unfiltered is not None else {j["id"]: display_state(j) for j in eta_jobs}
     return QueueSnapshot(
         jobs=jobs,
         counts=counts,
         paused=paused,
         workers=len(workers),
         slots=slots,
-        queue_eta=queue_eta(eta_jobs, eta_states, slots, typical, now),
+        queue_eta=eta,
         taken_at=now,
         problem=problem,
         hidden_finished=0 if (flt.states or flt.labels) else max(finished - shown_finished, 0),
@@ -160,10 +146,6 @@ def within_rows(jobs: list[Row], limit: int = MAX_ROWS) -> list[Row]:
     keep_current = current[: max(limit - min(len(finished), limit // 4), 0)]
     keep_finished = finished[len(finished) - (limit - len(keep_current)) :] if limit > len(keep_current) else []
     return keep_finished + keep_current
-
-
-def _unfinished(conn: sqlite3.Connection) -> list[Row]:
-    return list_jobs(conn, states=["queued", "running", "interrupted"])
 
 
 def bar(fraction: float, width: int = BAR_WIDTH) -> str:

@@ -9,9 +9,10 @@ import re
 import pytest
 
 from flf2v_tui.gpus import FakeSource, GpuUnavailable
-from flf2v_tui.live import form
+from flf2v_tui.live import form, queue_view
 from flf2v_tui.live.machine import MachineMonitor
 from flf2v_tui.live.queue_view import (
+    MAX_ROWS,
     JobFilter,
     bar,
     job_cells,
@@ -46,12 +47,41 @@ def test_bars_and_cells():
     assert job_cells({**job, "state": "queued"}, "queued", 3700)[4:8] == ("2", "", "", "")
 
 
-def test_queue_eta_spreads_owed_work_over_the_slots():
-    jobs = [{"id": 1, "gpus": 2, "eta_seconds": 100.0}, {"id": 2, "gpus": 1}, {"id": 3, "gpus": 1}]
-    states = {1: "running", 2: "queued", 3: "held"}
-    assert queue_eta(jobs, states, slots=4, typical=300.0, now=0) == (100 * 2 + 300) / 4
-    assert queue_eta(jobs, states, slots=0, typical=300.0, now=0) is None  # no worker
-    assert queue_eta(jobs, states, slots=4, typical=None, now=0) is None  # nothing to estimate from
+def _running(conn, job_id: int, eta: float | None, started: float) -> None:
+    cur = conn.execute("INSERT INTO attempts (job_id, number, worker_host, worker_pid, worker_started, device, gpus, "
+                       "nproc, log_dir, started_at, eta_seconds) VALUES (?, 1, 'h', 1, 0, 'cpu', 'c0', 1, '/x', ?, ?)",
+                       (job_id, started, eta))  # fmt: skip
+    conn.execute("UPDATE jobs SET state = 'running', current_attempt_id = ? WHERE id = ?", (cur.lastrowid, job_id))
+
+
+def test_queue_eta_spreads_owed_work_over_the_slots(conn, queue):
+    running, other, queued, held, waiting = queue(gpus=2), queue(), queue(), queue(), queue()
+    with write_tx(conn):
+        _running(conn, running, 100.0, started=0)
+        _running(conn, other, None, started=250)  # no ETA of its own: the typical duration less its 50 s so far
+        conn.execute("UPDATE jobs SET held = 1 WHERE id = ?", (held,))
+        conn.execute("INSERT INTO job_deps (job_id, after_id) VALUES (?, ?)", (waiting, queued))
+    owed = 100 * 2 + (300 - 50) + 300  # the held job (and one waiting on another) owe nothing yet
+    assert queue_eta(conn, slots=4, typical=300.0, now=300) == owed / 4
+    assert queue_eta(conn, slots=0, typical=300.0, now=300) is None  # no worker
+    assert queue_eta(conn, slots=4, typical=None, now=300) is None  # nothing to estimate from
+
+
+def test_queue_eta_covers_the_whole_queue_not_the_rows_listed(conn, queue, monkeypatch):
+    """The table lists MAX_ROWS jobs at most; the ETA counts every queued job, in one aggregate query."""
+    first = queue()
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(jobs)") if r[1] not in ("id", "seq")]
+    names = ", ".join(columns)
+    with write_tx(conn):  # MAX_ROWS + 300 queued jobs in all, copies of the first
+        conn.execute(f"WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < ?) "
+                     f"INSERT INTO jobs (seq, {names}) SELECT j.seq + n.k, {names} FROM jobs j, n WHERE j.id = ?",
+                     (MAX_ROWS + 299, first))  # fmt: skip
+    monkeypatch.setattr(queue_view, "_typical_seconds", lambda conn: 60.0)
+    monkeypatch.setattr(queue_view, "live_workers", lambda conn: [{"pool": {"slots": ["0", "1"]}}])
+    snap = read_snapshot(conn, JobFilter(), now=0)
+    assert len(snap.jobs) == MAX_ROWS and snap.left_out == 300
+    assert snap.queue_eta == (MAX_ROWS + 300) * 60.0 / 2
+    assert read_snapshot(conn, JobFilter.parse("state:failed"), now=0).queue_eta == snap.queue_eta
 
 
 def test_a_long_queue_keeps_recent_history_what_runs_and_the_head_of_the_queue():
