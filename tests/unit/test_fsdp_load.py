@@ -71,3 +71,41 @@ def test_sharded_loading_is_as_strict_as_whole_loading(tmp_path, tiny_diffusers_
     state["blocks.0.stray.weight"] = torch.zeros(3)
     save_file(state, str(shard), metadata={"format": "pt"})
     run_ranks(_extra_key_is_refused, 2, tmp_path, str(ckpt))
+
+
+def _bf16_sharded_equals_whole(rank: int, world: int, ckpt: str) -> None:
+    """The GPU dtype path on gloo: bf16 parameters beside the modules diffusers and transformers keep in
+    float32, in the same FSDP units, all-gathered in their own dtypes."""
+    layout = check_checkpoint(ckpt, TASK)
+    mesh = fsdp_mesh(CPU, world)
+    dit = load_transformer_sharded(layout, TASK, torch.bfloat16, CPU, mesh)
+    whole = loaders.load_transformer(layout, TASK, torch.bfloat16, CPU)
+    dtypes = {name: param.dtype for name, param in dit.named_parameters()}
+    assert dtypes == {name: param.dtype for name, param in whole.named_parameters()}
+    assert set(dtypes.values()) == {torch.bfloat16, torch.float32}
+    assert {dtypes["blocks.0.scale_shift_table"], dtypes["blocks.0.attn1.to_q.weight"]} == {
+        torch.float32, torch.bfloat16}  # one block, one FSDP unit, both dtypes  # fmt: skip
+    _check_shards(dit, whole, rank, world)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 36, 3, 4, 4, generator=g)
+    t = torch.tensor([500.0, 500.0])
+    text = torch.randn(2, 512, whole.config.text_dim, generator=g).bfloat16()
+    image = torch.randn(4, 5, whole.config.image_dim, generator=g).bfloat16()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = dit(x, t, text, image, return_dict=False)[0]
+        want = whole(x, t, text, image, return_dict=False)[0]
+    assert torch.equal(got, want)
+
+    t5 = load_text_encoder_sharded(layout, TASK, torch.bfloat16, CPU, mesh)
+    whole_t5 = loaders.load_text_encoder(layout, TASK, torch.bfloat16, CPU)
+    assert {n: p.dtype for n, p in t5.named_parameters()} == {n: p.dtype for n, p in whole_t5.named_parameters()}
+    _check_shards(t5, whole_t5, rank, world)
+    ids = torch.tensor([[5, 9, 13, 1, 0, 0]])
+    with torch.no_grad():
+        got_t5 = t5(input_ids=ids, attention_mask=ids > 0).last_hidden_state
+        want_t5 = whole_t5(input_ids=ids, attention_mask=ids > 0).last_hidden_state
+    assert torch.equal(got_t5, want_t5)
+
+
+def test_bf16_shards_with_float32_modules_equal_the_unsharded_bf16_model(tmp_path, tiny_official_ckpt):
+    run_ranks(_bf16_sharded_equals_whole, 2, tmp_path, str(tiny_official_ckpt))
