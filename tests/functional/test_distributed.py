@@ -1,4 +1,4 @@
-"""The engine on 2 gloo ranks under torchrun: FSDP and Ulysses give one process's video, sharded loading
+"""The engine on 2 (and 4) gloo ranks under torchrun: FSDP and Ulysses give one process's video, sharded loading
 keeps each rank's memory to its share, and a lost or hung rank ends the run with a `comm` error event."""
 
 from __future__ import annotations
@@ -71,6 +71,17 @@ def test_two_ranks_give_the_one_process_video(tiny_official_ckpt, frames, one_pr
     assert ("Ulysses" in line) == ("--ulysses_size" in TWO_RANK_CASES[case])
 
 
+def test_four_ranks_in_two_ulysses_groups_with_fsdp(tiny_official_ckpt, frames, one_process, tmp_path):
+    # More ranks than --ulysses_size: two groups of 2 (their own process groups), the DiT sharded over all 4.
+    run = _render(tiny_official_ckpt, frames, tmp_path, ["--ulysses_size", "2", "--dit_fsdp", "--t5_fsdp"], 4)
+    assert _relative(run["video"], one_process["64*64"]) <= 1e-5
+    log = (tmp_path / "logs" / "rank3.log").read_text()
+    line = next(x for x in log.splitlines() if "Parallelism: " in x)
+    assert "4 ranks: DiT sharded with FSDP2; T5 sharded with FSDP2;" in line
+    assert "over 2 ranks (Ulysses), 2 groups computing the same video" in line
+    assert {e["rank"] for e in run["events"] if e["kind"] == "memory"} == {0, 1, 2, 3}
+
+
 def test_ulysses_with_a_token_count_that_does_not_divide(tiny_official_ckpt, frames, one_process, tmp_path):
     run = _render(tiny_official_ckpt, frames, tmp_path, ["--ulysses_size", "2", "--t5_fsdp"], 2, size="48*48")
     log = (tmp_path / "logs" / "rank0.log").read_text()
@@ -89,9 +100,11 @@ def _load_growth(events: list[dict], rank: int) -> int:
     return peak - before
 
 
-def test_fsdp_loading_peak_memory_per_rank_is_well_below_a_whole_copy(frames, tmp_path_factory):
-    ckpt = write_tiny_checkpoint(tmp_path_factory.mktemp("medium") / "ckpt", layout="official", preset="medium")
-    weights = sum(p.stat().st_size for p in ckpt.glob("diffusion_pytorch_model*.safetensors"))
+@pytest.mark.parametrize("layout", ["official", "diffusers"])
+def test_fsdp_loading_peak_memory_per_rank_is_well_below_a_whole_copy(frames, tmp_path_factory, layout):
+    ckpt = write_tiny_checkpoint(tmp_path_factory.mktemp("medium") / "ckpt", layout=layout, preset="medium")
+    dit_files = "diffusion_pytorch_model*.safetensors" if layout == "official" else "transformer/*.safetensors"
+    weights = sum(p.stat().st_size for p in ckpt.glob(dit_files))
     assert weights > 50e6
     quick = {"frame_num": "5", "sample_steps": "1"}
     whole = _render(ckpt, frames, tmp_path_factory.mktemp("whole"), [], 1, **quick)
