@@ -1,5 +1,6 @@
 """Per GPU: memory used/total and utilisation as bars with a sparkline of the last minute, and the job holding
-it. Without an NVIDIA GPU it says why and shows CPU and RAM instead. Samples are taken in a thread."""
+it. Without an NVIDIA GPU it says why and shows CPU and RAM instead. Samples are taken in a thread. Every
+series is a percentage (memory: of the GPU's total), so each sparkline is drawn on the same 0-100 scale."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from flf2v_tui.live.machine import MachineMonitor, MachineSample
 from flf2v_tui.live.queue_view import bar
 from flf2v_tui.term import human_bytes
 from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.spark import ScaledSparkline
 
 BAR = 12
 
@@ -34,16 +36,16 @@ class GpuRowView(Horizontal):
     def compose(self) -> ComposeResult:
         text, util, memory = self._first
         yield Static(text, classes="gpu-text")
-        yield Sparkline(list(util) or [0.0], summary_function=max, classes="gpu-spark util")
-        spark = Sparkline(list(memory) or [0.0], summary_function=max, classes="gpu-spark mem")
+        yield ScaledSparkline(util, 100.0, classes="gpu-spark util")
+        spark = ScaledSparkline(memory, 100.0, classes="gpu-spark mem")
         spark.display = bool(memory)  # CPU and RAM rows have one series each
         yield spark
 
     def set(self, text: Text, util: tuple[float, ...], memory: tuple[float, ...]) -> None:
         self.query_one(".gpu-text", Static).update(text)
-        sparks = self.query(Sparkline)
-        sparks[0].data = list(util) or [0.0]
-        sparks[1].data = list(memory) or [0.0]
+        sparks = self.query(ScaledSparkline)
+        sparks[0].data = util
+        sparks[1].data = memory
         sparks[1].display = bool(memory)
 
 

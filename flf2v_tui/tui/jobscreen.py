@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, ProgressBar, Sparkline, Static
+from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from engine.errors import BadInputError
 from flf2v_tui.live.form import prefill_from_job
@@ -24,6 +24,7 @@ from flf2v_tui.tui import actions
 from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
 from flf2v_tui.tui.images import picture_class
 from flf2v_tui.tui.logpane import LogPane
+from flf2v_tui.tui.spark import ScaledSparkline
 from flf2v_tui.tui.text import plain
 from storage.jobs import attempts_of, require_job
 
@@ -72,7 +73,7 @@ class JobScreen(Screen[None]):
         self.detail: JobDetail | None = None
         self._telemetry: JobTelemetry | None = None
         self._attempt_dir: Path | None = None
-        self._memory_rows: dict[int, tuple[Static, Sparkline]] = {}
+        self._memory_rows: dict[int, tuple[Static, ScaledSparkline]] = {}
         self._logs_shown: Path | None = None
         self._preview_shown: Path | None = None
         self._preview_drawn = False
@@ -92,7 +93,7 @@ class JobScreen(Screen[None]):
                 with Horizontal(id="step-row"):
                     yield ProgressBar(total=None, show_eta=False, id="steps")
                     yield Static("", id="step-text")
-                yield Static("memory per rank", id="memory-title", classes="section")
+                yield Static("memory per rank (0 to the highest peak)", id="memory-title", classes="section")
                 yield Vertical(id="memory")
             with Vertical(id="job-preview"):
                 yield Static("", id="preview")
@@ -215,15 +216,17 @@ class JobScreen(Screen[None]):
             return
         for muted in box.query(".muted"):
             muted.remove()
+        # One scale for every rank, so that ranks compare: a rank at half the others' memory draws half bars.
+        ceiling = float(max(p.peak.values(), default=0) or max(max(s) for s in p.memory.values()))
         for rank in sorted(p.memory):
             series = [float(v) for v in p.memory[rank]]
             label = f"r{rank} {human_bytes(series[-1])} (peak {human_bytes(p.peak.get(rank, 0))})"
             if rank in self._memory_rows:
                 text, spark = self._memory_rows[rank]
                 text.update(label)
-                spark.data = series
+                spark.data, spark.ceiling = tuple(series), ceiling
             else:
-                text, spark = Static(label, classes="mem-label"), Sparkline(series)
+                text, spark = Static(label, classes="mem-label"), ScaledSparkline(series, ceiling)
                 self._memory_rows[rank] = (text, spark)
                 box.mount(Horizontal(text, spark, classes="mem-row"))
 

@@ -6,29 +6,28 @@ from __future__ import annotations
 import asyncio
 import json
 
-from textual.widgets import Sparkline
-
 from flf2v_tui.gpus import FakeSource
-from flf2v_tui.tui.gpupanel import GpuPanel
+from flf2v_tui.tui.gpupanel import GpuPanel, GpuRowView
+from flf2v_tui.tui.spark import ScaledSparkline
 from storage.db import connect, write_tx
 from tests.functional.tui_world import screen_text, settle
 
 GIB = 1 << 30
 
 
-def _gpus(path, used0: int, util0: int) -> None:
+def _gpus(path, used0: int, util0: int, util1: int = 0) -> None:
     gpus = [
         {"index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-0", "memory_total": 80 * GIB,
          "memory_used": used0 * GIB, "utilization": util0},
         {"index": 1, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-1", "memory_total": 80 * GIB,
-         "memory_used": 2 * GIB, "utilization": 0, "processes": [{"pid": 4242, "used_bytes": GIB}]},
+         "memory_used": 2 * GIB, "utilization": util1, "processes": [{"pid": 4242, "used_bytes": GIB}]},
     ]  # fmt: skip
     path.write_text(json.dumps(gpus))
 
 
 def test_gpu_panel_shows_memory_use_history_and_holders(world, make_app, tmp_path):
     fake = tmp_path / "gpus.json"
-    _gpus(fake, used0=60, util0=97)
+    _gpus(fake, used0=60, util0=97, util1=2)
     conn = connect(world.home.db)
     attempt = conn.execute("SELECT current_attempt_id FROM jobs WHERE id = ?", (world.ids["running"],)).fetchone()[0]
     with write_tx(conn):
@@ -43,13 +42,18 @@ def test_gpu_panel_shows_memory_use_history_and_holders(world, make_app, tmp_pat
             rows = [line for line in screen_text(app).splitlines() if "NVIDIA H100" in line]
             assert "util ███████████▋  97%" in rows[0] and "60.0 GiB/80.0 GiB" in rows[0]
             assert f"GiB  job {world.ids['running']} " in rows[0]
-            assert "GiB  other: pid 4242 " in rows[1] and "  0%" in rows[1]
+            assert "GiB  other: pid 4242 " in rows[1] and "   2%" in rows[1]
             assert "No NVIDIA GPU" not in screen_text(app)
 
-            _gpus(fake, used0=70, util0=40)
+            _gpus(fake, used0=70, util0=40, util1=3)
             panel = app.screen.query_one(GpuPanel)
             await settle(pilot, lambda: len(panel.last.gpus[0].util_history) >= 2, what="a second sample")
             assert panel.last.gpus[0].util_history[-2:] == (97.0, 40.0)
-            assert panel.query(Sparkline).first().data[-2:] == [97.0, 40.0]
+            await pilot.pause()
+            util = [row.query(ScaledSparkline).first() for row in panel.query(GpuRowView)]
+            assert util[0].data[-2:] == (97.0, 40.0)
+            # One fixed 0-100 % scale: an idle GPU (2 %, then 3 %) draws the lowest bars, not full ones.
+            drawn = [str(spark.render()).strip() for spark in util]
+            assert drawn[0].endswith("█▄") and set(drawn[1]) == {"▁"}, drawn
 
     asyncio.run(scenario())

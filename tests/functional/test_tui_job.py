@@ -50,6 +50,8 @@ def test_job_view_shows_parameters_stages_progress_and_memory(world, make_app):
             assert "load 40.0s ▸ encode 3.5s ▸ denoise 255.0s… ▸ decode — ▸ save —" in text
             assert "step 12/50 · 20.00 s/it · ETA 12m40s" in text
             assert "r0 1.3 GiB (peak 1.3 GiB)" in text and "r1 1.4 GiB (peak 1.4 GiB)" in text
+            sparks = [spark for _, spark in screen._memory_rows.values()]
+            assert {spark.ceiling for spark in sparks} == {float((900 + 40 * 12 + 100) << 20)}  # one scale: r1's peak
             assert screen.query_one("#steps").percentage == 12 / 50
             # The newest latent preview the engine wrote, drawn as a picture.
             await settle(pilot, lambda: "latent preview, step 10" in screen_text(app), what="the preview")

@@ -23,6 +23,7 @@ from flf2v_tui.live.queue_view import (
 )
 from flf2v_tui.live.telemetry import JobTelemetry, progress_of
 from flf2v_tui.tui.logview import styled_line
+from flf2v_tui.tui.spark import spark_text
 from storage.db import write_tx
 from storage.jobs import get_job
 from storage.workers import set_paused
@@ -232,6 +233,14 @@ def test_machine_monitor_keeps_history_and_falls_back_to_cpu(tmp_path):
 
     cpu = MachineMonitor(NoDriver()).sample({})
     assert cpu.gpus == [] and cpu.no_gpu_reason == "NVML is not available" and cpu.ram_total > 0
+
+
+def test_sparklines_are_drawn_on_a_fixed_scale():
+    assert spark_text([2, 3, 2], 100, 5) == "  ▁▁▁"  # an idle GPU: low bars, newest on the right
+    assert spark_text([97, 40, 0, 100], 100, 4) == "█▄▁█"
+    assert spark_text([150, -5], 100, 2) == "█▁"  # out of range: clamped
+    assert spark_text(list(range(100)), 100, 4) == "▂▄▆█"  # longer than the width: each run at its highest
+    assert spark_text([5], 0, 1) == "█" and spark_text([1, 2], 100, 0) == ""
 
 
 def test_log_lines_are_drawn_inert():
