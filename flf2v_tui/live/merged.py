@@ -42,9 +42,12 @@ class MergedLines:
     """Same reading interface as lineindex.FileLines, so one log view shows either."""
 
     def __init__(self, files: dict[int, Path], tail_bytes: int = TAIL_BYTES, max_lines: int = MAX_LINES) -> None:
-        offsets = {rank: tail_offset(path, tail_bytes) for rank, path in files.items()}
-        self.truncated = any(offsets.values())
-        self.follower = Follower(files, prefix=True, offsets=offsets)
+        """Touches no file: it is made where the widgets are composed, on the UI thread. The first refresh
+        (in the view's thread) finds where each rank's tail starts."""
+        self.files = files
+        self.tail_bytes = tail_bytes
+        self.truncated = False
+        self.follower: Follower | None = None
         self.lines: list[str] = []
         self.keys: list[tuple[str, int]] = []  # (time stamp, rank) of each line, in order
         self._stamps: dict[int, str] = {}
@@ -79,8 +82,12 @@ class MergedLines:
     def refresh(self, budget: int | None = None) -> bool:
         """Take the lines appended since the last call and merge them in by time: a rank that flushes late
         still has its lines placed among the other ranks' lines of the same moment."""
+        if self.follower is None:
+            offsets = {rank: tail_offset(path, self.tail_bytes) for rank, path in self.files.items()}
+            self.truncated = any(offsets.values())
+            self.follower = Follower(self.files, prefix=True, offsets=offsets)
         new = [line.rstrip("\n") for line in self.follower.poll()]
-        problem = self._problem()
+        problem = self._problem(self.follower)
         if problem != self.problem:
             self.problem = problem
             if not new:
@@ -102,11 +109,12 @@ class MergedLines:
         self.lines = lines  # one assignment, so a reader on another thread sees the old list or the new one
         return True
 
-    def _problem(self) -> str | None:
-        lost = self.follower.unreadable
+    @staticmethod
+    def _problem(follower: Follower) -> str | None:
+        lost = follower.unreadable
         if not lost:
             return None
-        if len(lost) == len(self.follower.files) and len(set(lost.values())) == 1:
+        if len(lost) == len(follower.files) and len(set(lost.values())) == 1:
             return f"{next(iter(lost.values()))} (every rank's; the lines read before stay)"
         return "; ".join(f"rank {rank}: {why}" for rank, why in sorted(lost.items()))
 

@@ -4,12 +4,17 @@ has them, coloured half cells otherwise, so thumbnails and previews also work ov
 textual-image asks the terminal what it supports when it is imported, which cannot happen once Textual owns
 the terminal; the app imports this module before it starts. FLF2V_IMAGES=auto|halfcell|unicode|sixel|tgp
 overrides the choice (the snapshot tests use halfcell, which draws the same everywhere).
+
+Widgets are given decoded images (load_picture, called in a worker thread), never paths: a path would be
+opened and decoded on the UI thread when the widget draws.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+from PIL import Image as PILImage
 from textual.widget import Widget
 from textual_image.widget import HalfcellImage, Image, SixelImage, TGPImage, UnicodeImage
 
@@ -20,6 +25,18 @@ MODES: dict[str, type[Widget]] = {
     "sixel": SixelImage,
     "tgp": TGPImage,
 }
+
+
+def load_picture(path: str | Path | None) -> PILImage.Image | None:
+    """The picture at `path`, decoded (call it in a worker thread); None when there is none, it went, or it
+    is not a picture Pillow reads (a preview caught mid-write)."""
+    if not path:
+        return None
+    try:
+        with PILImage.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError, PILImage.DecompressionBombError):
+        return None
 
 
 def picture_class() -> type[Widget]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from PIL.Image import Image
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -22,7 +23,7 @@ from flf2v_tui.render import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, displa
 from flf2v_tui.term import duration, human_bytes, inert_row, one_line
 from flf2v_tui.tui import actions
 from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
-from flf2v_tui.tui.images import picture_class
+from flf2v_tui.tui.images import load_picture, picture_class
 from flf2v_tui.tui.logpane import LogPane
 from flf2v_tui.tui.spark import ScaledSparkline
 from flf2v_tui.tui.text import plain
@@ -44,6 +45,7 @@ class JobDetail:
     state: str
     prefill: dict[str, str]
     progress: ProgressInfo
+    preview: Image | None  # the newest latent preview, decoded on the reading thread
 
 
 def timeline_text(spans: list[StageSpan]) -> Text:
@@ -75,7 +77,8 @@ class JobScreen(Screen[None]):
         self._attempt_dir: Path | None = None
         self._memory_rows: dict[int, tuple[Static, ScaledSparkline]] = {}
         self._logs_shown: Path | None = None
-        self._preview_shown: Path | None = None
+        self._preview_read: tuple[str | None, Image | None] = (None, None)  # the reading thread's own
+        self._preview_shown: Image | None = None
         self._preview_drawn = False
 
     @property
@@ -134,8 +137,17 @@ class JobScreen(Screen[None]):
         progress = progress_of(self._telemetry if latest else None, latest, self.flf2v.now())
         state = display_state(with_worker(job, attempts))
         # The job as shown is made inert here; the form's prefill keeps the recipe exactly as it was submitted.
-        detail = JobDetail(inert_row(job), attempts, state, prefill_from_job(job), progress)
+        detail = JobDetail(inert_row(job), attempts, state, prefill_from_job(job), progress, self._preview(progress))
         deliver(self.app, self.show, detail)
+
+    def _preview(self, progress: ProgressInfo) -> Image | None:
+        """The newest preview, decoded here on the reading thread: again only when the engine wrote a newer
+        one, or when the last could not be read yet."""
+        path = str(progress.preview["path"]) if progress.preview and progress.preview.get("path") else None
+        read_path, image = self._preview_read
+        if path != read_path or (path is not None and image is None):
+            self._preview_read = (path, load_picture(path))
+        return self._preview_read[1]
 
     def _unreadable(self, message: str) -> None:
         if self.query("#job-title"):
@@ -192,21 +204,21 @@ class JobScreen(Screen[None]):
         text += f" · ETA {duration(p.eta)}" if running and p.eta is not None else ""
         self.query_one("#step-text", Static).update(text)
         self._show_memory(p)
-        self._show_preview(p.preview)
+        self._show_preview(p.preview, detail.preview)
 
-    def _show_preview(self, preview: dict[str, Any] | None) -> None:
-        """The newest latent preview: first, middle and last latent frames side by side, as the engine drew them."""
-        path = Path(str(preview["path"])) if preview and preview.get("path") else None
-        shown = path if path is not None and path.is_file() else None
-        if self._preview_drawn and shown == self._preview_shown:
+    def _show_preview(self, preview: dict[str, Any] | None, image: Image | None) -> None:
+        """The newest latent preview: first, middle and last latent frames side by side, as the engine drew them.
+        The picture arrives decoded; nothing here touches the file."""
+        if self._preview_drawn and image is self._preview_shown:
             return
-        self._preview_drawn, self._preview_shown = True, shown
+        self._preview_drawn, self._preview_shown = True, image
         caption = self.query_one("#preview", Static)
-        if shown is None or preview is None:
+        if image is None or preview is None:
             caption.update(Text("latent preview: none yet", style="dim"))
+            self.query_one("#preview-image").image = None  # type: ignore[attr-defined]
             return
         caption.update(Text(f"latent preview, step {preview.get('step', '?')}", style="dim"))
-        self.query_one("#preview-image").image = str(shown)  # type: ignore[attr-defined]
+        self.query_one("#preview-image").image = image  # type: ignore[attr-defined]
 
     def _show_memory(self, p: ProgressInfo) -> None:
         box = self.query_one("#memory", Vertical)

@@ -44,12 +44,13 @@ class LogPane(Vertical):
 
     @property
     def active_view(self) -> LogView | None:
-        """The view of the tab on show; None while the pane is taken down (the job view was left), when a
-        callback queued before that can still arrive."""
+        """The view of the tab on show; None before the tabs have settled on one (ValueError: no active tab
+        yet), and while the pane is taken down (the job view was left), when a callback queued before that
+        can still arrive."""
         try:
             tabs = self.query_one(TabbedContent)
             return tabs.get_pane(tabs.active).query_one(LogView)
-        except NoMatches:
+        except (NoMatches, ValueError):
             return None
 
     def on_mount(self) -> None:
@@ -62,6 +63,8 @@ class LogPane(Vertical):
         """Only the view on screen reads its files; the others pick up where they left off when shown."""
         active = self.active_view
         if active is None:
+            if self.query(TabbedContent):  # not settled on its first tab yet: look again after the next frame
+                self.call_after_refresh(self._watch_active)
             return
         for view in self.query(LogView):
             view.keep_up(view is active)
@@ -84,7 +87,8 @@ class LogPane(Vertical):
         parts.append("following" if view.follow else "paused: scrolled up (End follows)")
         if view.match is not None:
             parts.append(f"hit at line {view.match + 1:,} for {view.needle!r} (n/N)")
-        self.query_one("#log-status", Static).update(plain(" · ".join(parts)))
+        for status in self.query("#log-status").results(Static):  # none once the pane is being taken down
+            status.update(plain(" · ".join(parts)))
 
     def action_search(self) -> None:
         box = self.query_one("#log-search", Input)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from PIL import Image
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -17,6 +16,7 @@ from textual.widgets import Static
 from flf2v_tui.catalogue.media import small_frames
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.images import picture_class
+from flf2v_tui.tui.text import plain
 
 if TYPE_CHECKING:
     from textual.timer import Timer
@@ -50,6 +50,10 @@ class PlayerScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, group="player")
     def _decode(self, path: Path) -> None:
+        if not path.is_file():
+            # What matters first: the caption is one line, and the path may be long.
+            deliver(self.app, self._failed, f"video {self.video['id']}: its file is gone (flf2v videos verify): {path}")
+            return
         try:
             frames = small_frames(path, PLAY_WIDTH)
         except (OSError, RuntimeError, ValueError) as exc:  # ValueError: a frame cut short
@@ -60,7 +64,7 @@ class PlayerScreen(ModalScreen[None]):
     def _failed(self, message: str) -> None:
         if not self.is_attached:
             return  # closed while decoding
-        self.query_one("#player-caption", Static).update(Text(message, style="red"))
+        self.query_one("#player-caption", Static).update(plain(message, style="red"))
 
     def _loaded(self, frames: list[Image.Image]) -> None:
         if not self.is_attached:

@@ -4,9 +4,9 @@ the selection; rate, tag and favourite from the keyboard, play it here, open it 
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from PIL.Image import Image
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -21,7 +21,7 @@ from flf2v_tui.catalogue.player import player_command
 from flf2v_tui.catalogue.record import save_user_fields
 from flf2v_tui.live.catalogue_view import SORT_NAMES, next_sort, prefill_from_video, read_videos, recipe_rows, row_cells
 from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
-from flf2v_tui.tui.images import picture_class
+from flf2v_tui.tui.images import load_picture, picture_class
 from flf2v_tui.tui.player import PlayerScreen
 from flf2v_tui.tui.text import notify_plain, plain
 
@@ -170,7 +170,6 @@ class VideosScreen(Screen[None]):
     def _show_selected(self) -> None:
         video = self.selected
         recipe = self.query_one("#video-recipe", Static)
-        sheet = self.query_one("#video-sheet")
         if video is None:
             recipe.update(Text("no video selected", style="dim"))
             return
@@ -181,7 +180,16 @@ class VideosScreen(Screen[None]):
         path = (video.get("files") or {}).get("sheet")
         if path != self._shown_sheet:
             self._shown_sheet = path
-            sheet.image = path if path and Path(path).is_file() else None  # type: ignore[attr-defined]
+            self._load_sheet(path)
+
+    @work(thread=True, exclusive=True, group="sheet")
+    def _load_sheet(self, path: str | None) -> None:
+        """The contact sheet decoded here, not by the picture widget on the UI thread."""
+        deliver(self.app, self._sheet_loaded, path, load_picture(path))
+
+    def _sheet_loaded(self, path: str | None, image: Image | None) -> None:
+        if path == self._shown_sheet and self.is_attached:  # still the selection's sheet
+            self.query_one("#video-sheet").image = image  # type: ignore[attr-defined]
 
     # ---- keys ----------------------------------------------------------------------------------------------
 
@@ -193,12 +201,8 @@ class VideosScreen(Screen[None]):
 
     def action_play(self) -> None:
         video = self._need_selected()
-        if video is None:
-            return
-        if not Path(video["path"]).is_file():
-            notify_plain(self, f"{video['path']} is gone (flf2v videos verify)", severity="error")
-            return
-        self.app.push_screen(PlayerScreen(video))
+        if video is not None:
+            self.app.push_screen(PlayerScreen(video))  # which says so, from its thread, if the file is gone
 
     def action_open_player(self) -> None:
         video = self._need_selected()

@@ -152,3 +152,19 @@ def test_videos_are_in_the_palette(world, make_app):
 
     asyncio.run(scenario())
 
+
+
+def test_playing_a_video_whose_file_went_says_so(world, make_app):
+    ids = add_videos(world)
+    Path(_video(world, ids[-1])["path"]).unlink()
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=SIZE) as pilot:
+            await _open_videos(app, pilot, 3)
+            await pilot.press("enter")  # the newest, whose mp4 is gone
+            await settle(pilot, lambda: "its file is gone" in screen_text(app), what="the player says so")
+            await pilot.press("escape")
+            await settle(pilot, lambda: isinstance(app.screen, VideosScreen), what="the player closed")
+
+    asyncio.run(scenario())
