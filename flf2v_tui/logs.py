@@ -64,6 +64,7 @@ class Follower:
     stamps: dict[int, str] = field(default_factory=dict)
     # rank -> why its file could not be read at the last poll (one not written yet is not listed)
     unreadable: dict[int, str] = field(default_factory=dict)
+    opened: set[int] = field(default_factory=set)  # ranks whose file was read at least once
 
     def poll(self) -> list[str]:
         batch: list[tuple[str, int, int, str]] = []
@@ -73,9 +74,10 @@ class Follower:
                     fh.seek(self.offsets.get(rank, 0))
                     chunk = fh.read(8 << 20)
             except OSError as exc:
-                if rank in self.offsets or not isinstance(exc, FileNotFoundError):
+                if rank in self.opened or not isinstance(exc, FileNotFoundError):
                     self.unreadable[rank] = problem_of(exc)
                 continue
+            self.opened.add(rank)
             self.unreadable.pop(rank, None)
             self.offsets[rank] = self.offsets.get(rank, 0) + len(chunk)
             text = self.partial.pop(rank, "") + chunk.decode("utf-8", errors="replace")

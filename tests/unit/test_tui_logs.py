@@ -159,13 +159,16 @@ def test_a_log_not_written_yet_is_not_lost(tmp_path):
 
 
 def test_the_merged_view_keeps_its_lines_and_says_when_logs_go(tmp_path):
-    r0, r1 = tmp_path / "rank0.log", tmp_path / "rank1.log"
+    r0, r1, r2 = tmp_path / "rank0.log", tmp_path / "rank1.log", tmp_path / "rank2.log"
     r0.write_text(_stamped(1, "a"))
     r1.write_text(_stamped(2, "b"))
-    merged = MergedLines({0: r0, 1: r1})
-    assert merged.refresh() and merged.problem is None
+    merged = MergedLines({0: r0, 1: r1, 2: r2})
+    assert merged.refresh() and merged.problem is None  # rank 2 has written nothing yet: not a loss
     r1.unlink()
     assert merged.refresh() and merged.problem == "rank 1: the log is gone"
+    r2.write_text(_stamped(3, "c"))
+    assert merged.refresh() and merged.problem == "rank 1: the log is gone"
     r0.unlink()
+    r2.unlink()
     assert merged.refresh() and merged.problem.startswith("the log is gone (every rank's")
-    assert merged.count == 2 and not merged.refresh()
+    assert merged.count == 3 and not merged.refresh()
