@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import heapq
 import re
 from collections.abc import Iterable, Iterator
@@ -65,6 +66,9 @@ class Follower:
     # rank -> why its file could not be read at the last poll (one not written yet is not listed)
     unreadable: dict[int, str] = field(default_factory=dict)
     opened: set[int] = field(default_factory=set)  # ranks whose file was read at least once
+    # One UTF-8 decoder per rank, carrying a character split between two reads to the next (the official
+    # negative prompt is Chinese, and it is logged); decoding each read alone would make both halves U+FFFD.
+    decoders: dict[int, codecs.IncrementalDecoder] = field(default_factory=dict)
 
     def poll(self) -> list[str]:
         batch: list[tuple[str, int, int, str]] = []
@@ -80,7 +84,8 @@ class Follower:
             self.opened.add(rank)
             self.unreadable.pop(rank, None)
             self.offsets[rank] = self.offsets.get(rank, 0) + len(chunk)
-            text = self.partial.pop(rank, "") + chunk.decode("utf-8", errors="replace")
+            decoder = self.decoders.setdefault(rank, codecs.getincrementaldecoder("utf-8")(errors="replace"))
+            text = self.partial.pop(rank, "") + decoder.decode(chunk)
             complete, _, rest = text.rpartition("\n")
             if rest:
                 self.partial[rank] = rest
@@ -95,6 +100,10 @@ class Follower:
 
     def flush(self) -> list[str]:
         """The last lines without a final newline (a process killed mid-line)."""
+        for rank, decoder in self.decoders.items():
+            rest = decoder.decode(b"", final=True)  # a character cut short for good
+            if rest:
+                self.partial[rank] = self.partial.get(rank, "") + rest
         out = [f"[r{r}] {t}\n" if self.prefix else f"{t}\n" for r, t in sorted(self.partial.items()) if t]
         self.partial.clear()
         return out

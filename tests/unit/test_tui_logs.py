@@ -10,6 +10,7 @@ import pytest
 from flf2v_tui.live import lineindex
 from flf2v_tui.live.lineindex import FileLines, LineIndex
 from flf2v_tui.live.merged import MergedLines, tail_offset
+from flf2v_tui.logs import Follower
 
 
 def _write(path, lines, end="\n"):
@@ -172,3 +173,21 @@ def test_the_merged_view_keeps_its_lines_and_says_when_logs_go(tmp_path):
     r2.unlink()
     assert merged.refresh() and merged.problem.startswith("the log is gone (every rank's")
     assert merged.count == 3 and not merged.refresh()
+
+
+def test_a_character_split_between_two_appends_is_read_whole(tmp_path):
+    """The official negative prompt is Chinese and is logged: a rank's write can end inside a character."""
+    path = tmp_path / "rank0.log"
+    line = _stamped(1, "负面提示 色调艳丽")
+    raw = line.encode()
+    cut = raw.index("面".encode()) + 1  # inside the second character's three bytes
+    path.write_bytes(raw[:cut])
+    follower, merged = Follower({0: path}, prefix=False), MergedLines({0: path})
+    assert follower.poll() == [] and not merged.refresh()
+    with open(path, "ab") as fh:
+        fh.write(raw[cut:])
+    assert follower.poll() == [line]
+    assert merged.refresh() and merged.lines == ["[r0] " + line.rstrip("\n")]
+    path.write_bytes(raw + "面".encode()[:2])  # a character cut short for good: the rank was killed
+    cut_short = Follower({0: path}, prefix=False)
+    assert cut_short.poll() == [line] and cut_short.flush() == ["\ufffd\n"]
