@@ -122,6 +122,8 @@ class LogView(ScrollView, can_focus=True):
         dropped = getattr(self.source, "dropped", 0)
         if dropped != self._shown_dropped:  # the merged view let old lines go: keep the same lines in view
             shift, self._shown_dropped = dropped - self._shown_dropped, dropped
+            if self.match is not None:  # and the search hit on its line (gone with them, if it was let go)
+                self.match = self.match - shift if self.match >= shift else None
             if not self.follow:
                 self._following_scroll = True
                 self.scroll_to(y=max(self.scroll_y - shift, 0), animate=False)

@@ -207,3 +207,26 @@ def test_a_log_deleted_while_shown_says_so_and_search_keeps_the_app(world, make_
             assert app.is_running and app._exception is None
 
     asyncio.run(scenario())
+
+
+def test_a_search_hit_stays_on_its_line_when_the_merged_view_lets_old_lines_go(world, make_app):
+    folder = world.attempt_dir("running")
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            screen = await _open(app, pilot, world.ids["running"])
+            view = _view(screen)
+            await settle(pilot, lambda: view.source.count == 26, what="the merged logs")
+            view.source.max_lines = 30  # so that a few more lines make it let the oldest go
+            screen.query_one(LogPane).search("sampling  12/50")
+            await settle(pilot, lambda: view.match is not None, what="the hit")
+            hit = view.source.lines[view.match]
+            assert "[r0]" in hit and "Sampling  12/50" in hit
+            with open(folder / "rank0.log", "a") as fh:
+                fh.writelines(log_line(NOW + i, f"later line {i}") for i in range(20))
+            await settle(pilot, lambda: view.source.dropped > 0 and view._shown_dropped == view.source.dropped,
+                         what="old lines let go")  # fmt: skip
+            assert view.match is not None and view.source.lines[view.match] == hit
+
+    asyncio.run(scenario())
