@@ -45,6 +45,7 @@ _ROUTES: tuple[tuple[str, str], ...] = (
     (r"sample_shift", "sample_shift"),
     (r"sample_guide_scale", "sample_guide_scale"),
     (r"sample_solver", "sample_solver"),
+    (r"neg_prompt|negative prompt", "neg_prompt"),  # before "prompt", which its messages contain too
     (r"prompt", "prompt"),
     (r"seed", "seeds"),
     (r"ulysses", "ulysses_size"),

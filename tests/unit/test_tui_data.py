@@ -143,6 +143,12 @@ def test_each_bad_value_is_reported_under_its_own_field(conn, home, frames, tmp_
     assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
 
 
+def test_messages_about_the_negative_prompt_go_under_it_not_under_the_prompt():
+    assert form.field_for("--neg_prompt is too long (at most 512 tokens)") == "neg_prompt"
+    assert form.field_for("the negative prompt is not valid UTF-8") == "neg_prompt"
+    assert form.field_for('the prompt is empty; give one with --prompt "..."') == "prompt"
+
+
 def test_a_database_that_refuses_the_job_is_a_message_for_the_whole_form(conn, home, frames, tmp_path):
     ckpt = write_stub_checkpoint(tmp_path / "ckpt")
     conn.execute("PRAGMA query_only = ON")  # as a read-only file or a full disk would refuse the insert
