@@ -190,7 +190,8 @@ def status_line(snap: QueueSnapshot) -> str:
     c = snap.counts
     parts = ["PAUSED: running jobs finish, nothing new starts (p resumes)"] if snap.paused else []
     if snap.workers == 0:
-        parts.append("no worker running: read-only view, nothing starts until `flf2v worker` runs")
+        # Not "read-only": cancel, hold, retry and submit still change the queue; only nothing runs it.
+        parts.append("no worker running: nothing will start until `flf2v worker` runs")
     else:
         parts.append(f"{snap.workers} worker(s), {snap.slots} slot(s)")
     run = " · ".join(parts)
