@@ -3,10 +3,10 @@ one thread at a time, so a write waiting on another process's lock never holds u
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from typing import TypeVar
 
 from textual.app import App
@@ -49,6 +49,17 @@ class Db:
 
 
 def deliver(app: App[object], fn: Callable[..., object], *args: object) -> None:
-    """Hand a worker thread's result to the UI thread; dropped quietly once the app is closing."""
-    with contextlib.suppress(RuntimeError):
-        app.call_from_thread(fn, *args)
+    """Hand a worker thread's result to the UI thread; dropped quietly once the app is closing (Textual then
+    refuses the call with a RuntimeError, or cancels it). An error of `fn` itself is a bug and is raised."""
+    ran = False
+
+    def run() -> object:
+        nonlocal ran
+        ran = True
+        return fn(*args)
+
+    try:
+        app.call_from_thread(run)
+    except (RuntimeError, CancelledError):
+        if ran:
+            raise

@@ -10,6 +10,8 @@ import io
 import os
 import threading
 
+import pytest
+
 from flf2v_tui.tui.jobscreen import JobScreen
 from flf2v_tui.tui.jobtable import JobTable
 from flf2v_tui.tui.logview import LogView
@@ -55,5 +57,36 @@ def test_job_view_and_catalogue_touch_no_file_on_the_ui_thread(world, make_app, 
             await pilot.pause(0.2)
             monkeypatch.undo()
         assert touched == [], touched
+
+    asyncio.run(scenario())
+
+
+def test_a_result_for_a_closing_app_is_dropped_but_a_failing_callback_is_not_hidden():
+    from textual import work
+    from textual.app import App
+    from textual.worker import WorkerFailed
+
+    from flf2v_tui.tui.db import deliver
+
+    class Probe(App[None]):
+        @work(thread=True)
+        def hand_over(self, fn) -> None:
+            deliver(self, fn)
+
+    async def scenario() -> None:
+        closed = Probe()
+        async with closed.run_test():
+            pass
+        deliver(closed, lambda: None)  # after the app ended: dropped, nothing raised
+
+        app = Probe()
+
+        def bug() -> None:
+            raise RuntimeError("a bug in the UI callback")
+
+        with pytest.raises(WorkerFailed, match="a bug in the UI callback"):  # the app ends, saying why
+            async with app.run_test() as pilot:
+                app.hand_over(bug)
+                await pilot.pause(0.5)
 
     asyncio.run(scenario())
