@@ -15,12 +15,15 @@ from flf2v_tui.tui import actions
 from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
 from flf2v_tui.tui.gpupanel import GpuPanel
 from flf2v_tui.tui.jobtable import JobTable
-from flf2v_tui.tui.text import plain
+from flf2v_tui.tui.text import notify_plain, plain
 
 if TYPE_CHECKING:
     from flf2v_tui.tui.app import Flf2vApp
 
 GPU_EVERY_S = 1.0
+# Polls to wait for a job just submitted to show up before giving up on selecting it: one beyond the rows
+# listed (a long queue) never does.
+SELECT_TRIES = 5
 
 
 class DashboardScreen(Screen[None]):
@@ -43,6 +46,7 @@ class DashboardScreen(Screen[None]):
         self.filter = JobFilter()
         self.snapshot: QueueSnapshot | None = None
         self._want_selected: int | None = None
+        self._want_tries = 0
 
     @property
     def flf2v(self) -> Flf2vApp:
@@ -112,15 +116,25 @@ class DashboardScreen(Screen[None]):
         table = self.query_one(JobTable)
         first = table.row_count == 0
         table.show(snap, snap.taken_at)
-        if self._want_selected is not None and table.select(self._want_selected):
-            self._want_selected = None
+        if self._want_selected is not None:
+            self._select_wanted(table)
         elif first and snap.jobs:  # start on what is happening now rather than on the oldest finished job
             current = [j["id"] for j in snap.jobs if j["state"] not in ("succeeded", "failed", "cancelled")]
             table.select(current[0] if current else snap.jobs[-1]["id"])
 
+    def _select_wanted(self, table: JobTable) -> None:
+        wanted = self._want_selected
+        if wanted is None or table.select(wanted):
+            self._want_selected = None
+            return
+        self._want_tries -= 1
+        if self._want_tries <= 0:
+            self._want_selected = None
+            notify_plain(self, f"job {wanted} is queued, but not among the rows listed (narrow them with /)")
+
     def select_job(self, job_id: int) -> None:
         """Put the cursor on this job once it shows up (a job just submitted appears on the next poll)."""
-        self._want_selected = job_id
+        self._want_selected, self._want_tries = job_id, SELECT_TRIES
         self.poll()
 
     # ---- actions -------------------------------------------------------------------------------------------

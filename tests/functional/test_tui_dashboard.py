@@ -177,3 +177,18 @@ def test_a_database_that_cannot_be_read_is_said_and_survived(world, make_app):
             assert app.is_running and app._exception is None
 
     asyncio.run(scenario())
+
+
+def test_a_new_job_not_among_the_rows_listed_is_given_up_on_and_said(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(140, 36)) as pilot:
+            await settle(pilot, lambda: _table(app).row_count == len(STATES), what="the jobs")
+            dashboard = app.screen
+            dashboard.select_job(9999)  # as after a submit, for a job beyond the rows the table keeps
+            await settle(pilot, lambda: dashboard._want_selected is None, what="the selection given up")
+            assert any("job 9999 is queued, but not among the rows listed" in n.message for n in app._notifications)
+            dashboard.select_job(world.ids["held"])
+            await settle(pilot, lambda: _table(app).selected_id == world.ids["held"], what="a listed job selected")
+
+    asyncio.run(scenario())
