@@ -20,7 +20,13 @@ TORCHRUN_LOG = "torchrun.log"
 
 
 class LogPane(Vertical):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close_search", "Close search", show=False)]
+    # In the search box: shift+enter for the previous hit where the terminal tells it from enter (many send
+    # the same bytes for both), and the arrows everywhere. In the log itself n and N do it (LogView).
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close_search", "Close search", show=False),
+        Binding("shift+enter,up", "search_step(True)", "Previous hit", show=False),
+        Binding("down", "search_step(False)", "Next hit", show=False),
+    ]
 
     def __init__(self, attempt_dir: Path, ranks: int, interval: float = 0.25, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
@@ -38,7 +44,7 @@ class LogPane(Vertical):
                     yield LogView(FileLines(path), interval=self.interval, id=f"view-r{rank}")
             with TabPane("torchrun", id="log-torchrun"):
                 yield LogView(FileLines(self.attempt_dir / TORCHRUN_LOG), interval=self.interval, id="view-torchrun")
-        yield Input(placeholder="search this log (enter: next, shift+enter or N: previous, esc: close)",
+        yield Input(placeholder="search this log (enter or ↓: next, shift+enter or ↑: previous, esc: close)",
                     id="log-search", classes="hidden")  # fmt: skip
         yield Static("", id="log-status")
 
@@ -105,6 +111,13 @@ class LogPane(Vertical):
         if event.input.id == "log-search" and event.value.strip():
             event.stop()
             self.search(event.value.strip())
+
+    def action_search_step(self, backwards: bool) -> None:
+        """The next or previous hit of what the search box holds (or of the last search)."""
+        view = self.active_view
+        needle = self.query_one("#log-search", Input).value.strip() or (view.needle if view else "")
+        if needle:
+            self.search(needle, backwards)
 
     def search(self, needle: str, backwards: bool = False) -> None:
         view = self.active_view

@@ -146,6 +146,17 @@ def test_log_search_jumps_to_the_hit(world, make_app):
             assert not view.follow
             screen.query_one(LogPane).search("sampling   2/50", backwards=True)
             await settle(pilot, lambda: view.match == 2, what="the hit above")
+            # Stepping through the hits of a broader search from the search box, as its placeholder says.
+            await pilot.press("slash", "ctrl+u", *"sampling", "enter")
+            await settle(pilot, lambda: view.match == 3, what="the next hit")
+            await pilot.press("shift+enter")
+            await settle(pilot, lambda: view.match == 2, what="the previous hit (shift+enter)")
+            await pilot.press("up")
+            await settle(pilot, lambda: view.match == 1, what="the previous hit (up)")
+            await pilot.press("down")
+            await settle(pilot, lambda: view.match == 2, what="the next hit (down)")
+            screen.query_one(LogPane).search("sampling   1/50", backwards=True)
+            await settle(pilot, lambda: view.match == 1, what="a search by code")
 
     asyncio.run(scenario())
 
