@@ -86,8 +86,16 @@ def parse_retry_on(text: str | None) -> tuple[str, ...] | None:
     return classes
 
 
+def expand_user(path: str | Path) -> Path:
+    """`~` and `~name` expanded; a user that does not exist is bad input (Path raises RuntimeError)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise BadInputError(f"{path}: no such user, so its ~ cannot be expanded") from None
+
+
 def absolute(path: str | Path, base: Path | None = None) -> str:
-    p = Path(path).expanduser()
+    p = expand_user(path)
     if not p.is_absolute():
         p = (base or Path.cwd()) / p
     return str(p.resolve())

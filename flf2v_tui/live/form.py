@@ -13,7 +13,7 @@ from typing import Any
 from engine.checks import check_image
 from engine.errors import BadInputError
 from engine.tasks import TASKS
-from flf2v_tui.submission import QueueOptions, build_specs, fill_tiny_checkpoint, parse_seeds
+from flf2v_tui.submission import QueueOptions, build_specs, expand_user, fill_tiny_checkpoint, parse_seeds
 from storage.db import DatabaseError
 from storage.jobs import insert_jobs
 from storage.paths import Home
@@ -107,6 +107,11 @@ def parse_form(values: dict[str, str]) -> Submission:
     numbers = {n: _number(values, n, int, out.errors) for n in INT_FIELDS}
     numbers |= {n: _number(values, n, float, out.errors) for n in FLOAT_FIELDS}
     given: dict[str, Any] = {n: values.get(n, "").strip() or None for n in (*PATH_FIELDS, "task", "size")}
+    for name in PATH_FIELDS:  # a ~name of no user, said under its own field
+        try:
+            expand_user(given[name] or "")
+        except BadInputError as exc:
+            out.errors[name] = exc.message
     given["prompt"] = values.get("prompt", "")
     given["neg_prompt"] = values.get("neg_prompt", "").strip() or None
     given["task"] = given["task"] or DEFAULT_TASK
@@ -162,7 +167,7 @@ def image_summary(path: str) -> str:
     if not path.strip():
         return ""
     try:
-        info = check_image(Path(path).expanduser(), "image")
+        info = check_image(expand_user(path), "image")
     except BadInputError as exc:
         return exc.message
     return f"{info.width}×{info.height} {info.mode}"
@@ -208,10 +213,10 @@ def complete_path(text: str) -> str | None:
     if not text:
         return None
     folder_text, _, stem = text.rpartition("/")
-    folder = Path(folder_text or ("/" if text.startswith("/") else ".")).expanduser()
     try:
+        folder = expand_user(folder_text or ("/" if text.startswith("/") else "."))
         names = sorted(os.listdir(folder))
-    except OSError:
+    except (OSError, BadInputError):  # not a folder, or ~name of no user: nothing to suggest
         return None
     hidden_ok = stem.startswith(".")
     for name in names:

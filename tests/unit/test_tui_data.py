@@ -143,6 +143,15 @@ def test_each_bad_value_is_reported_under_its_own_field(conn, home, frames, tmp_
     assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
 
 
+def test_a_path_with_the_home_of_no_user_is_bad_input_not_a_crash(conn, home, frames, tmp_path):
+    ckpt = write_stub_checkpoint(tmp_path / "ckpt")
+    ghost = "~no-such-user-flf2v/first.png"
+    assert form.image_summary(ghost).startswith(ghost) and "no such user" in form.image_summary(ghost)
+    assert form.complete_path("~no-such-user-flf2v/fi") is None
+    ids, errors = form.submit(conn, home, _values(frames, ckpt, first_frame=ghost))
+    assert ids == [] and list(errors) == ["first_frame"] and "no such user" in errors["first_frame"]
+
+
 def test_messages_about_the_negative_prompt_go_under_it_not_under_the_prompt():
     assert form.field_for("--neg_prompt is too long (at most 512 tokens)") == "neg_prompt"
     assert form.field_for("the negative prompt is not valid UTF-8") == "neg_prompt"
