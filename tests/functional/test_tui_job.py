@@ -205,6 +205,8 @@ def test_a_log_deleted_while_shown_says_so_and_search_keeps_the_app(world, make_
         app = make_app(world)
         async with app.run_test(size=(150, 48)) as pilot:
             screen = await _open(app, pilot, world.ids["running"])
+            merged = _view(screen)
+            await settle(pilot, lambda: merged.source.count == 26, what="the merged logs")  # read before they go
             await _show_tab(pilot, screen, "log-r0")
             view = _view(screen, "view-r0")
             await settle(pilot, lambda: view.source.complete and view.source.count == 13, what="rank 0's index")
