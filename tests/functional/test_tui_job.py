@@ -15,9 +15,12 @@ from tests.functional.tui_world import HOSTILE, NOW, log_line, screen_text, sett
 
 
 async def _open(app, pilot, job_id: int) -> JobScreen:
+    """The job view once it has read the job and, for a job with attempts, composed its log views."""
     app.open_job(job_id)
     await settle(pilot, lambda: isinstance(app.screen, JobScreen) and app.screen.detail is not None, what="the job")
-    return app.screen
+    screen = app.screen
+    await settle(pilot, lambda: not screen.detail.attempts or screen.query("#view-all"), what="the log views")
+    return screen
 
 
 async def _show_tab(pilot, screen: JobScreen, tab: str) -> None:
