@@ -24,6 +24,7 @@ from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
 from flf2v_tui.tui.images import load_picture, picture_class
 from flf2v_tui.tui.player import PlayerScreen
 from flf2v_tui.tui.text import notify_plain, plain
+from flf2v_tui.tui.videogrid import VideoGrid
 
 if TYPE_CHECKING:
     from flf2v_tui.tui.app import Flf2vApp
@@ -42,6 +43,7 @@ class VideosScreen(Screen[None]):
         Binding("s", "sort", "Sort"),
         Binding("f", "favourite", "Favourite"),
         Binding("t", "tags", "Tags"),
+        Binding("g", "toggle_grid", "Grid/list"),
         *[Binding(str(n), f"rate({n})", f"Rate {n}", show=False) for n in range(1, 6)],
         Binding("0", "rate(0)", "Clear rating", show=False),
         Binding("escape", "back", "Back"),
@@ -69,6 +71,7 @@ class VideosScreen(Screen[None]):
                     classes="hidden")  # fmt: skip
         with Horizontal(id="videos-body"):
             yield DataTable(id="videos", cursor_type="row", zebra_stripes=True)
+            yield VideoGrid(id="video-grid", classes="hidden")
             with Vertical(id="video-side"):
                 yield picture_class()(id="video-sheet")
                 with VerticalScroll(id="video-recipe-box"):
@@ -136,6 +139,8 @@ class VideosScreen(Screen[None]):
         if wanted in self.videos:
             table.move_cursor(row=table.get_row_index(str(wanted)))
             self._want_selected = None
+        if self.grid_shown:
+            self.query_one(VideoGrid).show(videos, wanted)
         status = f"{len(videos)} video(s) · {SORT_NAMES[self.sort]}"
         if self.text:
             status += f" · search: {self.text}"
@@ -145,7 +150,14 @@ class VideosScreen(Screen[None]):
         self._show_selected()
 
     @property
+    def grid_shown(self) -> bool:
+        return not self.query_one(VideoGrid).has_class("hidden")
+
+    @property
     def selected_id(self) -> int | None:
+        grid = self.query_one(VideoGrid)
+        if self.grid_shown:
+            return grid.ids[grid.index] if grid.ids else None
         table = self.query_one("#videos", DataTable)
         if table.row_count == 0:
             return None
@@ -166,6 +178,30 @@ class VideosScreen(Screen[None]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_play()
+
+    def on_video_grid_highlighted(self, event: VideoGrid.Highlighted) -> None:
+        event.stop()
+        self._show_selected()
+
+    def on_video_grid_chosen(self, event: VideoGrid.Chosen) -> None:
+        event.stop()
+        self.action_play()
+
+    def action_toggle_grid(self) -> None:
+        """Thumbnails in a grid, or the dense list; the selection stays on its video either way."""
+        selected = self.selected_id
+        grid, table = self.query_one(VideoGrid), self.query_one("#videos", DataTable)
+        grid.set_class(self.grid_shown, "hidden")
+        table.set_class(self.grid_shown, "hidden")
+        if self.grid_shown:
+            grid.show(list(self.videos.values()), selected)
+        elif selected in self.videos:
+            table.move_cursor(row=table.get_row_index(str(selected)))
+        self._active_view().focus()
+        self._show_selected()
+
+    def _active_view(self) -> VideoGrid | DataTable[Any]:
+        return self.query_one(VideoGrid) if self.grid_shown else self.query_one("#videos", DataTable)
 
     def _show_selected(self) -> None:
         video = self.selected
@@ -255,7 +291,7 @@ class VideosScreen(Screen[None]):
             box.value = ""
             self.text = ""
             self.poll()
-        self.query_one("#videos", DataTable).focus()
+        self._active_view().focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

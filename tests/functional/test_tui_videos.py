@@ -13,6 +13,7 @@ from flf2v_tui.tui.dashboard import DashboardScreen
 from flf2v_tui.tui.jobtable import JobTable
 from flf2v_tui.tui.player import PlayerScreen
 from flf2v_tui.tui.submit import SubmitScreen
+from flf2v_tui.tui.videogrid import VideoGrid, VideoTile
 from flf2v_tui.tui.videos import VideosScreen
 from storage.catalog import get_video
 from storage.db import connect
@@ -166,5 +167,33 @@ def test_playing_a_video_whose_file_went_says_so(world, make_app):
             await settle(pilot, lambda: "its file is gone" in screen_text(app), what="the player says so")
             await pilot.press("escape")
             await settle(pilot, lambda: isinstance(app.screen, VideosScreen), what="the player closed")
+
+    asyncio.run(scenario())
+
+
+def test_the_grid_of_thumbnails_shares_the_selection_with_the_list(world, make_app):
+    ids = add_videos(world)
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _open_videos(app, pilot, 3)
+            await pilot.press("g")
+            grid = screen.query_one(VideoGrid)
+            await settle(pilot, lambda: len(grid.query(VideoTile)) == 3, what="the tiles")
+            pictures = [tile.query_one(".tile-picture") for tile in grid.query(VideoTile)]
+            await settle(pilot, lambda: all(p.image is not None for p in pictures), what="the thumbnails")
+            assert grid.has_focus and screen.selected_id == ids[2]
+            await pilot.press("right")
+            await settle(pilot, lambda: "seed        42" in screen_text(app), what="the second video's recipe")
+            assert screen.selected_id == ids[1]
+            assert [t.has_class("-selected") for t in grid.query(VideoTile)] == [False, True, False]
+            await pilot.press("enter")
+            await settle(pilot, lambda: isinstance(app.screen, PlayerScreen), what="the player")
+            assert app.screen.video["id"] == ids[1]
+            await pilot.press("escape", "g")
+            table = screen.query_one("#videos", DataTable)
+            await settle(pilot, lambda: table.has_focus, what="the list again")
+            assert screen.selected_id == ids[1] and grid.has_class("hidden")
 
     asyncio.run(scenario())
