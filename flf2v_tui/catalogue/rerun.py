@@ -22,8 +22,7 @@ def _frame(recipe: dict[str, Any], role: str, video_id: int) -> str:
         if candidate and Path(candidate).is_file():
             return str(candidate)
     raise BadInputError(
-        f"video {video_id}: its {role.replace('_', ' ')} is gone ({recipe.get(role)}); "
-        f"give one with --{role} PATH"
+        f"video {video_id}: its {role.replace('_', ' ')} is gone ({recipe.get(role)}); give one with --{role} PATH"
     )
 
 

@@ -28,9 +28,7 @@ class Settled:
     problem: str = ""  # a catalogue failure that did not undo a good render
 
 
-def settle(
-    conn: sqlite3.Connection, job_id: int, attempt_id: int, outcome: store.Outcome, tracker: Tracker
-) -> Settled:
+def settle(conn: sqlite3.Connection, job_id: int, attempt_id: int, outcome: store.Outcome, tracker: Tracker) -> Settled:
     row, problem = None, ""
     if outcome.state == "succeeded" and tracker.done is not None:
         job = get_job(conn, job_id) or {}

@@ -190,7 +190,7 @@ def test_ratings_and_tags_survive_a_worker_restart(qhome, stub_ckpt, qframes):
         assert flf2v(qhome, "videos", *args).returncode == 0
     (second,) = submit(qhome, *common, "--prompt", "script: steps=40 step_s=0.1", engine=SCRIPTED)
     worker = start_worker(qhome, "--cpu-slots", "1", engine=SCRIPTED)
-    wait_for(lambda: (job_row(qhome, second)["state"] == "running"), what="the second job to start")
+    wait_for(lambda: job_row(qhome, second)["state"] == "running", what="the second job to start")
     time.sleep(0.5)
     stop(worker, signal.SIGKILL)
     again = flf2v(qhome, "worker", "--once", engine=SCRIPTED, timeout=120)

@@ -154,7 +154,6 @@ def test_videos_are_in_the_palette(world, make_app):
     asyncio.run(scenario())
 
 
-
 def test_playing_a_video_whose_file_went_says_so(world, make_app):
     ids = add_videos(world)
     Path(_video(world, ids[-1])["path"]).unlink()

@@ -53,7 +53,7 @@ def test_search_by_words_tags_notes_and_filters(conn):
 
 def test_search_text_cannot_inject_fts_syntax(conn):
     add_video(conn, row(1, prompt='a "quoted" bird NEAR the sea'))
-    for text in ('bird OR', '"unbalanced', "NEAR(", "prompt:sea", "*", "-bird", "a AND NOT"):
+    for text in ("bird OR", '"unbalanced', "NEAR(", "prompt:sea", "*", "-bird", "a AND NOT"):
         search(conn, VideoFilter(text=text))  # never an FTS syntax error
     assert fts_query('blue "bird') == '"blue"* "bird"*'
 
@@ -112,8 +112,15 @@ def test_recipe_values_use_the_kept_frames_and_the_default_negative_prompt(tmp_p
     first, last = tmp_path / "f.png", tmp_path / "l.png"
     first.write_bytes(b"x")
     last.write_bytes(b"y")
-    recipe = {"task": "flf2v-tiny", "prompt": "p", "neg_prompt": FLF2V_NEG_PROMPT, "base_seed": 3,
-              "first_frame": str(first), "last_frame": str(tmp_path / "gone.png"), "last_frame_src": str(last)}
+    recipe = {
+        "task": "flf2v-tiny",
+        "prompt": "p",
+        "neg_prompt": FLF2V_NEG_PROMPT,
+        "base_seed": 3,
+        "first_frame": str(first),
+        "last_frame": str(tmp_path / "gone.png"),
+        "last_frame_src": str(last),
+    }
     values = recipe_values({"id": 1, "recipe": recipe})
     assert values["neg_prompt"] is None and values["base_seed"] == 3
     assert (values["first_frame"], values["last_frame"]) == (str(first), str(last))

@@ -95,7 +95,7 @@ def _seed_v2(conn: sqlite3.Connection) -> None:
 
 
 def _seed_v3(conn: sqlite3.Connection) -> None:
-    conn.execute("UPDATE videos SET tags = '[\"sunrise\"]', files = '{\"sheet\": \"/s.png\"}'")
+    conn.execute('UPDATE videos SET tags = \'["sunrise"]\', files = \'{"sheet": "/s.png"}\'')
 
 
 SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3}
