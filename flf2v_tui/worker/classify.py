@@ -15,6 +15,7 @@ from storage.attempts import Outcome
 # Classes that name a cause; "comm" and "killed" on a rank are often only the echo of another rank's death.
 _PRIMARY = ("user_input", "oom", "engine_error")
 _ROOT = re.compile(r"Root Cause \(first observed failure\):(.*?)(?:={20,}|\Z)", re.S)
+_OTHERS = re.compile(r"Failures:(.*?)^-{20,}", re.S | re.M)
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("oom", re.compile(r"out of memory|OutOfMemoryError|CUDA error: out of memory|Cannot allocate memory", re.I)),
     (
@@ -53,13 +54,7 @@ def _tail(path: Path, size: int = 65536) -> str:
         return ""
 
 
-def root_cause(attempt_dir: Path) -> RootCause | None:
-    """The rank and exit code torchrun names as the first observed failure."""
-    text = _tail(attempt_dir / LOG_FILE, 262144)
-    found = _ROOT.findall(text)
-    if not found:
-        return None
-    block = found[-1]
+def _parse_block(block: str) -> RootCause:
     rank = re.search(r"^\s*rank\s*:\s*(\d+)", block, re.M)
     code = re.search(r"^\s*exitcode\s*:\s*(-?\d+)", block, re.M)
     trace = re.search(r"^\s*traceback\s*:\s*(.*)$", block, re.M)
@@ -68,6 +63,25 @@ def root_cause(attempt_dir: Path) -> RootCause | None:
         exitcode=int(code.group(1)) if code else None,
         traceback=trace.group(1).strip() if trace else "",
     )
+
+
+def reported_failures(attempt_dir: Path) -> list[RootCause]:
+    """Every failed rank in torchrun's last report, the one it names as the first observed failure first."""
+    text = _tail(attempt_dir / LOG_FILE, 262144)
+    found = _ROOT.findall(text)
+    if not found:
+        return []
+    root = _parse_block(found[-1])
+    others_at = text.rfind("Failures:", 0, text.rfind("Root Cause (first observed failure):"))
+    others = _OTHERS.search(text, others_at) if others_at >= 0 else None
+    blocks = re.split(r"^\[\d+\]:\s*$", others.group(1), flags=re.M)[1:] if others else []
+    return [root, *(_parse_block(b) for b in blocks)]
+
+
+def root_cause(attempt_dir: Path) -> RootCause | None:
+    """The rank and exit code torchrun names as the first observed failure."""
+    failures = reported_failures(attempt_dir)
+    return failures[0] if failures else None
 
 
 def _signal_name(code: int) -> str:
@@ -114,12 +128,26 @@ def classify(
     return _failure(returncode, tracker, attempt_dir)
 
 
+def _silent_death(failures: list[RootCause], by_rank: dict[int, dict[str, object]]) -> RootCause | None:
+    """A rank that died by a signal without writing an error event of its own."""
+    for failure in failures:
+        if failure.exitcode is not None and failure.exitcode < 0 and failure.rank not in by_rank:
+            return failure
+    return None
+
+
 def _failure(returncode: int, tracker: Tracker, attempt_dir: Path) -> Outcome:
-    root = root_cause(attempt_dir)
+    failures = reported_failures(attempt_dir)
+    root = failures[0] if failures else None
     by_rank: dict[int, dict[str, object]] = {}
     for e in sorted(tracker.errors, key=lambda e: float(e.get("t") or 0)):
         by_rank.setdefault(int(e.get("rank") or 0), e)
     primary = [e for e in by_rank.values() if e.get("class") in _PRIMARY]
+    silent = _silent_death(failures, by_rank)
+    if silent is not None and not primary:
+        # torchrun's "first observed" is by whole seconds, ties to the lowest rank: a peer that saw the death
+        # and exited at once can be named first, though its own comm error only echoes the death.
+        root = silent
     rank = root.rank if root and root.rank is not None else None
     event = by_rank.get(rank) if rank is not None else None
     if event is None or (event.get("class") not in _PRIMARY and primary):

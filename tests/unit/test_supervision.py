@@ -11,7 +11,7 @@ import time
 from engine.telemetry import EventWriter
 from flf2v_tui.logs import Follower, merged
 from flf2v_tui.term import inert
-from flf2v_tui.worker.classify import classify, read_exit, root_cause
+from flf2v_tui.worker.classify import classify, read_exit, reported_failures, root_cause
 from flf2v_tui.worker.procs import leader_alive
 from flf2v_tui.worker.tracker import Tracker
 
@@ -38,6 +38,31 @@ Root Cause (first observed failure):
   exitcode  : -9 (pid: 102)  (SIGKILL)
   error_file: <N/A>
   traceback : Signal 9 (SIGKILL) received by PID 102
+============================================================
+"""
+
+# The same death when rank 0's peer watch saw it and exited within the same second: torchrun ties by rank.
+PEER_FIRST_REPORT = """\
+============================================================
+engine.generate FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2025-01-01_00:00:01
+  host      : box
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 101)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 101
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2025-01-01_00:00:01
+  host      : box
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 102)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
 ============================================================
 """
 
@@ -83,6 +108,17 @@ def test_killed_rank_is_the_failing_rank(tmp_path):
     out = classify(read_exit(tmp_path), tracker, tmp_path)
     assert (out.state, out.failure_class, out.failing_rank, out.exit_code) == ("failed", "killed", 1, -9)
     assert "SIGKILL" in out.message
+
+
+def test_a_silent_death_beats_the_peer_torchrun_names_first(tmp_path):
+    lost = "rank 1 (pid 101 on box) is gone: it exited or was killed while rank 0 still needed it"
+    tracker = attempt(tmp_path, [(0, "error", {"type": "PeerLostError", "message": lost, "traceback": "",
+                                                "class": "comm"})], 1, PEER_FIRST_REPORT)  # fmt: skip
+    root, other = reported_failures(tmp_path)
+    assert (root.rank, root.exitcode, other.rank, other.exitcode) == (0, 1, 1, -9)
+    out = classify(read_exit(tmp_path), tracker, tmp_path)
+    assert (out.failure_class, out.failing_rank, out.exit_code) == ("killed", 1, -9)
+    assert "rank 1 was killed by SIGKILL" in out.message
 
 
 def test_a_primary_error_beats_echoes_from_other_ranks(tmp_path):
