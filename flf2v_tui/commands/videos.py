@@ -29,6 +29,7 @@ def save_user_fields(conn: Any, video_id: int, **changes: Any) -> dict[str, Any]
 videos_app = typer.Typer(
     name="videos",
     help="The catalogue of finished videos: search, show, open, rate, tag, verify, re-run.",
+    epilog="Example:\n\n  flf2v videos ls bird --rating 4\n\n  flf2v videos show 7",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
