@@ -9,7 +9,20 @@ import pytest
 from tests.functional.queue_helpers import attempt_rows, flf2v, job_row
 
 COMMANDS = ("submit", "retry", "ls", "show", "wait", "logs", "cancel", "hold", "release", "top", "rm", "pause",
-            "resume", "worker", "gpus", "doctor", "demo", "tui")  # fmt: skip
+            "resume", "worker", "gpus", "doctor", "demo", "tui", "videos")  # fmt: skip
+
+
+def command_paths() -> list[tuple[str, ...]]:
+    """Every command of the CLI as a user types it: groups, and each subcommand under them."""
+    import typer.main
+
+    from flf2v_tui.cli import app
+
+    def walk(command, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
+        below = getattr(command, "commands", {})
+        return [prefix, *(p for name, sub in sorted(below.items()) for p in walk(sub, (*prefix, name)))]
+
+    return walk(typer.main.get_command(app), ())[1:]
 
 
 def submit(home, ckpt, frames, *extra: str) -> int:
@@ -19,9 +32,14 @@ def submit(home, ckpt, frames, *extra: str) -> int:
     return int(proc.stdout)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+def test_the_command_tree_is_the_documented_one():
+    assert {p[0] for p in command_paths()} == set(COMMANDS)
+    assert ("videos", "rerun") in command_paths()
+
+
+@pytest.mark.parametrize("command", command_paths(), ids=" ".join)
 def test_every_command_has_help_with_an_example(command, qhome):
-    proc = flf2v(qhome, command, "--help")
+    proc = flf2v(qhome, *command, "--help")
     assert proc.returncode == 0 and "Example" in proc.stdout, proc.stdout + proc.stderr
 
 
