@@ -10,6 +10,7 @@ import sys
 import typer
 
 from flf2v_tui.commands import jobs, logs, submit, system, tui, videos
+from flf2v_tui.term import use_colour
 
 app = typer.Typer(
     name="flf2v",
@@ -29,7 +30,9 @@ for module in (submit, jobs, logs, system, videos, tui):
 def main(argv: list[str] | None = None) -> None:
     """Usage errors become one line on stderr (exit 2), like every other bad input, not a framed box."""
     try:
-        code = app(argv, standalone_mode=False)
+        # click strips escapes from output that is not a terminal; use_colour decides instead, so that
+        # FORCE_COLOR works through a pipe and NO_COLOR strips any colour that reaches typer.echo.
+        code = app(argv, standalone_mode=False, color=use_colour())
     except typer.Abort:
         typer.echo("aborted", err=True)
         code = 1

@@ -20,8 +20,11 @@ _ESCAPES = re.compile(
 
 
 def use_colour(stream: TextIO | None = None) -> bool:
-    """NO_COLOR (any value) wins; otherwise colour only on a terminal; FORCE_COLOR forces it."""
-    if "NO_COLOR" in os.environ:
+    """NO_COLOR wins; otherwise colour only on a terminal; FORCE_COLOR forces it.
+
+    As no-color.org has it, an empty NO_COLOR counts as unset: the help screens (rich) read it the same way,
+    so that all of one command's output agrees."""
+    if os.environ.get("NO_COLOR"):
         return False
     if os.environ.get("FORCE_COLOR"):
         return True

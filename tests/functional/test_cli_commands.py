@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tests.functional.queue_helpers import attempt_rows, flf2v, job_row
+from tests.functional.queue_helpers import REPO, attempt_rows, env_for, flf2v, job_row
 
 COMMANDS = ("submit", "retry", "ls", "show", "wait", "logs", "cancel", "hold", "release", "top", "rm", "pause",
             "resume", "worker", "gpus", "doctor", "demo", "tui", "videos")  # fmt: skip
@@ -89,3 +93,46 @@ def test_gpus_and_doctor_without_nvidia(qhome):
     assert "python" in doctor.stdout and "database" in doctor.stdout and "ffmpeg" in doctor.stdout
     assert "fix: start one: flf2v worker" in doctor.stdout
     assert doctor.returncode == (1 if "FAIL" in doctor.stdout else 0)
+
+
+def _run(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """The CLI with exactly these colour variables (env_for sets NO_COLOR; here it is only what is given)."""
+    full = env_for(home, **env)
+    if "NO_COLOR" not in env:
+        full.pop("NO_COLOR")
+    full.pop("FORCE_COLOR", None) if "FORCE_COLOR" not in env else None
+    return subprocess.run([sys.executable, "-m", "flf2v_tui.cli", *args], capture_output=True, text=True,
+                          env=full, cwd=REPO, timeout=60)  # fmt: skip
+
+
+def _colour_codes(text: str) -> list[str]:
+    """SGR parameters that set a colour (30-49, 90-107); bold or dim alone is not colour."""
+    params = [p for m in re.finditer(r"\x1b\[([0-9;]*)m", text) for p in m.group(1).split(";") if p]
+    return [p for p in params if 30 <= int(p) <= 49 or 90 <= int(p) <= 107]
+
+
+def test_no_color_wins_over_force_color(qhome, stub_ckpt, qframes):
+    job = submit(qhome, stub_ckpt, qframes)
+    flf2v(qhome, "cancel", str(job))  # a finished row, which ls paints
+    forced = _run(qhome, "ls", FORCE_COLOR="1")
+    assert _colour_codes(forced.stdout), "FORCE_COLOR without NO_COLOR should colour even without a TTY"
+    for args in (("ls",), ("show", str(job)), ("ls", "--help")):
+        out = _run(qhome, *args, NO_COLOR="1", FORCE_COLOR="1").stdout
+        assert _colour_codes(out) == [], (args, out)
+    assert "\x1b[" not in _run(qhome, "ls", NO_COLOR="1", FORCE_COLOR="1").stdout
+    # An empty NO_COLOR is unset (no-color.org), for our tables and the help screens alike.
+    assert _colour_codes(_run(qhome, "ls", NO_COLOR="", FORCE_COLOR="1").stdout)
+    assert "\x1b[" not in _run(qhome, "ls").stdout  # no TTY, no variables: plain
+
+
+def test_shell_completion(qhome):
+    script = Path(sys.executable).parent / "flf2v"
+    env = env_for(qhome, _FLF2V_COMPLETE="complete_bash", COMP_WORDS="flf2v su", COMP_CWORD="1")
+    proc = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.split() == ["submit"], proc.stdout + proc.stderr
+    env.update(COMP_WORDS="flf2v videos re", COMP_CWORD="2")
+    proc = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.stdout.split() == ["rerun"], proc.stdout + proc.stderr
+    env = env_for(qhome, _FLF2V_COMPLETE="source_bash")
+    source = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=60).stdout
+    assert "complete" in source and "_flf2v_completion" in source
