@@ -1,7 +1,8 @@
 """The official sigma schedules on diffusers' solvers.
 
-The schedules were checked bit for bit against the official FlowUniPCMultistepScheduler and
-FlowDPMSolverMultistepScheduler when this module was written; these tests pin the formulas.
+These tests pin the formulas. The equivalence with the official FlowUniPCMultistepScheduler and
+FlowDPMSolverMultistepScheduler (timesteps and whole trajectories, against numbers recorded from the official
+code) is tested in test_schedulers_official.py.
 """
 
 from __future__ import annotations
