@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from flf2v_tui.commands.common import parse_ids, print_json
+
 _PANEL = "Engine flags (as in the official generate.py)"
 
 
@@ -76,3 +78,86 @@ def engine_values(kwargs: dict[str, Any]) -> dict[str, Any]:
 
             raise BadInputError(f"--offload_model {offload!r}: expected True or False") from None
     return values
+
+
+# ---- queue options, shared by `submit` and `videos rerun` (one declaration, so the two cannot drift) -----
+QUEUE_PANEL = "Queue options"
+
+
+def _queue(
+    name: str, default: Any, kind: Any, *flags: str, help_text: str, panel: str | None = QUEUE_PANEL
+) -> inspect.Parameter:
+    option = typer.Option(*flags, help=help_text, rich_help_panel=panel)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option])
+
+
+QUEUE_OPTIONS: list[inspect.Parameter] = [
+    _queue("nodes", 1, int, "--nodes", help_text="machines (only 1 is supported)"),
+    _queue("priority", 0, int, "--priority", help_text="higher runs first"),
+    _queue("after", None, list[str] | None, "--after", help_text="start only after these jobs succeeded"),
+    _queue("hold", False, bool, "--hold", help_text="queue it held (flf2v release ID)"),
+    _queue("label", None, list[str] | None, "--label", help_text="a label (repeatable)"),
+    _queue("retries", 2, int, "--retries", help_text="automatic retries"),
+    _queue("retry_on", None, str | None, "--retry-on", "--retry_on",
+           help_text="classes retried (default comm,worker_lost)"),
+    _queue("retry_backoff", 30.0, float, "--retry-backoff",
+           help_text="seconds before the first retry; doubles each time"),
+    _queue("seeds", None, str | None, "--seeds", help_text="a sweep: one job per seed, e.g. 1,2,3"),
+    _queue("seed_range", None, str | None, "--seed-range", "--seed_range", help_text="a sweep over A..B inclusive"),
+    _queue("json_out", False, bool, "--json", help_text="print the new job ids as JSON", panel=None),
+    _queue("quiet", False, bool, "--quiet", "-q", help_text="print only the job ids", panel=None),
+]  # fmt: skip
+QUEUE_NAMES = tuple(p.name for p in QUEUE_OPTIONS)
+
+
+def with_queue_options(gpus_default: int | None, gpus_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add `--gpus` (whose default differs: submit 1, rerun the video's own) and the queue options; all arrive
+    in **kwargs. Apply it under with_engine_options, so that the queue options are listed first."""
+    kind = (int | None) if gpus_default is None else int
+    gpus = _queue("gpus", gpus_default, kind, "--gpus", help_text=gpus_help)
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+        fn.__signature__ = sig.replace(parameters=[*own, gpus, *QUEUE_OPTIONS])  # type: ignore[attr-defined]
+        return fn
+
+    return decorate
+
+
+def queue_values(kwargs: dict[str, Any], gpus: int) -> Any:
+    """The QueueOptions the queue options in kwargs describe (with `gpus` already resolved)."""
+    # Imported on use: `flf2v videos ls` loads this module and must not pay for the engine's checks.
+    from flf2v_tui.submission import QueueOptions, parse_retry_on
+
+    after = kwargs.get("after")
+    return QueueOptions(
+        gpus=gpus,
+        nodes=kwargs.get("nodes", 1),
+        priority=kwargs.get("priority", 0),
+        after=parse_ids(after) if after else [],
+        held=bool(kwargs.get("hold")),
+        labels=[x for x in (kwargs.get("label") or []) if x.strip()],
+        max_retries=kwargs.get("retries", 2),
+        retry_on=parse_retry_on(kwargs.get("retry_on")) or QueueOptions().retry_on,
+        retry_backoff=kwargs.get("retry_backoff", 30.0),
+    )
+
+
+def queue_seeds(kwargs: dict[str, Any]) -> list[int] | None:
+    from flf2v_tui.submission import parse_seeds
+
+    return parse_seeds(kwargs.get("seeds"), kwargs.get("seed_range"))
+
+
+def echo_queued(ids: list[int], kwargs: dict[str, Any], source: str = "") -> None:
+    """What submit and rerun print: JSON (--json), bare ids (-q), or a sentence."""
+    held = " (held)" if kwargs.get("hold") else ""
+    if kwargs.get("json_out"):
+        print_json({"ids": ids})
+    elif kwargs.get("quiet"):
+        typer.echo("\n".join(map(str, ids)))
+    elif len(ids) == 1:
+        typer.echo(f"queued job {ids[0]}{source}{held}")
+    else:
+        typer.echo(f"queued {len(ids)} jobs: {ids[0]}..{ids[-1]}{source}{held}")

@@ -14,7 +14,14 @@ import typer
 from engine.errors import BadInputError
 from flf2v_tui.catalogue.views import ls_text, show_text
 from flf2v_tui.commands.common import handles_errors, open_home, parse_ids, print_json
-from flf2v_tui.commands.options import engine_values, with_engine_options
+from flf2v_tui.commands.options import (
+    echo_queued,
+    engine_values,
+    queue_seeds,
+    queue_values,
+    with_engine_options,
+    with_queue_options,
+)
 from flf2v_tui.term import terminal_width
 from storage.catalog import SORTS, VideoFilter, delete_video, require_video, search
 
@@ -219,30 +226,20 @@ def verify(json_out: Annotated[bool, typer.Option("--json", help="machine-readab
 
 @handles_errors
 @with_engine_options
-def rerun(
-    video_id: Annotated[int, typer.Argument(help="video id")],
-    gpus: Annotated[int | None, typer.Option("--gpus", help="ranks (default: as the video was made)")] = None,
-    priority: Annotated[int, typer.Option("--priority", help="higher runs first")] = 0,
-    hold: Annotated[bool, typer.Option("--hold", help="queue it held")] = False,
-    label: Annotated[list[str] | None, typer.Option("--label", help="a label (repeatable)")] = None,
-    seeds: Annotated[str | None, typer.Option("--seeds", help="a sweep: one job per seed, e.g. 1,2,3")] = None,
-    seed_range: Annotated[str | None, typer.Option("--seed-range", "--seed_range", help="a sweep A..B")] = None,
-    **kwargs: Any,
-) -> None:
-    """Queue a new job from a video's stored recipe, with any engine flag changed."""
+@with_queue_options(None, "ranks (default: as the video was made)")
+def rerun(video_id: Annotated[int, typer.Argument(help="video id")], **kwargs: Any) -> None:
+    """Queue a new job from a video's stored recipe, with any engine or queue flag changed."""
     from flf2v_tui.catalogue.rerun import recipe_gpus, recipe_values
-    from flf2v_tui.submission import QueueOptions, build_specs, parse_seeds
+    from flf2v_tui.submission import build_specs
     from storage.jobs import insert_jobs
 
     home, conn = open_home()
     video = require_video(conn, video_id)
     changes = {k: v for k, v in engine_values(kwargs).items() if v is not None}
     values = {**recipe_values(video, need_frames=not {"first_frame", "last_frame"} <= set(changes)), **changes}
-    queue = QueueOptions(gpus=gpus or recipe_gpus(video), priority=priority, held=hold, labels=list(label or []))
-    specs = build_specs(values, queue, parse_seeds(seeds, seed_range))
-    ids = insert_jobs(conn, home, specs)
-    what = f"job {ids[0]}" if len(ids) == 1 else f"{len(ids)} jobs: {ids[0]}..{ids[-1]}"
-    typer.echo(f"queued {what} from video {video_id}" + (" (held)" if hold else ""))
+    queue = queue_values(kwargs, kwargs["gpus"] or recipe_gpus(video))
+    specs = build_specs(values, queue, queue_seeds(kwargs))
+    echo_queued(insert_jobs(conn, home, specs), kwargs, f" from video {video_id}")
 
 
 def register(app: typer.Typer) -> None:
