@@ -22,6 +22,11 @@ TWO_RANK_CASES = {
     "dit_fsdp": ["--dit_fsdp"],
     "t5_fsdp": ["--t5_fsdp"],
     "fsdp_and_ulysses": ["--dit_fsdp", "--t5_fsdp", "--ulysses_size", "2"],
+    # The seed's own flags: with offload, the sharded T5 and DiT are moved off the device after their phase
+    # (FSDP2's `.to("cpu")` reshards first), which runs here on gloo too.
+    "seed_flags_with_offload": ["--dit_fsdp", "--t5_fsdp", "--offload_model", "True"],
+    # T5 whole on the CPU beside a sharded DiT: allowed by the official code (only --t5_cpu with --t5_fsdp is not).
+    "t5_cpu_and_dit_fsdp": ["--t5_cpu", "--dit_fsdp"],
 }
 
 
@@ -58,6 +63,8 @@ def test_two_ranks_give_the_one_process_video(tiny_official_ckpt, frames, one_pr
     assert _relative(run["video"], one_process["64*64"]) <= 1e-5
     events = run["events"]
     assert all(validate_event(e) == [] for e in events)
+    flags, args = TWO_RANK_CASES[case], next(e["args"] for e in events if e["kind"] == "start")
+    assert (args["offload_model"], args["t5_cpu"]) == ("--offload_model" in flags, "--t5_cpu" in flags)
     for rank in (0, 1):  # every rank reports its memory at each stage's begin and end, and every step
         memory = [e for e in events if e["kind"] == "memory" and e["rank"] == rank]
         stages = {(e["stage"], e["phase"]) for e in memory if "stage" in e}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from torch.distributed.fsdp import FSDPModule
 
 from engine import loaders
 from engine.checks import check_checkpoint
@@ -31,14 +32,24 @@ def _check_shards(sharded: torch.nn.Module, whole: torch.nn.Module, rank: int, w
         assert torch.equal(param.full_tensor(), whole.get_parameter(name)), name
 
 
+def _fsdp_units(model: torch.nn.Module) -> set[str]:
+    return {name for name, module in model.named_modules() if isinstance(module, FSDPModule)}
+
+
 def _sharded_models_equal_whole(rank: int, world: int, ckpt: str) -> None:
     layout = check_checkpoint(ckpt, TASK)
     mesh = fsdp_mesh(CPU, world)
     dit = load_transformer_sharded(layout, TASK, torch.float32, CPU, mesh)
+    # One FSDP unit per DiT block, then the root, and no other.
+    assert len(dit.blocks) > 1
+    assert _fsdp_units(dit) == {"", *(f"blocks.{i}" for i in range(len(dit.blocks)))}
     _check_shards(dit, loaders.load_transformer(layout, TASK, torch.float32, CPU), rank, world)
     assert torch.equal(dit.rope.freqs_cos, loaders.empty_transformer(layout, TASK).rope.freqs_cos)
 
     t5 = load_text_encoder_sharded(layout, TASK, torch.float32, CPU, mesh)
+    # One FSDP unit per T5 encoder block, then the root, and no other.
+    assert len(t5.encoder.block) > 1
+    assert _fsdp_units(t5) == {"", *(f"encoder.block.{i}" for i in range(len(t5.encoder.block)))}
     whole_t5 = loaders.load_text_encoder(layout, TASK, torch.float32, CPU)
     _check_shards(t5, whole_t5, rank, world)
     assert t5.encoder.embed_tokens.weight is t5.shared.weight  # tied, so sharded and loaded once
