@@ -45,12 +45,17 @@ class GpuUnavailable(RuntimeError):
 
 
 class NvmlSource:
+    """NVML through nvidia-ml-py (`pynvml`). Every NVML failure becomes GpuUnavailable, the one error callers
+    handle: a worker refreshing its pool or `flf2v gpus` must say what went wrong, not crash."""
+
     def __init__(self) -> None:
         self._ready = False
 
     def _init(self) -> Any:
-        import pynvml
-
+        try:
+            import pynvml
+        except ImportError as exc:  # the package is a dependency, but a broken install must still be said plainly
+            raise GpuUnavailable(f"NVML is not available: cannot import pynvml ({exc})") from None
         if not self._ready:
             try:
                 pynvml.nvmlInit()
@@ -61,39 +66,43 @@ class NvmlSource:
 
     def devices(self) -> list[GpuInfo]:
         nvml = self._init()
-        out = []
-        for index in range(nvml.nvmlDeviceGetCount()):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+        try:
+            return [self._device(nvml, index) for index in range(nvml.nvmlDeviceGetCount())]
+        except nvml.NVMLError as exc:  # a GPU fallen off the bus, a driver reloaded under us
+            raise GpuUnavailable(f"NVML failed ({exc})") from None
+
+    @staticmethod
+    def _device(nvml: Any, index: int) -> GpuInfo:
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+        try:
+            utilization: int | None = int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+        except nvml.NVMLError:  # some boards (and MIG instances) do not report it; the panel shows no figure
+            utilization = None
+        procs: dict[int, GpuProcess] = {}
+        # Compute last, so a process with both contexts counts as compute: that is what blocks a GPU in the pool.
+        for kind, getter in (
+            ("graphics", nvml.nvmlDeviceGetGraphicsRunningProcesses),
+            ("compute", nvml.nvmlDeviceGetComputeRunningProcesses),
+        ):
             try:
-                utilization: int | None = int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+                for p in getter(handle):
+                    used = p.usedGpuMemory if isinstance(p.usedGpuMemory, int) else None
+                    procs[int(p.pid)] = GpuProcess(int(p.pid), used, kind)
             except nvml.NVMLError:
-                utilization = None
-            procs: dict[int, GpuProcess] = {}
-            for kind, getter in (
-                ("graphics", nvml.nvmlDeviceGetGraphicsRunningProcesses),
-                ("compute", nvml.nvmlDeviceGetComputeRunningProcesses),
-            ):
-                try:
-                    for p in getter(handle):
-                        used = p.usedGpuMemory if isinstance(p.usedGpuMemory, int) else None
-                        procs[int(p.pid)] = GpuProcess(int(p.pid), used, kind)
-                except nvml.NVMLError:
-                    pass
-            name = nvml.nvmlDeviceGetName(handle)
-            uuid = nvml.nvmlDeviceGetUUID(handle)
-            out.append(
-                GpuInfo(
-                    index=index,
-                    name=name.decode() if isinstance(name, bytes) else str(name),
-                    uuid=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
-                    memory_total=int(memory.total),
-                    memory_used=int(memory.used),
-                    utilization=utilization,
-                    processes=tuple(procs.values()),
-                )
-            )
-        return out
+                pass
+        name = nvml.nvmlDeviceGetName(handle)
+        uuid = nvml.nvmlDeviceGetUUID(handle)
+        return GpuInfo(
+            index=index,
+            # Older nvidia-ml-py releases return bytes, newer ones str.
+            name=name.decode() if isinstance(name, bytes) else str(name),
+            uuid=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
+            memory_total=int(memory.total),
+            memory_used=int(memory.used),
+            utilization=utilization,
+            processes=tuple(procs.values()),
+        )
 
 
 class FakeSource:
