@@ -3,6 +3,7 @@ back. Torch-free, so the app and the test engine can use it too."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ class VideoInfo:
     frames: int
     fps: float
     duration: float
+    codec: str = ""  # as ffmpeg names the video stream's codec, e.g. "h264"
+    pix_fmt: str = ""  # e.g. "yuv420p"
 
 
 def count_frames(path: str | os.PathLike[str]) -> int:
@@ -64,7 +67,11 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
     width, height = meta["size"]
     fps = float(meta.get("fps") or 0.0)
     duration = frames / fps if fps else float(meta.get("duration") or 0.0)
-    return VideoInfo(int(width), int(height), int(frames), fps, round(duration, 4))
+    # ffmpeg's stream line says e.g. "yuv420p(progressive)": the pixel format is the part before "(".
+    pix_fmt = str(meta.get("pix_fmt") or "").split("(")[0]
+    return VideoInfo(
+        int(width), int(height), int(frames), fps, round(duration, 4), str(meta.get("codec") or ""), pix_fmt
+    )
 
 
 def write_mp4(
@@ -78,13 +85,14 @@ def write_mp4(
     import imageio_ffmpeg
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.partial-{os.getpid()}.mp4")
     count, height, width = frames.shape[0], frames.shape[1], frames.shape[2]
     params = ["-movflags", "+faststart", *extra_params]
     for key, value in (metadata or {}).items():
         params += ["-metadata", f"{key}={value}"]
     try:
+        # Inside the try: a folder that cannot be made (a file in the way) is a write error like any other.
+        target.parent.mkdir(parents=True, exist_ok=True)
         writer = imageio_ffmpeg.write_frames(
             str(tmp),
             (width, height),
@@ -105,9 +113,12 @@ def write_mp4(
         if written != count:
             raise VideoWriteError(f"{target.name}: wrote {count} frames but the file holds {written}")
         os.replace(tmp, target)
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, VideoWriteError):
+    except BaseException as exc:
+        # BaseException too: a termination signal mid-write (the engine raises it as an exception) must not
+        # leave the temporary file behind. Its folder may not exist, hence the suppress.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, VideoWriteError) or not isinstance(exc, Exception):
             raise
         raise VideoWriteError(f"could not write {target}: {exc}") from exc
     return target

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.mp4 import count_frames, read_frames
+from engine.mp4 import probe, read_frames
 from engine.recipe import read_recipe
 from engine.telemetry import STAGES, read_events, validate_event
-from tests.functional.engine_helpers import draw_frame, run_engine, tiny_args
+from tests.functional.engine_helpers import REPO, draw_frame, run_engine, tiny_args
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,12 @@ def single_run(tiny_official_ckpt, frames, tmp_path_factory) -> dict:
 
 def test_single_process_writes_video_and_full_telemetry(single_run):
     out, events = single_run["dir"], single_run["events"]
-    assert count_frames(out / "v.mp4") == 9
+    # The file itself, read back by ffmpeg: H.264 in yuv420p at 16 fps, every frame, and the size that the
+    # official rounding gives a 64*64 area at the first frame's 80:64 aspect ratio.
+    info = probe(out / "v.mp4")
+    assert (info.codec, info.pix_fmt, info.fps, info.frames) == ("h264", "yuv420p", 16.0, 9)
+    assert (info.width, info.height) == (64, 48)
+    assert np.load(out / "video.npy").shape == (3, 9, 48, 64)
     assert all(validate_event(e) == [] for e in events), [validate_event(e) for e in events]
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done"
@@ -118,6 +123,22 @@ def test_corrupt_weight_data_gives_error_event_and_failure(tiny_official_ckpt, f
     errors = [e for e in read_events(events) if e["kind"] == "error"]
     assert errors and errors[0]["class"] == "user_input" and "diffusion_pytorch_model" in errors[0]["message"]
     assert not (tmp_path / "v.mp4").exists()
+
+
+def test_a_failed_save_is_an_error_event_and_leaves_no_partial_file(tiny_official_ckpt, frames, tmp_path):
+    (tmp_path / "blocker").write_text("a file where the output folder should be")
+    events = tmp_path / "events.jsonl"
+    args = tiny_args(tiny_official_ckpt, *frames, tmp_path / "blocker" / "v.mp4", events=str(events),
+                     frame_num="5", sample_steps="1")  # fmt: skip
+    proc = run_engine(args)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    kinds = [e["kind"] for e in read_events(events)]
+    assert "done" not in kinds and "step" in kinds  # it got as far as sampling
+    (error,) = [e for e in read_events(events) if e["kind"] == "error"]
+    assert (error["type"], error["class"]) == ("VideoWriteError", "engine_error")
+    assert "blocker" in error["message"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "events.jsonl"]
+    assert not list(REPO.glob(".*.partial-*"))  # nor in the engine's working folder
 
 
 def test_corrupt_header_is_rejected_before_loading(tiny_official_ckpt, frames, tmp_path):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.mp4 import VideoWriteError, read_frames, write_mp4
+from engine import mp4
+from engine.mp4 import VideoWriteError, probe, read_frames, write_mp4
 from engine.video import default_file_name, to_uint8_frames
 
 
@@ -30,11 +31,37 @@ def test_write_read_back(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]  # no temporary file left
 
 
+def test_probe_reads_codec_pixel_format_rate_size_and_frames(tmp_path):
+    out = write_mp4(np.zeros((5, 32, 48, 3), np.uint8), tmp_path / "v.mp4", fps=16)
+    info = probe(out)
+    assert (info.codec, info.pix_fmt, info.fps) == ("h264", "yuv420p", 16.0)
+    assert (info.width, info.height, info.frames) == (48, 32, 5)
+
+
 def test_failed_write_leaves_nothing(tmp_path):
     (tmp_path / "blocker").write_text("a file where a folder should be")
-    with pytest.raises((VideoWriteError, OSError)):
+    with pytest.raises(VideoWriteError, match="could not write"):
         write_mp4(np.zeros((5, 16, 16, 3), np.uint8), tmp_path / "blocker" / "v.mp4", fps=16)
     assert [p.name for p in tmp_path.iterdir()] == ["blocker"]
+
+
+def test_a_short_read_back_is_an_error_and_leaves_nothing(tmp_path, monkeypatch):
+    real = mp4.count_frames
+    monkeypatch.setattr(mp4, "count_frames", lambda path: real(path) - 1)
+    with pytest.raises(VideoWriteError, match="wrote 5 frames but the file holds 4"):
+        write_mp4(np.zeros((5, 16, 16, 3), np.uint8), tmp_path / "v.mp4", fps=16)
+    assert list(tmp_path.iterdir()) == []  # neither the target nor the temporary file
+
+
+def test_a_signal_mid_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    # The engine turns SIGTERM into an exception that is not an Exception (engine.failures.Killed).
+    def interrupted(path: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mp4, "count_frames", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_mp4(np.zeros((5, 16, 16, 3), np.uint8), tmp_path / "v.mp4", fps=16)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_default_name_follows_official_pattern_and_is_safe():
