@@ -169,15 +169,18 @@ def detect_layout(ckpt_dir: str | os.PathLike[str], task: TaskConfig) -> Checkpo
 def check_checkpoint(ckpt_dir: str | os.PathLike[str], task: TaskConfig) -> CheckpointLayout:
     """Detect the layout and confirm every file it needs is present and readable."""
     layout = detect_layout(ckpt_dir, task)
-    bad = []
+    bad: dict[Path, str] = {}  # a file two components read is named once
     for paths in layout.files.values():
         for path in paths:
             problem = _problem(path)
             if problem:
-                bad.append(f"{path.relative_to(layout.root)} ({problem})")
+                bad.setdefault(path.relative_to(layout.root), problem)
     if bad:
-        shown = ", ".join(bad[:6]) + (f" and {len(bad) - 6} more" if len(bad) > 6 else "")
-        raise BadInputError(f"{layout.kind} checkpoint {layout.root} is incomplete: {shown}")
+        # Every file by name, relative to the root to keep the one line short: a user fixing a download
+        # should not have to rerun to learn about the next missing file.
+        listed = ", ".join(f"{path} ({problem})" for path, problem in bad.items())
+        count = f"{len(bad)} file{'s' if len(bad) > 1 else ''}"
+        raise BadInputError(f"{layout.kind} checkpoint {layout.root} is incomplete ({count}): {listed}")
     return layout
 
 

@@ -216,6 +216,24 @@ def test_check_checkpoint_names_a_deleted_file(official_copy, diffusers_copy):
         check_checkpoint(diffusers_copy, TASK)
 
 
+def test_check_checkpoint_names_every_bad_file(diffusers_copy):
+    """Not the first few and a count: all of them, relative to the checkpoint folder, with the problem."""
+    gone = [f"{component}/{name}" for component in ("transformer", "vae", "text_encoder", "image_encoder")
+            for name in ("config.json", "model.safetensors" if "encoder" in component
+                         else "diffusion_pytorch_model.safetensors")]  # fmt: skip
+    for name in gone:
+        (diffusers_copy / name).unlink()
+    (diffusers_copy / "tokenizer" / "tokenizer_config.json").write_text("{not json")
+    with pytest.raises(BadInputError) as info:
+        check_checkpoint(diffusers_copy, TASK)
+    message = info.value.message
+    assert f"checkpoint {diffusers_copy} is incomplete (9 files): " in message
+    for name in gone:
+        assert f" {name} (missing)" in message, name
+    assert "tokenizer/tokenizer_config.json (unreadable (JSONDecodeError))" in message
+    assert "more" not in message and str(diffusers_copy / "vae") not in message  # relative paths
+
+
 # ---- the writer ---------------------------------------------------------------------------------------
 
 
