@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import sys
 from typing import Annotated
 
 import typer
@@ -81,12 +83,65 @@ def wait(
         raise typer.Exit(1)
 
 
+class _Countdown:
+    """The grace period as it passes: one line rewritten on a terminal, a line every few seconds otherwise."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id, self.tty, self.last = job_id, sys.stderr.isatty(), -1.0
+
+    def __call__(self, left: float, processes: int) -> None:
+        text = f"job {self.job_id}: waiting for {processes} process(es) to stop; SIGKILL in {left:.0f} s"
+        if self.tty:
+            sys.stderr.write(f"\r\x1b[K{text}")
+            sys.stderr.flush()
+        elif self.last < 0 or self.last - left >= 5:
+            typer.echo(text, err=True)
+            self.last = left
+
+    def done(self) -> None:
+        if self.tty and self.last < 0:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
 @handles_errors
-def cancel(job_ids: Annotated[list[str], typer.Argument(help="job ids, e.g. 12 or 12,13 or 12..20")]) -> None:
-    """Cancel jobs: queued ones at once; running ones get SIGTERM, a grace period, then SIGKILL."""
-    _, conn = open_home()
+def cancel(
+    job_ids: Annotated[list[str], typer.Argument(help="job ids, e.g. 12 or 12,13 or 12..20")],
+    kill_grace: Annotated[
+        float, typer.Option("--kill-grace", help="seconds between SIGTERM and SIGKILL when no worker watches it")
+    ] = 30.0,
+) -> None:
+    """Cancel jobs: queued ones at once; running ones get SIGTERM, a grace period, then SIGKILL.
+
+    The worker that runs a job stops it. When no worker watches a render (the worker was stopped and left it
+    running), this command stops it itself, waits out the grace period and records the job as cancelled.
+    """
+    if kill_grace < 0:
+        raise BadInputError("--kill-grace must be 0 or more seconds")
+    home, conn = open_home()
     for job_id in parse_ids(job_ids):
-        typer.echo(ops.cancel(conn, job_id))
+        text = ops.cancel(conn, job_id)
+        job = require_job(conn, job_id)
+        if job["state"] in ("running", "interrupted") and job["cancel_requested"]:
+            text = _cancel_running(conn, str(home.root), job_id, kill_grace) or text
+        typer.echo(text)
+
+
+def _cancel_running(conn: sqlite3.Connection, home_root: str, job_id: int, grace_s: float) -> str | None:
+    """Stop the job's render here when no live worker supervises it; None leaves it to the worker."""
+    from flf2v_tui.worker.cancel import running_attempt, stop_unwatched, supervisor
+
+    attempt = running_attempt(conn, job_id)
+    if attempt is None:
+        return None
+    owner = supervisor(conn, attempt)
+    if owner is not None:
+        return f"job {job_id}: cancel requested; {owner} stops its processes (SIGTERM, then SIGKILL)"
+    countdown = _Countdown(job_id)
+    try:
+        return stop_unwatched(conn, home_root, attempt, grace_s, typer.echo, countdown)
+    finally:
+        countdown.done()
 
 
 @handles_errors
@@ -147,7 +202,7 @@ def register(app: typer.Typer) -> None:
         "ls": "flf2v ls --state running,queued --label sweep\n\n  flf2v ls --all --json",
         "show": "flf2v show 12\n\n  flf2v show 12 --json | jq .attempts",
         "wait": "flf2v wait 12 13 --timeout 3600",
-        "cancel": "flf2v cancel 12\n\n  flf2v cancel 20..29",
+        "cancel": "flf2v cancel 12\n\n  flf2v cancel 20..29 --kill-grace 10",
         "hold": "flf2v hold 12",
         "release": "flf2v release 12",
         "top": "flf2v top 12",

@@ -8,14 +8,10 @@ is interrupted (worker_lost) and the job requeued by its retry policy.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flf2v_tui.worker.classify import classify, read_exit
-from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive
-from flf2v_tui.worker.settle import settle
-from flf2v_tui.worker.tracker import Tracker
+from flf2v_tui.worker.procs import leader_alive
+from flf2v_tui.worker.settle import settle_unwatched
 from storage import attempts as store
 from storage.workers import process_alive
 
@@ -33,24 +29,14 @@ def reconcile(worker: Worker, quiet: bool = False) -> None:
         owner = (attempt["worker_host"], attempt["worker_pid"], attempt["worker_started"])
         if (owner[1], owner[2]) != (me.pid, me.started) and process_alive(*owner) is not False:
             continue  # its own worker is alive (or on another host): not ours to touch
-        folder = Path(attempt["log_dir"])
         if leader_alive(attempt["pgid"], attempt["pgid_started"]):
             if store.reattach(worker.conn, attempt["id"], me):
                 adopt(worker, attempt)
                 worker.say(f"job {attempt['job_id']}: re-attached to its running render (pgid {attempt['pgid']})")
             continue
-        tracker = Tracker(folder / "events.jsonl", folder)
-        tracker.poll(time.time())
-        returncode = read_exit(folder)
-        if returncode is None:
-            # The shim is gone without a word; anything left of the render is stopped before a requeue.
-            leftovers = kill_all(None, attempt_tag(str(worker.home.root), attempt["id"]))
-            if leftovers and not quiet:
-                worker.say(f"job {attempt['job_id']}: stopped {leftovers} leftover process(es) of its last attempt")
-        outcome = classify(returncode, tracker, folder, cancelled=bool(attempt["cancel_requested"]))
-        if returncode is None and attempt["pgid"] is None:
-            outcome.message = "the worker stopped between claiming the job and starting it"
-        settled = settle(worker.conn, attempt["job_id"], attempt["id"], outcome, tracker)
+        settled, leftovers = settle_unwatched(worker.conn, str(worker.home.root), attempt)
+        if leftovers and not quiet:
+            worker.say(f"job {attempt['job_id']}: stopped {leftovers} leftover process(es) of its last attempt")
         new_state, outcome = settled.new_state, settled.outcome
         if new_state is not None:
             worker.say(f"job {attempt['job_id']}: attempt {attempt['number']} {outcome.state} while no worker "

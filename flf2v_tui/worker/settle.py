@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flf2v_tui.catalogue.media import VideoCheckError
 from flf2v_tui.catalogue.record import catalogue, prepare_row
+from flf2v_tui.worker.classify import classify, read_exit
+from flf2v_tui.worker.procs import attempt_tag, kill_all
 from flf2v_tui.worker.tracker import Tracker
 from storage import attempts as store
 from storage.jobs import get_job
@@ -52,3 +56,21 @@ def settle(conn: sqlite3.Connection, job_id: int, attempt_id: int, outcome: stor
         except OSError as exc:
             problem = f"the video is fine but its catalogue sidecar could not be written: {exc}"
     return Settled(new_state, outcome, video, problem)
+
+
+def settle_unwatched(conn: sqlite3.Connection, home_root: str, attempt: dict[str, Any]) -> tuple[Settled, int]:
+    """Record an attempt whose shim is gone and that no worker watched end: reconciliation, and `flf2v cancel`
+    once it has stopped a render itself. The shim's exit file tells how torchrun ended; the events and logs
+    say why. `attempt` is a row of store.running_attempts (its job's cancel flag included). Returns the
+    settlement and how many leftover processes of the render had to be killed."""
+    folder = Path(attempt["log_dir"])
+    tracker = Tracker(folder / "events.jsonl", folder)
+    tracker.poll(time.time())
+    returncode = read_exit(folder)
+    # Nothing of the render may outlive its record: without an exit file the shim died before it could
+    # stop the ranks it adopted, and even with one a rank may have slipped out of its group.
+    leftovers = kill_all(None, attempt_tag(home_root, attempt["id"]))
+    outcome = classify(returncode, tracker, folder, cancelled=bool(attempt["cancel_requested"]))
+    if returncode is None and attempt["pgid"] is None:
+        outcome.message = "the worker stopped between claiming the job and starting it"
+    return settle(conn, attempt["job_id"], attempt["id"], outcome, tracker), leftovers

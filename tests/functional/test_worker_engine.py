@@ -96,6 +96,26 @@ def test_cancel_during_denoise_leaves_nothing_behind(qhome, tiny_ckpt, qframes):
     assert attempt_processes(qhome) == []
 
 
+def test_cancel_with_no_worker_running_stops_the_render_itself(qhome, tiny_ckpt, qframes):
+    job = submit(qhome, tiny_ckpt, qframes, SLOW)
+    worker = start_worker(qhome)
+    try:
+        wait_for(lambda: denoising(qhome, job), timeout=180, what="the denoise stage")
+    finally:
+        assert stop(worker) == 0  # SIGTERM: the worker goes, its render runs on
+    assert attempt_processes(qhome), "the render must survive a worker stopped with SIGTERM"
+    cancel = flf2v(qhome, "cancel", str(job), "--kill-grace", "20", timeout=60)
+    assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+    assert "no worker watches it; SIGTERM" in cancel.stdout and f"job {job} cancelled" in cancel.stdout
+    assert attempt_processes(qhome) == []  # nothing of it is left when the command returns
+    row, (attempt,) = job_row(qhome, job), attempt_rows(qhome, job)
+    assert (row["state"], row["cancel_requested"], attempt["state"]) == ("cancelled", 0, "cancelled")
+    assert attempt["ended_at"] and attempt["step"] < 400
+    run = flf2v(qhome, "worker", "--once", timeout=60)
+    assert run.returncode == 0 and "re-attached" not in run.stdout and f"job {job}" not in run.stdout, run.stdout
+    assert job_row(qhome, job)["state"] == "cancelled" and len(attempt_rows(qhome, job)) == 1
+
+
 def test_worker_killed_mid_render_then_a_new_worker_reattaches(qhome, tiny_ckpt, qframes):
     job = submit(qhome, tiny_ckpt, qframes, SLOW)
     worker = start_worker(qhome)
