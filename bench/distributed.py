@@ -45,9 +45,10 @@ class Config:
 
 
 CONFIGS = [
-    Config("1 rank, 2 threads, batched CFG", 1, 2, []),
+    # Explicit: --cfg_batch defaults to auto, which batches on the CPU only.
+    Config("1 rank, 2 threads, batched CFG", 1, 2, ["--cfg_batch", "True"]),
     Config("1 rank, 2 threads, separate CFG forwards", 1, 2, ["--cfg_batch", "False"]),
-    Config("1 rank, 1 thread, batched CFG", 1, 1, []),
+    Config("1 rank, 1 thread, batched CFG", 1, 1, ["--cfg_batch", "True"]),
     Config("2 ranks x 1 thread, Ulysses 2", 2, 1, ["--ulysses_size", "2"]),
     Config("2 ranks x 1 thread, Ulysses 2 + FSDP DiT/T5", 2, 1, ["--ulysses_size", "2", "--dit_fsdp", "--t5_fsdp"]),
     Config("2 ranks x 1 thread, FSDP DiT/T5", 2, 1, ["--dit_fsdp", "--t5_fsdp"]),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from engine import __version__
 from engine.checks import check_checkpoint, check_device, check_image
-from engine.cli_args import apply_defaults, build_parser, validate
+from engine.cli_args import apply_defaults, build_parser, resolve_cfg_batch, validate
 from engine.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, BadInputError, PeerLostError
 from engine.tasks import TaskConfig
 from engine.telemetry import EventWriter
@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         return _not_started(args, rank, exc)
     reporter = Reporter(runtime, args.events)
     failed = False
+    # `auto` becomes what this device runs, so the start event and the recipe say which it was.
+    args.cfg_batch = resolve_cfg_batch(args.cfg_batch, runtime.device.type)
     try:
         start_peer_watch(runtime, lambda exc: _report(reporter, exc, classify(exc), ""))
         reporter.emit(
@@ -142,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
             preview_dir=args.preview_dir,
         )
         video = pipeline.generate(request)
+        if pipeline.cfg is not None and pipeline.cfg.fell_back_at is not None:
+            args.cfg_batch = False  # the recipe: the steps from the OOM on ran as separate forwards
         if runtime.is_main and video is not None:
             _save(args, task, layout, seed, video, reporter, started)
         runtime.finish()

@@ -26,7 +26,7 @@ from engine.parallel.ulysses import enable_ulysses
 from engine.preview import LatentPreviewer, fit_projection
 from engine.reporting import Reporter
 from engine.runtime import Runtime
-from engine.sampler import Conditioning, denoise
+from engine.sampler import CfgBatch, Conditioning, denoise
 from engine.schedulers import make_scheduler
 from engine.tasks import TaskConfig, latent_grid
 
@@ -63,7 +63,7 @@ class GenerationRequest:
     solver: str
     seed: int
     offload: bool
-    cfg_batch: bool = True
+    cfg_batch: bool = True  # resolved already (engine.cli_args.resolve_cfg_batch)
     t5_cpu: bool = False
     preview_every: int = 0
     preview_dir: str | None = None
@@ -87,6 +87,7 @@ class FLF2VPipeline:
         self.models: dict[str, Any] = {}
         self.plan = plan or ParallelPlan(world_size=runtime.world_size, rank=runtime.rank)
         self.sp_size = self.plan.ulysses_size
+        self.cfg: CfgBatch | None = None  # set by generate(); says whether CFG fell back to separate forwards
 
     # ---- loading -------------------------------------------------------------------------------------
     def load(self, t5_cpu: bool = False) -> None:
@@ -183,6 +184,7 @@ class FLF2VPipeline:
         )
         scheduler, timesteps = make_scheduler(req.solver, req.steps, req.shift, self.task.num_train_timesteps)
         cond = Conditioning(condition, ctx[0:1], ctx[1:2], image_embeds)
+        self.cfg = CfgBatch(req.cfg_batch, can_fall_back=not self.plan.distributed_dit)
         with stage("denoise"):
             m["transformer"].to(dev)
             latent = denoise(
@@ -192,7 +194,7 @@ class FLF2VPipeline:
                 scheduler,
                 timesteps,
                 req.guide_scale,
-                req.cfg_batch,
+                self.cfg,
                 autocast_dtype=self.precision.dit if dev.type == "cuda" else None,
                 on_step=lambda i, n, s, lat: self._after_step(i, n, s, lat, previewer),
                 waiting=self.runtime.waiting if self.plan.distributed_dit else None,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
+
+log = logging.getLogger("flf2v.engine")
 
 
 @dataclass
@@ -60,6 +64,52 @@ def guided_prediction(
     return pred_uncond + guide_scale * (pred_cond - pred_uncond)
 
 
+class CfgBatch:
+    """Whether the conditional and unconditional passes run as one batch of 2, for the rest of the run.
+
+    A batch of 2 needs about twice the activation memory. When a batched forward runs out of CUDA memory,
+    the run goes on with two separate forwards instead of failing, if `can_fall_back`. It cannot with a
+    sharded or sequence-parallel DiT: the other ranks may be inside that forward's collectives, which
+    this rank would then never join, so there the OOM ends the run as before.
+    """
+
+    def __init__(self, batched: bool, can_fall_back: bool = True) -> None:
+        self.batched = batched
+        self.can_fall_back = can_fall_back
+        self.fell_back_at: int | None = None  # the step whose batched forward ran out of memory
+
+    def fall_back(self, step: int) -> None:
+        self.batched = False
+        self.fell_back_at = step
+        gc.collect()
+        torch.cuda.empty_cache()  # a no-op where CUDA was never initialised
+        log.warning(
+            f"CFG batch of 2 ran out of CUDA memory at step {step}: cache freed, running the conditional and "
+            "unconditional passes as separate forwards for the rest of the run"
+        )
+
+
+def _prediction(
+    transformer: torch.nn.Module,
+    latent: torch.Tensor,
+    t: torch.Tensor,
+    cond: Conditioning,
+    guide_scale: float,
+    mode: CfgBatch,
+    step: int,
+) -> torch.Tensor:
+    if mode.batched:
+        try:
+            return guided_prediction(transformer, latent, t, cond, guide_scale, cfg_batch=True)
+        except torch.cuda.OutOfMemoryError:
+            if not mode.can_fall_back:
+                raise
+        # Here, past the except block, the failed forward's tensors (held by the traceback) are released,
+        # so emptying the cache can give their memory back.
+        mode.fall_back(step)
+    return guided_prediction(transformer, latent, t, cond, guide_scale, cfg_batch=False)
+
+
 @torch.no_grad()
 def denoise(
     transformer: torch.nn.Module,
@@ -68,7 +118,7 @@ def denoise(
     scheduler: object,
     timesteps: torch.Tensor,
     guide_scale: float,
-    cfg_batch: bool = True,
+    cfg_batch: bool | CfgBatch = True,
     autocast_dtype: torch.dtype | None = None,
     on_step: StepCallback | None = None,
     waiting: Waiting | None = None,
@@ -79,7 +129,10 @@ def denoise(
     or sequence-parallel DiT), each whole step is one waiting region, up to and including the CUDA sync:
     on NCCL the forward returns as soon as its kernels are queued, and a hung collective only blocks the
     CPU later, in the scheduler or the sync, which must be timed too.
+
+    `cfg_batch` as a CfgBatch lets the caller see whether the run fell back to separate forwards.
     """
+    mode = cfg_batch if isinstance(cfg_batch, CfgBatch) else CfgBatch(cfg_batch)
     latent = noise.float()
     device = latent.device
     n = len(timesteps)
@@ -92,7 +145,7 @@ def denoise(
         started = time.perf_counter()
         with waiting(f"denoising step {i}") if waiting is not None else contextlib.nullcontext():
             with amp:
-                noise_pred = guided_prediction(transformer, latent, t.to(device), cond, guide_scale, cfg_batch)
+                noise_pred = _prediction(transformer, latent, t.to(device), cond, guide_scale, mode, i)
             # The scheduler looks the timestep up in its own (CPU) schedule, so it gets the CPU one.
             latent = scheduler.step(noise_pred[None], t, latent[None], return_dict=False)[0][0]  # type: ignore[attr-defined]
             if device.type == "cuda":

@@ -63,6 +63,8 @@ def test_recipe_is_embedded_and_previews_are_written(single_run, tiny_official_c
     recipe = read_recipe(out / "v.mp4")
     assert recipe is not None and recipe == events[-1]["recipe"]
     assert recipe["prompt"] == "a small blue bird takes off" and recipe["base_seed"] == 42
+    # --cfg_batch auto (the default) on the CPU is one batch of 2, and the record says so, not "auto".
+    assert recipe["cfg_batch"] is True and events[0]["args"]["cfg_batch"] is True
     assert recipe["ckpt_dir"] == str(Path(tiny_official_ckpt).resolve()) and len(recipe["ckpt_fingerprint"]) == 16
     height, width = read_frames(out / "v.mp4").shape[1:3]
     assert (events[-1]["width"], events[-1]["height"]) == (width, height)
