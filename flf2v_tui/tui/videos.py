@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from PIL.Image import Image
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
@@ -248,8 +248,17 @@ class VideosScreen(Screen[None]):
         if command is None:
             notify_plain(self, f"no display here to play it on; the file is {video['path']}", timeout=8)
             return
-        with self.app.suspend():
-            subprocess.run(command, check=False)
+        failed = ""
+        try:
+            with self.app.suspend():
+                try:
+                    subprocess.run(command, check=False)
+                except OSError as exc:  # caught inside, so the app is resumed (suspend() has no finally)
+                    failed = f"could not run {command[0]} ({exc})"
+        except SuspendNotSupported:  # Textual web, or a driver that cannot give the terminal away
+            failed = "this terminal cannot be handed to a player"
+        if failed:
+            notify_plain(self, f"{failed}; the file is {video['path']}", severity="warning", timeout=8)
 
     def action_rerun(self) -> None:
         video = self._need_selected()

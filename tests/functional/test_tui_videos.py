@@ -4,11 +4,15 @@ of the selection, rating and tags from the keyboard, playing in the terminal, an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 from textual.widgets import Checkbox, DataTable, Input, TextArea
 
+from flf2v_tui.tui import videos as videos_screen
 from flf2v_tui.tui.dashboard import DashboardScreen
 from flf2v_tui.tui.jobtable import JobTable
 from flf2v_tui.tui.player import PlayerScreen
@@ -129,6 +133,48 @@ def test_play_in_the_terminal_and_rerun_as_a_prefilled_form(world, make_app, mon
             assert (job["prompt"], job["base_seed"], job["ulysses_size"], job["dit_fsdp"], job["gpus"]) == (
                 bird["prompt"], 42, 2, 1, 2)  # fmt: skip
             assert job["neg_prompt"] == "blurry" and job["sample_steps"] == 20
+
+    asyncio.run(scenario())
+
+
+def test_open_in_player_hands_the_terminal_to_the_player_when_there_is_a_display(world, make_app, monkeypatch):
+    ids = add_videos(world)
+    calls: list[tuple] = []
+    monkeypatch.setattr(videos_screen, "player_command", lambda path: ["/usr/bin/mpv", path])
+    # The screen's own reference to subprocess, so that nothing else in this process sees the fake.
+    monkeypatch.setattr(videos_screen, "subprocess", SimpleNamespace(run=lambda *a, **kw: calls.append(("run", a, kw))))
+
+    @contextlib.contextmanager
+    def suspend() -> Iterator[None]:  # Pilot's headless driver cannot suspend; record that the app asked to
+        calls.append(("suspend",))
+        yield
+        calls.append(("resume",))
+
+    def unrunnable(*args: object, **kwargs: object) -> None:
+        raise OSError(8, "Exec format error")
+
+    async def scenario():
+        app = make_app(world)
+        monkeypatch.setattr(app, "suspend", suspend)
+        async with app.run_test(size=SIZE) as pilot:
+            await _open_videos(app, pilot, 3)
+            await pilot.press("down", "o")  # the second newest: the bird
+            await settle(pilot, lambda: len(calls) == 3, what="the player run")
+            path = _video(world, ids[1])["path"]
+            assert calls == [("suspend",), ("run", (["/usr/bin/mpv", path],), {"check": False}), ("resume",)]
+            assert isinstance(app.screen, VideosScreen)
+            # A player that cannot be run: the app comes back and says so, with the path.
+            monkeypatch.setattr(videos_screen.subprocess, "run", unrunnable)
+            await pilot.press("o")
+            await settle(pilot, lambda: any("could not run /usr/bin/mpv" in n.message and path in n.message
+                                            for n in app._notifications), what="the failure note")  # fmt: skip
+            assert calls[3:] == [("suspend",), ("resume",)]
+            # A terminal that cannot be given away (Pilot's own driver, Textual web): the path, no crash.
+            monkeypatch.delattr(app, "suspend")
+            await pilot.press("o")
+            await settle(pilot, lambda: any("cannot be handed to a player" in n.message for n in app._notifications),
+                         what="the no-suspend note")  # fmt: skip
+            assert len(calls) == 5 and isinstance(app.screen, VideosScreen)
 
     asyncio.run(scenario())
 
