@@ -3,6 +3,13 @@
 For every component there is `empty_X(layout, task)` (the model with meta parameters), `X_weights(layout)`
 (lazy (library_key, tensor) pairs) and `load_X(layout, task, dtype, device)`, which joins the two. Keeping
 them apart lets a caller time each stage, or place the weights itself (for example shard by shard).
+
+The diffusers layout, too, is not loaded through the libraries' `from_pretrained`: only its configs and the
+tokenizer are. Each model is built empty from its config and its safetensors are streamed in here, because
+`from_pretrained` materialises the whole model on every rank, whereas FSDP loading (engine.parallel.fsdp)
+needs the empty model to shard first and then each rank's rows alone. That this gives what `from_pretrained`
+gives, every value and dtype (the modules the libraries keep in float32 included), is tested in
+tests/functional/test_checkpoints.py (test_half_precision_matches_the_libraries_own_loading).
 """
 
 from __future__ import annotations
