@@ -1,22 +1,35 @@
-"""Live latent previews: a cheap linear projection from the Wan latent space to RGB.
+"""Live latent previews: a cheap linear projection from the Wan latent space to RGB, within a time budget.
 
-Where the factors come from: they are fitted for the checkpoint in use, by least squares, at the start of
-a job that asks for previews. We encode a few smooth random colour images with the checkpoint's own VAE,
-average-pool each image to the latent grid, and solve for the 16x3 matrix and the bias that best map the
-normalised latent back to those pixels. Community tools ship a hand-fitted table for the official Wan2.1
-VAE; fitting our own works for any checkpoint (the embedded random-weight model included) and costs one
-small VAE encode per job.
+Where the factors come from. The 16x3 matrix and the 3 biases are not a published table: they are fitted at
+the start of every job that asks for previews, to the checkpoint's own VAE, by `fit_projection`. Its inputs
+are 12 images of 64x64 pixels: 6 flat colours (black, white, red, green, blue, grey) and 6 smooth random
+colour fields (4x4 random colours upsampled bicubically). Each is encoded by the VAE as a one-frame video
+(the normalised latent mean, as sampling sees it), and each image is average-pooled by the VAE's spatial
+stride to the latent grid. The factors are the linear least-squares solution (normal equations in float64,
+with a 1e-3 ridge term for stability) that maps each latent cell's 16 channels, plus a constant, to the
+pooled RGB of that cell. Hand-fitted tables exist in community tools for the official Wan2.1 VAE; they are
+not used because they hold only for those weights, and this fit works for any Wan VAE (the embedded
+random-weight model included) for the cost of 12 tiny encodes per job.
 
-A preview is written every k steps on rank 0 in a background thread, so a step waits only for the
-projection (a 16-to-3 matrix product on the latent), never for PNG encoding or the disk.
+What a preview costs sampling, and the 2 % budget. A preview is made on rank 0 every k steps (and at the last
+step). On the sampling thread it costs only the projection of three latent frames (first, middle, last) to
+8-bit RGB on the device and the copy of that small strip to the host (`project_latent`); enlarging, PNG
+encoding, the file and the `preview` event are the writer thread's (`PreviewWriter`). `PreviewBudget` times
+that sampling-thread work (and, on a CPU device, where the writer competes for the same cores, the writer's
+CPU time too) and skips a due preview whenever the cost so far, plus the mean cost of one preview, would
+exceed 2 % of the sampling time so far. The sampling time is counted from the end of the first step, so it
+is never over-estimated; the first preview's cost cannot be known before it is made, every later one stays
+within the budget. When a preview is skipped for the budget, the log says once that previews are thinned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +45,8 @@ FIT_SIZE = 64  # pixels; 8x8 latent cells per image
 # a 720p latent strip is already 480 wide. Fast zlib: the PNG is a glance, written while the next step runs.
 PREVIEW_MIN_WIDTH = 240
 PNG_COMPRESS_LEVEL = 1
+# Issue 6: previews must never slow a step by more than 2 %.
+PREVIEW_BUDGET = 0.02
 
 
 def smooth_colour_images(count: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -68,45 +83,108 @@ def fit_projection(
     return solution[:-1].float(), solution[-1].float()
 
 
-def latent_to_rgb(latent: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> np.ndarray:
-    """[C, T, h, w] latent -> uint8 RGB strip of the first, middle and last latent frames side by side."""
+def project_latent(latent: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The sampling thread's share of a preview: [C, T, h, w] latent -> uint8 [3, h, w * 3] on the host, the
+    first, middle and last latent frames side by side. 8-bit on the device, so the copy is a quarter of float's."""
     t = latent.shape[1]
     picks = sorted({0, t // 2, t - 1})
     frames = latent[:, picks].float()
     rgb = torch.einsum("cthw,cr->rthw", frames, weight.to(frames.device)) + bias.to(frames.device).view(3, 1, 1, 1)
     strip = torch.cat(list(rgb.unbind(1)), dim=2)  # [3, h, w * frames]
-    strip = ((strip.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return strip.permute(1, 2, 0).cpu().numpy()
+    return ((strip.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+
+def strip_image(strip: torch.Tensor) -> Image.Image:
+    """The writer thread's share: the strip as a picture, enlarged by whole pixels for viewers that do not scale."""
+    image = Image.fromarray(np.ascontiguousarray(strip.permute(1, 2, 0).numpy()))
+    scale = max(1, PREVIEW_MIN_WIDTH // max(1, image.width))
+    return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+
+
+class PreviewBudget:
+    """Whether a due preview may be made: only while what previews cost the sampling, plus the mean cost of
+    one preview, stays within `share` of the sampling time so far. `clock` is injectable for tests."""
+
+    def __init__(self, share: float = PREVIEW_BUDGET, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.share = share
+        self.clock = clock
+        self.origin: float | None = None
+        self.charged = 0.0  # seconds of preview work on the sampling thread
+        self.background = 0.0  # seconds the writer took from the sampling's cores (CPU device only)
+        self.made = 0
+
+    def step_done(self) -> None:
+        """Called after every step; the first call starts the sampling clock (the first step is not counted)."""
+        if self.origin is None:
+            self.origin = self.clock()
+
+    def sampling_seconds(self) -> float:
+        """Time since the end of the first step, less the preview work done on the sampling thread."""
+        return 0.0 if self.origin is None else self.clock() - self.origin - self.charged
+
+    def spent(self) -> float:
+        return self.charged + self.background
+
+    def allows(self) -> bool:
+        expected = self.spent() / self.made if self.made else 0.0
+        sampling = self.sampling_seconds()
+        return sampling > 0 and self.spent() + expected <= self.share * sampling
+
+    @contextlib.contextmanager
+    def charge(self) -> Iterator[None]:
+        """Time the preview work inside the block against the budget."""
+        started = self.clock()
+        try:
+            yield
+        finally:
+            self.charged += self.clock() - started
+            self.made += 1
 
 
 class PreviewWriter:
-    """Writes preview PNGs off the sampling thread and reports each one once it is on disk."""
+    """Writes preview PNGs off the sampling thread and reports each one once it is on disk. It keeps the CPU
+    time it used (`cpu_seconds`), which a CPU device's sampling pays for."""
 
-    def __init__(self, folder: Path, on_written: Callable[[int, Path], None]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        on_written: Callable[[int, Path], None],
+        cpu_clock: Callable[[], float] = time.thread_time,
+    ) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.on_written = on_written
-        self._queue: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(maxsize=4)
+        self.cpu_clock = cpu_clock
+        self._cpu = 0.0
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[int, torch.Tensor] | None] = queue.Queue(maxsize=4)
         self._thread = threading.Thread(target=self._run, name="preview-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, step: int, pixels: np.ndarray) -> None:
+    def cpu_seconds(self) -> float:
+        with self._lock:
+            return self._cpu
+
+    def full(self) -> bool:
+        return self._queue.full()
+
+    def submit(self, step: int, strip: torch.Tensor) -> None:
         try:
-            self._queue.put_nowait((step, pixels))
+            self._queue.put_nowait((step, strip))
         except queue.Full:
             log.info(f"Preview for step {step} skipped: the writer is behind")
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            step, pixels = item
-            image = Image.fromarray(pixels)
-            scale = max(1, PREVIEW_MIN_WIDTH // max(1, image.width))
-            image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+            started = self.cpu_clock()
+            step, strip = item
             path = self.folder / f"step-{step:04d}.png"
             tmp = path.with_suffix(".tmp.png")
-            image.save(tmp, compress_level=PNG_COMPRESS_LEVEL)
+            strip_image(strip).save(tmp, compress_level=PNG_COMPRESS_LEVEL)
             tmp.replace(path)
             self.on_written(step, path)
+            with self._lock:
+                self._cpu += self.cpu_clock() - started
 
     def close(self) -> None:
         self._queue.put(None)
@@ -114,7 +192,8 @@ class PreviewWriter:
 
 
 class LatentPreviewer:
-    """Every `every` steps (and at the last one), the current latent as a small PNG, reported by `on_written`."""
+    """Every `every` steps (and at the last one), the current latent as a small PNG, reported by `on_written`,
+    unless the budget (see the module's docstring) says the preview would cost the sampling too much."""
 
     def __init__(
         self,
@@ -122,14 +201,37 @@ class LatentPreviewer:
         every: int,
         folder: Path,
         on_written: Callable[[int, Path], None],
+        budget: PreviewBudget | None = None,
+        writer: PreviewWriter | None = None,
     ) -> None:
         self.weight, self.bias = projection
         self.every = every
-        self.writer = PreviewWriter(folder, on_written)
+        self.budget = budget or PreviewBudget()
+        self.writer = writer or PreviewWriter(folder, on_written)
+        self.skipped = 0
+        self._said_thinned = False
 
     def __call__(self, step: int, total: int, latent: torch.Tensor) -> None:
-        if step % self.every == 0 or step == total:
-            self.writer.submit(step, latent_to_rgb(latent, self.weight, self.bias))
+        self.budget.step_done()
+        if not (step % self.every == 0 or step == total):
+            return
+        if self.writer.full():  # the projection would be thrown away
+            log.info(f"Preview for step {step} skipped: the writer is behind")
+            return
+        if latent.device.type == "cpu":  # the writer's PNG work slows a CPU sampling; on a GPU it does not
+            self.budget.background = self.writer.cpu_seconds()
+        if not self.budget.allows():
+            self.skipped += 1
+            if not self._said_thinned and self.budget.sampling_seconds() > 0:
+                self._said_thinned = True
+                log.info(
+                    f"Previews are being thinned: one every {self.every} step(s) would cost sampling more than "
+                    f"{self.budget.share:.0%} of its time here, so a due preview is skipped until it fits"
+                )
+            return
+        with self.budget.charge():
+            strip = project_latent(latent, self.weight, self.bias)
+        self.writer.submit(step, strip)
 
     def close(self) -> None:
         self.writer.close()

@@ -102,7 +102,9 @@ def test_thumbnails_inputs_sidecar_and_embedded_metadata(rendered):
 def test_queued_jobs_write_latent_previews(rendered):
     (folder,) = (Path(rendered["home"]) / "jobs" / str(rendered["job"])).glob("attempt-*")
     previews = [e for e in read_events(folder / "events.jsonl") if e["kind"] == "preview"]
-    assert [e["step"] for e in previews] == [2, 4]
+    # The first due preview is always made; later ones only within the 2 % budget (tests/unit/test_preview.py),
+    # which a tiny model's millisecond steps leave little room in.
+    assert previews[0]["step"] == 2 and {e["step"] for e in previews} <= {2, 4}
     assert all(Path(e["path"]).is_file() and Path(e["path"]).parent == folder / "previews" for e in previews)
 
 

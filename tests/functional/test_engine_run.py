@@ -68,9 +68,10 @@ def test_recipe_is_embedded_and_previews_are_written(single_run, tiny_official_c
     assert recipe["ckpt_dir"] == str(Path(tiny_official_ckpt).resolve()) and len(recipe["ckpt_fingerprint"]) == 16
     height, width = read_frames(out / "v.mp4").shape[1:3]
     assert (events[-1]["width"], events[-1]["height"]) == (width, height)
-    # Every 3 steps and at the last: steps 3 and 4 of 4, beside the events file.
+    # Due every 3 steps and at the last: steps 3 and 4 of 4, beside the events file. The first due one is always
+    # made; later ones only within the 2 % budget (tests/unit/test_preview.py).
     previews = [e for e in events if e["kind"] == "preview"]
-    assert [e["step"] for e in previews] == [3, 4]
+    assert previews[0]["step"] == 3 and {e["step"] for e in previews} <= {3, 4}
     for e in previews:
         assert Path(e["path"]).parent == out / "previews"
         with Image.open(e["path"]) as image:
