@@ -162,6 +162,21 @@ def test_kill_one_rank_records_class_and_rank_then_retries(qhome, tiny_ckpt, qfr
     assert second["state"] == "succeeded" and job_row(qhome, job)["state"] == "succeeded"
     shown = flf2v(qhome, "show", str(job)).stdout
     assert "killed" in shown and "#2" in shown
+    as_json = json.loads(flf2v(qhome, "show", str(job), "--json").stdout)
+    assert (as_json["id"], as_json["state"], as_json["display_state"]) == (job, "succeeded", "succeeded")
+    fields = ("number", "state", "failure_class", "failing_rank", "exit_code")
+    assert [tuple(a[f] for f in fields) for a in as_json["attempts"]] == [
+        (1, "failed", "killed", 1, -9), (2, "succeeded", None, None, 0),
+    ]  # fmt: skip
+    # Each attempt keeps its own logs: the first one's rank 1 was killed mid-denoise, the second finished.
+    first_rank1 = flf2v(qhome, "logs", str(job), "--attempt", "1", "--rank", "1")
+    assert first_rank1.returncode == 0 and "Sampling" in first_rank1.stdout + first_rank1.stderr
+    assert "Finished." not in first_rank1.stdout
+    assert "Finished." in flf2v(qhome, "logs", str(job), "--attempt", "2", "--rank", "1").stdout
+    assert "SIGKILL" in flf2v(qhome, "logs", str(job), "--attempt", "1", "--torchrun").stdout
+    assert "SIGKILL" not in flf2v(qhome, "logs", str(job), "--torchrun").stdout  # the latest: attempt 2
+    missing = flf2v(qhome, "logs", str(job), "--attempt", "3")
+    assert missing.returncode == 2 and "has no attempt 3" in missing.stderr
 
 
 def test_demo(qhome):
