@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from engine.cli_args import build_parser
 from engine.preview import (
     PREVIEW_BUDGET,
     PREVIEW_MIN_WIDTH,
@@ -22,6 +23,10 @@ from engine.preview import (
     project_latent,
     strip_image,
 )
+from flf2v_tui.submission import QUEUE_PREVIEW_EVERY, QueueOptions, build_specs
+from storage.jobs import insert_jobs
+from storage.spec import engine_argv
+from tests.functional.queue_helpers import write_stub_checkpoint
 
 
 class FakeClock:
@@ -151,3 +156,18 @@ def test_fit_recovers_a_linear_vae_by_least_squares():
     image = torch.rand(3, 1, 32, 32) * 2 - 1
     rgb = torch.einsum("chw,cr->rhw", encode(image)[:, 0], weight) + bias.view(3, 1, 1)
     assert torch.allclose(rgb, F.avg_pool2d(image[:, 0][None], 8)[0], atol=2e-3)
+
+
+def test_the_engine_alone_makes_no_previews_and_a_queued_job_one_every_5_steps(tmp_path, frames, conn, home):
+    alone = build_parser().parse_args(["--prompt", "x", "--first_frame", "a.png", "--last_frame", "b.png"])
+    assert alone.preview_every == 0
+    ckpt = write_stub_checkpoint(tmp_path / "ckpt")
+    given = {"task": "flf2v-tiny", "ckpt_dir": str(ckpt), "first_frame": str(frames[0]),
+             "last_frame": str(frames[1]), "prompt": "a bird"}  # fmt: skip
+    (spec,) = build_specs(given, QueueOptions())
+    (off,) = build_specs({**given, "preview_every": 0}, QueueOptions())  # asked for none: none
+    assert (spec.preview_every, off.preview_every) == (QUEUE_PREVIEW_EVERY, 0) and QUEUE_PREVIEW_EVERY == 5
+    job, job_off = insert_jobs(conn, home, [spec, off])
+    rows = dict(conn.execute("SELECT id, preview_every FROM jobs WHERE id IN (?, ?)", (job, job_off)).fetchall())
+    assert rows == {job: 5, job_off: 0}
+    assert "--preview_every" in engine_argv(spec.engine_values())  # and the worker passes it to the engine
