@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Input, TextArea
 
 from flf2v_tui.gpus import FakeSource
 from flf2v_tui.live.form import prefill_from_job
+from flf2v_tui.tui.images import load_picture
 from flf2v_tui.tui.jobscreen import JobScreen
 from flf2v_tui.tui.jobtable import JobTable
 from flf2v_tui.tui.logview import LogView
@@ -91,9 +92,15 @@ def test_catalogue_snapshot(snapshot_world, make_app, snap_compare):
         app.open_videos()
         await settle(pilot, lambda: isinstance(app.screen, VideosScreen) and len(app.screen.videos) == len(ids),
                      what="the videos")  # fmt: skip
-        app.screen.query_one("#videos", DataTable).move_cursor(row=1)
-        await settle(pilot, lambda: "seed        42" in str(app.screen.query_one("#video-recipe").render()),
+        screen = app.screen
+        screen.query_one("#videos", DataTable).move_cursor(row=1)
+        await settle(pilot, lambda: "seed        42" in str(screen.query_one("#video-recipe").render()),
                      what="the selected recipe")  # fmt: skip
+        # The contact sheet is decoded in a thread: wait for the selection's own (not the first row's) to be set.
+        expected = load_picture(screen.selected["files"]["sheet"]).tobytes()
+        sheet = screen.query_one("#video-sheet")
+        await settle(pilot, lambda: sheet.image is not None and sheet.image.tobytes() == expected,
+                     what="the contact sheet")  # fmt: skip
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
