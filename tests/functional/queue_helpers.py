@@ -18,6 +18,8 @@ from storage.db import connect
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTED = "tests.functional.scripted_engine"
+# A finish hook (`--on-finish`, with the folder prefix as its argument) that saves its environment per job.
+HOOK = "import json, os, sys; open(sys.argv[1] + os.environ['FLF2V_JOB_ID'], 'w').write(json.dumps(dict(os.environ)))"
 
 
 def write_stub_checkpoint(folder: Path) -> Path:

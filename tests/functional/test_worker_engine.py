@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -15,8 +18,11 @@ import pytest
 
 from flf2v_tui.demo import DEMO_FRAMES
 from tests.functional.queue_helpers import (
+    HOOK,
+    REPO,
     attempt_processes,
     attempt_rows,
+    env_for,
     flf2v,
     job_row,
     start_worker,
@@ -44,9 +50,20 @@ def denoising(home: Path, job_id: int, number: int = 1) -> bool:
     return len(rows) >= number and rows[number - 1]["stage"] == "denoise" and (rows[number - 1]["step"] or 0) >= 2
 
 
-def test_end_to_end(qhome, tiny_ckpt, qframes):
+def test_end_to_end(qhome, tiny_ckpt, qframes, tmp_path):
+    """Paused, the queue keeps the job; resumed, a worker renders it: the mp4, a complete attempts row, the
+    finish hook, and the commands that read a finished job. (The pause rides on this render, so that it
+    costs no render of its own.)"""
     job = submit(qhome, tiny_ckpt, qframes, QUICK)
-    run = flf2v(qhome, "worker", "--once", timeout=300)
+    assert flf2v(qhome, "pause").returncode == 0
+    assert "queue paused" in flf2v(qhome, "ls").stdout
+    started = time.monotonic()
+    drained = flf2v(qhome, "worker", "--once", timeout=60)
+    assert drained.returncode == 0 and time.monotonic() - started < 30, drained.stdout + drained.stderr
+    assert job_row(qhome, job)["state"] == "queued" and attempt_rows(qhome, job) == []
+    assert flf2v(qhome, "resume").returncode == 0
+    hook_out = tmp_path / "hook-"
+    run = flf2v(qhome, "worker", "--once", "--on-finish", f'{sys.executable} -c "{HOOK}" {hook_out}', timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     row, (attempt,) = job_row(qhome, job), attempt_rows(qhome, job)
     assert row["state"] == "succeeded", run.stdout
@@ -73,6 +90,12 @@ def test_end_to_end(qhome, tiny_ckpt, qframes):
     shown = flf2v(qhome, "show", str(job))
     assert shown.returncode == 0 and "succeeded" in shown.stdout
     assert "Finished." in flf2v(qhome, "logs", str(job), "--rank", "1").stdout
+    merged = flf2v(qhome, "logs", str(job), "--all").stdout
+    assert "[r0]" in merged and "[r1]" in merged
+    assert flf2v(qhome, "wait", str(job)).returncode == 0
+    hooked = json.loads(Path(f"{hook_out}{job}").read_text())
+    assert (hooked["FLF2V_JOB_STATE"], hooked["FLF2V_OUTPUT"]) == ("succeeded", row["output_path"])
+    assert float(hooked["FLF2V_SECONDS"]) > 0
 
 
 def test_cancel_during_denoise_leaves_nothing_behind(qhome, tiny_ckpt, qframes):
@@ -132,6 +155,44 @@ def test_worker_killed_mid_render_then_a_new_worker_reattaches(qhome, tiny_ckpt,
     assert attempt["step"] == 400 > step_at_kill
     frames, _ = imageio_ffmpeg.count_frames_and_secs(job_row(qhome, job)["output_path"])
     assert frames == 17
+
+
+def test_sigterm_hands_the_render_on_and_an_end_nobody_watched_is_recorded(qhome, tiny_ckpt, qframes):
+    """SIGTERM to the worker leaves the render running and the next worker re-attaches it; when that worker
+    is killed too, the render finishes with nobody watching, and the worker after records its success. One
+    render for all three, followed throughout by `logs --follow`."""
+    job = submit(qhome, tiny_ckpt, qframes, SLOW)
+    first = start_worker(qhome)
+    try:
+        wait_for(lambda: denoising(qhome, job), timeout=180, what="the denoise stage")
+    finally:
+        assert stop(first) == 0
+    assert job_row(qhome, job)["state"] == "interrupted"
+    assert attempt_processes(qhome), "the render should outlive the worker"
+    follower = subprocess.Popen([sys.executable, "-m", "flf2v_tui.cli", "logs", str(job), "--all", "--follow"],
+                                env=env_for(qhome), cwd=REPO, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        second = start_worker(qhome)
+        try:
+            wait_for(lambda: "re-attached" in (qhome / "worker.log").read_text(), timeout=60, what="a re-attach")
+            assert job_row(qhome, job)["state"] == "running"
+        finally:
+            stop(second, signal.SIGKILL)
+        folder = Path(attempt_rows(qhome, job)[0]["log_dir"])
+        assert not (folder / "exit.json").exists(), "the render ended before its second worker was killed"
+        wait_for(lambda: (folder / "exit.json").exists(), timeout=180, what="the render to end")
+        run = flf2v(qhome, "worker", "--once", timeout=120)
+        assert "succeeded while no worker watched" in run.stdout, run.stdout
+        followed, _ = follower.communicate(timeout=30)  # --follow ends by itself with the attempt
+    finally:
+        follower.kill()
+    row, (attempt,) = job_row(qhome, job), attempt_rows(qhome, job)
+    assert (row["state"], attempt["state"], attempt["step"], attempt["steps_total"]) == (
+        "succeeded", "succeeded", 400, 400,
+    )  # fmt: skip
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(row["output_path"])
+    assert frames == 17
+    assert "[r0]" in followed and "[r1]" in followed and "Sampling 400/400" in followed
 
 
 def _rank_process(home: Path, rank: int) -> psutil.Process | None:
