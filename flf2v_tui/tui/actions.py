@@ -3,7 +3,10 @@ Each is the same storage operation as the CLI command of the same name."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +18,7 @@ from flf2v_tui.tui.confirm import ConfirmScreen
 from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
 from flf2v_tui.tui.text import notify_plain
 from storage import ops
+from storage.paths import Home
 from storage.workers import set_paused
 
 if TYPE_CHECKING:
@@ -50,13 +54,35 @@ def cancel(screen: Screen[Any], job_id: int, state: str, then: Callable[[], None
         screen.notify(f"job {job_id} is already {state}; nothing to cancel", severity="warning")
         return
     what = "stop its processes (SIGTERM, then SIGKILL)" if state != "queued" and state != "held" else "drop it"
-    question = f"Cancel job {job_id} ({state})? The worker will {what}."
+    question = f"Cancel job {job_id} ({state})? This will {what}."
+
+    home: Home = screen.app.db.home  # type: ignore[attr-defined]
 
     def answered(yes: bool | None) -> None:
         if yes:
-            run_op(screen, lambda conn: ops.cancel(conn, job_id), then)
+            run_op(screen, lambda conn: cancel_job(conn, home, job_id), then)
 
     screen.app.push_screen(ConfirmScreen(question, yes="Cancel job"), answered)
+
+
+def cancel_job(conn: sqlite3.Connection, home: Home, job_id: int) -> str:
+    """Set the cancel flag; when no worker watches the job's render, stop it the way `flf2v cancel` does, in
+    a process of its own: the grace period outlasts a notification, and it must finish if the TUI quits."""
+    from flf2v_tui.worker.cancel import running_attempt, supervisor
+
+    text = ops.cancel(conn, job_id)
+    attempt = running_attempt(conn, job_id)
+    if attempt is None or supervisor(conn, attempt) is not None:
+        return text
+    log_path = home.job_dir(job_id) / "cancel.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "flf2v_tui.cli", "cancel", str(job_id)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "FLF2V_HOME": str(home.root), "NO_COLOR": "1"}, start_new_session=True,
+        )  # fmt: skip
+    return f"job {job_id}: no worker watches its render; stopping it from here, SIGKILL after 30 s (see {log_path})"
 
 
 def retry(screen: Screen[Any], job_id: int, then: Callable[[], None]) -> None:

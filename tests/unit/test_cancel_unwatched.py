@@ -144,3 +144,32 @@ def test_an_attempt_recorded_meanwhile_is_not_recorded_twice(conn, home, queue, 
     assert text is not None and "already recorded" in text
     rows = conn.execute("SELECT state FROM attempts WHERE job_id = ?", (job_id,)).fetchall()
     assert [r[0] for r in rows] == ["interrupted"]
+
+
+def test_the_tui_stops_an_unwatched_render_in_a_process_of_its_own(conn, home, queue):
+    from flf2v_tui.tui.actions import cancel_job
+
+    job_id = queue()
+    attempt_id = claimed(conn, home, job_id)["id"]
+    proc = launch(conn, home, attempt_id, OBEYS)
+    hand_off(conn, [attempt_id])
+    text = cancel_job(conn, home, job_id)
+    assert "no worker watches its render" in text and "cancel.log" in text
+    assert proc.wait(timeout=30) == -15
+    deadline = time.monotonic() + 30
+    while get_job(conn, job_id)["state"] != "cancelled" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert get_job(conn, job_id)["state"] == "cancelled"
+    assert f"job {job_id} cancelled" in (home.job_dir(job_id) / "cancel.log").read_text()
+
+
+def test_the_tui_leaves_a_watched_render_to_its_worker(conn, home, queue):
+    from flf2v_tui.tui.actions import cancel_job
+
+    job_id = queue()
+    me = WorkerIdentity.current()
+    register(conn, me, {"device": "cpu", "slots": ["cpu0"]})
+    claimed(conn, home, job_id, owner=me)
+    assert "cancel requested" in cancel_job(conn, home, job_id)
+    assert not (home.job_dir(job_id) / "cancel.log").exists()
+    assert get_job(conn, job_id)["cancel_requested"] == 1
