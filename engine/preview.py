@@ -25,6 +25,7 @@ within the budget. When a preview is skipped for the budget, the log says once t
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import queue
 import threading
@@ -158,6 +159,9 @@ class PreviewWriter:
         self._cpu = 0.0
         self._lock = threading.Lock()
         self._queue: queue.Queue[tuple[int, torch.Tensor] | None] = queue.Queue(maxsize=4)
+        # Pillow loads its format plugins on the first save (tens of ms): pay that here, before sampling starts,
+        # not in the first preview, whose cost the budget cannot know in advance.
+        strip_image(torch.zeros(3, 1, 1, dtype=torch.uint8)).save(io.BytesIO(), format="PNG")
         self._thread = threading.Thread(target=self._run, name="preview-writer", daemon=True)
         self._thread.start()
 
@@ -206,6 +210,8 @@ class LatentPreviewer:
     ) -> None:
         self.weight, self.bias = projection
         self.every = every
+        # torch's first-call set-up of the projection, here rather than in the first (unbudgeted) preview.
+        project_latent(torch.zeros(len(self.weight), 1, 1, 1), self.weight, self.bias)
         self.budget = budget or PreviewBudget()
         self.writer = writer or PreviewWriter(folder, on_written)
         self.skipped = 0
