@@ -43,7 +43,7 @@ class AccountedPreviewer(LatentPreviewer):
 
     def close(self) -> None:
         super().close()
-        self.budget.background = self.writer.cpu_seconds()  # the last PNGs too
+        self.budget.background = self.writer.busy_seconds()  # the last PNGs too
         SHARES.append(self.budget.spent() / max(self.budget.sampling_seconds(), 1e-9))
 
 

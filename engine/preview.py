@@ -15,8 +15,9 @@ What a preview costs sampling, and the 2 % budget. A preview is made on rank 0 e
 step). On the sampling thread it costs only the projection of three latent frames (first, middle, last) to
 8-bit RGB on the device and the copy of that small strip to the host (`project_latent`); enlarging, PNG
 encoding, the file and the `preview` event are the writer thread's (`PreviewWriter`). `PreviewBudget` times
-that sampling-thread work (and, on a CPU device, where the writer competes for the same cores, the writer's
-CPU time too) and skips a due preview whenever the cost so far, plus the mean cost of one preview, would
+that sampling-thread work and, on a CPU device, where the writer competes for the same cores and the GIL,
+the writer's whole busy time by the wall clock (its CPU time alone undercounted the measured slowdown about
+twofold), and skips a due preview whenever the cost so far, plus the mean cost of one preview, would
 exceed 2 % of the sampling time so far. The sampling time is counted from the end of the first step, so it
 is never over-estimated; the first preview's cost cannot be known before it is made, every later one stays
 within the budget. When a preview is skipped for the budget, the log says once that previews are thinned.
@@ -143,20 +144,20 @@ class PreviewBudget:
 
 
 class PreviewWriter:
-    """Writes preview PNGs off the sampling thread and reports each one once it is on disk. It keeps the CPU
-    time it used (`cpu_seconds`), which a CPU device's sampling pays for."""
+    """Writes preview PNGs off the sampling thread and reports each one once it is on disk. It keeps the time
+    it was busy (`busy_seconds`, by the wall clock): the conservative measure of what a CPU device's sampling pays."""
 
     def __init__(
         self,
         folder: Path,
         on_written: Callable[[int, Path], None],
-        cpu_clock: Callable[[], float] = time.thread_time,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.on_written = on_written
-        self.cpu_clock = cpu_clock
-        self._cpu = 0.0
+        self.clock = clock
+        self._busy = 0.0
         self._lock = threading.Lock()
         self._queue: queue.Queue[tuple[int, torch.Tensor] | None] = queue.Queue(maxsize=4)
         # Pillow loads its format plugins on the first save (tens of ms): pay that here, before sampling starts,
@@ -165,9 +166,9 @@ class PreviewWriter:
         self._thread = threading.Thread(target=self._run, name="preview-writer", daemon=True)
         self._thread.start()
 
-    def cpu_seconds(self) -> float:
+    def busy_seconds(self) -> float:
         with self._lock:
-            return self._cpu
+            return self._busy
 
     def full(self) -> bool:
         return self._queue.full()
@@ -180,7 +181,7 @@ class PreviewWriter:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            started = self.cpu_clock()
+            started = self.clock()
             step, strip = item
             path = self.folder / f"step-{step:04d}.png"
             tmp = path.with_suffix(".tmp.png")
@@ -188,7 +189,7 @@ class PreviewWriter:
             tmp.replace(path)
             self.on_written(step, path)
             with self._lock:
-                self._cpu += self.cpu_clock() - started
+                self._busy += self.clock() - started
 
     def close(self) -> None:
         self._queue.put(None)
@@ -225,7 +226,7 @@ class LatentPreviewer:
             log.info(f"Preview for step {step} skipped: the writer is behind")
             return
         if latent.device.type == "cpu":  # the writer's PNG work slows a CPU sampling; on a GPU it does not
-            self.budget.background = self.writer.cpu_seconds()
+            self.budget.background = self.writer.busy_seconds()
         if not self.budget.allows():
             self.skipped += 1
             if not self._said_thinned and self.budget.sampling_seconds() > 0:

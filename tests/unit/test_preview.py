@@ -85,7 +85,7 @@ class FakeWriter:
     def __init__(self, cpu: float = 0.0) -> None:
         self.cpu, self.submitted = cpu, []
 
-    def cpu_seconds(self) -> float:
+    def busy_seconds(self) -> float:
         return self.cpu
 
     def full(self) -> bool:
@@ -139,7 +139,7 @@ def test_writer_writes_pngs_and_reports_them(tmp_path):
     writer.close()
     ((step, path),) = written
     assert step == 3 and path == tmp_path / "previews" / "step-0003.png"
-    assert Image.open(path).getpixel((0, 0)) == (200, 200, 200) and writer.cpu_seconds() >= 0
+    assert Image.open(path).getpixel((0, 0)) == (200, 200, 200) and writer.busy_seconds() >= 0
 
 
 def test_fit_recovers_a_linear_vae_by_least_squares():
