@@ -56,12 +56,17 @@ ENGINE_OPTIONS: list[inspect.Parameter] = [
 ENGINE_NAMES = tuple(p.name for p in ENGINE_OPTIONS)
 
 
-def with_engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the engine options to a command; they arrive in **kwargs (None when not given)."""
+def _extend_signature(fn: Callable[..., Any], params: list[inspect.Parameter]) -> Callable[..., Any]:
+    """Append `params` to fn's own (replacing its **kwargs, where typer delivers them)."""
     sig = inspect.signature(fn, eval_str=True)  # string annotations (PEP 563) would hide the typer.Option
     own = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
-    fn.__signature__ = sig.replace(parameters=[*own, *ENGINE_OPTIONS])  # type: ignore[attr-defined]
+    fn.__signature__ = sig.replace(parameters=[*own, *params])  # type: ignore[attr-defined]
     return fn
+
+
+def with_engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the engine options to a command; they arrive in **kwargs (None when not given)."""
+    return _extend_signature(fn, ENGINE_OPTIONS)
 
 
 def engine_values(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +112,6 @@ QUEUE_OPTIONS: list[inspect.Parameter] = [
     _queue("json_out", False, bool, "--json", help_text="print the new job ids as JSON", panel=None),
     _queue("quiet", False, bool, "--quiet", "-q", help_text="print only the job ids", panel=None),
 ]  # fmt: skip
-QUEUE_NAMES = tuple(p.name for p in QUEUE_OPTIONS)
 
 
 def with_queue_options(gpus_default: int | None, gpus_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -117,30 +121,28 @@ def with_queue_options(gpus_default: int | None, gpus_help: str) -> Callable[[Ca
     gpus = _queue("gpus", gpus_default, kind, "--gpus", help_text=gpus_help)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        sig = inspect.signature(fn, eval_str=True)
-        own = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
-        fn.__signature__ = sig.replace(parameters=[*own, gpus, *QUEUE_OPTIONS])  # type: ignore[attr-defined]
-        return fn
+        return _extend_signature(fn, [gpus, *QUEUE_OPTIONS])
 
     return decorate
 
 
 def queue_values(kwargs: dict[str, Any], gpus: int) -> Any:
-    """The QueueOptions the queue options in kwargs describe (with `gpus` already resolved)."""
+    """The QueueOptions the queue options in kwargs describe (with `gpus` already resolved). Typer passes every
+    option of QUEUE_OPTIONS (its declared default when not given), so the defaults live there only."""
     # Imported on use: `flf2v videos ls` loads this module and must not pay for the engine's checks.
     from flf2v_tui.submission import QueueOptions, parse_retry_on
 
-    after = kwargs.get("after")
+    after = kwargs["after"]
     return QueueOptions(
         gpus=gpus,
-        nodes=kwargs.get("nodes", 1),
-        priority=kwargs.get("priority", 0),
+        nodes=kwargs["nodes"],
+        priority=kwargs["priority"],
         after=parse_ids(after) if after else [],
-        held=bool(kwargs.get("hold")),
-        labels=[x for x in (kwargs.get("label") or []) if x.strip()],
-        max_retries=kwargs.get("retries", 2),
-        retry_on=parse_retry_on(kwargs.get("retry_on")) or QueueOptions().retry_on,
-        retry_backoff=kwargs.get("retry_backoff", 30.0),
+        held=kwargs["hold"],
+        labels=[x for x in (kwargs["label"] or []) if x.strip()],
+        max_retries=kwargs["retries"],
+        retry_on=parse_retry_on(kwargs["retry_on"]) or QueueOptions().retry_on,
+        retry_backoff=kwargs["retry_backoff"],
     )
 
 
