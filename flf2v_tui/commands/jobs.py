@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,6 +11,7 @@ from engine.errors import BadInputError
 from flf2v_tui.commands.common import handles_errors, open_home, parse_ids, print_json
 from flf2v_tui.render import LS_STATES, ls_json, ls_text, show_json, show_text
 from flf2v_tui.term import terminal_width
+from flf2v_tui.worker import KILL_GRACE_S
 from storage import ops
 from storage.jobs import attempts_of, list_jobs, require_job
 from storage.workers import is_paused, live_workers, set_paused
@@ -84,24 +84,32 @@ def wait(
 
 
 class _Countdown:
-    """The grace period as it passes: one line rewritten on a terminal, a line every few seconds otherwise."""
+    """The grace period as it passes: one line rewritten on a terminal, a line every few seconds otherwise.
+    Messages go through `say`, which first clears that line so that they never land on its end."""
 
-    def __init__(self, job_id: int) -> None:
-        self.job_id, self.tty, self.last = job_id, sys.stderr.isatty(), -1.0
+    def __init__(self, job_ids: list[int]) -> None:
+        self.jobs = ", ".join(str(j) for j in job_ids)
+        self.tty, self.last, self.drawn = sys.stderr.isatty(), -1.0, False
 
     def __call__(self, left: float, processes: int) -> None:
-        text = f"job {self.job_id}: waiting for {processes} process(es) to stop; SIGKILL in {left:.0f} s"
+        text = f"job {self.jobs}: waiting for {processes} process(es) to stop; SIGKILL in {left:.0f} s"
         if self.tty:
             sys.stderr.write(f"\r\x1b[K{text}")
             sys.stderr.flush()
+            self.drawn = True
         elif self.last < 0 or self.last - left >= 5:
             typer.echo(text, err=True)
             self.last = left
 
-    def done(self) -> None:
-        if self.tty and self.last < 0:
+    def clear(self) -> None:
+        if self.drawn:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
+            self.drawn = False
+
+    def say(self, text: str) -> None:
+        self.clear()
+        typer.echo(text)
 
 
 @handles_errors
@@ -109,39 +117,36 @@ def cancel(
     job_ids: Annotated[list[str], typer.Argument(help="job ids, e.g. 12 or 12,13 or 12..20")],
     kill_grace: Annotated[
         float, typer.Option("--kill-grace", help="seconds between SIGTERM and SIGKILL when no worker watches it")
-    ] = 30.0,
+    ] = KILL_GRACE_S,
 ) -> None:
     """Cancel jobs: queued ones at once; running ones get SIGTERM, a grace period, then SIGKILL.
 
     The worker that runs a job stops it. When no worker watches a render (the worker was stopped and left it
     running), this command stops it itself, waits out the grace period and records the job as cancelled.
+    Several such renders are signalled together and share one grace period.
     """
+    # Imported on use: process handling pulls in psutil, which the other commands need not load.
+    from flf2v_tui.worker.cancel import request_cancel, stop_unwatched
+
     if kill_grace < 0:
         raise BadInputError("--kill-grace must be 0 or more seconds")
     home, conn = open_home()
+    unwatched: list[dict[str, Any]] = []
     for job_id in parse_ids(job_ids):
-        text = ops.cancel(conn, job_id)
-        job = require_job(conn, job_id)
-        if job["state"] in ("running", "interrupted") and job["cancel_requested"]:
-            text = _cancel_running(conn, str(home.root), job_id, kill_grace) or text
-        typer.echo(text)
-
-
-def _cancel_running(conn: sqlite3.Connection, home_root: str, job_id: int, grace_s: float) -> str | None:
-    """Stop the job's render here when no live worker supervises it; None leaves it to the worker."""
-    from flf2v_tui.worker.cancel import running_attempt, stop_unwatched, supervisor
-
-    attempt = running_attempt(conn, job_id)
-    if attempt is None:
-        return None
-    owner = supervisor(conn, attempt)
-    if owner is not None:
-        return f"job {job_id}: cancel requested; {owner} stops its processes (SIGTERM, then SIGKILL)"
-    countdown = _Countdown(job_id)
+        text, attempt = request_cancel(conn, job_id)
+        if attempt is None:
+            typer.echo(text)
+        else:
+            unwatched.append(attempt)
+    if not unwatched:
+        return
+    countdown = _Countdown([a["job_id"] for a in unwatched])
     try:
-        return stop_unwatched(conn, home_root, attempt, grace_s, typer.echo, countdown)
+        lines = stop_unwatched(conn, str(home.root), unwatched, kill_grace, countdown.say, countdown)
     finally:
-        countdown.done()
+        countdown.clear()
+    for attempt, line in zip(unwatched, lines, strict=True):
+        typer.echo(line or f"job {attempt['job_id']}: cancel requested; a worker took it over and stops it")
 
 
 @handles_errors

@@ -11,6 +11,7 @@ import typer
 from engine.errors import BadInputError
 from flf2v_tui.commands.common import die, handles_errors, open_home, print_json
 from flf2v_tui.term import human_bytes, paint, table, use_colour
+from flf2v_tui.worker import KILL_GRACE_S
 from storage.workers import gpu_holders, live_workers
 
 
@@ -38,7 +39,9 @@ def worker(
     stall_timeout: Annotated[
         float, typer.Option("--stall-timeout", help="minutes without progress before a job is stopped (0: never)")
     ] = 30.0,
-    kill_grace: Annotated[float, typer.Option("--kill-grace", help="seconds between SIGTERM and SIGKILL")] = 30.0,
+    kill_grace: Annotated[
+        float, typer.Option("--kill-grace", help="seconds between SIGTERM and SIGKILL")
+    ] = KILL_GRACE_S,
     on_finish: Annotated[
         str | None,
         typer.Option(

@@ -17,6 +17,7 @@ from flf2v_tui.submission import retry_job
 from flf2v_tui.tui.confirm import ConfirmScreen
 from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
 from flf2v_tui.tui.text import notify_plain
+from flf2v_tui.worker import KILL_GRACE_S
 from storage import ops
 from storage.paths import Home
 from storage.workers import set_paused
@@ -68,21 +69,29 @@ def cancel(screen: Screen[Any], job_id: int, state: str, then: Callable[[], None
 def cancel_job(conn: sqlite3.Connection, home: Home, job_id: int) -> str:
     """Set the cancel flag; when no worker watches the job's render, stop it the way `flf2v cancel` does, in
     a process of its own: the grace period outlasts a notification, and it must finish if the TUI quits."""
-    from flf2v_tui.worker.cancel import running_attempt, supervisor
+    from flf2v_tui.worker.cancel import request_cancel
 
-    text = ops.cancel(conn, job_id)
-    attempt = running_attempt(conn, job_id)
-    if attempt is None or supervisor(conn, attempt) is not None:
+    text, attempt = request_cancel(conn, job_id)
+    if attempt is None:
         return text
     log_path = home.job_dir(job_id) / "cancel.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "flf2v_tui.cli", "cancel", str(job_id)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "FLF2V_HOME": str(home.root), "NO_COLOR": "1"}, start_new_session=True,
-        )  # fmt: skip
-    return f"job {job_id}: no worker watches its render; stopping it from here, SIGKILL after 30 s (see {log_path})"
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            subprocess.Popen(
+                [sys.executable, "-m", "flf2v_tui.cli", "cancel", str(job_id)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "FLF2V_HOME": str(home.root), "NO_COLOR": "1"}, start_new_session=True,
+            )  # fmt: skip
+    except OSError as exc:
+        return (
+            f"job {job_id}: cancel requested, but no worker watches its render and it could not be stopped from "
+            f"here ({exc}); run flf2v cancel {job_id}, or start a worker"
+        )
+    return (
+        f"job {job_id}: no worker watches its render; stopping it from here, SIGKILL after {KILL_GRACE_S:g} s "
+        f"(see {log_path})"
+    )
 
 
 def retry(screen: Screen[Any], job_id: int, then: Callable[[], None]) -> None:

@@ -14,11 +14,13 @@ import signal
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive, signal_group, tagged, tree
+from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive, signal_group, victims
 from flf2v_tui.worker.settle import settle_unwatched
 from storage import attempts as store
+from storage import ops
 from storage.workers import WorkerIdentity, live_workers, process_alive
 
 POLL_S = 0.2
@@ -41,51 +43,85 @@ def supervisor(conn: sqlite3.Connection, attempt: dict[str, Any]) -> str | None:
     return f"process {pid} (another flf2v cancel)"
 
 
-def _count(pgid: int | None, tag: str) -> int:
-    pids = {p.pid for p in tree(pgid)} if pgid else set()
-    pids |= {p.pid for p in tagged(tag)}
-    return len(pids)
+def request_cancel(conn: sqlite3.Connection, job_id: int) -> tuple[str, dict[str, Any] | None]:
+    """Set the job's cancel flag (the CLI's and the TUI's cancel): the line to show, and its running attempt
+    when nobody acts on the flag, which the caller then stops (None when nothing runs or a worker does)."""
+    text = ops.cancel(conn, job_id)
+    attempt = running_attempt(conn, job_id)
+    if attempt is None:
+        return text, None
+    owner = supervisor(conn, attempt)
+    if owner is not None:
+        return f"job {job_id}: cancel requested; {owner} stops its processes (SIGTERM, then SIGKILL)", None
+    return text, attempt
+
+
+@dataclass
+class _Stopping:
+    attempt: dict[str, Any]
+    tag: str
+    began: float
+
+    def alive(self) -> bool:
+        return leader_alive(self.attempt["pgid"], self.attempt["pgid_started"])
 
 
 def stop_unwatched(
     conn: sqlite3.Connection,
     home_root: str,
-    attempt: dict[str, Any],
+    attempts: list[dict[str, Any]],
     grace_s: float,
     say: Callable[[str], None],
     waiting: Callable[[float, int], None],
-) -> str | None:
-    """Stop and record a running attempt whose worker is gone; returns the line for the user, or None when a
-    live worker (or another flf2v cancel) took it over first and so acts on the flag. During the grace
-    period `waiting(seconds_left, processes_left)` is called a few times a second."""
-    job_id, attempt_id = attempt["job_id"], attempt["id"]
-    if not store.reattach(conn, attempt_id, WorkerIdentity.current()):
-        return None
-    tag = attempt_tag(home_root, attempt_id)
-    pgid, started = attempt["pgid"], attempt["pgid_started"]
-    began = time.monotonic()
-    if leader_alive(pgid, started):
-        say(f"job {job_id}: no worker watches it; SIGTERM to its process group {pgid}, SIGKILL after {grace_s:g} s")
-        signal_group(pgid, signal.SIGTERM)
-        deadline = began + grace_s
-        counted, count = 0.0, 0
-        try:
-            while leader_alive(pgid, started) and time.monotonic() < deadline:
-                if time.monotonic() - counted >= 1.0:  # a count reads every process's environment
-                    counted, count = time.monotonic(), _count(pgid, tag)
-                waiting(deadline - time.monotonic(), count)
-                time.sleep(POLL_S)
-        except KeyboardInterrupt:
-            # The cancel flag stays: the attempt's owner (this process) is now gone, so the next worker
-            # re-attaches it and finishes the job of stopping it.
-            say(f"job {job_id}: interrupted; still cancelling, and the next flf2v worker finishes the job")
-            raise
-        if leader_alive(pgid, started):
-            killed = kill_all(pgid, tag)
-            say(f"job {job_id}: grace period over, SIGKILL sent to {killed} process(es)")
-    with_flag = {**attempt, "cancel_requested": 1}  # this call set it, whatever the row was read with
+) -> list[str | None]:
+    """Stop and record running attempts whose worker is gone, all at once: every one gets its SIGTERM before
+    any grace period is waited out, so ten hung renders take one grace period, not ten. Returns a line for
+    the user per attempt, or None for one a live worker (or another flf2v cancel) took over first and so acts
+    on the flag. During the grace period `waiting(seconds_left, processes_left)` is called a few times a
+    second."""
+    stopping: list[_Stopping | None] = []
+    for attempt in attempts:
+        if not store.reattach(conn, attempt["id"], WorkerIdentity.current()):
+            stopping.append(None)
+            continue
+        stop = _Stopping(attempt, attempt_tag(home_root, attempt["id"]), time.monotonic())
+        stopping.append(stop)
+        if stop.alive():
+            job_id, pgid = attempt["job_id"], attempt["pgid"]
+            say(f"job {job_id}: no worker watches it; SIGTERM to its group {pgid}, SIGKILL after {grace_s:g} s")
+            signal_group(pgid, signal.SIGTERM)
+    _wait_out([s for s in stopping if s is not None], grace_s, say, waiting)
+    return [None if s is None else _record(conn, home_root, s) for s in stopping]
+
+
+def _wait_out(
+    stopping: list[_Stopping], grace_s: float, say: Callable[[str], None], waiting: Callable[[float, int], None]
+) -> None:
+    deadline = time.monotonic() + grace_s
+    counted, count = 0.0, 0
+    try:
+        while (alive := [s for s in stopping if s.alive()]) and time.monotonic() < deadline:
+            if time.monotonic() - counted >= 1.0:  # a count reads every process's environment
+                counted = time.monotonic()
+                count = sum(len(victims(s.attempt["pgid"], s.tag)) for s in alive)
+            waiting(deadline - time.monotonic(), count)
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        # The cancel flags stay: the attempts' owner (this process) is now gone, so the next worker
+        # re-attaches them and finishes the job of stopping them.
+        say("interrupted; still cancelling, and the next flf2v worker finishes the job")
+        raise
+    for stop in stopping:
+        if stop.alive():
+            killed = kill_all(stop.attempt["pgid"], stop.tag)
+            say(f"job {stop.attempt['job_id']}: grace period over, SIGKILL sent to {killed} process(es)")
+
+
+def _record(conn: sqlite3.Connection, home_root: str, stop: _Stopping) -> str:
+    job_id = stop.attempt["job_id"]
+    with_flag = {**stop.attempt, "cancel_requested": 1}  # this call set it, whatever the row was read with
     settled, _ = settle_unwatched(conn, home_root, with_flag)
-    took = time.monotonic() - began
+    took = time.monotonic() - stop.began
     if settled.new_state is None:
         return f"job {job_id}: stopped; a worker had already recorded its end"
     if settled.new_state == "cancelled":

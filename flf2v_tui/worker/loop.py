@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flf2v_tui.worker import launch
+from flf2v_tui.worker import KILL_GRACE_S, launch
 from flf2v_tui.worker.classify import classify, read_exit
 from flf2v_tui.worker.hooks import Hooks, hook_env
 from flf2v_tui.worker.pool import Pool
@@ -41,7 +41,7 @@ class WorkerConfig:
     cpu_slots: int | None = None
     once: bool = False
     stall_timeout_s: float = 0.0
-    kill_grace_s: float = 30.0
+    kill_grace_s: float = KILL_GRACE_S
     poll_s: float = 0.2
     on_finish: list[str] = field(default_factory=list)
     stop_jobs: bool = False

@@ -50,19 +50,23 @@ def signal_group(pgid: int, sig: int) -> bool:
         return False
 
 
+def victims(pgid: int | None, tag: str) -> dict[int, psutil.Process]:
+    """The shim's group, everything under it and anything else tagged with the attempt, by pid."""
+    found = {p.pid: p for p in tree(pgid)} if pgid else {}
+    found.update({p.pid: p for p in tagged(tag)})
+    return found
+
+
 def kill_all(pgid: int | None, tag: str) -> int:
     """SIGKILL the shim's group, everything under it and anything else tagged with the attempt."""
-    victims: dict[int, psutil.Process] = {}
-    if pgid:
-        victims.update({p.pid: p for p in tree(pgid)})
-    victims.update({p.pid: p for p in tagged(tag)})
-    for proc in victims.values():
+    doomed = victims(pgid, tag)
+    for proc in doomed.values():
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             proc.send_signal(signal.SIGKILL)
     if pgid:
         signal_group(pgid, signal.SIGKILL)
-    psutil.wait_procs(list(victims.values()), timeout=5)
-    return len(victims)
+    psutil.wait_procs(list(doomed.values()), timeout=5)
+    return len(doomed)
 
 
 def attempt_tag(home_root: str, attempt_id: int) -> str:

@@ -52,7 +52,8 @@ def cancel(conn, home, job_id: int, grace_s: float, said: list[str], waits: list
     ops.cancel(conn, job_id)
     attempt = running_attempt(conn, job_id)
     assert attempt is not None and supervisor(conn, attempt) is None
-    return stop_unwatched(conn, str(home.root), attempt, grace_s, said.append, lambda *a: waits.append(a))
+    (text,) = stop_unwatched(conn, str(home.root), [attempt], grace_s, said.append, lambda *a: waits.append(a))
+    return text
 
 
 def test_who_acts_on_the_flag(conn, home, queue):
@@ -117,7 +118,7 @@ def test_a_worker_that_took_over_first_is_left_to_act(conn, home, queue):
             "UPDATE attempts SET worker_host = ?, worker_pid = ?, worker_started = ? WHERE id = ?",
             (socket.gethostname(), worker.pid, psutil.Process(worker.pid).create_time(), attempt_id),
         )
-        assert stop_unwatched(conn, str(home.root), attempt, 30, print, lambda *a: None) is None
+        assert stop_unwatched(conn, str(home.root), [attempt], 30, print, lambda *a: None) == [None]
     finally:
         worker.kill()
         worker.wait()
@@ -140,7 +141,7 @@ def test_an_attempt_recorded_meanwhile_is_not_recorded_twice(conn, home, queue, 
         return real(conn, home_root, row)
 
     monkeypatch.setattr(module, "settle_unwatched", worker_first)
-    text = stop_unwatched(conn, str(home.root), attempt, 30, print, lambda *a: None)
+    (text,) = stop_unwatched(conn, str(home.root), [attempt], 30, print, lambda *a: None)
     assert text is not None and "already recorded" in text
     rows = conn.execute("SELECT state FROM attempts WHERE job_id = ?", (job_id,)).fetchall()
     assert [r[0] for r in rows] == ["interrupted"]
@@ -173,3 +174,44 @@ def test_the_tui_leaves_a_watched_render_to_its_worker(conn, home, queue):
     assert "cancel requested" in cancel_job(conn, home, job_id)
     assert not (home.job_dir(job_id) / "cancel.log").exists()
     assert get_job(conn, job_id)["cancel_requested"] == 1
+
+
+def test_several_unwatched_renders_share_one_grace_period(conn, home, queue):
+    jobs = [queue(), queue()]
+    procs = []
+    for job_id in jobs:
+        attempt_id = claimed(conn, home, job_id)["id"]
+        procs.append(launch(conn, home, attempt_id, IGNORES))
+    attempts = []
+    for job_id in jobs:
+        ops.cancel(conn, job_id)
+        attempts.append(running_attempt(conn, job_id))
+    said: list[str] = []
+    started = time.monotonic()
+    texts = stop_unwatched(conn, str(home.root), attempts, 1.5, said.append, lambda *a: None)
+    took = time.monotonic() - started
+    assert 1.5 <= took < 3.0, took  # one grace period for both, not one after the other
+    assert [s for s in said if "SIGTERM" in s][1] == said[1]  # both signalled before any waiting
+    for proc in procs:
+        proc.wait(timeout=5)
+    assert all(t is not None and "cancelled" in t for t in texts), texts
+    assert [get_job(conn, j)["state"] for j in jobs] == ["cancelled", "cancelled"]
+
+
+def test_the_countdown_line_is_cleared_before_a_message(monkeypatch, capsys):
+    import io
+
+    from flf2v_tui.commands.jobs import _Countdown
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    countdown = _Countdown([3, 4])
+    countdown(12.0, 2)
+    assert err.getvalue().endswith("job 3, 4: waiting for 2 process(es) to stop; SIGKILL in 12 s")
+    countdown.say("job 3: grace period over")
+    assert err.getvalue().endswith("SIGKILL in 12 s\r\x1b[K")
+    assert capsys.readouterr().out == "job 3: grace period over\n"
