@@ -78,12 +78,6 @@ def reported_failures(attempt_dir: Path) -> list[RootCause]:
     return [root, *(_parse_block(b) for b in blocks)]
 
 
-def root_cause(attempt_dir: Path) -> RootCause | None:
-    """The rank and exit code torchrun names as the first observed failure."""
-    failures = reported_failures(attempt_dir)
-    return failures[0] if failures else None
-
-
 def _signal_name(code: int) -> str:
     try:
         return signal.Signals(-code).name

@@ -11,7 +11,7 @@ import time
 from engine.telemetry import EventWriter
 from flf2v_tui.logs import Follower, merged
 from flf2v_tui.term import inert
-from flf2v_tui.worker.classify import classify, read_exit, reported_failures, root_cause
+from flf2v_tui.worker.classify import classify, read_exit, reported_failures
 from flf2v_tui.worker.procs import leader_alive
 from flf2v_tui.worker.tracker import Tracker
 
@@ -103,7 +103,7 @@ def test_tracker_follows_stages_steps_and_memory(tmp_path):
 def test_killed_rank_is_the_failing_rank(tmp_path):
     tracker = attempt(tmp_path, [(0, "error", {"type": "Killed", "message": "stopped by signal SIGTERM",
                                                 "traceback": "", "class": "killed"})], 1, TORCHRUN_REPORT)  # fmt: skip
-    root = root_cause(tmp_path)
+    root = reported_failures(tmp_path)[0]
     assert (root.rank, root.exitcode) == (1, -9)
     out = classify(read_exit(tmp_path), tracker, tmp_path)
     assert (out.state, out.failure_class, out.failing_rank, out.exit_code) == ("failed", "killed", 1, -9)
