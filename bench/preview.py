@@ -42,8 +42,7 @@ class AccountedPreviewer(LatentPreviewer):
     """The engine's previewer, keeping its budget's final account (the figure held to 2 % by construction)."""
 
     def close(self) -> None:
-        super().close()
-        self.budget.background = self.writer.busy_seconds()  # the last PNGs too
+        super().close()  # the writer's busy time, which the budget reads, now includes the last PNGs
         SHARES.append(self.budget.spent() / max(self.budget.sampling_seconds(), 1e-9))
 
 

@@ -222,7 +222,7 @@ class FLF2VPipeline:
         def written(step: int, path: Path) -> None:
             self.reporter.emit("preview", step=step, path=str(path))
 
-        return LatentPreviewer(projection, req.preview_every, Path(req.preview_dir), written)
+        return LatentPreviewer(projection, req.preview_every, Path(req.preview_dir), written, self.device)
 
     def _after_step(
         self, i: int, n: int, seconds: float, latent: torch.Tensor, previewer: LatentPreviewer | None

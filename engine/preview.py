@@ -105,14 +105,20 @@ def strip_image(strip: torch.Tensor) -> Image.Image:
 
 class PreviewBudget:
     """Whether a due preview may be made: only while what previews cost the sampling, plus the mean cost of
-    one preview, stays within `share` of the sampling time so far. `clock` is injectable for tests."""
+    one preview, stays within `share` of the sampling time so far. `background` gives the seconds the writer
+    has taken from the sampling's cores so far (on a CPU device; none elsewhere). `clock` is injectable for tests."""
 
-    def __init__(self, share: float = PREVIEW_BUDGET, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        share: float = PREVIEW_BUDGET,
+        clock: Callable[[], float] = time.perf_counter,
+        background: Callable[[], float] = lambda: 0.0,
+    ) -> None:
         self.share = share
         self.clock = clock
+        self.background = background
         self.origin: float | None = None
         self.charged = 0.0  # seconds of preview work on the sampling thread
-        self.background = 0.0  # seconds the writer took from the sampling's cores (CPU device only)
         self.made = 0
 
     def step_done(self) -> None:
@@ -125,12 +131,13 @@ class PreviewBudget:
         return 0.0 if self.origin is None else self.clock() - self.origin - self.charged
 
     def spent(self) -> float:
-        return self.charged + self.background
+        return self.charged + self.background()
 
     def allows(self) -> bool:
-        expected = self.spent() / self.made if self.made else 0.0
+        spent = self.spent()  # once: the writer's busy time may grow meanwhile
+        expected = spent / self.made if self.made else 0.0
         sampling = self.sampling_seconds()
-        return sampling > 0 and self.spent() + expected <= self.share * sampling
+        return sampling > 0 and spent + expected <= self.share * sampling
 
     @contextlib.contextmanager
     def charge(self) -> Iterator[None]:
@@ -173,11 +180,15 @@ class PreviewWriter:
     def full(self) -> bool:
         return self._queue.full()
 
-    def submit(self, step: int, strip: torch.Tensor) -> None:
+    def submit(self, step: int, strip: torch.Tensor) -> bool:
+        """Queue the strip; False (and nothing queued) when the writer is behind. LatentPreviewer checks `full()`
+        first, so that no projection is made in vain, and says so in the log; being the only producer, its
+        submit then always succeeds."""
         try:
             self._queue.put_nowait((step, strip))
         except queue.Full:
-            log.info(f"Preview for step {step} skipped: the writer is behind")
+            return False
+        return True
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -198,7 +209,8 @@ class PreviewWriter:
 
 class LatentPreviewer:
     """Every `every` steps (and at the last one), the current latent as a small PNG, reported by `on_written`,
-    unless the budget (see the module's docstring) says the preview would cost the sampling too much."""
+    unless the budget (see the module's docstring) says the preview would cost the sampling too much.
+    `device` is the sampling's (where the latents are); `clock` is injectable for tests."""
 
     def __init__(
         self,
@@ -206,15 +218,18 @@ class LatentPreviewer:
         every: int,
         folder: Path,
         on_written: Callable[[int, Path], None],
-        budget: PreviewBudget | None = None,
+        device: torch.device = torch.device("cpu"),
+        clock: Callable[[], float] = time.perf_counter,
         writer: PreviewWriter | None = None,
     ) -> None:
         self.weight, self.bias = projection
         self.every = every
         # torch's first-call set-up of the projection, here rather than in the first (unbudgeted) preview.
         project_latent(torch.zeros(len(self.weight), 1, 1, 1), self.weight, self.bias)
-        self.budget = budget or PreviewBudget()
         self.writer = writer or PreviewWriter(folder, on_written)
+        # The writer's PNG work slows a CPU sampling (same cores, same GIL); on a GPU it does not.
+        background = self.writer.busy_seconds if device.type == "cpu" else (lambda: 0.0)
+        self.budget = PreviewBudget(clock=clock, background=background)
         self.skipped = 0
         self._said_thinned = False
 
@@ -225,8 +240,6 @@ class LatentPreviewer:
         if self.writer.full():  # the projection would be thrown away
             log.info(f"Preview for step {step} skipped: the writer is behind")
             return
-        if latent.device.type == "cpu":  # the writer's PNG work slows a CPU sampling; on a GPU it does not
-            self.budget.background = self.writer.busy_seconds()
         if not self.budget.allows():
             self.skipped += 1
             if not self._said_thinned and self.budget.sampling_seconds() > 0:

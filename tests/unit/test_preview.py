@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -91,8 +92,9 @@ class FakeWriter:
     def full(self) -> bool:
         return False
 
-    def submit(self, step: int, strip: torch.Tensor) -> None:
+    def submit(self, step: int, strip: torch.Tensor) -> bool:
         self.submitted.append(step)
+        return True
 
     def close(self) -> None:
         pass
@@ -100,7 +102,7 @@ class FakeWriter:
 
 def _previewer(clock: FakeClock, writer: FakeWriter, every: int) -> LatentPreviewer:
     projection = (torch.zeros(16, 3), torch.zeros(3))
-    return LatentPreviewer(projection, every, Path("/unused"), lambda s, p: None, PreviewBudget(clock=clock), writer)
+    return LatentPreviewer(projection, every, Path("/unused"), lambda s, p: None, clock=clock, writer=writer)
 
 
 def test_previewer_makes_due_previews_and_says_once_when_thinning(caplog):
@@ -135,11 +137,27 @@ def test_projection_is_on_the_host_in_eight_bits_and_the_writer_enlarges_it():
 def test_writer_writes_pngs_and_reports_them(tmp_path):
     written = []
     writer = PreviewWriter(tmp_path / "previews", lambda step, path: written.append((step, path)))
-    writer.submit(3, torch.full((3, 4, 12), 200, dtype=torch.uint8))
+    assert writer.submit(3, torch.full((3, 4, 12), 200, dtype=torch.uint8))
     writer.close()
     ((step, path),) = written
     assert step == 3 and path == tmp_path / "previews" / "step-0003.png"
     assert Image.open(path).getpixel((0, 0)) == (200, 200, 200) and writer.busy_seconds() >= 0
+
+
+def test_a_writer_that_is_behind_refuses_a_strip_and_says_it_is_full(tmp_path):
+    busy, release = threading.Event(), threading.Event()
+
+    def written(step: int, path: Path) -> None:
+        busy.set()
+        release.wait(10)
+
+    writer = PreviewWriter(tmp_path / "previews", written)
+    strip = torch.zeros(3, 2, 2, dtype=torch.uint8)
+    assert writer.submit(1, strip) and busy.wait(10)  # the writer is now stuck on strip 1
+    accepted = [writer.submit(step, strip) for step in range(2, 7)]  # its queue holds 4
+    assert accepted == [True] * 4 + [False] and writer.full()
+    release.set()
+    writer.close()
 
 
 def test_fit_recovers_a_linear_vae_by_least_squares():
