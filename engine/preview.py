@@ -87,7 +87,9 @@ def fit_projection(
 
 def project_latent(latent: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """The sampling thread's share of a preview: [C, T, h, w] latent -> uint8 [3, h, w * 3] on the host, the
-    first, middle and last latent frames side by side. 8-bit on the device, so the copy is a quarter of float's."""
+    first, middle and last latent frames side by side. 8-bit on the device, so the copy is a quarter of float's.
+    Weight and bias are best already on the latent's device (LatentPreviewer puts them there once); `.to` is then
+    a no-op."""
     t = latent.shape[1]
     picks = sorted({0, t // 2, t - 1})
     frames = latent[:, picks].float()
@@ -222,10 +224,12 @@ class LatentPreviewer:
         clock: Callable[[], float] = time.perf_counter,
         writer: PreviewWriter | None = None,
     ) -> None:
-        self.weight, self.bias = projection
+        # On the sampling device once, not copied there again by every preview.
+        self.weight, self.bias = (t.to(device) for t in projection)
         self.every = every
-        # torch's first-call set-up of the projection, here rather than in the first (unbudgeted) preview.
-        project_latent(torch.zeros(len(self.weight), 1, 1, 1), self.weight, self.bias)
+        # torch's first-call set-up of the projection (on a GPU: its kernels and the copy to the host), on the
+        # sampling device, here rather than in the first (unbudgeted) preview.
+        project_latent(torch.zeros(len(self.weight), 1, 1, 1, device=device), self.weight, self.bias)
         self.writer = writer or PreviewWriter(folder, on_written)
         # The writer's PNG work slows a CPU sampling (same cores, same GIL); on a GPU it does not.
         background = self.writer.busy_seconds if device.type == "cpu" else (lambda: 0.0)
