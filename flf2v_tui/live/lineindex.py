@@ -59,6 +59,9 @@ class LineIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        # Held for a whole update: two threads indexing the same new bytes would count their lines twice
+        # (a view's tail thread is replaced on every tab change, and the old one may still be mid-update).
+        self._updating = threading.Lock()
         self.problem: str | None = None  # why the file cannot be read, once it could
         self._reset()
 
@@ -81,10 +84,14 @@ class LineIndex:
             self._reset()
         self.problem = problem_of(exc)
 
-    @_or_on_loss(lambda: True)
     def update(self, budget: int | None = None) -> bool:
         """Index what was appended since the last call (at most `budget` bytes); True if anything changed
         (a lost file too). A file that shrank or was replaced is indexed again from the start."""
+        with self._updating:
+            return self._update(budget)
+
+    @_or_on_loss(lambda: True)
+    def _update(self, budget: int | None) -> bool:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:

@@ -10,6 +10,7 @@ import bisect
 import heapq
 import os
 import re
+import threading
 from pathlib import Path
 
 from flf2v_tui.logs import STAMP, Follower
@@ -54,6 +55,9 @@ class MergedLines:
         self.max_lines = max_lines
         self.dropped = 0  # lines let go from the front to stay within max_lines; the view shifts by as many
         self.problem: str | None = None  # which ranks' logs went or cannot be read; the lines read stay
+        # One refresh at a time: two would each read the same new lines and merge them in twice (a view's
+        # tail thread is replaced on every tab change, and the old one may still be mid-refresh).
+        self._refreshing = threading.Lock()
 
     def _key(self, line: str) -> tuple[str, int]:
         """A line's time, or for an untimed one (a traceback) the time of its rank's line before it."""
@@ -82,6 +86,10 @@ class MergedLines:
     def refresh(self, budget: int | None = None) -> bool:
         """Take the lines appended since the last call and merge them in by time: a rank that flushes late
         still has its lines placed among the other ranks' lines of the same moment."""
+        with self._refreshing:
+            return self._refresh()
+
+    def _refresh(self) -> bool:
         if self.follower is None:
             offsets = {rank: tail_offset(path, self.tail_bytes) for rank, path in self.files.items()}
             self.truncated = any(offsets.values())

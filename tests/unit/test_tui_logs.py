@@ -4,6 +4,7 @@ the all-ranks merge."""
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 
@@ -191,3 +192,33 @@ def test_a_character_split_between_two_appends_is_read_whole(tmp_path):
     path.write_bytes(raw + "面".encode()[:2])  # a character cut short for good: the rank was killed
     cut_short = Follower({0: path}, prefix=False)
     assert cut_short.poll() == [line] and cut_short.flush() == ["\ufffd\n"]
+
+
+def _refresh_at_once(source, threads: int = 4) -> None:
+    """Refresh from several threads released together, as a view's replaced tail thread and its successor do."""
+    start = threading.Barrier(threads)
+
+    def refresh() -> None:
+        start.wait()
+        source.refresh()
+
+    workers = [threading.Thread(target=refresh) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+def test_refreshes_from_two_threads_at_once_take_each_line_once(tmp_path):
+    """Without one refresh at a time, most of these rounds counted lines twice (the flaky merged-view test)."""
+    ranks = {r: tmp_path / f"rank{r}.log" for r in range(2)}
+    for rank, path in ranks.items():
+        path.write_text("".join(_stamped(i, f"r{rank} n{i}") for i in range(13)))
+    big = tmp_path / "big.log"
+    big.write_text("".join(_stamped(i % 60, f"n{i}") for i in range(5000)))
+    for _ in range(50):
+        merged, single = MergedLines(ranks), FileLines(big)
+        _refresh_at_once(merged)
+        _refresh_at_once(single)
+        assert merged.count == 26 and len(set(merged.lines)) == 26
+        assert single.count == 5000 and single.index.line_count == 5000
