@@ -3,6 +3,7 @@ RAM instead on a machine without an NVIDIA GPU. GPUs come from a gpus.GpuSource,
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -45,6 +46,9 @@ class MachineMonitor:
         self._memory: dict[int, deque[float]] = {}
         self._cpu: deque[float] = deque(maxlen=history)
         self._ram: deque[float] = deque(maxlen=history)
+        # One sample at a time: the panel's sampling thread is replaced on every tick but runs to its end,
+        # and copying a history while another thread appends to it raises.
+        self._sampling = threading.Lock()
         psutil.cpu_percent(interval=None)  # the first reading is meaningless; start the clock now
 
     def _track(self, store: dict[int, deque[float]], index: int, value: float) -> tuple[float, ...]:
@@ -54,6 +58,10 @@ class MachineMonitor:
 
     def sample(self, holders: dict[int, int]) -> MachineSample:
         """One reading; `holders` maps GPU index -> job id (storage.workers.gpu_holders)."""
+        with self._sampling:
+            return self._sample(holders)
+
+    def _sample(self, holders: dict[int, int]) -> MachineSample:
         try:
             devices = self.source.devices()
             reason = "" if devices else "NVML works but sees no GPU"

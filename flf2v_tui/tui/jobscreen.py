@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -78,6 +79,9 @@ class JobScreen(Screen[None]):
         self._memory_rows: dict[int, tuple[Static, ScaledSparkline]] = {}
         self._logs_shown: Path | None = None
         self._preview_read: tuple[str | None, Image | None] = (None, None)  # the reading thread's own
+        # One reading at a time: a poll replaces the reading thread, but the old one runs on to its end, and
+        # two reading the same new events would apply each twice (a stage shown twice, memory samples doubled).
+        self._reading = threading.Lock()
         self._preview_shown: Image | None = None
         self._preview_drawn = False
 
@@ -118,6 +122,10 @@ class JobScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="job")
     def _read(self) -> None:
+        with self._reading:
+            self._read_once()
+
+    def _read_once(self) -> None:
         try:
             job, attempts = self.flf2v.db.read(lambda c: (require_job(c, self.job_id), attempts_of(c, self.job_id)))
         except BadInputError as exc:

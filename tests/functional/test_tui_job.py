@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import time
 
 from textual.widgets import TabbedContent
 
+import engine.telemetry
+from flf2v_tui.live.telemetry import JobTelemetry
 from flf2v_tui.tui.jobscreen import JobScreen
 from flf2v_tui.tui.logpane import LogPane
 from flf2v_tui.tui.logview import LogView
@@ -244,5 +247,51 @@ def test_a_search_hit_stays_on_its_line_when_the_merged_view_lets_old_lines_go(w
             await settle(pilot, lambda: view.source.dropped > 0 and view._shown_dropped == view.source.dropped,
                          what="old lines let go")  # fmt: skip
             assert view.match is not None and view.source.lines[view.match] == hit
+
+    asyncio.run(scenario())
+
+
+class _SlowFile:
+    """A file whose reads take 20 ms, as on a busy disk: long enough for the next poll's thread to arrive."""
+
+    def __init__(self, fh) -> None:
+        self.fh = fh
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()
+
+    def seek(self, offset: int) -> int:
+        return self.fh.seek(offset)
+
+    def read(self, size: int) -> bytes:
+        data = self.fh.read(size)
+        time.sleep(0.02)
+        return data
+
+
+def test_polls_that_overlap_apply_each_event_once(world, make_app, monkeypatch):
+    """A poll replaces the reading thread while the old one runs on; the events they both find count once
+    (they counted twice, and the stage timeline said "load 80.0s", when two read at the same offset)."""
+    monkeypatch.setattr(engine.telemetry, "open", lambda path, mode: _SlowFile(open(path, mode)), raising=False)  # noqa: SIM115
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            screen = await _open(app, pilot, world.ids["running"])
+            await settle(pilot, lambda: screen._telemetry is not None, what="the telemetry")
+            for _ in range(3):
+                screen._telemetry = JobTelemetry(screen._attempt_dir)  # one, read afresh by every poll below
+                for _ in range(4):
+                    screen.poll()
+                    await asyncio.sleep(0.005)  # the thread starts, and is still reading when the next comes
+                await settle(pilot, lambda: not [w for w in app.workers if w.group == "job" and not w.is_finished],
+                             what="the readings")  # fmt: skip
+                telemetry = screen._telemetry
+                assert [len(telemetry.memory[r]) for r in (0, 1)] == [12, 12]
+                assert telemetry.tracker.step == 12 and telemetry.tracker.stage_seconds["load_transformer"] == 40.0
+                assert "load 40.0s ▸ encode 3.5s ▸ denoise" in screen_text(app)
 
     asyncio.run(scenario())
