@@ -27,12 +27,21 @@ class VideoTile(Vertical):
     def __init__(self, video: dict[str, Any]) -> None:
         super().__init__(classes="video-tile")
         self.video = video
+        self._head = Static(classes="tile-head")
+        self._prompt = Static(classes="tile-prompt")
+        self.show(video)
 
     def compose(self) -> ComposeResult:
         yield picture_class()(classes="tile-picture")
-        head = f"#{self.video['id']} {stars(self.video.get('rating'))}{' ♥' if self.video.get('favourite') else ''}"
-        yield Static(plain(head, style="bold"), classes="tile-head")
-        yield Static(plain(one_line(self.video["prompt"])), classes="tile-prompt")
+        yield self._head
+        yield self._prompt
+
+    def show(self, video: dict[str, Any]) -> None:
+        """The video's id, rating, ♥ and prompt (again after a rating or a tag changed them)."""
+        self.video = video
+        head = f"#{video['id']} {stars(video.get('rating'))}{' ♥' if video.get('favourite') else ''}"
+        self._head.update(plain(head, style="bold"))
+        self._prompt.update(plain(one_line(video["prompt"])))
 
 
 class VideoGrid(VerticalScroll, can_focus=True):
@@ -58,6 +67,9 @@ class VideoGrid(VerticalScroll, can_focus=True):
         super().__init__(**kwargs)
         self.ids: list[int] = []
         self.index = 0
+        # The tiles of the last rebuild: the grid's children still hold the old ones until their removal
+        # completes, so a query right after a rebuild would find both.
+        self._tiles: list[VideoTile] = []
 
     def compose(self) -> ComposeResult:
         yield Grid(id="video-tiles")
@@ -70,7 +82,8 @@ class VideoGrid(VerticalScroll, can_focus=True):
         self.query_one("#video-tiles", Grid).styles.grid_size_columns = self.columns
 
     def show(self, videos: list[dict[str, Any]], selected: int | None) -> None:
-        """Rebuild the tiles when the list changed; otherwise only move the highlight."""
+        """Rebuild the tiles when the list changed; otherwise only redraw the tiles whose video changed (a
+        rating, a ♥) and move the highlight."""
         shown = videos[:MAX_TILES]
         ids = [v["id"] for v in shown]
         if ids != self.ids:
@@ -78,8 +91,13 @@ class VideoGrid(VerticalScroll, can_focus=True):
             grid = self.query_one("#video-tiles", Grid)
             grid.remove_children()
             grid.styles.grid_size_columns = self.columns
-            grid.mount_all([VideoTile(v) for v in shown])
+            self._tiles = [VideoTile(v) for v in shown]
+            grid.mount_all(self._tiles)
             self._load(shown)
+        else:
+            for tile, video in zip(self._tiles, shown, strict=True):
+                if tile.video != video:
+                    tile.show(video)
         self.index = ids.index(selected) if selected in ids else min(self.index, max(0, len(ids) - 1))
         self._mark()
 
@@ -89,13 +107,13 @@ class VideoGrid(VerticalScroll, can_focus=True):
         deliver(self.app, self._loaded, pictures)
 
     def _loaded(self, pictures: dict[int, Image.Image | None]) -> None:
-        for tile in self.query(VideoTile):
+        for tile in self._tiles:
             picture = pictures.get(tile.video["id"])
             if picture is not None:
                 tile.query_one(".tile-picture").image = picture  # type: ignore[attr-defined]
 
     def _mark(self) -> None:
-        for n, tile in enumerate(self.query(VideoTile)):
+        for n, tile in enumerate(self._tiles):
             tile.set_class(n == self.index, "-selected")
             if n == self.index:
                 self.scroll_to_widget(tile, animate=False)

@@ -233,6 +233,18 @@ def test_the_grid_of_thumbnails_shares_the_selection_with_the_list(world, make_a
             await settle(pilot, lambda: "seed        42" in screen_text(app), what="the second video's recipe")
             assert screen.selected_id == ids[1]
             assert [t.has_class("-selected") for t in grid.query(VideoTile)] == [False, True, False]
+            # Rated and loved in the grid: its tile says so (the order, and so the tiles, stay as they were).
+            await pilot.press("5", "f")
+            heads = lambda: [str(t.query_one(".tile-head").render()) for t in grid.query(VideoTile)]  # noqa: E731
+            await settle(pilot, lambda: heads()[1] == f"#{ids[1]} ★★★★★ ♥", what="the tile's new marks")
+            # Another order rebuilds the tiles; the highlight is on the same video at once, on one tile.
+            await pilot.press("s")
+            await settle(pilot, lambda: grid.ids != ids[::-1] and len(grid.query(VideoTile)) == 3,
+                         what="the tiles in another order, the old ones gone")  # fmt: skip
+            assert [t.video["id"] for t in grid.query(VideoTile) if t.has_class("-selected")] == [ids[1]]
+            while screen.sort != "new":
+                await pilot.press("s")
+            await settle(pilot, lambda: grid.ids == ids[::-1], what="the tiles newest first again")
             await pilot.press("enter")
             await settle(pilot, lambda: isinstance(app.screen, PlayerScreen), what="the player")
             assert app.screen.video["id"] == ids[1]
