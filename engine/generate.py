@@ -161,9 +161,7 @@ def run(args: argparse.Namespace) -> int:
             _report(reporter, exc, failure, trace)
         if isinstance(exc, BadInputError):
             sys.stderr.write(f"error: {exc.message}\n")
-            return EXIT_BAD_INPUT
-        signum = getattr(exc, "signum", None)
-        return 128 + signum if signum else EXIT_FAILURE
+        return _exit_code(exc)
     finally:
         reporter.close()
         runtime.close(failed=failed)
@@ -185,6 +183,11 @@ def _not_started(args: argparse.Namespace, rank: int, exc: BaseException) -> int
         events = EventWriter(args.events, rank)
         events.emit("error", type=type(exc).__name__, message=str(exc), traceback=trace, **{"class": failure})
         events.close()
+    return _exit_code(exc)
+
+
+def _exit_code(exc: BaseException) -> int:
+    """Bad input has its own code; a rank stopped by a signal exits as a shell reports one (128 + its number)."""
     if isinstance(exc, BadInputError):
         return EXIT_BAD_INPUT
     signum = getattr(exc, "signum", None)

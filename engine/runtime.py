@@ -18,6 +18,7 @@ import psutil
 import torch
 import torch.distributed as dist
 
+from engine.checks import check_device
 from engine.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -122,8 +123,7 @@ def peak_rss_bytes() -> int:
 def pick_device(choice: str, local_rank: int) -> torch.device:
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
-    if not torch.cuda.is_available():  # checks.check_device reports this before; kept for other callers
-        raise BadInputError("--device cuda was asked for, but torch sees no CUDA device")
+    check_device(choice, local_rank)  # generate checks it before anything loads; other callers get it here
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
 

@@ -34,7 +34,7 @@ import psutil
 import torch.distributed as dist
 
 from engine.errors import EXIT_FAILURE, PeerLostError
-from engine.failures import set_peer_probe
+from engine.failures import leave, set_peer_probe
 from engine.runtime import Runtime
 
 log = logging.getLogger("flf2v.engine")
@@ -160,8 +160,7 @@ class PeerWatch:
         try:
             self.report(exc)
         finally:
-            logging.shutdown()
-            os._exit(EXIT_FAILURE)
+            leave(EXIT_FAILURE)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
