@@ -25,6 +25,11 @@ class DatabaseError(RuntimeError):
     """The database cannot be used as it is; the message says what to do."""
 
 
+# What reading or writing the queue can raise that is no bug of ours: the file unreadable, locked past the
+# busy timeout, or not a database. A TUI worker thread that let one through would end the app.
+STORAGE_ERRORS = (DatabaseError, sqlite3.Error, OSError)
+
+
 def _create_private(path: Path) -> None:
     """Make the file 0600 before SQLite touches it; SQLite gives its -wal/-shm files the same mode."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from flf2v_tui.commands.common import parse_ids, print_json
+from flf2v_tui.submission import QueueOptions, parse_retry_on, parse_seeds
 
 _PANEL = "Engine flags (as in the official generate.py)"
 
@@ -126,12 +127,9 @@ def with_queue_options(gpus_default: int | None, gpus_help: str) -> Callable[[Ca
     return decorate
 
 
-def queue_values(kwargs: dict[str, Any], gpus: int) -> Any:
+def queue_values(kwargs: dict[str, Any], gpus: int) -> QueueOptions:
     """The QueueOptions the queue options in kwargs describe (with `gpus` already resolved). Typer passes every
     option of QUEUE_OPTIONS (its declared default when not given), so the defaults live there only."""
-    # Imported on use: `flf2v videos ls` loads this module and must not pay for the engine's checks.
-    from flf2v_tui.submission import QueueOptions, parse_retry_on
-
     after = kwargs["after"]
     return QueueOptions(
         gpus=gpus,
@@ -147,8 +145,6 @@ def queue_values(kwargs: dict[str, Any], gpus: int) -> Any:
 
 
 def queue_seeds(kwargs: dict[str, Any]) -> list[int] | None:
-    from flf2v_tui.submission import parse_seeds
-
     return parse_seeds(kwargs.get("seeds"), kwargs.get("seed_range"))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from engine.tasks import TASKS
 from flf2v_tui.catalogue.rerun import recipe_gpus, recipe_values
 from flf2v_tui.catalogue.views import stars
-from flf2v_tui.live.form import prefill_from_job
+from flf2v_tui.live.form import SWITCHES, prefill_from_job
 from flf2v_tui.term import clock, duration, human_bytes, inert_row, one_line
 from storage.catalog import VideoFilter, search
 
@@ -43,7 +43,7 @@ def recipe_rows(video: dict[str, Any]) -> list[tuple[str, str]]:
     video = inert_row(video)
     recipe = video.get("recipe") or {}
     layout = f"{recipe.get('world_size') or 1} rank(s), ulysses {recipe.get('ulysses_size') or 1}"
-    flags = [name for name in ("dit_fsdp", "t5_fsdp", "t5_cpu") if recipe.get(name)]
+    flags = [name for name in SWITCHES if recipe.get(name)]
     peaks = video.get("peak_memory") or {}
     rows = [
         ("prompt", one_line(video["prompt"])),

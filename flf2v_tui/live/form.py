@@ -14,7 +14,7 @@ from engine.checks import check_image
 from engine.errors import BadInputError
 from engine.tasks import TASKS
 from flf2v_tui.submission import QueueOptions, build_specs, expand_user, fill_tiny_checkpoint, parse_seeds
-from storage.db import DatabaseError
+from storage.db import STORAGE_ERRORS
 from storage.jobs import insert_jobs
 from storage.paths import Home
 
@@ -154,7 +154,7 @@ def submit(conn: sqlite3.Connection, home: Home, values: dict[str, str]) -> tupl
         return insert_jobs(conn, home, specs), {}
     except BadInputError as exc:
         return [], {field_for(exc.message): exc.message}
-    except (DatabaseError, sqlite3.Error, OSError) as exc:
+    except STORAGE_ERRORS as exc:
         return [], {FORM_LEVEL: storage_refused(home, exc)}
 
 

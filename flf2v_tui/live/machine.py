@@ -67,7 +67,7 @@ class MachineMonitor:
             reason = "" if devices else "NVML works but sees no GPU"
         except GpuUnavailable as exc:
             devices, reason = [], str(exc)
-        except Exception as exc:  # NVML's own errors (a GPU fallen off the bus): the panel says so and goes on
+        except Exception as exc:  # anything else a source raises (a broken fake-GPU file, a bug): said, not fatal
             devices, reason = [], f"NVML failed ({type(exc).__name__}: {exc})"
         rows = []
         for d in devices:

@@ -17,10 +17,11 @@ from textual.screen import Screen
 from flf2v_tui.gpus import GpuSource, default_source
 from flf2v_tui.live.machine import MachineMonitor
 from flf2v_tui.tui.dashboard import DashboardScreen
-from flf2v_tui.tui.db import STORAGE_ERRORS, Db
+from flf2v_tui.tui.db import Db
 from flf2v_tui.tui.jobscreen import JobScreen
 from flf2v_tui.tui.submit import SubmitScreen
 from flf2v_tui.tui.videos import VideosScreen
+from storage.db import STORAGE_ERRORS
 from storage.paths import Home
 from storage.workers import gpu_holders
 

@@ -12,10 +12,11 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from flf2v_tui.live.queue_view import JobFilter, QueueSnapshot, read_snapshot, status_line
 from flf2v_tui.tui import actions
-from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
+from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.gpupanel import GpuPanel
 from flf2v_tui.tui.jobtable import JobTable
 from flf2v_tui.tui.text import notify_plain, plain
+from storage.db import STORAGE_ERRORS
 
 if TYPE_CHECKING:
     from flf2v_tui.tui.app import Flf2vApp

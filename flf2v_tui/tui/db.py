@@ -11,13 +11,10 @@ from typing import TypeVar
 
 from textual.app import App
 
-from storage.db import DatabaseError, connect
+from storage.db import connect
 from storage.paths import Home
 
 T = TypeVar("T")
-# What reading or writing the queue can raise that is no bug of ours: the file unreadable, locked past the
-# busy timeout, or not a database. A worker thread that let one through would end the app.
-STORAGE_ERRORS = (DatabaseError, sqlite3.Error, OSError)
 
 
 class Db:

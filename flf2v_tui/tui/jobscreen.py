@@ -23,11 +23,12 @@ from flf2v_tui.live.telemetry import JobTelemetry, ProgressInfo, StageSpan, prog
 from flf2v_tui.render import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, display_state, job_params, with_worker
 from flf2v_tui.term import duration, human_bytes, inert_row, one_line
 from flf2v_tui.tui import actions
-from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
+from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.images import load_picture, picture_class
 from flf2v_tui.tui.logpane import LogPane
 from flf2v_tui.tui.spark import ScaledSparkline
 from flf2v_tui.tui.text import plain
+from storage.db import STORAGE_ERRORS
 from storage.jobs import attempts_of, require_job
 
 if TYPE_CHECKING:

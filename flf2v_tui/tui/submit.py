@@ -16,8 +16,9 @@ from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Sele
 
 from engine.tasks import SOLVERS, TASKS
 from flf2v_tui.live import form
-from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
+from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.text import plain
+from storage.db import STORAGE_ERRORS
 
 if TYPE_CHECKING:
     from flf2v_tui.tui.app import Flf2vApp

@@ -20,11 +20,12 @@ from engine.errors import BadInputError
 from flf2v_tui.catalogue.player import player_command
 from flf2v_tui.catalogue.record import save_user_fields
 from flf2v_tui.live.catalogue_view import SORT_NAMES, next_sort, prefill_from_video, read_videos, recipe_rows, row_cells
-from flf2v_tui.tui.db import STORAGE_ERRORS, deliver
+from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.images import load_picture, picture_class
 from flf2v_tui.tui.player import PlayerScreen
 from flf2v_tui.tui.text import notify_plain, plain
 from flf2v_tui.tui.videogrid import VideoGrid
+from storage.db import STORAGE_ERRORS
 
 if TYPE_CHECKING:
     from flf2v_tui.tui.app import Flf2vApp
