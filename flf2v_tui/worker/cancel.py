@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive, signal_group, victims
+from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive, signal_group, tagged_by, victims
 from flf2v_tui.worker.settle import settle_unwatched
 from storage import attempts as store
 from storage import ops
@@ -101,9 +101,10 @@ def _wait_out(
     counted, count = 0.0, 0
     try:
         while (alive := [s for s in stopping if s.alive()]) and time.monotonic() < deadline:
-            if time.monotonic() - counted >= 1.0:  # a count reads every process's environment
+            if time.monotonic() - counted >= 1.0:  # a count reads every process's environment, once for all
                 counted = time.monotonic()
-                count = sum(len(victims(s.attempt["pgid"], s.tag)) for s in alive)
+                by_tag = tagged_by({s.tag for s in alive})
+                count = sum(len(victims(s.attempt["pgid"], s.tag, by_tag.get(s.tag, []))) for s in alive)
             waiting(deadline - time.monotonic(), count)
             time.sleep(POLL_S)
     except KeyboardInterrupt:

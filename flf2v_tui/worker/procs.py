@@ -24,13 +24,20 @@ def leader_alive(pid: int | None, started: float | None) -> bool:
 
 def tagged(tag: str) -> list[psutil.Process]:
     """Every process that carries this attempt's tag in its environment, wherever it was reparented to."""
-    found = []
+    return tagged_by({tag}).get(tag, [])
+
+
+def tagged_by(tags: set[str]) -> dict[str, list[psutil.Process]]:
+    """The processes carrying each of these tags, from one pass over the process table (reading every
+    process's environment is what costs)."""
+    found: dict[str, list[psutil.Process]] = {}
     for proc in psutil.process_iter(["pid"]):
         try:
-            if proc.environ().get(ATTEMPT_TAG) == tag:
-                found.append(proc)
+            tag = proc.environ().get(ATTEMPT_TAG)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
+        if tag in tags:
+            found.setdefault(tag, []).append(proc)
     return found
 
 
@@ -50,10 +57,11 @@ def signal_group(pgid: int, sig: int) -> bool:
         return False
 
 
-def victims(pgid: int | None, tag: str) -> dict[int, psutil.Process]:
-    """The shim's group, everything under it and anything else tagged with the attempt, by pid."""
+def victims(pgid: int | None, tag: str, tagged_now: list[psutil.Process] | None = None) -> dict[int, psutil.Process]:
+    """The shim's group, everything under it and anything else tagged with the attempt, by pid. `tagged_now`:
+    the tagged processes, where the caller read them for several attempts at once (tagged_by)."""
     found = {p.pid: p for p in tree(pgid)} if pgid else {}
-    found.update({p.pid: p for p in tagged(tag)})
+    found.update({p.pid: p for p in (tagged(tag) if tagged_now is None else tagged_now)})
     return found
 
 

@@ -176,7 +176,7 @@ def test_the_tui_leaves_a_watched_render_to_its_worker(conn, home, queue):
     assert get_job(conn, job_id)["cancel_requested"] == 1
 
 
-def test_several_unwatched_renders_share_one_grace_period(conn, home, queue):
+def test_several_unwatched_renders_share_one_grace_period(conn, home, queue, monkeypatch):
     jobs = [queue(), queue()]
     procs = []
     for job_id in jobs:
@@ -187,10 +187,22 @@ def test_several_unwatched_renders_share_one_grace_period(conn, home, queue):
         ops.cancel(conn, job_id)
         attempts.append(running_attempt(conn, job_id))
     said: list[str] = []
+    passes = [0]  # passes over the process table, each reading every process's environment
+    process_iter = psutil.process_iter
+
+    def counted_iter(*args, **kwargs):
+        passes[0] += 1
+        return process_iter(*args, **kwargs)
+
+    monkeypatch.setattr(psutil, "process_iter", counted_iter)
+    waits: list[tuple[int, int]] = []  # (passes so far, processes left) at each countdown line
     started = time.monotonic()
-    texts = stop_unwatched(conn, str(home.root), attempts, 1.5, said.append, lambda *a: None)
+    texts = stop_unwatched(conn, str(home.root), attempts, 1.5, said.append, lambda _, n: waits.append((passes[0], n)))
     took = time.monotonic() - started
     assert 1.5 <= took < 3.0, took  # one grace period for both, not one after the other
+    assert waits and {n for _, n in waits} == {2}  # both leaders, counted together
+    new_passes = [b - a for (a, _), (b, _) in zip([(0, 0), *waits], waits, strict=False)]
+    assert set(new_passes) <= {0, 1}, new_passes  # one pass per count, not one per render
     assert [s for s in said if "SIGTERM" in s][1] == said[1]  # both signalled before any waiting
     for proc in procs:
         proc.wait(timeout=5)
