@@ -1,5 +1,6 @@
 """The dashboard's job table, updated in place: only changed cells are rewritten and the cursor stays on the
-same job, so a refresh every second neither flickers nor moves the selection."""
+same job, so a refresh every second neither flickers nor moves the selection. Its base, KeyedTable, also
+serves the catalogue's list."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
 
 from flf2v_tui.live.queue_view import COLUMNS, QueueSnapshot, job_cells
 from flf2v_tui.render import STATE_COLOURS
@@ -28,7 +30,28 @@ def _cell(column: str, value: str, state: str) -> Text:
     return text
 
 
-class JobTable(DataTable[Any]):
+class KeyedTable(DataTable[Any]):
+    """A table whose rows are keyed by an id (a job's, a video's), selected by that id."""
+
+    @property
+    def selected_id(self) -> int | None:
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except CellDoesNotExist:  # the cursor sits past rows that were just cleared
+            return None
+        return int(key.value) if key.value is not None else None
+
+    def select(self, row_id: int) -> bool:
+        key = str(row_id)
+        if key not in self.rows:
+            return False
+        self.move_cursor(row=self.get_row_index(key), animate=False)
+        return True
+
+
+class JobTable(KeyedTable):
     def __init__(self, **kw: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kw)
         self._cells: dict[str, tuple[str, ...]] = {}
@@ -39,20 +62,6 @@ class JobTable(DataTable[Any]):
     def on_mount(self) -> None:
         for column in COLUMNS:
             self.add_column(column.upper() if column != "s/it" else "S/IT", key=column)
-
-    @property
-    def selected_id(self) -> int | None:
-        if not self.row_count:
-            return None
-        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        return int(key.value) if key.value is not None else None
-
-    def select(self, job_id: int) -> bool:
-        key = str(job_id)
-        if key not in self._cells:
-            return False
-        self.move_cursor(row=self.get_row_index(key), animate=False)
-        return True
 
     def show(self, snap: QueueSnapshot, now: float) -> None:
         keep = self.selected_id

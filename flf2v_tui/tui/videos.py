@@ -22,6 +22,7 @@ from flf2v_tui.catalogue.record import save_user_fields
 from flf2v_tui.live.catalogue_view import SORT_NAMES, next_sort, prefill_from_video, read_videos, recipe_rows, row_cells
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.images import load_picture, picture_class
+from flf2v_tui.tui.jobtable import KeyedTable
 from flf2v_tui.tui.player import PlayerScreen
 from flf2v_tui.tui.text import notify_plain, plain
 from flf2v_tui.tui.videogrid import VideoGrid
@@ -71,7 +72,7 @@ class VideosScreen(Screen[None]):
         yield Input(placeholder="tags, comma-separated (enter saves, esc leaves them)", id="video-tags",
                     classes="hidden")  # fmt: skip
         with Horizontal(id="videos-body"):
-            yield DataTable(id="videos", cursor_type="row", zebra_stripes=True)
+            yield KeyedTable(id="videos", cursor_type="row", zebra_stripes=True)
             yield VideoGrid(id="video-grid", classes="hidden")
             with Vertical(id="video-side"):
                 yield picture_class()(id="video-sheet")
@@ -123,7 +124,7 @@ class VideosScreen(Screen[None]):
             return  # a reading that lands while the screen is being closed
 
     def _fill(self, videos: list[dict[str, Any]]) -> None:
-        table = self.query_one("#videos", DataTable)
+        table = self.query_one("#videos", KeyedTable)
         selected = self.selected_id
         order = [v["id"] for v in videos]
         if list(self.videos) != order:
@@ -137,8 +138,7 @@ class VideosScreen(Screen[None]):
                         table.update_cell(str(video["id"]), name, plain(value))
         self.videos = {v["id"]: v for v in videos}
         wanted = self._want_selected if self._want_selected in self.videos else selected
-        if wanted in self.videos:
-            table.move_cursor(row=table.get_row_index(str(wanted)))
+        if wanted is not None and table.select(wanted):
             self._want_selected = None
         if self.grid_shown:
             self.query_one(VideoGrid).show(videos, wanted)
@@ -159,14 +159,7 @@ class VideosScreen(Screen[None]):
         grid = self.query_one(VideoGrid)
         if self.grid_shown:
             return grid.ids[grid.index] if grid.ids else None
-        table = self.query_one("#videos", DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # the cursor sits past rows that were just cleared
-            return None
-        return int(key) if key is not None else None
+        return self.query_one("#videos", KeyedTable).selected_id
 
     @property
     def selected(self) -> dict[str, Any] | None:
@@ -191,13 +184,13 @@ class VideosScreen(Screen[None]):
     def action_toggle_grid(self) -> None:
         """Thumbnails in a grid, or the dense list; the selection stays on its video either way."""
         selected = self.selected_id
-        grid, table = self.query_one(VideoGrid), self.query_one("#videos", DataTable)
+        grid, table = self.query_one(VideoGrid), self.query_one("#videos", KeyedTable)
         grid.set_class(self.grid_shown, "hidden")
         table.set_class(self.grid_shown, "hidden")
         if self.grid_shown:
             grid.show(list(self.videos.values()), selected)
-        elif selected in self.videos:
-            table.move_cursor(row=table.get_row_index(str(selected)))
+        elif selected is not None:
+            table.select(selected)
         self._active_view().focus()
         self._show_selected()
 
@@ -332,5 +325,9 @@ class VideosScreen(Screen[None]):
             message = str(getattr(exc, "message", exc))
             deliver(self.app, lambda: notify_plain(self, message, severity="error"))
             return
+        deliver(self.app, self._saved, video_id)
+
+    def _saved(self, video_id: int) -> None:
+        """On the UI thread, which alone reads and clears the wanted selection."""
         self._want_selected = video_id
-        deliver(self.app, self.poll)
+        self.poll()
