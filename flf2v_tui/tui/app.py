@@ -60,9 +60,9 @@ class Flf2vApp(App[None]):
         second in all."""
         now = time.monotonic()
         if now - self._holders_at >= HOLDERS_EVERY_S:
+            self._holders_at = now  # first: an overlapping sampling thread keeps the last holders, not a 2nd read
             with contextlib.suppress(*STORAGE_ERRORS):  # the last known holders until the queue reads again
                 self._holders = self.db.read(gpu_holders)
-            self._holders_at = now
         return self._holders
 
     def on_mount(self) -> None:

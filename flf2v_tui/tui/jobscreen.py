@@ -16,6 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+from textual.worker import get_current_worker
 
 from engine.errors import BadInputError
 from flf2v_tui.live.form import prefill_from_job
@@ -124,6 +125,8 @@ class JobScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="job")
     def _read(self) -> None:
         with self._reading:
+            if get_current_worker().is_cancelled:
+                return  # a newer poll's thread, waiting behind this lock too, reads instead
             self._read_once()
 
     def _read_once(self) -> None:

@@ -35,6 +35,7 @@ class PlayerScreen(ModalScreen[None]):
     def __init__(self, video: dict[str, Any]) -> None:
         super().__init__()
         self.video = video
+        self.fps = float(video.get("fps") or 16.0)  # a video catalogued without its rate plays at the engine's
         self.frames: list[Image.Image] = []
         self.index = 0
         self.playing = True
@@ -73,8 +74,7 @@ class PlayerScreen(ModalScreen[None]):
             self._failed(f"{self.video['path']} has no frames")
             return
         self.frames = frames
-        fps = float(self.video.get("fps") or 16.0)
-        self._timer = self.set_interval(1.0 / fps, self._advance)
+        self._timer = self.set_interval(1.0 / self.fps, self._advance)
         self._draw()
 
     def _advance(self) -> None:
@@ -85,8 +85,7 @@ class PlayerScreen(ModalScreen[None]):
     def _draw(self) -> None:
         self.query_one("#player-picture").image = self.frames[self.index]  # type: ignore[attr-defined]
         state = "playing" if self.playing else "paused"
-        fps = float(self.video.get("fps") or 16)
-        caption = (f"video {self.video['id']} · frame {self.index + 1}/{len(self.frames)} · {fps:g} fps · "
+        caption = (f"video {self.video['id']} · frame {self.index + 1}/{len(self.frames)} · {self.fps:g} fps · "
                    f"{state} · space pause, ←/→ step, esc close")  # fmt: skip
         self.query_one("#player-caption", Static).update(caption)
 
