@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,14 +31,57 @@ class DatabaseError(RuntimeError):
 STORAGE_ERRORS = (DatabaseError, sqlite3.Error, OSError)
 
 
-def _create_private(path: Path) -> None:
-    """Make the file 0600 before SQLite touches it; SQLite gives its -wal/-shm files the same mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
-    if path.stat().st_mode & 0o077:
-        with contextlib.suppress(PermissionError):  # not ours to change: SQLite still works
-            os.chmod(path, 0o600)
+# Never open, copy or close the database file, its -wal or its -shm outside SQLite in a process that may hold
+# a connection. POSIX ties a process's fcntl locks to the file, not to a descriptor, so closing ANY descriptor
+# of flf2v.db drops the locks of every SQLite connection of this process. The next process to close the
+# database then believes it is the last user and deletes the WAL from under the live connections, whose later
+# commits go to a file that nobody else will ever read (SQLite's "How To Corrupt An SQLite Database File",
+# section 2.2). So the file is created by SQLite itself under a private umask, and modes are only ever fixed
+# by path (stat and chmod open nothing).
+DATABASE_SUFFIXES = ("", "-wal", "-shm")
+
+# The umask belongs to the whole process, so two threads creating a database at once would restore each
+# other's saved value. This lock orders them. Another thread creating an unrelated file in the same instant
+# gets 0600 rather than 0644, which is only ever more private; it happens once per home, at creation.
+_CREATING = threading.Lock()
+
+
+def database_files(db: Path) -> list[Path]:
+    """flf2v.db and the -wal and -shm files SQLite keeps beside it."""
+    return [db.with_name(db.name + suffix) for suffix in DATABASE_SUFFIXES]
+
+
+def _connect_private(db: Path) -> sqlite3.Connection:
+    """A connection to `db`, the file created 0600 if it is new, whatever the umask; SQLite gives the -wal and
+    -shm files it creates later the mode of the database file."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    if db.exists():
+        conn = _sqlite_connect(db)
+    else:
+        with _CREATING:
+            saved = os.umask(0o077)
+            try:
+                conn = _sqlite_connect(db)  # SQLite creates the file here
+            finally:
+                os.umask(saved)
+    _tighten(db)  # an older file, or one another process created meanwhile under its own umask
+    return conn
+
+
+def _sqlite_connect(db: Path) -> sqlite3.Connection:
+    # isolation_level=None: the module never opens transactions behind our back; we say BEGIN ourselves.
+    return sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+
+
+def _tighten(db: Path) -> None:
+    for path in database_files(db):
+        try:
+            loose = os.stat(path).st_mode & 0o077
+        except FileNotFoundError:
+            continue
+        if loose:
+            with contextlib.suppress(OSError):  # not ours to change, or read-only: SQLite still works
+                os.chmod(path, 0o600)
 
 
 def _configure(conn: sqlite3.Connection) -> None:
@@ -52,9 +96,7 @@ def _configure(conn: sqlite3.Connection) -> None:
 def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """Open (creating if needed) the queue database at `path`, migrated to the latest schema."""
     db = Path(path)
-    _create_private(db)
-    # isolation_level=None: the module never opens transactions behind our back; we say BEGIN ourselves.
-    conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    conn = _connect_private(db)
     try:
         _configure(conn)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -77,6 +119,9 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
 
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path`, a file of its own that is never one of database_files(): POSIX locks
+    belong to a (process, file) pair, so opening and closing this one leaves alone the locks that this
+    process's SQLite connections hold on flf2v.db and its -shm."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import stat
+import threading
 import time
 
 import pytest
 
-from storage.db import DatabaseError, connect, migrate_to, write_tx
+from storage.db import DatabaseError, connect, database_files, migrate_to, write_tx
 from storage.paths import Home, default_home
 from storage.schema import LATEST, MIGRATIONS
 
@@ -52,6 +54,47 @@ def test_loose_permissions_are_tightened(home):
     home.db.chmod(0o644)
     connect(home.db).close()
     assert stat.S_IMODE(home.db.stat().st_mode) == 0o600
+
+
+def test_private_under_umask_000_and_the_umask_is_restored(home):
+    saved = os.umask(0)
+    try:
+        conn = connect(home.db)
+        with write_tx(conn):
+            conn.execute("INSERT INTO settings (key, value) VALUES ('x', 'y')")
+        assert os.umask(0) == 0, "connect changed the process's umask"
+        files = database_files(home.db)
+        assert [p.name for p in files if p.exists()] == ["flf2v.db", "flf2v.db-wal", "flf2v.db-shm"]
+        assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: "0o600" for p in files}
+        conn.close()
+    finally:
+        os.umask(saved)
+
+
+def test_threads_creating_databases_at_once_leave_the_umask_as_it_was(tmp_path):
+    saved = os.umask(0o022)
+    start = threading.Barrier(8)
+    made: list[sqlite3.Connection] = []
+
+    def open_new(n: int) -> None:
+        start.wait()
+        made.append(connect(tmp_path / f"{n}.db"))
+
+    try:
+        threads = [threading.Thread(target=open_new, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert os.umask(0o022) == 0o022
+    finally:
+        os.umask(saved)
+    assert len(made) == 8
+    assert {stat.S_IMODE((tmp_path / f"{n}.db").stat().st_mode) for n in range(8)} == {0o600}
+    (tmp_path / "after.txt").touch()  # files made afterwards get the user's umask again, not 077
+    assert stat.S_IMODE((tmp_path / "after.txt").stat().st_mode) == 0o644
+    for conn in made:
+        conn.close()
 
 
 def test_a_newer_database_is_refused_with_advice(home):

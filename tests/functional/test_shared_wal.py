@@ -1,0 +1,51 @@
+"""Several processes sharing one database file, the way flf2v is used: a TUI with two connections, a worker,
+and `flf2v` commands that open, write and exit. A committed write must never vanish from anyone's view.
+
+Opening and closing the database file outside SQLite in a process that holds a connection drops that
+process's POSIX locks on it; the next process to close the database then believes it is the last user and
+deletes the WAL from under the live connections (SQLite: "How To Corrupt An SQLite Database File", 2.2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.functional.wal_procs import ask, deleted_files, finish_actor, once, start_actor
+
+
+def test_two_connections_in_one_process_keep_every_write(qhome, qframes):
+    db = qhome / "flf2v.db"
+    once(qhome, qframes, op="list")  # the database exists before the first process opens it
+    tui = start_actor(qhome, qframes)
+    holder = None
+    try:
+        # One process opens two connections, as the TUI does (reads on one, writes on the other).
+        assert ask(tui, op="list", conn="read")["jobs"] == {}
+        assert ask(tui, op="list", conn="write")["jobs"] == {}
+        # Another process writes and exits; a third keeps the database open; a fourth writes.
+        once(qhome, qframes, op="submit", tag="from a command that exits")
+        holder = start_actor(qhome, qframes)
+        ask(holder, op="list")
+        once(qhome, qframes, op="submit", tag="written while another process holds the file")
+        # The first process writes through its second connection.
+        ask(tui, op="submit", tag="from the TUI's write connection", conn="write")
+        everyone = {"from a command that exits", "written while another process holds the file",
+                    "from the TUI's write connection"}  # fmt: skip
+
+        for conn in ("read", "write"):
+            assert prompts(ask(tui, op="list", conn=conn)) == everyone, f"the TUI's {conn} connection"
+        assert prompts(ask(holder, op="list")) == everyone, "the process that kept the database open"
+        assert prompts(once(qhome, qframes, op="list")) == everyone, "a fresh process"
+        for proc in (tui, holder):
+            assert deleted_files(proc.pid, db) == [], f"process {proc.pid} holds unlinked database files"
+    finally:
+        for proc in (tui, holder):
+            if proc is not None:
+                finish_actor(proc)
+    assert prompts(once(qhome, qframes, op="list")) == everyone, "after every process closed the database"
+
+
+def prompts(answer: dict[str, Any]) -> set[str]:
+    jobs = answer["jobs"].values()
+    assert len({job["id"] for job in jobs}) == len(jobs)
+    return {job["prompt"] for job in jobs}
