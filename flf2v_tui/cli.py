@@ -6,11 +6,13 @@ Exit codes: 0 ok; 1 a job failed or was cancelled (show, wait), or a check faile
 from __future__ import annotations
 
 import sys
+import traceback
+from types import TracebackType
 
 import typer
 
 from flf2v_tui.commands import jobs, logs, submit, system, tui, videos
-from flf2v_tui.term import use_colour
+from flf2v_tui.term import echo, inert, use_colour
 
 app = typer.Typer(
     name="flf2v",
@@ -27,14 +29,20 @@ for module in (submit, jobs, logs, system, videos, tui):
     module.register(app)
 
 
+def _inert_traceback(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """A bug's traceback quotes whatever its exception holds (a prompt, a path): inert like every message."""
+    sys.stderr.write(inert("".join(traceback.format_exception(kind, exc, tb))))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Usage errors become one line on stderr (exit 2), like every other bad input, not a framed box."""
+    sys.excepthook = _inert_traceback
     try:
         # click strips escapes from output that is not a terminal; use_colour decides instead, so that
         # FORCE_COLOR works through a pipe and NO_COLOR strips any colour that reaches typer.echo.
         code = app(argv, standalone_mode=False, color=use_colour())
     except typer.Abort:
-        typer.echo("aborted", err=True)
+        echo("aborted", err=True)
         code = 1
     except Exception as exc:
         # Typer vendors click privately, so its usage errors are recognised by shape, not by class.
@@ -46,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
             code = 0
         else:
             hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-            typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+            echo(f"error: {exc.format_message()}{hint}", err=True)  # it quotes the argument it could not use
             code = exc.exit_code
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -1,12 +1,20 @@
-"""Terminal output that works without a TTY: colour only when wanted, inert log text, short durations."""
+"""Terminal output that works without a TTY: colour only when wanted, inert text and JSON, short durations.
+
+Everything printed for a person passes through `inert` (directly, through `echo`, or cell by cell in `table`
+and the views); everything printed for a program passes through `json_text`. Only `flf2v logs --raw` writes
+what it read as it is.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 import time
 from typing import Any, TextIO
+
+import typer
 
 _ANSI = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "magenta": "35", "cyan": "36", "dim": "2"}
 # CSI, then OSC and the other string sequences (DCS, SOS, PM, APC; ended by BEL or ST), then other two-byte ESC
@@ -17,6 +25,12 @@ _ESCAPES = re.compile(
     r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
     r"|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 )
+# Lone surrogates stand for the bytes of a file name that is not UTF-8; no UTF-8 stream can write them.
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+# What json.dumps(ensure_ascii=False) leaves as it is though a terminal acts on it (DEL and the C1 controls;
+# it escapes C0 itself), and the lone surrogates. Outside its strings JSON is plain ASCII, so every match is
+# inside a string, where a \u escape reads back as the same character.
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\ud800-\udfff]")
 
 
 def use_colour(stream: TextIO | None = None) -> bool:
@@ -41,6 +55,20 @@ def paint(text: str, colour: str | None, enabled: bool) -> str:
 def inert(text: str) -> str:
     """Remove escape sequences and control characters so a rank's output cannot drive the terminal."""
     return _ESCAPES.sub("", text)
+
+
+def echo(text: object = "", err: bool = False) -> None:
+    """Print a message for a person (stdout, or stderr with `err`): inert, so that no prompt, label, path or
+    engine message it quotes can drive the terminal. Tables and views that are already inert cell by cell
+    and then coloured are printed with typer.echo instead, or their colour would go too."""
+    typer.echo(_SURROGATES.sub("\ufffd", inert(str(text))), err=err)
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """`value` as JSON that no terminal acts on: every control character and lone surrogate is a \\u escape,
+    so json.loads gives back exactly the strings that went in. Other characters stay as they are (readable)."""
+    text = json.dumps(value, indent=indent, sort_keys=True, default=str, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def one_line(text: object, width: int = 0) -> str:
