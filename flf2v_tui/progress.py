@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from flf2v_tui.render import display_state
-from flf2v_tui.term import duration, use_colour
+from flf2v_tui.term import duration, inert_row, use_colour
 from storage.jobs import list_jobs
 from storage.schema import FINISHED_STATES
 
@@ -47,7 +47,8 @@ def follow_jobs(
 
 
 def _poll(conn: sqlite3.Connection, ids: list[int]) -> dict[int, dict[str, Any]]:
-    return {job["id"]: job for job in list_jobs(conn, ids=ids)}
+    # Inert as read: every line below quotes state reasons (engine output) and output paths (a person's).
+    return {job["id"]: inert_row(job) for job in list_jobs(conn, ids=ids)}
 
 
 def _follow_plain(conn: sqlite3.Connection, ids: list[int], timeout: float, quiet: bool) -> dict[int, str] | None:
@@ -82,7 +83,7 @@ def _follow_live(conn: sqlite3.Connection, ids: list[int], timeout: float) -> di
         TextColumn("job {task.fields[job]}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # a reason's brackets are text, not rich markup
         TimeElapsedColumn(),
         console=console,
         transient=False,

@@ -10,7 +10,7 @@ import typer
 from engine.errors import BadInputError
 from flf2v_tui.commands.common import handles_errors, open_home, parse_ids, print_json
 from flf2v_tui.render import LS_STATES, ls_json, ls_text, show_json, show_text
-from flf2v_tui.term import terminal_width
+from flf2v_tui.term import echo, terminal_width
 from flf2v_tui.worker import KILL_GRACE_S
 from storage import ops
 from storage.jobs import attempts_of, list_jobs, require_job
@@ -38,11 +38,11 @@ def ls(
         print_json(ls_json(jobs))
         return
     if not jobs:
-        typer.echo("no jobs" + (" match" if states or label else " yet; queue one with flf2v submit (or flf2v demo)"))
+        echo("no jobs" + (" match" if states or label else " yet; queue one with flf2v submit (or flf2v demo)"))
         return
     typer.echo(ls_text(jobs, terminal_width()))
     if is_paused(conn):
-        typer.echo("queue paused: running jobs finish, nothing new starts (flf2v resume)")
+        echo("queue paused: running jobs finish, nothing new starts (flf2v resume)")
 
 
 @handles_errors
@@ -77,7 +77,7 @@ def wait(
         require_job(conn, job_id)
     finals = follow_jobs(conn, ids, timeout=timeout, quiet=quiet)
     if finals is None:
-        typer.echo(f"timed out after {timeout:g} s; the jobs keep running", err=True)
+        echo(f"timed out after {timeout:g} s; the jobs keep running", err=True)
         raise typer.Exit(1)
     if any(state != "succeeded" for state in finals.values()):
         raise typer.Exit(1)
@@ -98,7 +98,7 @@ class _Countdown:
             sys.stderr.flush()
             self.drawn = True
         elif self.last < 0 or self.last - left >= 5:
-            typer.echo(text, err=True)
+            echo(text, err=True)
             self.last = left
 
     def clear(self) -> None:
@@ -109,7 +109,7 @@ class _Countdown:
 
     def say(self, text: str) -> None:
         self.clear()
-        typer.echo(text)
+        echo(text)
 
 
 @handles_errors
@@ -135,7 +135,7 @@ def cancel(
     for job_id in parse_ids(job_ids):
         text, attempt = request_cancel(conn, job_id)
         if attempt is None:
-            typer.echo(text)
+            echo(text)
         else:
             unwatched.append(attempt)
     if not unwatched:
@@ -146,7 +146,7 @@ def cancel(
     finally:
         countdown.clear()
     for attempt, line in zip(unwatched, lines, strict=True):
-        typer.echo(line or f"job {attempt['job_id']}: cancel requested; a worker took it over and stops it")
+        echo(line or f"job {attempt['job_id']}: cancel requested; a worker took it over and stops it")
 
 
 @handles_errors
@@ -154,7 +154,7 @@ def hold(job_ids: Annotated[list[str], typer.Argument(help="queued job ids")]) -
     """Keep queued jobs from starting until released."""
     _, conn = open_home()
     for job_id in parse_ids(job_ids):
-        typer.echo(ops.set_held(conn, job_id, True))
+        echo(ops.set_held(conn, job_id, True))
 
 
 @handles_errors
@@ -162,14 +162,14 @@ def release(job_ids: Annotated[list[str], typer.Argument(help="held job ids")]) 
     """Let held jobs start again."""
     _, conn = open_home()
     for job_id in parse_ids(job_ids):
-        typer.echo(ops.set_held(conn, job_id, False))
+        echo(ops.set_held(conn, job_id, False))
 
 
 @handles_errors
 def top(job_id: Annotated[int, typer.Argument(help="a queued job id")]) -> None:
     """Move a queued job to the front of the queue."""
     _, conn = open_home()
-    typer.echo(ops.move_to_top(conn, job_id))
+    echo(ops.move_to_top(conn, job_id))
 
 
 @handles_errors
@@ -180,7 +180,7 @@ def rm(
     """Remove jobs from the queue and their folders of input copies and logs. Videos stay in videos/."""
     home, conn = open_home()
     for job_id in parse_ids(job_ids):
-        typer.echo(ops.remove(conn, home, job_id, keep_files=keep_files))
+        echo(ops.remove(conn, home, job_id, keep_files=keep_files))
 
 
 @handles_errors
@@ -189,7 +189,7 @@ def pause() -> None:
     _, conn = open_home()
     set_paused(conn, True)
     running = len(list_jobs(conn, states=["running"]))
-    typer.echo(f"queue paused; {running} running job(s) will finish, nothing new starts (flf2v resume)")
+    echo(f"queue paused; {running} running job(s) will finish, nothing new starts (flf2v resume)")
 
 
 @handles_errors
@@ -199,7 +199,7 @@ def resume() -> None:
     set_paused(conn, False)
     workers = live_workers(conn)
     suffix = "" if workers else "; no worker is running (start one with flf2v worker)"
-    typer.echo("queue resumed" + suffix)
+    echo("queue resumed" + suffix)
 
 
 def register(app: typer.Typer) -> None:

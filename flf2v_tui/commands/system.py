@@ -10,7 +10,7 @@ import typer
 
 from engine.errors import BadInputError
 from flf2v_tui.commands.common import die, handles_errors, open_home, print_json
-from flf2v_tui.term import human_bytes, paint, table, use_colour
+from flf2v_tui.term import echo, human_bytes, inert, paint, table, use_colour
 from flf2v_tui.worker import KILL_GRACE_S
 from storage.workers import gpu_holders, live_workers
 
@@ -81,11 +81,8 @@ def worker(
         gpus=gpus, cpu_slots=cpu_slots, once=once, stall_timeout_s=stall_timeout * 60, kill_grace_s=kill_grace,
         on_finish=hook, stop_jobs=stop_jobs, only_jobs=set(job) if job else None, quiet=quiet,
     )  # fmt: skip
-
-    def say(text: str) -> None:
-        print(text, flush=True)
-
-    raise typer.Exit(Worker(home, conn, pool, config, say).run())
+    # Everything the worker says (labels, paths, engine messages) goes through echo, which makes it inert.
+    raise typer.Exit(Worker(home, conn, pool, config, echo).run())
 
 
 @handles_errors
@@ -104,7 +101,7 @@ def gpus(json_out: Annotated[bool, typer.Option("--json", help="machine-readable
         print_json({"gpus": [{**d.to_json(), "job": jobs.get(str(d.index))} for d in devices], "reason": reason})
         return
     if not devices:
-        typer.echo(f"No NVIDIA GPU here: {reason}. The worker runs jobs on CPU slots (flf2v worker --cpu-slots N).")
+        echo(f"No NVIDIA GPU here: {reason}. The worker runs jobs on CPU slots (flf2v worker --cpu-slots N).")
         return
     rows = []
     for d in devices:
@@ -129,9 +126,9 @@ def doctor() -> None:
     marks = {"ok": ("ok", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "red")}
     for c in checks:
         word, col = marks[c.status]
-        typer.echo(f"{paint(word.ljust(4), col, colour)}  {c.name:<10} {c.detail}")
+        typer.echo(f"{paint(word.ljust(4), col, colour)}  {c.name:<10} {inert(c.detail)}")  # it may name paths
         if c.fix and c.status != "ok":
-            typer.echo(f"{'':16}fix: {c.fix}")
+            echo(f"{'':16}fix: {c.fix}")
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(1)
 
@@ -150,7 +147,7 @@ def demo(
 
     home, conn = open_home()
     if not tiny_ready(home.tiny_model):
-        typer.echo(f"writing the tiny checkpoint to {home.tiny_model} ...")
+        echo(f"writing the tiny checkpoint to {home.tiny_model} ...")
     ckpt = ensure_tiny_checkpoint(home)
     first, last = d.draw_frames(home.root / "demo")
     given = {
@@ -159,29 +156,27 @@ def demo(
     }  # fmt: skip
     specs = build_specs(given, QueueOptions(gpus=d.DEMO_RANKS, labels=["demo"], max_retries=0))
     (job_id,) = insert_jobs(conn, home, specs)
-    typer.echo(
-        f"queued job {job_id}: {d.DEMO_RANKS} ranks, {d.DEMO_SIZE}, {d.DEMO_FRAMES} frames, {d.DEMO_STEPS} steps"
-    )
+    echo(f"queued job {job_id}: {d.DEMO_RANKS} ranks, {d.DEMO_SIZE}, {d.DEMO_FRAMES} frames, {d.DEMO_STEPS} steps")
     proc = None
     if no_worker:
-        typer.echo(f"run a worker to render it (flf2v worker), then: flf2v show {job_id}")
+        echo(f"run a worker to render it (flf2v worker), then: flf2v show {job_id}")
         return
     if live_workers(conn):
-        typer.echo("a worker is already running; it will render the job")
+        echo("a worker is already running; it will render the job")
     else:
         proc, log_path = d.start_worker(home, job_id)
-        typer.echo(f"started a worker for it (log: {log_path})")
+        echo(f"started a worker for it (log: {log_path})")
     finals = follow_jobs(conn, [job_id], timeout=600)
     if proc is not None:
         d.wait_for_worker(proc)
     job = require_job(conn, job_id)
-    typer.echo("")
+    echo("")
     typer.echo(show_text(job, attempts_of(conn, job_id)))
     if not finals or finals[job_id] != "succeeded":
         die(f"the demo job did not succeed; see flf2v logs {job_id} --all", 1)
-    typer.echo("\nThe tiny model has random weights: its video is noise, and shows that the whole pipeline ran.")
-    typer.echo(f"frames: {first} -> {last}")
-    typer.echo(f"video: {job['output_path']}")
+    echo("\nThe tiny model has random weights: its video is noise, and shows that the whole pipeline ran.")
+    echo(f"frames: {first} -> {last}")
+    echo(f"video: {job['output_path']}")
     sys.stdout.flush()
 
 

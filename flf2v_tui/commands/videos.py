@@ -22,7 +22,7 @@ from flf2v_tui.commands.options import (
     with_engine_options,
     with_queue_options,
 )
-from flf2v_tui.term import terminal_width
+from flf2v_tui.term import echo, terminal_width
 from storage.catalog import SORTS, VideoFilter, delete_video, require_video, search
 
 
@@ -90,7 +90,7 @@ def ls(
     elif videos:
         typer.echo(ls_text(videos, terminal_width()))
     else:
-        typer.echo("no videos match" if text or rating or fav or since or until or task or tag else "no videos yet")
+        echo("no videos match" if text or rating or fav or since or until or task or tag else "no videos yet")
 
 
 @handles_errors
@@ -110,7 +110,9 @@ def show(
 @handles_errors
 def open_(
     video_id: Annotated[int, typer.Argument(help="video id")],
-    print_only: Annotated[bool, typer.Option("--print", help="only print the path")] = False,
+    print_only: Annotated[
+        bool, typer.Option("--print", help="only print the path (inert: videos show --json has its exact bytes)")
+    ] = False,
 ) -> None:
     """Open the video in the local player when there is a display; otherwise print its path."""
     from flf2v_tui.catalogue.player import player_command
@@ -121,11 +123,11 @@ def open_(
         raise BadInputError(f"{path} is gone (flf2v videos verify lists every such row)")
     command = None if print_only else player_command(path)
     if command is None:
-        typer.echo(path)
+        echo(path)
         return
     subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                      start_new_session=True)  # fmt: skip
-    typer.echo(f"opened {path} with {Path(command[0]).name}")
+    echo(f"opened {path} with {Path(command[0]).name}")
 
 
 @handles_errors
@@ -138,7 +140,7 @@ def rate(
         raise BadInputError(f"rating {stars} must be from 1 to 5, or 0 to clear it")
     _, conn = open_home()
     save_user_fields(conn, video_id, rating=stars or None)
-    typer.echo(f"video {video_id}: " + (f"rated {stars}" if stars else "rating cleared"))
+    echo(f"video {video_id}: " + (f"rated {stars}" if stars else "rating cleared"))
 
 
 @handles_errors
@@ -155,7 +157,7 @@ def tag(
         raise BadInputError("give at least one tag")
     new = [t for t in current if t not in given] if remove else current + [t for t in given if t not in current]
     save_user_fields(conn, video_id, tags=new)
-    typer.echo(f"video {video_id}: tags {', '.join(new) or '(none)'}")
+    echo(f"video {video_id}: tags {', '.join(new) or '(none)'}")
 
 
 @handles_errors
@@ -166,7 +168,7 @@ def fav(
     """Mark a video as a favourite (or not, with --off)."""
     _, conn = open_home()
     save_user_fields(conn, video_id, favourite=not off)
-    typer.echo(f"video {video_id}: " + ("no longer a favourite" if off else "favourite"))
+    echo(f"video {video_id}: " + ("no longer a favourite" if off else "favourite"))
 
 
 @handles_errors
@@ -182,7 +184,7 @@ def note(
         existing = require_video(conn, video_id)["notes"]
         notes = f"{existing}\n{text}" if existing else text
     save_user_fields(conn, video_id, notes=notes)
-    typer.echo(f"video {video_id}: notes saved")
+    echo(f"video {video_id}: notes saved")
 
 
 @handles_errors
@@ -202,7 +204,7 @@ def rm(
             path.unlink(missing_ok=True)
             Path(video["files"].get("sidecar") or path.with_suffix(".json")).unlink(missing_ok=True)
             shutil.rmtree(files_dir(path), ignore_errors=True)
-        typer.echo(f"video {video_id} removed" + (f" (kept {path})" if keep_file else f" and {path.name} deleted"))
+        echo(f"video {video_id} removed" + (f" (kept {path})" if keep_file else f" and {path.name} deleted"))
 
 
 @handles_errors
@@ -217,9 +219,9 @@ def verify(json_out: Annotated[bool, typer.Option("--json", help="machine-readab
     else:
         for f in findings:
             who = f"video {f.video_id}" if f.video_id is not None else "no row"
-            typer.echo(f"{f.kind:<8} {who:<10} {f.path}  ({f.detail})")
+            echo(f"{f.kind:<8} {who:<10} {f.path}  ({f.detail})")
         count = len(search(conn, VideoFilter()))
-        typer.echo(f"{count} video(s) checked, {len(findings)} problem(s)" if findings else f"all {count} video(s) ok")
+        echo(f"{count} video(s) checked, {len(findings)} problem(s)" if findings else f"all {count} video(s) ok")
     if findings:
         raise typer.Exit(1)
 

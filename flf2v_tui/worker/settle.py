@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flf2v_tui.catalogue.media import VideoCheckError
 from flf2v_tui.catalogue.record import catalogue, prepare_row
+from flf2v_tui.term import inert
 from flf2v_tui.worker.classify import classify, read_exit
 from flf2v_tui.worker.procs import attempt_tag, kill_all
 from flf2v_tui.worker.tracker import Tracker
@@ -45,7 +47,8 @@ def settle(conn: sqlite3.Connection, job_id: int, attempt_id: int, outcome: stor
                 message=f"the video failed its check: {exc}",
             )  # fmt: skip
         except Exception as exc:  # a catalogue bug must neither stop the worker nor fail a verified video
-            log.exception("cataloguing job %s failed", job_id)
+            # Its traceback quotes what the exception holds (the video's path): inert, like all the worker says.
+            log.error("cataloguing job %s failed\n%s", job_id, inert(traceback.format_exc().rstrip()))
             problem = f"the video is fine but could not be catalogued: {type(exc).__name__}: {exc}"
     store.write_progress(conn, attempt_id, tracker.progress())
     new_state = store.finish(conn, attempt_id, outcome)
