@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -52,6 +53,10 @@ def stage_inputs(home: Home, first: str, last: str, tag: str = "") -> tuple[Path
             shutil.copyfile(source, target)
         except OSError as exc:
             shutil.rmtree(stage, ignore_errors=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                # The disk's fault, not the input's. Named by the folder copied into (copyfile names the
+                # source), so that the command can say which disk is full (storage.errors).
+                raise OSError(exc.errno, exc.strerror, str(home.jobs)) from None
             raise BadInputError(f"could not copy {source} into {home.jobs}: {exc.strerror or exc}") from None
         copies.append(target)
     return stage, copies[0], copies[1]

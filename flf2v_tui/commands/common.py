@@ -13,6 +13,7 @@ import typer
 from engine.errors import EXIT_BAD_INPUT, BadInputError
 from flf2v_tui.term import echo, json_text
 from storage.db import DatabaseError, connect
+from storage.errors import CORRUPT, DB_HEADROOM_BYTES, files_size, storage_fault
 from storage.paths import Home
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,7 +31,8 @@ def die(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 def handles_errors(fn: F) -> F:
-    """Bad input becomes one line on stderr and exit 2; an unusable database, exit 1 with what to do."""
+    """Bad input becomes one line on stderr and exit 2. A storage error (disk full, read-only, locked too long,
+    corrupt) or an unusable database becomes one line naming the cause, where and the fix, and exit 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -38,11 +40,18 @@ def handles_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except BadInputError as exc:
             die(exc.message, EXIT_BAD_INPUT)
-        except DatabaseError as exc:
-            die(str(exc), 1)
         except BrokenPipeError:
             sys.stderr.close()  # `flf2v ls | head` is not an error
             raise typer.Exit(0) from None
+        except (DatabaseError, sqlite3.Error, OSError) as exc:
+            fault = storage_fault(exc, Home.resolve().db)
+            if isinstance(exc, DatabaseError) and (fault is None or fault.cause == CORRUPT):
+                die(str(exc), 1)  # its own words already say which file and what to do
+            if fault is None:
+                raise  # not a storage condition: a bug, whose traceback is what helps
+            # What a write needs at most: copies of the frames it was given, and room for the database's log.
+            frames = [kwargs[k] for k in ("first_frame", "last_frame") if isinstance(kwargs.get(k), str)]
+            die(fault.line(DB_HEADROOM_BYTES + files_size(frames)), 1)
 
     return wrapper  # type: ignore[return-value]
 
