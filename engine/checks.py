@@ -28,11 +28,20 @@ class ImageInfo:
     mode: str
 
 
+def path_exists(path: Path, what: str) -> bool:
+    """Path.exists, with the errors it does not swallow (a name too long for the file system) said as bad
+    input naming the path."""
+    try:
+        return path.exists()
+    except OSError as exc:
+        raise BadInputError(f"{what} {path} cannot be looked up ({exc.strerror or exc})") from None
+
+
 def check_image(path: str | os.PathLike[str], what: str = "image") -> ImageInfo:
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
-    if not p.exists():
+    if not path_exists(p, what):
         raise BadInputError(f"{what} {p} does not exist")
     if not p.is_file():
         raise BadInputError(f"{what} {p} is not a file")
@@ -86,14 +95,7 @@ def _problem(path: Path) -> str | None:
         if name.endswith(".json"):
             json.loads(path.read_text(encoding="utf-8"))
         elif name.endswith(".safetensors"):
-            with open(path, "rb") as fh:
-                head = fh.read(8)
-                if len(head) < 8:
-                    return "truncated"
-                (length,) = struct.unpack("<Q", head)
-                if length > 100_000_000 or length > path.stat().st_size - 8:
-                    return "not a safetensors file (bad header)"
-                json.loads(fh.read(length))
+            return _safetensors_problem(path)
         elif name.endswith(".pth"):
             with open(path, "rb") as fh:
                 magic = fh.read(2)
@@ -103,8 +105,38 @@ def _problem(path: Path) -> str | None:
                         return "not a torch checkpoint (no data.pkl)"
             elif magic[:1] != b"\x80":
                 return "not a torch checkpoint"
-    except (OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError, RecursionError) as exc:
         return f"unreadable ({exc.__class__.__name__})"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Read only the header (8-byte length, then JSON): a download cut short shows as tensors that end past
+    the end of the file, found here in microseconds instead of at load, minutes into a render."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return "truncated"
+        (length,) = struct.unpack("<Q", head)
+        if length > 100_000_000 or length > size - 8:
+            return "not a safetensors file (bad header)"
+        header = json.loads(fh.read(length))
+    if not isinstance(header, dict):
+        return "not a safetensors file (bad header)"
+    end = 0
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+            return f"not a safetensors file: bad entry for {key[:40]!r}"
+        end = max(end, offsets[1])
+    held = size - 8 - length
+    if end > held:
+        return f"truncated: its header describes {end:,} bytes of tensors, the file holds {held:,}"
+    if end < held:
+        return f"not a safetensors file: {held - end:,} bytes after the last tensor"
     return None
 
 
@@ -134,7 +166,7 @@ def _tokenizer_files(folder: Path) -> list[Path]:
 
 def detect_layout(ckpt_dir: str | os.PathLike[str], task: TaskConfig) -> CheckpointLayout:
     root = Path(ckpt_dir)
-    if not root.exists():
+    if not path_exists(root, "checkpoint folder"):
         raise BadInputError(f"checkpoint folder {root} does not exist")
     if not root.is_dir():
         raise BadInputError(f"checkpoint path {root} is not a folder")
@@ -182,6 +214,18 @@ def check_checkpoint(ckpt_dir: str | os.PathLike[str], task: TaskConfig) -> Chec
         count = f"{len(bad)} file{'s' if len(bad) > 1 else ''}"
         raise BadInputError(f"{layout.kind} checkpoint {layout.root} is incomplete ({count}): {listed}")
     return layout
+
+
+def check_save_file(save_file: str | None) -> None:
+    """The mp4 is written after the whole render: a folder in its place is found now, not minutes later."""
+    if not save_file:
+        return
+    target = Path(save_file)
+    if path_exists(target, "--save_file") and target.is_dir():
+        raise BadInputError(f"--save_file {target} is a folder; give a file name in it, e.g. {target / 'video.mp4'}")
+    folder = next((p for p in target.parents if path_exists(p, "--save_file's folder")), None)
+    if folder is not None and not folder.is_dir():
+        raise BadInputError(f"--save_file {target}: {folder} is a file, not a folder")
 
 
 def check_device(choice: str, local_rank: int) -> None:

@@ -11,9 +11,8 @@ import sys
 from typing import NoReturn
 
 from engine.errors import BadInputError
+from engine.limits import check_engine_args
 from engine.tasks import (
-    GUIDE_SCALE_RANGE,
-    SHIFT_RANGE,
     SOLVERS,
     TASKS,
     TaskConfig,
@@ -146,7 +145,9 @@ def apply_defaults(args: argparse.Namespace, world_size: int) -> argparse.Namesp
 
 
 def validate(args: argparse.Namespace, world_size: int) -> TaskConfig:
-    """Check everything that needs neither torch nor the files; raises BadInputError with one line."""
+    """Check everything that needs neither torch nor the files; raises BadInputError with one line. Ranges and
+    text first (engine.limits), so no later check meets a number beyond 64 bits or a text that is not UTF-8."""
+    check_engine_args(args)
     task = task_of(args)
     problem = size_problem(task, args.size)
     if problem:
@@ -154,14 +155,6 @@ def validate(args: argparse.Namespace, world_size: int) -> TaskConfig:
     problem = frame_num_problem(args.frame_num)
     if problem:
         raise BadInputError(problem)
-    if args.sample_steps < 1:
-        raise BadInputError(f"sample_steps {args.sample_steps} must be at least 1")
-    low, high = SHIFT_RANGE
-    if not (low < args.sample_shift <= high):
-        raise BadInputError(f"sample_shift {args.sample_shift} is out of range ({low:g}, {high:g}]")
-    low, high = GUIDE_SCALE_RANGE
-    if not (low <= args.sample_guide_scale <= high):
-        raise BadInputError(f"sample_guide_scale {args.sample_guide_scale} is out of range [{low:g}, {high:g}]")
     if args.sample_solver not in SOLVERS:
         raise BadInputError(f"unknown sample_solver {args.sample_solver!r}; choose one of {', '.join(SOLVERS)}")
     if args.prompt is None or not args.prompt.strip():
@@ -173,7 +166,7 @@ def validate(args: argparse.Namespace, world_size: int) -> TaskConfig:
         raise BadInputError("--ckpt_dir is required: the folder of an official or diffusers checkpoint")
     if args.ring_size != 1:
         raise BadInputError("ring attention is not implemented; use --ulysses_size for sequence parallelism")
-    if args.ulysses_size < 1 or world_size % args.ulysses_size:
+    if world_size % args.ulysses_size:
         raise BadInputError(f"ulysses_size {args.ulysses_size} must divide the number of processes ({world_size})")
     if args.t5_cpu and args.t5_fsdp:
         raise BadInputError(
@@ -183,6 +176,4 @@ def validate(args: argparse.Namespace, world_size: int) -> TaskConfig:
         raise BadInputError(
             f"ulysses_size {args.ulysses_size} must divide the model's {task.num_heads} attention heads"
         )
-    if args.preview_every < 0:
-        raise BadInputError("--preview_every must be 0 (off) or a positive number of steps")
     return task

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine import __version__
-from engine.checks import check_checkpoint, check_device, check_image
+from engine.checks import check_checkpoint, check_device, check_image, check_save_file
 from engine.cli_args import apply_defaults, build_parser, resolve_cfg_batch, validate
 from engine.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, BadInputError, PeerLostError
 from engine.tasks import TaskConfig
@@ -42,6 +42,7 @@ def _check_inputs(args: argparse.Namespace, world_size: int) -> tuple[TaskConfig
     check_image(args.first_frame, "first frame")
     check_image(args.last_frame, "last frame")
     layout = check_checkpoint(args.ckpt_dir, task)
+    check_save_file(args.save_file)
     return task, layout
 
 
@@ -66,8 +67,10 @@ def _failure(exc: BaseException, runtime: Runtime) -> tuple[BaseException, str]:
 def _report(reporter: Reporter, exc: BaseException, failure: str, trace: str) -> None:
     # The event first: it is what the worker acts on, and logging can block (a full pipe) or be cut short
     # by the peer watch ending the process.
+    if isinstance(exc, BadInputError):
+        trace = ""  # bad input found at load is the user's to fix: one line, as before any weights load
     reporter.error(exc, failure, trace)
-    log.error(f"Generation failed ({failure}): {type(exc).__name__}: {exc}\n{trace}")
+    log.error(f"Generation failed ({failure}): {type(exc).__name__}: {exc}" + (f"\n{trace}" if trace else ""))
 
 
 def run(args: argparse.Namespace) -> int:
