@@ -8,9 +8,17 @@ deletes the WAL from under the live connections (SQLite: "How To Corrupt An SQLi
 
 from __future__ import annotations
 
+import json
+import os
+import time
+from dataclasses import asdict
 from typing import Any
 
+import pytest
+
+from storage.db import connect
 from tests.functional.wal_procs import ask, deleted_files, finish_actor, once, start_actor
+from tests.functional.wal_soak import Soak
 
 
 def test_two_connections_in_one_process_keep_every_write(qhome, qframes):
@@ -49,3 +57,28 @@ def prompts(answer: dict[str, Any]) -> set[str]:
     jobs = answer["jobs"].values()
     assert len({job["id"] for job in jobs}) == len(jobs)
     return {job["prompt"] for job in jobs}
+
+
+@pytest.mark.slow
+def test_soak_of_many_processes_loses_no_acknowledged_write(qhome, qframes):
+    """FLF2V_SOAK_SECONDS lengthens the run (20 s by default); FLF2V_SOAK_SEED repeats one."""
+    seconds = float(os.environ.get("FLF2V_SOAK_SECONDS", "20"))
+    seed = int(os.environ.get("FLF2V_SOAK_SEED", str(time.time_ns() % 2**32)))
+    soak = Soak(qhome, qframes, seconds, seed)
+    try:
+        figures = soak.run()
+        soak.final_check(once(qhome, qframes, op="dump")["jobs"])
+    finally:
+        soak.close()
+    conn = connect(qhome / "flf2v.db")
+    integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    conn.close()
+    counts = {k: len(v) if isinstance(v, list) else v for k, v in asdict(figures).items()}
+    print(f"soak seed {seed}, {seconds:g} s: {json.dumps(counts)}")
+    assert figures.lost == [], f"seed {seed}: {len(figures.lost)} disagreements, first: {figures.lost[:5]}"
+    assert figures.errors == [], f"seed {seed}: {len(figures.errors)} storage errors, first: {figures.errors[:5]}"
+    assert figures.deleted == [], f"seed {seed}: unlinked database files held: {figures.deleted[:5]}"
+    assert integrity == "ok"
+    # The run did what a soak must: many writes and checks, processes killed mid-command and exiting normally.
+    assert figures.writes > 50 and figures.rows_checked > 500, figures
+    assert figures.kills > 0 and figures.normal_exits > 0, figures

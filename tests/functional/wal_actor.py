@@ -49,7 +49,8 @@ def queue_view(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     for job in jobs.values():
         job["attempts"] = []
     for attempt_id, job_id, state in attempts:
-        jobs[str(job_id)]["attempts"].append([attempt_id, state])
+        if str(job_id) in jobs:  # else the snapshot is torn; the parent finds the job missing or wrong
+            jobs[str(job_id)]["attempts"].append([attempt_id, state])
     return jobs
 
 
@@ -110,11 +111,18 @@ def _answer(value: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def _run(actor: Actor, cmd: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return actor.run(cmd)
+    except sqlite3.Error as exc:  # never acknowledged; the parent counts it (a healthy file has none)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def main(argv: list[str]) -> int:
     home, frames, mode = Home(Path(argv[0])), (argv[1], argv[2]), argv[3]
     actor = Actor(home, frames)
     if mode == "once":
-        _answer(actor.run(json.loads(argv[4])))
+        _answer(_run(actor, json.loads(argv[4])))
         actor.close()
         return 0
     _answer({"ready": True})
@@ -122,7 +130,7 @@ def main(argv: list[str]) -> int:
         cmd = json.loads(line)
         if cmd["op"] == "exit":
             break
-        _answer(actor.run(cmd))
+        _answer(_run(actor, cmd))
     actor.close()
     return 0
 
