@@ -8,10 +8,12 @@ from __future__ import annotations
 import sys
 import traceback
 from types import TracebackType
+from typing import Annotated
 
 import typer
 
 from flf2v_tui.commands import jobs, logs, submit, system, tui, videos
+from flf2v_tui.commands.common import START_OVER
 from flf2v_tui.term import echo, inert, use_colour
 
 app = typer.Typer(
@@ -27,6 +29,21 @@ app = typer.Typer(
 )
 for module in (submit, jobs, logs, system, videos, tui):
     module.register(app)
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="start a new, empty queue even though flf2v.db is missing or empty while job folders exist "
+            "(the folders are kept); without it flf2v refuses",
+        ),
+    ] = False,
+) -> None:
+    START_OVER.allowed, START_OVER.command = force, ctx.invoked_subcommand or "<command>"
 
 
 def _inert_traceback(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:

@@ -74,26 +74,34 @@ def _nvml() -> Check:
 
 
 def _database(home: Home) -> Check:
-    from storage.db import DatabaseError, connect
+    from storage.db import STORAGE_ERRORS, connect, database_files
+    from storage.lost_queue import LostQueueError, refuse_lost_queue
     from storage.schema import LATEST
 
     try:
-        conn = connect(home.db)
-    except DatabaseError as exc:
+        refuse_lost_queue(home, "ls")  # doctor never starts a new queue itself
+    except LostQueueError as exc:
         return Check("database", "fail", str(exc))
     try:
-        integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-    finally:
-        conn.close()
-    perms = home.db.stat().st_mode & 0o777
+        conn = connect(home.db)
+        try:
+            integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+    except STORAGE_ERRORS as exc:
+        return Check("database", "fail", str(exc))
     if integrity != "ok":
         return Check("database", "fail", f"{home.db}: {integrity}", "stop the worker, copy the file aside, then "
                      "recover with: sqlite3 flf2v.db .recover | sqlite3 new.db")  # fmt: skip
-    if perms & 0o077:
-        return Check("database", "warn", f"{home.db} is mode {perms:o}", f"chmod 600 {home.db}")
-    return Check("database", "ok", f"{home.db} (schema {version}/{LATEST}, {mode}, mode {perms:o})")
+    # Modes by stat() alone: opening and closing these files beside SQLite would drop its locks (storage.db).
+    modes = {path: path.stat().st_mode & 0o777 for path in database_files(home.db) if path.exists()}
+    loose = [path for path, mode in modes.items() if mode & 0o077]
+    if loose:
+        listed = ", ".join(f"{path} is mode {modes[path]:o}" for path in loose)
+        return Check("database", "warn", listed, f"chmod 600 {' '.join(str(p) for p in loose)}")
+    return Check("database", "ok", f"{home.db} (schema {version}/{LATEST}, {mode}, mode {modes[home.db]:o})")
 
 
 def _disk(home: Home) -> Check:
@@ -105,15 +113,18 @@ def _disk(home: Home) -> Check:
 
 
 def _worker(home: Home) -> Check:
-    from storage.db import connect
+    from storage.db import STORAGE_ERRORS, connect
     from storage.workers import is_paused, live_workers
 
-    conn = connect(home.db)
     try:
-        live = live_workers(conn)
-        paused = is_paused(conn)
-    finally:
-        conn.close()
+        conn = connect(home.db)
+        try:
+            live = live_workers(conn)
+            paused = is_paused(conn)
+        finally:
+            conn.close()
+    except STORAGE_ERRORS as exc:
+        return Check("worker", "warn", f"not known: cannot read the database ({exc})")
     if not live:
         return Check("worker", "warn", "no worker is running", "start one: flf2v worker (in tmux, or as a service)")
     text = ", ".join(f"pid {w['pid']} on {w['host']}" for w in live)
@@ -123,7 +134,11 @@ def _worker(home: Home) -> Check:
 
 def run_checks(home: Home) -> list[Check]:
     home.ensure()
-    checks = [_python(), _torch(), _torchrun(), _ffmpeg(), _nvml(), _database(home), _disk(home), _worker(home)]
+    database = _database(home)
+    # The worker check opens the database too: after a failed database check it would only fail again, or
+    # (a lost database) make a new one, which doctor must never do.
+    worker = _worker(home) if database.status != "fail" else Check("worker", "warn", "not known (see database)")
+    checks = [_python(), _torch(), _torchrun(), _ffmpeg(), _nvml(), database, _disk(home), worker]
     checks.append(tiny_model_state(home))
     if not os.access(home.root, os.W_OK):
         checks.append(Check("home", "fail", f"{home.root} is not writable", "set FLF2V_HOME to a writable folder"))

@@ -6,6 +6,7 @@ import functools
 import sqlite3
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -14,13 +15,28 @@ from engine.errors import EXIT_BAD_INPUT, BadInputError
 from flf2v_tui.term import echo, json_text
 from storage.db import DatabaseError, connect
 from storage.errors import CORRUPT, DB_HEADROOM_BYTES, files_size, storage_fault
+from storage.lost_queue import refuse_lost_queue
 from storage.paths import Home
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@dataclass
+class StartOver:
+    """`flf2v --force`: the user's say-so to start a new queue where flf2v.db is missing or empty although job
+    folders exist (set by the app's callback, with the command it runs, for the refusal to quote)."""
+
+    allowed: bool = False
+    command: str = "<command>"
+
+
+START_OVER = StartOver()
+
+
 def open_home() -> tuple[Home, sqlite3.Connection]:
+    """The home and a connection to its database; a lost database is refused, never silently made anew."""
     home = Home.resolve().ensure()
+    refuse_lost_queue(home, START_OVER.command, force=START_OVER.allowed)
     return home, connect(home.db)
 
 
