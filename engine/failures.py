@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -25,6 +26,24 @@ _COMM_MARKERS = (
 )
 
 
+_NO_SPACE = ("no space left on device", "disk quota exceeded")
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """ENOSPC or EDQUOT anywhere in the exception's cause or context, or the OS's words for them: checked
+    before the network is blamed, since a full disk reaches a writer as a broken pipe too."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(words in str(current).lower() for words in _NO_SPACE):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class Killed(BaseException):
     """Raised in the main thread when a termination signal arrives, so the error event still gets written."""
 
@@ -43,6 +62,8 @@ def classify(exc: BaseException) -> str:
     declared = getattr(exc, "failure_class", None)
     if isinstance(declared, str):
         return declared
+    if _out_of_space(exc):
+        return "disk_full"
     message = f"{type(exc).__name__}: {exc}".lower()
     if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in message:
         return "oom"

@@ -4,7 +4,10 @@ back. Torch-free, so the app and the test engine can use it too."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +18,23 @@ import numpy as np
 OFFICIAL_QUALITY = 8
 
 
+# A folder with less than this free after a failed write is taken as full: ffmpeg reports running out of
+# space only on its own stderr, and to us as a broken pipe or an unreadable file.
+LOW_SPACE_BYTES = 1 << 20
+# The partial file a write goes to, beside the target: `.<stem>.partial-<writer pid>.mp4`.
+PARTIAL_NAME = re.compile(r"^\.(?P<stem>.+)\.partial-(?P<pid>\d+)\.mp4$")
+_FFMPEG_BANNER = ("ffmpeg version", "built with", "configuration:", "libav", "libsw", "libpostproc", "FFMPEG STDERR")
+
+
 class VideoWriteError(RuntimeError):
-    pass
+    # Never a lost peer, whatever ffmpeg's pipe said (engine.failures reads this before its comm markers).
+    failure_class = "engine_error"
+
+
+class VideoDiskFullError(VideoWriteError):
+    """The video's folder ran out of space while the video was written."""
+
+    failure_class = "disk_full"
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,80 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
     )
 
 
+def partial_path(target: str | os.PathLike[str], pid: int) -> Path:
+    target = Path(target)
+    return target.with_name(f".{target.stem}.partial-{pid}.mp4")
+
+
+def partials_of(target: str | os.PathLike[str]) -> list[tuple[Path, int]]:
+    """The partial files a write of `target` left or is making, with their writers' pids."""
+    target = Path(target)
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(target.parent):
+            match = PARTIAL_NAME.match(entry.name)
+            if match and match["stem"] == target.stem:
+                found.append((Path(entry.path), int(match["pid"])))
+    return found
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _free(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _out_of_space(exc: BaseException, folder: Path) -> bool:
+    """By errno or ffmpeg's words if they reached us, else by what is left in the folder."""
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(current).lower()
+        if "no space left on device" in text or "disk quota exceeded" in text:
+            return True
+        current = current.__cause__ or current.__context__
+    free = _free(folder)
+    return free is not None and free < LOW_SPACE_BYTES
+
+
+def _ffmpeg_summary(text: str, limit: int = 400) -> str:
+    """ffmpeg's failure without its banner and command line (2,800 characters of build flags otherwise)."""
+    kept, skip_next = [], False
+    for line in (raw.strip() for raw in text.splitlines()):
+        if skip_next or not line:
+            skip_next = False
+            continue
+        if line.startswith("FFMPEG COMMAND"):
+            skip_next = True
+        elif not line.startswith(_FFMPEG_BANNER):
+            kept.append(line)
+    summary = " | ".join(kept)
+    return summary if len(summary) <= limit else summary[: limit - 3] + "..."
+
+
+def _no_space_message(target: Path, written: int, sent: int, count: int, raw_bytes: int) -> str:
+    # The file grows about evenly with the frames sent, and a quarter more stands for the frames ffmpeg still
+    # held in its encoder when the disk filled; with nothing written yet, H.264 at this quality is taken to be
+    # an eighth of the raw frames.
+    needed = written * count // sent * 5 // 4 if written and sent else raw_bytes // 8
+    free = _free(target.parent)
+    have = f"{_human(free)} free" if free is not None else "its free space unknown"
+    return (
+        f"no space left in {target.parent} for {target.name}: {have}, about {_human(needed)} "
+        "needed; free some space there and run it again"
+    )
+
+
 def write_mp4(
     frames: np.ndarray,
     path: str | os.PathLike[str],
@@ -85,11 +177,12 @@ def write_mp4(
     import imageio_ffmpeg
 
     target = Path(path)
-    tmp = target.with_name(f".{target.stem}.partial-{os.getpid()}.mp4")
+    tmp = partial_path(target, os.getpid())
     count, height, width = frames.shape[0], frames.shape[1], frames.shape[2]
     params = ["-movflags", "+faststart", *extra_params]
     for key, value in (metadata or {}).items():
         params += ["-metadata", f"{key}={value}"]
+    sent = 0
     try:
         # Inside the try: a folder that cannot be made (a file in the way) is a write error like any other.
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +201,7 @@ def write_mp4(
         writer.send(None)
         for frame in frames:
             writer.send(np.ascontiguousarray(frame))
+            sent += 1
         writer.close()
         written = count_frames(tmp)
         if written != count:
@@ -115,10 +209,20 @@ def write_mp4(
         os.replace(tmp, target)
     except BaseException as exc:
         # BaseException too: a termination signal mid-write (the engine raises it as an exception) must not
-        # leave the temporary file behind. Its folder may not exist, hence the suppress.
+        # leave the temporary file behind. Its folder may not exist, hence the suppress. Space is judged
+        # before the partial file goes, since removing it frees what the write had taken.
+        full = isinstance(exc, Exception) and _out_of_space(exc, target.parent)
+        size = 0
+        with contextlib.suppress(OSError):
+            size = tmp.stat().st_size
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        if isinstance(exc, VideoWriteError) or not isinstance(exc, Exception):
+        if not isinstance(exc, Exception):
             raise
-        raise VideoWriteError(f"could not write {target}: {exc}") from exc
+        if full:
+            message = _no_space_message(target, size, sent, count, int(frames.nbytes))
+            raise VideoDiskFullError(message) from exc
+        if isinstance(exc, VideoWriteError):
+            raise
+        raise VideoWriteError(f"could not write {target}: {_ffmpeg_summary(str(exc))}") from exc
     return target

@@ -30,7 +30,7 @@ STAGES: tuple[str, ...] = (
     "save",
 )
 
-FAILURE_CLASSES: tuple[str, ...] = ("user_input", "oom", "comm", "killed", "engine_error", "worker_lost")
+FAILURE_CLASSES: tuple[str, ...] = ("user_input", "oom", "comm", "killed", "engine_error", "worker_lost", "disk_full")
 
 _NUMBER = (int, float)
 _OPT_NUMBER = (int, float, type(None))

@@ -14,6 +14,8 @@ HINTS: dict[str, str] = {
     "killed": "a signal from outside stopped a rank (a person, a time limit, or the kernel's OOM killer)",
     "engine_error": "the engine raised an error; see flf2v logs ID --all",
     "worker_lost": "the worker stopped while the job ran and its processes were gone",
+    # Not in the default --retry-on: a retry would fail the same way until someone frees space.
+    "disk_full": "free space where it says (or move FLF2V_HOME) and run flf2v retry ID",
 }
 
 
