@@ -21,6 +21,7 @@ from typing import Any
 from engine.checks import check_checkpoint, check_image
 from engine.cli_args import apply_defaults, build_parser, validate
 from engine.errors import BadInputError
+from storage.db import database_file_named
 from storage.jobs import require_job
 from storage.ops import requeue
 from storage.paths import Home
@@ -121,6 +122,11 @@ def check_engine_values(values: dict[str, Any], world_size: int) -> argparse.Nam
     ns = _parse_engine(values)
     apply_defaults(ns, world_size)
     task = validate(ns, world_size)
+    for frame, what in ((ns.first_frame, "first frame"), (ns.last_frame, "last frame")):
+        # Read as an image, the queue's own database would be opened and closed beside this process's
+        # connections, which drops their locks on it (see storage.db).
+        if database_file_named(frame, Home.resolve().db):
+            raise BadInputError(f"{what} {frame} is the queue's own database, not an image")
     check_image(ns.first_frame, "first frame")
     check_image(ns.last_frame, "last frame")
     check_checkpoint(ns.ckpt_dir, task)

@@ -51,6 +51,23 @@ def database_files(db: Path) -> list[Path]:
     return [db.with_name(db.name + suffix) for suffix in DATABASE_SUFFIXES]
 
 
+def database_file_named(path: str | os.PathLike[str], db: Path) -> Path | None:
+    """Which of database_files(db) `path` is (under any name, a hard link included), by stat() alone; None when
+    it is none of them. A path a user gives (a frame) is checked with this before anything opens it."""
+    try:
+        given = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    for candidate in database_files(db):
+        try:
+            known = os.stat(candidate)
+        except OSError:
+            continue
+        if (given.st_dev, given.st_ino) == (known.st_dev, known.st_ino):
+            return candidate
+    return None
+
+
 def _connect_private(db: Path) -> sqlite3.Connection:
     """A connection to `db`, the file created 0600 if it is new, whatever the umask; SQLite gives the -wal and
     -shm files it creates later the mode of the database file."""

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from storage.db import connect
+from tests.functional.queue_helpers import flf2v
 from tests.functional.wal_procs import ask, deleted_files, finish_actor, once, start_actor
 from tests.functional.wal_soak import Soak
 
@@ -82,3 +83,22 @@ def test_soak_of_many_processes_loses_no_acknowledged_write(qhome, qframes):
     # The run did what a soak must: many writes and checks, processes killed mid-command and exiting normally.
     assert figures.writes > 50 and figures.rows_checked > 500, figures
     assert figures.kills > 0 and figures.normal_exits > 0, figures
+
+
+def test_the_database_given_as_a_frame_is_refused_before_it_is_opened(qhome, qframes, stub_ckpt):
+    """Opened as an image, flf2v.db or its -shm would be closed beside the process's own connections (the TUI's
+    form runs these checks in the TUI), dropping their locks. Found by identity, so a hard link is no way in."""
+    holder = start_actor(qhome, qframes)  # keeps the -wal and -shm in place while the CLI runs
+    try:
+        ask(holder, op="submit", tag="kept")
+        link = qhome.parent / "frame.png"
+        os.link(qhome / "flf2v.db", link)
+        for frame in (qhome / "flf2v.db", qhome / "flf2v.db-shm", link):
+            proc = flf2v(qhome, "submit", "--task", "flf2v-tiny", "--ckpt_dir", str(stub_ckpt), "--first_frame",
+                         str(qframes[0]), "--last_frame", str(frame), "--prompt", "x", "--gpus", "1")  # fmt: skip
+            assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+            assert f"last frame {frame} is the queue's own database, not an image" in proc.stderr
+        assert prompts(ask(holder, op="list")) == {"kept"}
+        assert deleted_files(holder.pid, qhome / "flf2v.db") == []
+    finally:
+        finish_actor(holder)
