@@ -18,6 +18,9 @@ from PIL import Image as PILImage
 from textual.widget import Widget
 from textual_image.widget import HalfcellImage, Image, SixelImage, TGPImage, UnicodeImage
 
+from storage.db import database_file_named
+from storage.paths import Home
+
 MODES: dict[str, type[Widget]] = {
     "auto": Image,
     "halfcell": HalfcellImage,
@@ -30,8 +33,8 @@ MODES: dict[str, type[Widget]] = {
 def load_picture(path: str | Path | None) -> PILImage.Image | None:
     """The picture at `path`, decoded (call it in a worker thread); None when there is none, it went, or it
     is not a picture Pillow reads (a preview caught mid-write)."""
-    if not path:
-        return None
+    if not path or database_file_named(path, Home.resolve().db):
+        return None  # a path from an events file could name the database: opening it drops the TUI's locks
     try:
         with PILImage.open(path) as image:
             return image.convert("RGB")

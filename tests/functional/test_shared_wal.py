@@ -18,8 +18,35 @@ import pytest
 
 from storage.db import connect
 from tests.functional.queue_helpers import flf2v
-from tests.functional.wal_procs import ask, deleted_files, finish_actor, once, start_actor
+from tests.functional.wal_procs import ask, deleted_files, finish_actor, once, shared_lock_held, start_actor
 from tests.functional.wal_soak import Soak
+
+
+def test_a_second_connection_leaves_the_first_ones_lock_in_place(qhome):
+    db = qhome / "flf2v.db"
+    first = connect(db)
+    first.execute("SELECT * FROM settings").fetchall()
+    assert shared_lock_held(db), "the first connection holds SQLite's shared lock"
+    second = connect(db)
+    second.execute("SELECT * FROM settings").fetchall()
+    assert shared_lock_held(db), "opening a second connection dropped the first one's lock"
+    second.close()
+    assert shared_lock_held(db), "closing the second connection dropped the first one's lock"
+    first.close()
+    assert not shared_lock_held(db)
+
+
+def test_the_tui_decodes_no_database_file_as_a_picture(qhome, monkeypatch):
+    """A preview's path comes from an events file; were it the database, decoding it would drop the locks."""
+    from flf2v_tui.tui.images import load_picture
+
+    monkeypatch.setenv("FLF2V_HOME", str(qhome))
+    db = qhome / "flf2v.db"
+    conn = connect(db)
+    conn.execute("SELECT * FROM settings").fetchall()
+    assert load_picture(db) is None and load_picture(qhome / "flf2v.db-shm") is None
+    assert shared_lock_held(db)
+    conn.close()
 
 
 def test_two_connections_in_one_process_keep_every_write(qhome, qframes):

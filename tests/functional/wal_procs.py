@@ -67,3 +67,26 @@ def deleted_files(pid: int, db: Path) -> list[str]:
         if target.startswith(str(db)) and target.endswith(" (deleted)"):
             found.append(target)
     return found
+
+
+# SQLite on Unix holds a read lock on these bytes of the database file for as long as a connection in WAL mode
+# is open ("shared" in its os_unix.c), so that a closing process can tell whether it is the last user.
+SHARED_FIRST, SHARED_SIZE = 0x40000002, 510
+_PROBE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, int(sys.argv[3]), int(sys.argv[2]))
+    print("free")
+except OSError:
+    print("held")
+"""
+
+
+def shared_lock_held(db: Path) -> bool:
+    """Whether any process holds SQLite's shared lock on `db`, asked by another process (locks a process holds
+    never conflict with its own)."""
+    argv = [sys.executable, "-c", _PROBE, str(db), str(SHARED_FIRST), str(SHARED_SIZE)]
+    answer = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert answer in ("held", "free"), answer
+    return answer == "held"
