@@ -14,18 +14,21 @@ import shutil
 import sqlite3
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.checks import check_checkpoint, check_image
 from engine.cli_args import apply_defaults, build_parser, validate
 from engine.errors import BadInputError
+from engine.limits import SEED
+from flf2v_tui.rank_capacity import check_fits_here
+from flf2v_tui.save_target import check_save_target
 from storage.db import database_file_named
 from storage.jobs import require_job
 from storage.ops import requeue
 from storage.paths import Home
-from storage.spec import ENGINE_FLAGS, RETRYABLE_CLASSES, JobSpec, engine_argv
+from storage.spec import ENGINE_FLAGS, RETRYABLE_CLASSES, JobSpec, check_values, engine_argv
 
 PATH_FLAGS = ("first_frame", "last_frame", "ckpt_dir", "save_file")
 MAX_SWEEP = 10_000
@@ -44,6 +47,9 @@ class QueueOptions:
     max_retries: int = 2
     retry_on: tuple[str, ...] = ("comm", "worker_lost")
     retry_backoff: float = 30.0
+    # The job is for a worker elsewhere, or one started with other --gpus or --cpu-slots (the demo's): --gpus
+    # is checked against its bound only, not against what a worker started here without options would have.
+    other_worker: bool = False
 
 
 def parse_seeds(seeds: str | None, seed_range: str | None) -> list[int] | None:
@@ -63,6 +69,11 @@ def parse_seeds(seeds: str | None, seed_range: str | None) -> list[int] | None:
             first = last = -1
         if not sep or first < 0 or last < first:
             raise BadInputError(f"--seed-range {seed_range!r} must be A..B with 0 <= A <= B, e.g. 10..19")
+        problem = SEED.problem(last)
+        if problem:
+            raise BadInputError(f"--seed-range {problem}")
+        if last - first >= MAX_SWEEP:  # counted before the list is made: 0..10**12 would fill the memory
+            raise BadInputError(f"a sweep of {last - first + 1} jobs is more than the {MAX_SWEEP} allowed at once")
         values = list(range(first, last + 1))
     else:
         return None
@@ -70,6 +81,9 @@ def parse_seeds(seeds: str | None, seed_range: str | None) -> list[int] | None:
         raise BadInputError("--seeds is empty; give at least one seed")
     if any(v < 0 for v in values):
         raise BadInputError("seeds must be 0 or more (-1, a random seed, is what you get without --seeds)")
+    problem = next((p for p in map(SEED.problem, values) if p), None)
+    if problem:
+        raise BadInputError(f"--seeds {problem}")
     if len(values) > MAX_SWEEP:
         raise BadInputError(f"a sweep of {len(values)} jobs is more than the {MAX_SWEEP} allowed at once")
     return values
@@ -147,18 +161,27 @@ def _save_file_for(template: str | None, seed: int, sweep: bool) -> str | None:
     return template.replace("{seed}", str(seed))
 
 
-def build_specs(
-    given: dict[str, Any], queue: QueueOptions, seeds: Sequence[int] | None = None, base: Path | None = None
-) -> list[JobSpec]:
-    """Validated job specs: one, or one per seed. `given` holds the engine flags the user set."""
+def check_queue(queue: QueueOptions) -> None:
+    """The queue's numbers within their bounds (storage.spec), one node, and ranks this machine can run."""
+    check_values(asdict(queue))
     if queue.nodes != 1:
         raise BadInputError(f"--nodes {queue.nodes}: multi-node jobs are not supported yet; use --nodes 1")
-    if queue.max_retries < 0:
-        raise BadInputError("--retries must be 0 or more")
-    if queue.retry_backoff < 0:
-        raise BadInputError("--retry-backoff must be 0 or more seconds")
-    if queue.gpus < 1:
-        raise BadInputError(f"--gpus {queue.gpus} must be at least 1")
+    if not queue.other_worker:
+        check_fits_here(queue.gpus)
+
+
+def build_specs(
+    given: dict[str, Any],
+    queue: QueueOptions,
+    seeds: Sequence[int] | None = None,
+    base: Path | None = None,
+    home: Home | None = None,
+) -> list[JobSpec]:
+    """Validated job specs: one, or one per seed. `given` holds the engine flags the user set; `home` is the
+    FLF2V_HOME they go to (default: this process's)."""
+    check_values(given)  # numbers and texts first: no later check meets 2**70, NaN or bytes that are not UTF-8
+    check_queue(queue)
+    home = home or Home.resolve()
     values = {k: v for k, v in given.items() if v is not None}
     values.setdefault("preview_every", QUEUE_PREVIEW_EVERY)
     for flag in PATH_FLAGS:
@@ -173,7 +196,10 @@ def build_specs(
     for seed in seed_list:
         if seed < 0:  # drawn now so the job's row is a recipe that reproduces the video
             seed = random.randint(0, sys.maxsize)
-        spec_values = {**resolved, "base_seed": seed, "save_file": _save_file_for(template, seed, len(seed_list) > 1)}
+        save_file = _save_file_for(template, seed, len(seed_list) > 1)
+        if save_file:
+            check_save_target(save_file, home)
+        spec_values = {**resolved, "base_seed": seed, "save_file": save_file}
         specs.append(
             JobSpec(
                 **spec_values,
@@ -193,11 +219,18 @@ def build_specs(
     return specs
 
 
-def retry_changes(job: dict[str, Any], given: dict[str, Any], gpus: int | None) -> tuple[dict[str, Any], list[str]]:
+def retry_changes(
+    job: dict[str, Any],
+    given: dict[str, Any],
+    gpus: int | None,
+    home: Home | None = None,
+    other_worker: bool = False,
+) -> tuple[dict[str, Any], list[str]]:
     """Validate a finished job's stored recipe with the user's changes; returns the column updates and the
     list of new frame sources that must be copied in (the stored copies are used for unchanged frames)."""
     values = {name: job[name] for name in ENGINE_FLAGS}
     changed = {k: v for k, v in given.items() if v is not None}
+    check_values({**changed, "gpus": gpus})
     for flag in PATH_FLAGS:
         if changed.get(flag):
             changed[flag] = absolute(changed[flag])
@@ -205,7 +238,11 @@ def retry_changes(job: dict[str, Any], given: dict[str, Any], gpus: int | None) 
     if values.get("base_seed", -1) < 0:
         values["base_seed"] = random.randint(0, sys.maxsize)
     world = gpus or job["gpus"]
+    if gpus and not other_worker:  # an unchanged count was checked (or waived) when the job was submitted
+        check_fits_here(gpus)
     ns = check_engine_values({**values, "save_file": None}, world)
+    if values.get("save_file"):
+        check_save_target(values["save_file"], home or Home.resolve())
     updates = {name: getattr(ns, name) for name in ENGINE_FLAGS if name in changed}
     updates["neg_prompt"] = values.get("neg_prompt") or None
     updates["save_file"] = values.get("save_file")
@@ -250,12 +287,14 @@ def retry_job(
     gpus: int | None = None,
     priority: int | None = None,
     hold: bool = False,
+    other_worker: bool = False,
 ) -> str:
     """Queue a finished job again with the user's changes (validated like a submit); returns what happened."""
+    check_values({"priority": priority})
     job = require_job(conn, job_id)
     if job["state"] not in ("succeeded", "failed", "cancelled"):
         raise BadInputError(f"job {job_id} is {job['state']}; only finished jobs can be retried")
-    updates, new_frames = retry_changes(job, given, gpus)
+    updates, new_frames = retry_changes(job, given, gpus, home, other_worker)
     copies = _copy_new_frames(home, job, new_frames, updates)
     if priority is not None:
         updates["priority"] = priority

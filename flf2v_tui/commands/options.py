@@ -11,13 +11,32 @@ import typer
 
 from flf2v_tui.commands.common import parse_ids, print_json
 from flf2v_tui.submission import QueueOptions, parse_retry_on, parse_seeds
+from storage.spec import BOUNDS
 
 _PANEL = "Engine flags (as in the official generate.py)"
+# Option names whose bound (storage.spec.BOUNDS) is filed under the JobSpec field they fill.
+_FIELD_OF = {"retries": "max_retries"}
+
+
+def in_bounds(name: str) -> Callable[[Any], Any] | None:
+    """A typer callback that refuses a number outside its bound as the option is parsed (one line, exit 2),
+    or None for an option without one."""
+    bound = BOUNDS.get(_FIELD_OF.get(name, name))
+    if bound is None:
+        return None
+
+    def check(value: Any) -> Any:
+        problem = None if value is None else bound.problem(value)
+        if problem:
+            raise typer.BadParameter(problem)
+        return value
+
+    return check
 
 
 def _opt(name: str, help_text: str, kind: Any) -> inspect.Parameter:
     names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-    option = typer.Option(*names, help=help_text, rich_help_panel=_PANEL, show_default=False)
+    option = typer.Option(*names, help=help_text, rich_help_panel=_PANEL, show_default=False, callback=in_bounds(name))
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[kind, option])
 
 
@@ -93,7 +112,7 @@ QUEUE_PANEL = "Queue options"
 def _queue(
     name: str, default: Any, kind: Any, *flags: str, help_text: str, panel: str | None = QUEUE_PANEL
 ) -> inspect.Parameter:
-    option = typer.Option(*flags, help=help_text, rich_help_panel=panel)
+    option = typer.Option(*flags, help=help_text, rich_help_panel=panel, callback=in_bounds(name))
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option])
 
 
@@ -110,6 +129,9 @@ QUEUE_OPTIONS: list[inspect.Parameter] = [
            help_text="seconds before the first retry; doubles each time"),
     _queue("seeds", None, str | None, "--seeds", help_text="a sweep: one job per seed, e.g. 1,2,3"),
     _queue("seed_range", None, str | None, "--seed-range", "--seed_range", help_text="a sweep over A..B inclusive"),
+    _queue("other_worker", False, bool, "--other-worker",
+           help_text="for a worker elsewhere, or one started with --cpu-slots: --gpus is not checked against "
+                     "this machine's GPUs or cores"),
     _queue("json_out", False, bool, "--json", help_text="print the new job ids as JSON", panel=None),
     _queue("quiet", False, bool, "--quiet", "-q", help_text="print only the job ids", panel=None),
 ]  # fmt: skip
@@ -141,6 +163,7 @@ def queue_values(kwargs: dict[str, Any], gpus: int) -> QueueOptions:
         max_retries=kwargs["retries"],
         retry_on=parse_retry_on(kwargs["retry_on"]) or QueueOptions().retry_on,
         retry_backoff=kwargs["retry_backoff"],
+        other_worker=kwargs["other_worker"],
     )
 
 

@@ -11,6 +11,7 @@ from flf2v_tui.commands.options import (
     QUEUE_PANEL,
     echo_queued,
     engine_values,
+    in_bounds,
     queue_seeds,
     queue_values,
     with_engine_options,
@@ -36,7 +37,7 @@ def submit(**kwargs: Any) -> None:
     home, conn = open_home()
     given = engine_values(kwargs)
     fill_tiny_checkpoint(home, given)
-    specs = build_specs(given, queue_values(kwargs, kwargs["gpus"]), queue_seeds(kwargs))
+    specs = build_specs(given, queue_values(kwargs, kwargs["gpus"]), queue_seeds(kwargs), home=home)
     echo_queued(insert_jobs(conn, home, specs), kwargs)
 
 
@@ -45,17 +46,31 @@ def submit(**kwargs: Any) -> None:
 def retry(
     job_ids: Annotated[list[str], typer.Argument(help="finished job ids")],
     gpus: Annotated[
-        int | None, typer.Option("--gpus", help="change the number of ranks", rich_help_panel=QUEUE_PANEL)
+        int | None,
+        typer.Option(
+            "--gpus", help="change the number of ranks", rich_help_panel=QUEUE_PANEL, callback=in_bounds("gpus")
+        ),
     ] = None,
-    priority: Annotated[int | None, typer.Option("--priority", rich_help_panel=QUEUE_PANEL)] = None,
+    priority: Annotated[
+        int | None, typer.Option("--priority", rich_help_panel=QUEUE_PANEL, callback=in_bounds("priority"))
+    ] = None,
     hold: Annotated[bool, typer.Option("--hold", help="queue it held", rich_help_panel=QUEUE_PANEL)] = False,
+    other_worker: Annotated[
+        bool,
+        typer.Option(
+            "--other-worker", help="do not check a changed --gpus against this machine", rich_help_panel=QUEUE_PANEL
+        ),
+    ] = False,
     **kwargs: Any,
 ) -> None:
     """Queue a finished job again as a new attempt, optionally with changed flags."""
     home, conn = open_home()
     given = engine_values(kwargs)
     for job_id in parse_ids(job_ids):
-        typer.echo(retry_job(conn, home, job_id, dict(given), gpus=gpus, priority=priority, hold=hold))
+        message = retry_job(
+            conn, home, job_id, dict(given), gpus=gpus, priority=priority, hold=hold, other_worker=other_worker
+        )
+        typer.echo(message)
 
 
 def register(app: typer.Typer) -> None:

@@ -154,7 +154,9 @@ def demo(
         "task": "flf2v-tiny", "ckpt_dir": str(ckpt), "first_frame": str(first), "last_frame": str(last),
         "prompt": d.DEMO_PROMPT, "size": d.DEMO_SIZE, "frame_num": d.DEMO_FRAMES, "sample_steps": d.DEMO_STEPS,
     }  # fmt: skip
-    specs = build_specs(given, QueueOptions(gpus=d.DEMO_RANKS, labels=["demo"], max_retries=0))
+    # other_worker: its own worker runs it on a CPU slot, even on a box with fewer GPUs than the demo's ranks.
+    queue = QueueOptions(gpus=d.DEMO_RANKS, labels=["demo"], max_retries=0, other_worker=True)
+    specs = build_specs(given, queue)
     (job_id,) = insert_jobs(conn, home, specs)
     echo(f"queued job {job_id}: {d.DEMO_RANKS} ranks, {d.DEMO_SIZE}, {d.DEMO_FRAMES} frames, {d.DEMO_STEPS} steps")
     proc = None

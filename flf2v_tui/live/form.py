@@ -52,6 +52,7 @@ _ROUTES: tuple[tuple[str, str], ...] = (
     (r"--t5_cpu", "t5_cpu"),
     (r"offload_model", "offload_model"),
     (r"--gpus", "gpus"),
+    (r"--priority", "priority"),
 )
 
 
@@ -150,7 +151,7 @@ def submit(conn: sqlite3.Connection, home: Home, values: dict[str, str]) -> tupl
         return [], sub.errors
     try:
         fill_tiny_checkpoint(home, sub.given)
-        specs = build_specs(sub.given, sub.queue, sub.seeds)
+        specs = build_specs(sub.given, sub.queue, sub.seeds, home=home)
         return insert_jobs(conn, home, specs), {}
     except BadInputError as exc:
         return [], {field_for(exc.message): exc.message}
