@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 
 from engine.errors import EXIT_BAD_INPUT, BadInputError
+from engine.limits import INT64_MAX, INT64_MIN, shown
 from flf2v_tui.term import echo, json_text
 from storage.db import DatabaseError, connect
 from storage.errors import CORRUPT, DB_HEADROOM_BYTES, files_size, storage_fault
@@ -19,6 +20,8 @@ from storage.lost_queue import refuse_lost_queue
 from storage.paths import Home
 
 F = TypeVar("F", bound=Callable[..., Any])
+# A range of ids (`rm 1..N`) is a list in memory: 1..10**12 would fill it before any id is looked at.
+MAX_IDS = 1_000_000
 
 
 @dataclass
@@ -53,6 +56,7 @@ def handles_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            check_whole_numbers(kwargs)
             return fn(*args, **kwargs)
         except BadInputError as exc:
             die(exc.message, EXIT_BAD_INPUT)
@@ -72,6 +76,15 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def check_whole_numbers(kwargs: dict[str, Any]) -> None:
+    """No whole number a command was given (an id, a count) may overflow SQLite's 64-bit INTEGER: one line,
+    not an OverflowError from the query. Options with bounds of their own were checked as they were parsed."""
+    for name, value in kwargs.items():
+        for number in value if isinstance(value, list) else [value]:
+            if type(number) is int and not INT64_MIN <= number <= INT64_MAX:
+                raise BadInputError(f"{name.replace('_', ' ')} {shown(number)} is beyond 64 bits; no such thing exists")
+
+
 def print_json(value: Any) -> None:
     """Indented for a person at a terminal; one compact line for a program (much faster at 10,000 jobs)."""
     typer.echo(json_text(value, indent=2 if sys.stdout.isatty() else None))
@@ -87,9 +100,14 @@ def parse_ids(values: list[str]) -> list[int]:
                 continue
             low, sep, high = part.partition("..")
             try:
-                ids += list(range(int(low), int(high) + 1)) if sep else [int(part)]
+                first, last = (int(low), int(high)) if sep else (int(part), int(part))
             except ValueError:
                 raise BadInputError(f"{part!r} is not a job id (use numbers, e.g. 12, 12,13 or 12..15)") from None
+            if first < INT64_MIN or last > INT64_MAX:
+                raise BadInputError(f"{part!r} is not a job id: ids fit in 64 bits (at most {INT64_MAX})")
+            if last - first >= MAX_IDS:
+                raise BadInputError(f"{part!r} is {last - first + 1} ids, more than the {MAX_IDS} allowed at once")
+            ids += range(first, last + 1)
     if not ids:
         raise BadInputError("give at least one job id")
     return ids

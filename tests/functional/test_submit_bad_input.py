@@ -162,6 +162,17 @@ def test_retry_and_rerun_refuse_the_same(qhome, stub_ckpt, qframes, hostile):
     assert_one_line(run_cli(["videos", "rerun", "1", "--sample_steps", BIG], qhome), r"sample_steps.*at most")
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["show", BIG], ["cancel", BIG], ["hold", f"1..{BIG}"], ["retry", BIG], ["logs", BIG], ["top", BIG],
+     ["rm", "1..1000000000000"], ["videos", "show", BIG], ["videos", "rate", BIG, "3"], ["videos", "rerun", BIG],
+     ["wait", BIG, "--timeout", "1"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_ids_beyond_64_bits_are_one_line_in_every_command(argv, qhome):
+    assert_one_line(run_cli(argv, qhome), r"beyond 64 bits|fit in 64 bits|more than the 1000000 allowed")
+
+
 def test_real_argv_bytes_never_reach_a_traceback(qhome, stub_ckpt, qframes):
     """Raw bytes straight into argv, as a shell passes $'\\xff': each is refused in one line, naming the flag."""
     base = [b"-m", b"flf2v_tui.cli", b"submit", *(os.fsencode(x) for kv in submit_argv(stub_ckpt, qframes).items()
