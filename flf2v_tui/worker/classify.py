@@ -11,12 +11,15 @@ from pathlib import Path
 from flf2v_tui.shim import EXIT_FILE, LOG_FILE
 from flf2v_tui.worker.tracker import Tracker
 from storage.attempts import Outcome
+from storage.errors import free_bytes, human_size, nearly_full
 
 # Classes that name a cause; "comm" and "killed" on a rank are often only the echo of another rank's death.
-_PRIMARY = ("user_input", "oom", "engine_error")
+_PRIMARY = ("user_input", "oom", "disk_full", "engine_error")
 _ROOT = re.compile(r"Root Cause \(first observed failure\):(.*?)(?:={20,}|\Z)", re.S)
 _OTHERS = re.compile(r"Failures:(.*?)^-{20,}", re.S | re.M)
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # First: a full disk breaks pipes and sockets too, and must not read as the network's fault.
+    ("disk_full", re.compile(r"No space left on device|Disk quota exceeded|database or disk is full", re.I)),
     ("oom", re.compile(r"out of memory|OutOfMemoryError|CUDA error: out of memory|Cannot allocate memory", re.I)),
     (
         "comm",
@@ -99,27 +102,54 @@ def _last_lines(path: Path, n: int = 3) -> str:
 
 
 def classify(
-    returncode: int | None, tracker: Tracker, attempt_dir: Path, *, cancelled: bool = False, stalled: str = ""
+    returncode: int | None,
+    tracker: Tracker,
+    attempt_dir: Path,
+    *,
+    cancelled: bool = False,
+    stalled: str = "",
+    save_file: str | None = None,
 ) -> Outcome:
+    """`save_file`: the video the attempt was to write, whose folder is checked for space with the attempt's."""
     output = tracker.done.get("output") if tracker.done else None
     if returncode == 0 and output and Path(output).exists():
         return Outcome("succeeded", exit_code=0, output_path=str(output))  # even if a cancel came too late
     if cancelled:
         return Outcome("cancelled", exit_code=returncode, message="cancelled by user")
+    full = _full_folder(attempt_dir, save_file)
     if returncode == 0:
         why = "no done event" if not tracker.done else f"its output {output} is missing"
+        if full is not None:  # the done event or the video itself could not be written
+            return Outcome("failed", exit_code=0, failure_class="disk_full", message=f"{full}; exited 0 but with {why}")
         return Outcome("failed", exit_code=0, failure_class="engine_error", message=f"exited 0 but with {why}")
     if stalled:
         nproc = int((tracker.start or {}).get("world_size") or 1)
         failure = "comm" if nproc > 1 else "engine_error"
         return Outcome("failed", exit_code=returncode, failure_class=failure, message=stalled)
     if returncode is None:
+        if full is not None:  # the shim could not write torchrun's exit status
+            return Outcome("failed", failure_class="disk_full", message=f"{full}; the render's exit status is lost")
         return Outcome(
             "interrupted",
             failure_class="worker_lost",
             message="the render's processes ended without an exit status (killed from outside or a reboot)",
         )
-    return _failure(returncode, tracker, attempt_dir)
+    outcome = _failure(returncode, tracker, attempt_dir)
+    if full is not None and outcome.failure_class in ("comm", "engine_error"):
+        # Checked before the network or the engine is blamed: with the disk full, the ranks could not write
+        # their events or logs, and ffmpeg's pipe broke.
+        outcome.failure_class, outcome.message = "disk_full", f"{full}; {outcome.message}"[:1000]
+    return outcome
+
+
+def _full_folder(attempt_dir: Path, save_file: str | None) -> str | None:
+    """`disk full on FOLDER (N free)` for the first of the attempt's folders that has next to no space left."""
+    folders = [attempt_dir, *([Path(save_file).parent] if save_file else [])]
+    for folder in folders:
+        if nearly_full(folder):
+            free = free_bytes(folder)
+            return f"disk full on {folder} ({human_size(free or 0)} free)"
+    return None
 
 
 def _silent_death(failures: list[RootCause], by_rank: dict[int, dict[str, object]]) -> RootCause | None:

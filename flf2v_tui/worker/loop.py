@@ -2,11 +2,14 @@
 
 One loop, one thread, one DB connection. Each tick: read new events of every running attempt (progress goes to
 the DB at most PROGRESS_INTERVAL_S apart per job), act on cancel requests and stalls, finish attempts whose
-shim has exited, then claim new work if there is room and the queue is not paused.
+shim has exited, then claim new work if there is room and the queue is not paused. A storage error (a full
+disk, a lock held too long) never ends the loop: see outage.py.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import signal
 import sqlite3
@@ -20,9 +23,10 @@ from typing import Any
 from flf2v_tui.worker import KILL_GRACE_S, launch
 from flf2v_tui.worker.classify import classify, read_exit
 from flf2v_tui.worker.hooks import Hooks, hook_env
+from flf2v_tui.worker.outage import StorageGuard, fault_of
 from flf2v_tui.worker.pool import Pool
 from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive, signal_group
-from flf2v_tui.worker.settle import settle
+from flf2v_tui.worker.settle import Settled, remove_partials, settle
 from flf2v_tui.worker.tracker import Tracker
 from storage import attempts as store
 from storage import workers
@@ -33,6 +37,7 @@ from storage.paths import Home
 PROGRESS_INTERVAL_S = 0.5
 HEARTBEAT_S = workers.HEARTBEAT_S
 RECONCILE_EVERY_S = 30.0
+LAUNCH_RETRY_S = 30.0  # after a launch failed for want of storage, before the next claim
 
 
 @dataclass
@@ -72,6 +77,9 @@ class Running:
     stalled: str = ""
     stopping: bool = False
     last_said: str = ""
+    save_file: str | None = None
+    launch_unrecorded: bool = False  # started, but its pgid is not in the database yet
+    ended: store.Outcome | None = None  # over and classified, its processes gone; the record is still to write
 
 
 class Worker:
@@ -86,7 +94,9 @@ class Worker:
         self.worker_id = 0
         self._last_version = -1
         self._next_claim = 0.0
+        self._claim_after = 0.0
         self._tick_at = 0.0
+        self.storage = StorageGuard(conn, home.db, self.say)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -95,17 +105,13 @@ class Worker:
         self.say(f"worker {self.me.pid} on {self.me.host}: {self.pool.note} [{', '.join(self.pool.slots)}]")
         from flf2v_tui.worker.reconcile import reconcile
 
-        reconcile(self)
+        self.storage.run(lambda: reconcile(self))
         last_beat = last_reconcile = time.monotonic()
         try:
             while True:
-                try:
-                    self.tick()
-                except sqlite3.OperationalError as exc:
-                    # A full disk or a lock held past busy_timeout: the transaction rolled back; try again
-                    # next tick rather than abandon renders that are fine.
-                    self.say(f"database error, retrying: {exc}")
-                    time.sleep(1.0)
+                # Writes inside a tick are guarded one by one; this catches what a read or a write outside
+                # them raised, so that a tick cut short is tried again rather than the renders abandoned.
+                self.storage.run(self.tick)
                 if self.stop_requested and not self._stopping_jobs():
                     break
                 if self.config.once and not self.running and not self._work_left():
@@ -114,10 +120,10 @@ class Worker:
                 now = time.monotonic()
                 if now - last_beat >= HEARTBEAT_S:
                     self.pool.refresh()
-                    workers.heartbeat(self.conn, self.worker_id, self.pool.describe())
+                    self.storage.write(lambda: workers.heartbeat(self.conn, self.worker_id, self.pool.describe()))
                     last_beat = now
                 if now - last_reconcile >= RECONCILE_EVERY_S:
-                    reconcile(self, quiet=True)
+                    self.storage.run(lambda: reconcile(self, quiet=True))
                     last_reconcile = now
                 time.sleep(self.config.poll_s)
         finally:
@@ -142,12 +148,18 @@ class Worker:
         return self.config.stop_jobs and bool(self.running)
 
     def _shutdown(self) -> None:
-        if self.running and not self.config.stop_jobs:
-            store.hand_off(self.conn, [r.attempt_id for r in self.running.values()])
-            for r in self.running.values():
+        live = [r for r in self.running.values() if r.ended is None]
+        if live and not self.config.stop_jobs:
+            hand_off = functools.partial(store.hand_off, self.conn, [r.attempt_id for r in live])
+            self.storage.last_write(hand_off, "the hand-off", "the next flf2v worker re-attaches the renders anyway")
+            for r in live:
                 self.say(f"job {r.job_id} keeps running (pgid {r.pgid}); the next flf2v worker re-attaches it")
+        for r in self.running.values():
+            if r.ended is not None:
+                self.say(f"job {r.job_id}: its end is not recorded yet; the next flf2v worker records it")
         self.hooks.wait_all()
-        workers.stop(self.conn, self.worker_id)
+        stopped = functools.partial(workers.stop, self.conn, self.worker_id)
+        self.storage.last_write(stopped, "that this worker stopped", "its process is gone, which shows it anyway")
 
     def say(self, text: str) -> None:
         self._say(f"[{time.strftime('%H:%M:%S')}] {text}")
@@ -156,14 +168,17 @@ class Worker:
     def tick(self) -> None:
         now = self._tick_at = time.time()
         self.hooks.reap()
-        cancels = store.cancel_requests(self.conn, [r.job_id for r in self.running.values()])
+        cancels: set[int] = set()  # unread (a damaged database) is no reason to stop watching the renders
+        self.storage.run(
+            lambda: cancels.update(store.cancel_requests(self.conn, [r.job_id for r in self.running.values()]))
+        )
         for r in list(self.running.values()):
-            if r.job_id in cancels and not r.cancelled:
+            if r.job_id in cancels and not r.cancelled and r.ended is None:
                 r.cancelled = True
                 self.say(f"job {r.job_id}: cancelling (SIGTERM, then SIGKILL after {self.config.kill_grace_s:g} s)")
                 self._terminate(r, now)
             self.supervise(r, now)
-        if not self.stop_requested:
+        if not self.stop_requested and not self.storage.failing and now >= self._claim_after:
             self._claim_all(now)
 
     def _terminate(self, r: Running, now: float) -> None:
@@ -173,17 +188,20 @@ class Worker:
                 signal_group(r.pgid, signal.SIGTERM)
 
     def supervise(self, r: Running, now: float) -> None:
+        if r.ended is not None or self._ended(r):
+            self._finish(r)
+            return
+        if r.launch_unrecorded:
+            self._record_launch(r)
         if r.tracker.poll(now):
             r.dirty = True
         if now - r.last_write >= PROGRESS_INTERVAL_S:
             r.dirty |= r.tracker.log_activity(now)
             if r.dirty:
-                store.write_progress(self.conn, r.attempt_id, r.tracker.progress())
-                r.dirty, r.last_write = False, now
+                if self.storage.write(lambda: store.write_progress(self.conn, r.attempt_id, r.tracker.progress())):
+                    r.dirty = False
+                r.last_write = now
                 self._report(r)
-        if self._ended(r):
-            self._finish(r)
-            return
         stall = self.config.stall_timeout_s
         idle = now - (r.tracker.progress_at or r.launched)
         if stall and r.term_at is None and idle > stall:
@@ -201,14 +219,23 @@ class Worker:
         return not leader_alive(r.pgid, r.pgid_started)
 
     def _finish(self, r: Running) -> None:
-        r.tracker.poll(time.time())
-        returncode = read_exit(r.folder)
-        outcome = classify(returncode, r.tracker, r.folder, cancelled=r.cancelled, stalled=r.stalled)
-        if r.stopping and outcome.state not in ("succeeded",):
-            outcome.state, outcome.failure_class, outcome.requeue_always = "interrupted", "worker_lost", True
-            outcome.message = "the worker was stopped with --stop-jobs"
-        kill_all(None, r.tag)  # nothing of the render may outlive it
-        settled = settle(self.conn, r.job_id, r.attempt_id, outcome, r.tracker)
+        if r.ended is None:
+            r.tracker.poll(time.time())
+            returncode = read_exit(r.folder)
+            outcome = classify(
+                returncode, r.tracker, r.folder, cancelled=r.cancelled, stalled=r.stalled, save_file=r.save_file
+            )
+            if r.stopping and outcome.state not in ("succeeded",):
+                outcome.state, outcome.failure_class, outcome.requeue_always = "interrupted", "worker_lost", True
+                outcome.message = "the worker was stopped with --stop-jobs"
+            kill_all(None, r.tag)  # nothing of the render may outlive it
+            for partial in remove_partials(r.save_file):
+                self.say(f"job {r.job_id}: removed {partial.name}, the unfinished video of a writer that was killed")
+            r.ended = outcome  # kept: a failed record is written later as it was classified now
+        ended, found = r.ended, list[Settled]()
+        if not self.storage.write(lambda: found.append(settle(self.conn, r.job_id, r.attempt_id, ended, r.tracker))):
+            return  # storage failed: this render stays watched, and its end is recorded when it can be
+        settled = found[0]
         new_state, outcome = settled.new_state, settled.outcome
         self.pool.release(r.attempt_id)
         del self.running[r.attempt_id]
@@ -268,13 +295,13 @@ class Worker:
 
     def _launch(self, job: dict[str, Any], attempt_id: int, number: int, assignment: Assignment) -> None:
         folder = self.home.attempt_dir(job["id"], number)
-        folder.mkdir(parents=True, exist_ok=True)
         tag = attempt_tag(str(self.home.root), attempt_id)
         self.pool.take(assignment, attempt_id)
         r = Running(attempt_id, job["id"], number, folder, tag, assignment, Tracker(folder / "events.jsonl", folder))
         self.running[attempt_id] = r
         taken = {x.port for x in self.running.values() if x.port}
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             plan = launch.build(
                 job, attempt_id, number, folder, assignment, launch.free_port(taken), self.home.videos, tag,
                 self._cpu_threads(job),
@@ -282,19 +309,40 @@ class Worker:
             launch.write_command(plan, job["id"], number)
             started = launch.start(plan)
         except (OSError, RuntimeError) as exc:
-            (folder / "torchrun.log").write_text(f"flf2v worker: could not launch: {exc}\n")
-            self.say(f"job {job['id']}: could not launch ({exc})")
-            r.popen = None
-            store.finish(self.conn, attempt_id, store.Outcome("failed", failure_class="worker_lost", message=str(exc)))
-            self.pool.release(attempt_id)
-            del self.running[attempt_id]
+            self._not_launched(r, exc)
             return
         r.popen, r.pgid, r.pgid_started, r.port = started.popen, started.pgid, started.pgid_started, plan.port
-        store.set_launched(self.conn, attempt_id, started.pgid, started.pgid_started, plan.port, plan.save_file)
+        r.save_file, r.launch_unrecorded = plan.save_file, True
+        self._record_launch(r)
         self.say(
             f"job {job['id']} attempt {number} started: {job['gpus']} rank(s) on {assignment.device} "
             f"[{','.join(assignment.slots)}], port {plan.port}, logs {folder}"
         )
+
+    def _record_launch(self, r: Running) -> None:
+        """The pgid lets a later worker re-attach; until it is written, each tick tries again."""
+        pgid, started = r.pgid, r.pgid_started
+        if pgid is None or started is None:
+            return
+
+        def record() -> None:
+            store.set_launched(self.conn, r.attempt_id, pgid, started, r.port, r.save_file or "")
+
+        r.launch_unrecorded = not self.storage.write(record)
+
+    def _not_launched(self, r: Running, exc: Exception) -> None:
+        """The attempt ends at once, recorded like any other end (and retried if storage fails that too)."""
+        fault = fault_of(exc, r.folder)
+        with contextlib.suppress(OSError):
+            (r.folder / "torchrun.log").write_text(f"flf2v worker: could not launch: {exc}\n")
+        self.say(f"job {r.job_id}: could not launch ({fault.summary() if fault else exc})")
+        if fault is None:
+            r.ended = store.Outcome("failed", failure_class="worker_lost", message=str(exc))
+            return
+        # Not the job's fault: it goes back to the queue, and claims wait a while for the disk.
+        message = f"could not launch: {fault.summary()}"
+        r.ended = store.Outcome("interrupted", failure_class="worker_lost", message=message, requeue_always=True)
+        self._claim_after = time.time() + LAUNCH_RETRY_S
 
     def _cpu_threads(self, job: dict[str, Any]) -> int:
         if self.pool.device != "cpu":
@@ -337,6 +385,7 @@ def adopt(worker: Worker, attempt: dict[str, Any]) -> None:
         attempt["id"], attempt["job_id"], attempt["number"], folder, attempt_tag(str(worker.home.root), attempt["id"]),
         assignment, Tracker(folder / "events.jsonl", folder), pgid=attempt["pgid"],
         pgid_started=attempt["pgid_started"], port=attempt["master_port"], launched=attempt["started_at"],
+        save_file=attempt["save_file"],
     )  # fmt: skip
     r.tracker.poll(time.time())
     if r.tracker.progress_at is None:

@@ -6,6 +6,7 @@ and fps are what the engine reported); then the video is catalogued with its rec
 
 from __future__ import annotations
 
+import errno
 import logging
 import sqlite3
 import time
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from engine.mp4 import partials_of
 from flf2v_tui.catalogue.media import VideoCheckError
 from flf2v_tui.catalogue.record import catalogue, prepare_row
 from flf2v_tui.term import inert
@@ -21,6 +25,7 @@ from flf2v_tui.worker.classify import classify, read_exit
 from flf2v_tui.worker.procs import attempt_tag, kill_all
 from flf2v_tui.worker.tracker import Tracker
 from storage import attempts as store
+from storage.errors import nearly_full
 from storage.jobs import get_job
 
 log = logging.getLogger("flf2v.worker")
@@ -42,6 +47,11 @@ def settle(conn: sqlite3.Connection, job_id: int, attempt_id: int, outcome: stor
         try:
             row = prepare_row(job, attempt_id, tracker.done, tracker.stage_seconds, tracker.peak_memory, world_size)
         except VideoCheckError as exc:
+            folder = Path(tracker.done["output"]).parent
+            if nearly_full(folder):
+                # The thumbnails could not be written, not a fault of the video: the worker records this end
+                # once there is room again (a storage error is retried, see outage.py).
+                raise OSError(errno.ENOSPC, f"no room for the video's thumbnails ({exc})", str(folder)) from None
             outcome = store.Outcome(
                 "failed", exit_code=outcome.exit_code, failure_class="engine_error",
                 message=f"the video failed its check: {exc}",
@@ -53,12 +63,33 @@ def settle(conn: sqlite3.Connection, job_id: int, attempt_id: int, outcome: stor
     store.write_progress(conn, attempt_id, tracker.progress())
     new_state = store.finish(conn, attempt_id, outcome)
     video = None
-    if row is not None and new_state == "succeeded":
+    # None: recorded before, by another worker or by this one before storage failed the catalogue's write;
+    # the catalogue is written again then (it keeps a row it already has).
+    if row is not None and (new_state or (get_job(conn, job_id) or {}).get("state")) == "succeeded":
         try:
             video = catalogue(conn, row)
         except OSError as exc:
             problem = f"the video is fine but its catalogue sidecar could not be written: {exc}"
     return Settled(new_state, outcome, video, problem)
+
+
+def remove_partials(save_file: str | None) -> list[Path]:
+    """The unfinished videos of an attempt whose processes are all gone: a rank killed while saving leaves its
+    `.<name>.partial-<pid>.mp4`. Only partial files of this attempt's video, and only those whose writer is
+    gone, so another render writing the same name is never touched."""
+    removed = []
+    for path, pid in partials_of(save_file) if save_file else []:
+        if psutil.pid_exists(pid):
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("could not remove %s: %s", path, exc)
+            continue
+        removed.append(path)
+    return removed
 
 
 def settle_unwatched(conn: sqlite3.Connection, home_root: str, attempt: dict[str, Any]) -> tuple[Settled, int]:
@@ -73,7 +104,9 @@ def settle_unwatched(conn: sqlite3.Connection, home_root: str, attempt: dict[str
     # Nothing of the render may outlive its record: without an exit file the shim died before it could
     # stop the ranks it adopted, and even with one a rank may have slipped out of its group.
     leftovers = kill_all(None, attempt_tag(home_root, attempt["id"]))
-    outcome = classify(returncode, tracker, folder, cancelled=bool(attempt["cancel_requested"]))
+    remove_partials(attempt["save_file"])
+    cancelled = bool(attempt["cancel_requested"])
+    outcome = classify(returncode, tracker, folder, cancelled=cancelled, save_file=attempt["save_file"])
     if returncode is None and attempt["pgid"] is None:
         outcome.message = "the worker stopped between claiming the job and starting it"
     return settle(conn, attempt["job_id"], attempt["id"], outcome, tracker), leftovers
