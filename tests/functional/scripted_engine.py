@@ -6,6 +6,8 @@ The script is read from the prompt, e.g. "script: steps=20 step_s=0.05 fail=sigk
   fail              sigkill | oom | exit | hang | badinput (nothing: succeed)
   fail_rank         which rank fails (default 0); fail_at: at which step (default 1)
   lines_per_s       extra log lines per second per rank while stepping (for the log-following benchmark)
+  frames, side      the saved video's frame count and size (default 9 grey 16x16 frames; more are noise, so
+                    that saving takes long enough to be interrupted)
 It does not import torch, so a run costs only torchrun's own start-up.
 """
 
@@ -102,10 +104,13 @@ def main() -> int:
     out.job("stage", name="denoise", phase="end", seconds=round(time.time() - started, 3))
     if rank == 0 and args.save_file:
         # A real (tiny, grey) mp4, so that the worker's check of the output and the catalogue see a true video.
-        frames = np.full((9, 16, 16, 3), 128, dtype=np.uint8)
+        count, side = int(script.get("frames", 9)), int(script.get("side", 16))
+        frames = np.full((count, side, side, 3), 128, dtype=np.uint8)
+        if count > 9:
+            frames[9:] = np.random.default_rng(0).integers(0, 256, (count - 9, side, side, 3), dtype=np.uint8)
         path = write_mp4(frames, args.save_file, fps=16)
-        out.job("done", output=str(path.resolve()), frames=9, fps=16, seconds=time.time() - started, width=16,
-                height=16)  # fmt: skip
+        out.job("done", output=str(path.resolve()), frames=count, fps=16, seconds=time.time() - started, width=side,
+                height=side)  # fmt: skip
     out.info("Finished.")
     return 0
 

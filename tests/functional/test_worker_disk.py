@@ -1,0 +1,177 @@
+"""The worker and a full disk, for real: real torchrun, the real engine (or the scripted one where a rank must
+die mid-save), FLF2V_HOME or its videos folder on a small tmpfs that the test mounts and fills.
+
+The disk tests are skipped, with the reason, where the test cannot mount (not root, or no tmpfs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.mp4 import PARTIAL_NAME
+from tests.disk_helpers import fill, small_tmpfs
+from tests.functional.queue_helpers import (
+    REPO,
+    SCRIPTED,
+    attempt_processes,
+    attempt_rows,
+    env_for,
+    flf2v,
+    job_row,
+    stop,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+QUICK = ("--size", "64*64", "--frame_num", "9", "--sample_steps", "4")
+# Long enough to fill the disk mid-denoise (made long with steps, never with sleeps); dpm++ as in
+# test_worker_engine.py.
+SLOW = ("--size", "128*128", "--frame_num", "17", "--sample_steps", "400", "--sample_solver", "dpm++")
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def submit(home: Path, ckpt: Path, frames: tuple[Path, Path], *extra: str, engine: str | None = None) -> int:
+    proc = flf2v(home, "submit", "--task", "flf2v-tiny", "--ckpt_dir", str(ckpt), "--first_frame", str(frames[0]),
+                 "--last_frame", str(frames[1]), "--gpus", "2", "--base_seed", "42", "-q", *extra,
+                 engine=engine)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.strip())
+
+
+def start_worker(home: Path, log: Path, *args: str, engine: str | None = None) -> subprocess.Popen:
+    """A worker whose own output goes to `log`, off the disk that the test fills."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flf2v_tui.cli", "worker", "--cpu-slots", "1", *args],
+            stdout=out, stderr=subprocess.STDOUT, env=env_for(home, engine), cwd=REPO,
+        )  # fmt: skip
+
+
+def test_the_worker_rides_out_a_full_home_disk_mid_render(qhome, tiny_ckpt, qframes, tmp_path):
+    log = tmp_path / "worker.log"
+    with small_tmpfs(qhome, "16m"):
+        job = submit(qhome, tiny_ckpt, qframes, "--prompt", "a small blue bird takes off", *SLOW)
+        worker = start_worker(qhome, log)
+        try:
+            wait_for(lambda: ((attempt_rows(qhome, job) or [{}])[0].get("step") or 0) >= 2, what="denoising")
+            ballast = fill(qhome)
+            wait_for(lambda: "disk full on" in log.read_text(), what="the worker to say the disk is full")
+            wait_for(lambda: not attempt_processes(qhome), what="the render to end")
+            # The render's end cannot be written while the disk is full: the worker keeps it and retries.
+            time.sleep(6)  # a few of its retries (after 1, 2, 4 s)
+            assert worker.poll() is None, log.read_text()
+            assert job_row(qhome, job)["state"] == "running"
+            ballast.unlink()
+            wait_for(lambda: job_row(qhome, job)["state"] in FINAL, what="the job's end to be recorded")
+            row, attempts = job_row(qhome, job), attempt_rows(qhome, job)
+            assert stop(worker) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+    said = log.read_text()
+    # Said once, when the disk filled, however many writes failed (the job's own end says it once more).
+    assert said.count("] disk full on") == 1 and "storage works again after" in said, said
+    assert "Traceback" not in said, said
+    # The home's disk filled: the render could write neither its events nor its exit status. It is not the
+    # network's fault, and not retried (a retry would fail the same way until space is freed).
+    assert (row["state"], row["failure_class"], len(attempts)) == ("failed", "disk_full", 1), said
+    assert f"disk full on {qhome.resolve()}" in attempts[0]["failure_message"]
+    assert "flf2v retry" in row["state_reason"]
+
+
+def test_a_render_outlives_a_full_database_disk_and_the_worker_stopped_on_it(qhome, stub_ckpt, qframes, tmp_path):
+    """Only the database's disk fills (the render's folders are elsewhere, so the render goes on): the worker
+    keeps watching, and stopped while the disk is full it hands the render over without a traceback, though
+    it cannot write the hand-off; the next worker re-attaches it and records its success."""
+    log = tmp_path / "worker.log"
+    with small_tmpfs(qhome, "4m"):
+        for name in ("jobs", "videos"):
+            (tmp_path / name).mkdir()
+            (qhome / name).symlink_to(tmp_path / name)
+        job = submit(qhome, stub_ckpt, qframes, "--prompt", "script: steps=80 step_s=0.1", engine=SCRIPTED)
+        worker = start_worker(qhome, log, engine=SCRIPTED)
+        try:
+            wait_for(lambda: ((attempt_rows(qhome, job) or [{}])[0].get("step") or 0) >= 2, what="the first steps")
+            ballast = fill(qhome)
+            wait_for(lambda: "] disk full on" in log.read_text(), what="the worker to say the disk is full")
+            assert stop(worker) == 0, log.read_text()
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+        said = log.read_text()
+        assert f"could not write the hand-off (disk full on {qhome.resolve()} (" in said, said
+        assert "job 1 keeps running" in said and "Traceback" not in said, said
+        assert attempt_processes(qhome), "the render must outlive the worker"
+        ballast.unlink()
+        again = flf2v(qhome, "worker", "--once", "--cpu-slots", "1", engine=SCRIPTED, timeout=120)
+        assert again.returncode == 0 and "re-attached" in again.stdout, again.stdout + again.stderr
+        row, (attempt,) = job_row(qhome, job), attempt_rows(qhome, job)
+    assert (row["state"], attempt["state"], attempt["step"]) == ("succeeded", "succeeded", 80), again.stdout
+
+
+def test_a_full_videos_disk_is_disk_full_with_one_line_and_not_retried(qhome, tiny_ckpt, qframes, tmp_path):
+    videos = qhome / "videos"
+    with small_tmpfs(videos, "256k"):
+        fill(videos, leave=4096)
+        job = submit(qhome, tiny_ckpt, qframes, "--prompt", "a small blue bird takes off", "--retries", "2", *QUICK)
+        run = flf2v(qhome, "worker", "--once", "--cpu-slots", "1", timeout=300)
+        assert run.returncode == 0, run.stdout + run.stderr
+        row, attempts = job_row(qhome, job), attempt_rows(qhome, job)
+        leftovers = [p.name for p in videos.iterdir() if p.name != "ballast"]
+    assert (row["state"], row["failure_class"], len(attempts)) == ("failed", "disk_full", 1), run.stdout
+    message = attempts[0]["failure_message"]
+    # One line naming the folder, what is free and what is needed; not ffmpeg's banner, not a lost peer.
+    assert message.startswith(f"no space left in {qhome.resolve() / 'videos'} for ") and "\n" not in message
+    assert " free, about " in message and " needed" in message and len(message) < 300, message
+    assert attempts[0]["failing_rank"] == 0 and "comm" not in row["state_reason"]
+    assert leftovers == []  # no partial file either
+
+
+def test_a_writer_killed_mid_save_leaves_no_partial_and_verify_reports_strays(qhome, stub_ckpt, qframes, tmp_path):
+    """A rank killed while saving leaves `.<name>.partial-<pid>.mp4`: the worker removes the partial files of
+    the attempt that ended (and only those), and `videos verify` reports any other one whose writer is gone."""
+    videos = qhome / "videos"
+    videos.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    strays = {
+        "gone": videos / f".000099-someone-s1.partial-{int(dead.stdout)}.mp4",  # its writer has exited
+        "live": videos / f".000098-saving-now-s1.partial-{os.getpid()}.mp4",  # a write in progress
+    }
+    for path in strays.values():
+        path.write_bytes(b"\0" * 100)
+    log = tmp_path / "worker.log"
+    job = submit(qhome, stub_ckpt, qframes, "--prompt", "script: steps=1 frames=400 side=256", "--retries", "0",
+                 engine=SCRIPTED)  # fmt: skip
+    worker = start_worker(qhome, log, "--once", engine=SCRIPTED)
+    try:
+        partial = wait_for(
+            lambda: next((p for p in videos.iterdir() if PARTIAL_NAME.match(p.name) and p not in strays.values()),
+                         None),
+            every=0.01, what="rank 0 to start saving",
+        )  # fmt: skip
+        writer = int(PARTIAL_NAME.match(partial.name)["pid"])
+        os.kill(writer, signal.SIGKILL)
+        assert worker.wait(timeout=120) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    row = job_row(qhome, job)
+    assert (row["state"], row["failure_class"]) == ("failed", "killed"), log.read_text()
+    assert not partial.exists(), log.read_text()
+    assert f"removed {partial.name}" in log.read_text()
+    assert all(path.exists() for path in strays.values())  # not this attempt's: the worker leaves them
+
+    proc = flf2v(qhome, "videos", "verify", "--json")
+    assert proc.returncode == 1
+    findings = [(f["kind"], Path(f["path"]).name) for f in json.loads(proc.stdout)]
+    assert findings == [("stray", strays["gone"].name)]
+    assert f"{strays['gone']}" in flf2v(qhome, "videos", "verify").stdout
