@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -56,7 +57,7 @@ def handles_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            check_whole_numbers(kwargs)
+            check_numbers(kwargs)
             return fn(*args, **kwargs)
         except BadInputError as exc:
             die(exc.message, EXIT_BAD_INPUT)
@@ -76,13 +77,16 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def check_whole_numbers(kwargs: dict[str, Any]) -> None:
-    """No whole number a command was given (an id, a count) may overflow SQLite's 64-bit INTEGER: one line,
-    not an OverflowError from the query. Options with bounds of their own were checked as they were parsed."""
+def check_numbers(kwargs: dict[str, Any]) -> None:
+    """No whole number a command was given (an id, a count) may overflow SQLite's 64-bit INTEGER, and no
+    number may be NaN (every comparison with it is false: a timeout that never ends, or ends at once). One line,
+    not an OverflowError from the query; options with bounds of their own were checked as they were parsed."""
     for name, value in kwargs.items():
         for number in value if isinstance(value, list) else [value]:
             if type(number) is int and not INT64_MIN <= number <= INT64_MAX:
                 raise BadInputError(f"{name.replace('_', ' ')} {shown(number)} is beyond 64 bits; no such thing exists")
+            if type(number) is float and math.isnan(number):
+                raise BadInputError(f"{name.replace('_', ' ')} nan is not a number; give one")
 
 
 def print_json(value: Any) -> None:

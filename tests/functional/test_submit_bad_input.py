@@ -166,11 +166,12 @@ def test_retry_and_rerun_refuse_the_same(qhome, stub_ckpt, qframes, hostile):
     "argv",
     [["show", BIG], ["cancel", BIG], ["hold", f"1..{BIG}"], ["retry", BIG], ["logs", BIG], ["top", BIG],
      ["rm", "1..1000000000000"], ["videos", "show", BIG], ["videos", "rate", BIG, "3"], ["videos", "rerun", BIG],
-     ["wait", BIG, "--timeout", "1"]],
+     ["wait", BIG, "--timeout", "1"], ["wait", "1", "--timeout", "nan"], ["cancel", "1", "--kill-grace", "nan"]],
     ids=" ".join,
 )  # fmt: skip
-def test_ids_beyond_64_bits_are_one_line_in_every_command(argv, qhome):
-    assert_one_line(run_cli(argv, qhome), r"beyond 64 bits|fit in 64 bits|more than the 1000000 allowed")
+def test_ids_beyond_64_bits_and_nan_are_one_line_in_every_command(argv, qhome):
+    pattern = r"beyond 64 bits|fit in 64 bits|more than the 1000000 allowed|nan is not a number"
+    assert_one_line(run_cli(argv, qhome), pattern)
 
 
 def test_real_argv_bytes_never_reach_a_traceback(qhome, stub_ckpt, qframes):
