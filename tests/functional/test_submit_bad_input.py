@@ -89,7 +89,7 @@ SUBMIT_CASES = {
     "infinite back-off": ({"--retry-backoff": "inf"}, r"retry-backoff.*inf must be a finite number"),
     "NaN shift": ({"--sample_shift": "nan"}, r"sample_shift.*finite"),
     "retries beyond 64 bits": ({"--retries": BIG}, r"retries.*must be at most 100"),
-    "a dependency beyond 64 bits": ({"--after": BIG}, r"--after .*: there is no such job"),
+    "a dependency beyond 64 bits": ({"--after": BIG}, r"is not a job id: ids fit in 64 bits"),
     "prompt not UTF-8": ({"--prompt": os.fsdecode(b"a \xff bird")}, r"--prompt is not valid UTF-8 \(byte 0xff"),
     "negative prompt not UTF-8": ({"--neg_prompt": os.fsdecode(b"\xfe")}, r"--neg_prompt is not valid UTF-8"),
     "frame path not UTF-8": ({"--first_frame": "{frame}"}, r"--first_frame is not valid UTF-8 .*rename"),
