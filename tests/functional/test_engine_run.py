@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,7 @@ from PIL import Image
 from engine.mp4 import probe, read_frames
 from engine.recipe import read_recipe
 from engine.telemetry import STAGES, read_events, validate_event
-from tests.functional.engine_helpers import REPO, draw_frame, run_engine, tiny_args
+from tests.functional.engine_helpers import REPO, draw_frame, engine_command, run_engine, tiny_args
 
 
 @pytest.fixture(scope="module")
@@ -128,13 +131,31 @@ def test_corrupt_weight_data_gives_error_event_and_failure(tiny_official_ckpt, f
     assert not (tmp_path / "v.mp4").exists()
 
 
-def test_a_failed_save_is_an_error_event_and_leaves_no_partial_file(tiny_official_ckpt, frames, tmp_path):
+def test_a_save_folder_blocked_by_a_file_is_refused_before_loading(tiny_official_ckpt, frames, tmp_path):
     (tmp_path / "blocker").write_text("a file where the output folder should be")
+    events = tmp_path / "events.jsonl"
+    proc = run_engine(tiny_args(tiny_official_ckpt, *frames, tmp_path / "blocker" / "v.mp4", events=str(events)))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and "blocker is a file, not a folder" in proc.stderr
+    assert [e["kind"] for e in read_events(events)] == ["error"]
+
+
+def test_a_failed_save_is_an_error_event_and_leaves_no_partial_file(tiny_official_ckpt, frames, tmp_path):
+    # The folder is blocked only once loading has begun, after the up-front checks passed, so the failure
+    # is met where it would be in real life: at the save, after sampling.
     events = tmp_path / "events.jsonl"
     args = tiny_args(tiny_official_ckpt, *frames, tmp_path / "blocker" / "v.mp4", events=str(events),
                      frame_num="5", sample_steps="1")  # fmt: skip
-    proc = run_engine(args)
-    assert proc.returncode == 1, proc.stderr[-3000:]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(engine_command(args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(e["kind"] == "stage" for e in read_events(events)):
+        assert proc.poll() is None and time.monotonic() < deadline, "the engine never began loading"
+        time.sleep(0.05)
+    (tmp_path / "blocker").write_text("a file where the output folder should be")
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr[-3000:]
     kinds = [e["kind"] for e in read_events(events)]
     assert "done" not in kinds and "step" in kinds  # it got as far as sampling
     (error,) = [e for e in read_events(events) if e["kind"] == "error"]
