@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import io
 import random
-import shutil
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from engine.limits import SEED
 from flf2v_tui.rank_capacity import check_fits_here
 from flf2v_tui.save_target import check_save_target
 from storage.db import database_file_named
-from storage.jobs import require_job
+from storage.jobs import copy_input, require_job
 from storage.ops import requeue
 from storage.paths import Home
 from storage.spec import ENGINE_FLAGS, RETRYABLE_CLASSES, JobSpec, check_values, engine_argv
@@ -270,9 +269,11 @@ def _copy_new_frames(home: Home, job: dict[str, Any], flags: list[str], updates:
         role = flag.split("_")[0]
         target = inputs / f"{role}-{job['attempts_count'] + 1}{source.suffix.lower() or '.img'}"
         try:
-            shutil.copyfile(source, target)
-        except OSError as exc:
-            raise BadInputError(f"could not copy {source} into {inputs} ({exc})") from None
+            copy_input(source, target, inputs)
+        except BaseException:
+            for copy in copies:  # nothing half-made: the first frame's copy goes with a failed second
+                copy.unlink(missing_ok=True)
+            raise
         updates[f"{flag}_src"] = str(source)
         updates[flag] = str(target)
         copies.append(target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -50,16 +51,26 @@ def stage_inputs(home: Home, first: str, last: str, tag: str = "") -> tuple[Path
     for role, source in (("first", first), ("last", last)):
         target = inputs / _input_name(role, source, tag)
         try:
-            shutil.copyfile(source, target)
-        except OSError as exc:
+            copy_input(source, target, home.jobs)
+        except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-                # The disk's fault, not the input's. Named by the folder copied into (copyfile names the
-                # source), so that the command can say which disk is full (storage.errors).
-                raise OSError(exc.errno, exc.strerror, str(home.jobs)) from None
-            raise BadInputError(f"could not copy {source} into {home.jobs}: {exc.strerror or exc}") from None
+            raise
         copies.append(target)
     return stage, copies[0], copies[1]
+
+
+def copy_input(source: str | Path, target: Path, folder: Path) -> None:
+    """Copy one input frame; a full or read-only disk is a storage error naming `folder`, anything else bad input."""
+    try:
+        shutil.copyfile(source, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            target.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            # The disk's fault, not the input's. Named by the folder copied into (copyfile names the
+            # source), so that the command can say which disk is full (storage.errors).
+            raise OSError(exc.errno, exc.strerror, str(folder)) from None
+        raise BadInputError(f"could not copy {source} into {folder}: {exc.strerror or exc}") from None
 
 
 def _claim_folder(target: Path) -> None:

@@ -65,3 +65,25 @@ def test_submit_on_a_full_disk_says_so_in_one_line_and_queues_nothing(case, qhom
         jobs = roomy_jobs if roomy_jobs.exists() else qhome / "jobs"
         assert os.listdir(jobs) == []  # neither a job folder nor a staging folder is left
         assert flf2v(qhome, *submit_args(stub_ckpt, first, last)).returncode == 0  # and with room, it queues
+
+
+def test_retry_with_new_frames_on_a_full_disk_says_so_and_keeps_nothing_half_made(qhome, stub_ckpt, qframes, tmp_path):
+    first, last = qframes
+    with small_tmpfs(qhome, "2m"):
+        assert flf2v(qhome, *submit_args(stub_ckpt, first, last)).returncode == 0
+        assert flf2v(qhome, "cancel", "1").returncode == 0  # a finished job, so that it can be retried
+        inputs = qhome / "jobs" / "1" / "inputs"
+        before = sorted(os.listdir(inputs))
+        # The new first frame fits in what is left, the new last frame does not.
+        new_first, new_last = noise_frame(tmp_path / "a.png", 360), noise_frame(tmp_path / "b.png", 361)
+        ballast = fill(qhome, 600 * 1024)
+
+        proc = flf2v(qhome, "retry", "1", "--first_frame", str(new_first), "--last_frame", str(new_last))
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+        assert lines[0].startswith(f"error: disk full on {inputs.resolve()} ("), lines[0]
+        assert sorted(os.listdir(inputs)) == before  # the first frame's copy went with the failed second
+        ballast.unlink()
+        shown = json.loads(flf2v(qhome, "show", "1", "--json").stdout)
+        assert shown["state"] == "cancelled" and len(shown["attempts"]) == 0
