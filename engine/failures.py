@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import signal
@@ -11,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
+from engine.diskspace import out_of_space
 from engine.errors import BadInputError, PeerLostError
 
 _COMM_MARKERS = (
@@ -24,24 +24,6 @@ _COMM_MARKERS = (
     "socket",
     "process group",
 )
-
-
-_NO_SPACE = ("no space left on device", "disk quota exceeded")
-
-
-def _out_of_space(exc: BaseException) -> bool:
-    """ENOSPC or EDQUOT anywhere in the exception's cause or context, or the OS's words for them: checked
-    before the network is blamed, since a full disk reaches a writer as a broken pipe too."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        seen.append(current)
-        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if any(words in str(current).lower() for words in _NO_SPACE):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 class Killed(BaseException):
@@ -62,7 +44,7 @@ def classify(exc: BaseException) -> str:
     declared = getattr(exc, "failure_class", None)
     if isinstance(declared, str):
         return declared
-    if _out_of_space(exc):
+    if out_of_space(exc):  # before the comm markers: a full disk reaches a writer as a broken pipe too
         return "disk_full"
     message = f"{type(exc).__name__}: {exc}".lower()
     if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in message:

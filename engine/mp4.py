@@ -4,23 +4,19 @@ back. Torch-free, so the app and the test engine can use it too."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from engine.diskspace import free_bytes, human_size, out_of_space
+
 # The official writer passes quality=8 to imageio, which imageio-ffmpeg turns into libx264 -crf 10.
 OFFICIAL_QUALITY = 8
 
-
-# A folder with less than this free after a failed write is taken as full: ffmpeg reports running out of
-# space only on its own stderr, and to us as a broken pipe or an unreadable file.
-LOW_SPACE_BYTES = 1 << 20
 # The partial file a write goes to, beside the target: `.<stem>.partial-<writer pid>.mp4`.
 PARTIAL_NAME = re.compile(r"^\.(?P<stem>.+)\.partial-(?P<pid>\d+)\.mp4$")
 _FFMPEG_BANNER = ("ffmpeg version", "built with", "configuration:", "libav", "libsw", "libpostproc", "FFMPEG STDERR")
@@ -109,35 +105,6 @@ def partials_of(target: str | os.PathLike[str]) -> list[tuple[Path, int]]:
     return found
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def _free(folder: Path) -> int | None:
-    try:
-        return shutil.disk_usage(folder).free
-    except OSError:
-        return None
-
-
-def _out_of_space(exc: BaseException, folder: Path) -> bool:
-    """By errno or ffmpeg's words if they reached us, else by what is left in the folder."""
-    current: BaseException | None = exc
-    while current is not None:
-        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        text = str(current).lower()
-        if "no space left on device" in text or "disk quota exceeded" in text:
-            return True
-        current = current.__cause__ or current.__context__
-    free = _free(folder)
-    return free is not None and free < LOW_SPACE_BYTES
-
-
 def _ffmpeg_summary(text: str, limit: int = 400) -> str:
     """ffmpeg's failure without its banner and command line (2,800 characters of build flags otherwise)."""
     kept, skip_next = [], False
@@ -158,10 +125,10 @@ def _no_space_message(target: Path, written: int, sent: int, count: int, raw_byt
     # held in its encoder when the disk filled; with nothing written yet, H.264 at this quality is taken to be
     # an eighth of the raw frames.
     needed = written * count // sent * 5 // 4 if written and sent else raw_bytes // 8
-    free = _free(target.parent)
-    have = f"{_human(free)} free" if free is not None else "its free space unknown"
+    free = free_bytes(target.parent)
+    have = f"{human_size(free)} free" if free is not None else "its free space unknown"
     return (
-        f"no space left in {target.parent} for {target.name}: {have}, about {_human(needed)} "
+        f"no space left in {target.parent} for {target.name}: {have}, about {human_size(needed)} "
         "needed; free some space there and run it again"
     )
 
@@ -210,8 +177,9 @@ def write_mp4(
     except BaseException as exc:
         # BaseException too: a termination signal mid-write (the engine raises it as an exception) must not
         # leave the temporary file behind. Its folder may not exist, hence the suppress. Space is judged
-        # before the partial file goes, since removing it frees what the write had taken.
-        full = isinstance(exc, Exception) and _out_of_space(exc, target.parent)
+        # before the partial file goes, since removing it frees what the write had taken. ffmpeg says it ran out
+        # of space only on its own stderr, so what is left in the folder decides when its words do not reach us.
+        full = isinstance(exc, Exception) and out_of_space(exc, target.parent)
         size = 0
         with contextlib.suppress(OSError):
             size = tmp.stat().st_size
