@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.diskspace import free_bytes, human_size, nearest_existing, nearly_full
 from storage.db import BUSY_TIMEOUT_MS
 
 DISK_FULL = "disk full"
@@ -27,13 +27,9 @@ NO_PERMISSION = "permission denied"
 IO_ERROR = "I/O error"
 CANNOT_OPEN = "cannot open"
 
-# Below this a file system is taken as full: SQLite needs its 32 KiB shared-memory file and room to grow its
-# write-ahead log, and a write that failed for want of space leaves next to nothing behind.
-LOW_SPACE_BYTES = 1 << 20
 # The write-ahead log grows to about 1000 pages (4 MiB) between checkpoints; a write may need all of it.
 DB_HEADROOM_BYTES = 4 << 20
 
-_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _OS_CAUSES = {
     errno.ENOSPC: DISK_FULL,
     errno.EDQUOT: DISK_FULL,
@@ -58,34 +54,6 @@ _SQLITE_WORDS = (
 )
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def _existing(path: Path) -> Path:
-    """`path` or its nearest existing parent: a file not yet made is judged by the folder it goes into."""
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return path
-
-
-def free_bytes(path: str | os.PathLike[str]) -> int | None:
-    try:
-        return shutil.disk_usage(_existing(Path(path))).free
-    except OSError:
-        return None
-
-
-def nearly_full(path: str | os.PathLike[str]) -> bool:
-    free = free_bytes(path)
-    return free is not None and free < LOW_SPACE_BYTES
-
-
 def files_size(paths: Iterable[str | os.PathLike[str]]) -> int:
     """Bytes in those of `paths` that are readable files (what copying them would take)."""
     total = 0
@@ -94,11 +62,6 @@ def files_size(paths: Iterable[str | os.PathLike[str]]) -> int:
             if os.path.isfile(path):
                 total += os.path.getsize(path)
     return total
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """ENOSPC or EDQUOT anywhere in the exception's cause or context, or SQLite's SQLITE_FULL."""
-    return any(_cause_of(e) == DISK_FULL for e in _chain(exc))
 
 
 @dataclass(frozen=True)
@@ -174,7 +137,7 @@ def _refine(cause: str, path: Path | None) -> str:
     if nearly_full(path):
         return DISK_FULL
     try:
-        if os.statvfs(_existing(path)).f_flag & os.ST_RDONLY:
+        if os.statvfs(nearest_existing(path)).f_flag & os.ST_RDONLY:
             return READ_ONLY
     except OSError:
         pass
