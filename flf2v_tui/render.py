@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.diskspace import human_size
 from engine.telemetry import STAGES
-from flf2v_tui.term import age, clock, duration, human_bytes, inert_row, one_line, table
+from flf2v_tui.term import age, clock, duration, inert_row, one_line, table
 from storage.workers import process_alive
 
 PROMPT_WIDTH = 32
@@ -154,7 +155,7 @@ def attempt_rows(attempts: list[dict[str, Any]], now: float) -> list[list[str]]:
                 "-" if a.get("exit_code") is None else str(a["exit_code"]),
                 "-" if a.get("failing_rank") is None else str(a["failing_rank"]),
                 a.get("failure_class") or "-",
-                human_bytes(peak) if peak else "-",
+                human_size(peak) if peak else "-",
                 a["log_dir"],
             ]
         )

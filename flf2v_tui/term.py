@@ -113,16 +113,6 @@ def clock(t: float | None) -> str:
     return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 def table(rows: list[list[str]], header: list[str], colours: list[str | None] | None = None, width: int = 0) -> str:
     """Plain aligned columns (fast at 10,000 rows, unlike a rich Table). The last column is cut to `width`."""
     colour_on = use_colour()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flf2v_tui.term import clock, duration, human_bytes, inert_row, one_line, table
+from engine.diskspace import human_size
+from flf2v_tui.term import clock, duration, inert_row, one_line, table
 
 PROMPT_WIDTH = 40
 
@@ -54,7 +55,7 @@ def show_text(video: dict[str, Any]) -> str:
         lines.append(f"  notes      {video['notes']}")
     lines += [
         f"  video      {video['width']}x{video['height']}, {video['frames']} frames at {video['fps']:g} fps "
-        f"({video['duration']:.2f} s), {human_bytes(video['size_bytes'])}",
+        f"({video['duration']:.2f} s), {human_size(video['size_bytes'])}",
         f"  sha256     {video['sha256']}",
         f"  made       {clock(video['created_at'])} by job {video.get('job_id') or '-'} "
         f"(attempt id {video.get('attempt_id') or '-'}), engine {recipe.get('engine_version') or '-'}",
@@ -66,6 +67,6 @@ def show_text(video: dict[str, Any]) -> str:
         lines.append("  stages     " + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
     peaks = video.get("peak_memory") or {}
     if peaks:
-        lines.append("  peak mem   " + ", ".join(f"rank {r} {human_bytes(b)}" for r, b in sorted(peaks.items())))
+        lines.append("  peak mem   " + ", ".join(f"rank {r} {human_size(b)}" for r, b in sorted(peaks.items())))
     lines += _pairs("files", dict(sorted((video.get("files") or {}).items())))
     return "\n".join(lines)

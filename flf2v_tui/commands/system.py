@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
+from engine.diskspace import human_size
 from engine.errors import BadInputError
 from flf2v_tui.commands.common import die, handles_errors, open_home, print_json
-from flf2v_tui.term import echo, human_bytes, inert, paint, table, use_colour
+from flf2v_tui.term import echo, inert, paint, table, use_colour
 from flf2v_tui.worker import KILL_GRACE_S
 from storage.workers import gpu_holders, live_workers
 
@@ -105,7 +106,7 @@ def gpus(json_out: Annotated[bool, typer.Option("--json", help="machine-readable
         return
     rows = []
     for d in devices:
-        used = f"{human_bytes(d.memory_used)} / {human_bytes(d.memory_total)}"
+        used = f"{human_size(d.memory_used)} / {human_size(d.memory_total)}"
         util = "-" if d.utilization is None else f"{d.utilization}%"
         owner = f"job {jobs[str(d.index)]}" if str(d.index) in jobs else ""
         foreign = [p.pid for p in d.processes] if not owner else []

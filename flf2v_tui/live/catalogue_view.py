@@ -5,11 +5,12 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from engine.diskspace import human_size
 from engine.tasks import TASKS
 from flf2v_tui.catalogue.rerun import recipe_gpus, recipe_values
 from flf2v_tui.catalogue.views import stars
 from flf2v_tui.live.form import SWITCHES, prefill_from_job
-from flf2v_tui.term import clock, duration, human_bytes, inert_row, one_line
+from flf2v_tui.term import clock, duration, inert_row, one_line
 from storage.catalog import VideoFilter, search
 
 SORT_CYCLE = ("new", "rating", "old", "prompt")
@@ -53,9 +54,9 @@ def recipe_rows(video: dict[str, Any]) -> list[tuple[str, str]]:
                     f"guide {video['sample_guide_scale']:g}"),
         ("layout", layout + (", " + ", ".join(flags) if flags else "")),
         ("video", f"{video['width']}x{video['height']}, {video['frames']} frames at {video['fps']:g} fps, "
-                  f"{human_bytes(video['size_bytes'])}"),
+                  f"{human_size(video['size_bytes'])}"),
         ("took", duration(video.get("total_seconds"))),
-        ("peak memory", ", ".join(f"r{r} {human_bytes(b)}" for r, b in sorted(peaks.items())) or "-"),
+        ("peak memory", ", ".join(f"r{r} {human_size(b)}" for r, b in sorted(peaks.items())) or "-"),
         ("checkpoint", f"{video['ckpt_dir']} ({video.get('ckpt_fingerprint') or 'no fingerprint'})"),
         ("rating", f"{stars(video.get('rating'))}{'  ♥ favourite' if video.get('favourite') else ''}"),
         ("tags", ", ".join(video.get("tags") or []) or "-"),

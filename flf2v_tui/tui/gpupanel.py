@@ -12,9 +12,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
+from engine.diskspace import human_size
 from flf2v_tui.live.machine import MachineMonitor, MachineSample
 from flf2v_tui.live.queue_view import bar
-from flf2v_tui.term import human_bytes
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.spark import ScaledSparkline
 
@@ -84,7 +84,7 @@ class GpuPanel(Vertical):
                 text = Text.assemble(
                     (f"{g.index} ", "bold"), (f"{g.name[:18]:<18} ", "dim"),
                     _meter("util", util, "-" if g.utilization is None else f"{g.utilization:>3}%"), "  ",
-                    _meter("mem", mem, f"{human_bytes(g.memory_used)}/{human_bytes(g.memory_total)}"), "  ",
+                    _meter("mem", mem, f"{human_size(g.memory_used)}/{human_size(g.memory_total)}"), "  ",
                     (holder, "cyan" if g.job is not None else "dim"),
                 )  # fmt: skip
                 rows.append((text, g.util_history, g.memory_history))
@@ -93,7 +93,7 @@ class GpuPanel(Vertical):
             rows.append((_meter("cpu", sample.cpu_percent / 100, f"{sample.cpu_percent:>3.0f}%"),
                          sample.cpu_history, ()))  # fmt: skip
             rows.append((_meter("ram", sample.ram_used / max(sample.ram_total, 1),
-                                f"{human_bytes(sample.ram_used)}/{human_bytes(sample.ram_total)}"),
+                                f"{human_size(sample.ram_used)}/{human_size(sample.ram_total)}"),
                          sample.ram_history, ()))  # fmt: skip
         views = list(self.query(GpuRowView))
         for view in views[len(rows) :]:

@@ -18,11 +18,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 from textual.worker import get_current_worker
 
+from engine.diskspace import human_size
 from engine.errors import BadInputError
 from flf2v_tui.live.form import prefill_from_job
 from flf2v_tui.live.telemetry import JobTelemetry, ProgressInfo, StageSpan, progress_of
 from flf2v_tui.render import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, display_state, job_params, with_worker
-from flf2v_tui.term import duration, human_bytes, inert_row, one_line
+from flf2v_tui.term import duration, inert_row, one_line
 from flf2v_tui.tui import actions
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.images import load_picture, picture_class
@@ -244,7 +245,7 @@ class JobScreen(Screen[None]):
         ceiling = float(max(p.peak.values(), default=0) or max(max(s) for s in p.memory.values()))
         for rank in sorted(p.memory):
             series = [float(v) for v in p.memory[rank]]
-            label = f"r{rank} {human_bytes(series[-1])} (peak {human_bytes(p.peak.get(rank, 0))})"
+            label = f"r{rank} {human_size(series[-1])} (peak {human_size(p.peak.get(rank, 0))})"
             if rank in self._memory_rows:
                 text, spark = self._memory_rows[rank]
                 text.update(label)
