@@ -6,8 +6,10 @@ The script is read from the prompt, e.g. "script: steps=20 step_s=0.05 fail=sigk
   fail              sigkill | oom | exit | hang | badinput (nothing: succeed)
   fail_rank         which rank fails (default 0); fail_at: at which step (default 1)
   lines_per_s       extra log lines per second per rank while stepping (for the log-following benchmark)
-  frames, side      the saved video's frame count and size (default 9 grey 16x16 frames; more are noise, so
-                    that saving takes long enough to be interrupted)
+  frames, side      the saved video's frame count and size (default 9 grey 16x16 frames; more are noise)
+  gate              a file: before its last step, the engine waits until it exists (a render that lasts as
+                    long as the test needs, however slow or fast the machine)
+  save_gate         a file: rank 0's save stops half-way, its partial file open, until it exists
 It does not import torch, so a run costs only torchrun's own start-up.
 """
 
@@ -18,12 +20,32 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from engine.cli_args import build_parser
 from engine.mp4 import write_mp4
+
+
+def wait_for_file(path: Path) -> None:
+    while not path.exists():
+        time.sleep(0.02)
+
+
+class GatedFrames(np.ndarray):
+    """Frames that write_mp4 receives up to half-way, then only once `gate` exists: a save that is still
+    going, its partial file on disk, for as long as the test needs."""
+
+    gate: Path
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        frames = self.view(np.ndarray)
+        for i, frame in enumerate(frames):
+            if i == len(frames) // 2:
+                wait_for_file(self.gate)
+            yield frame
 
 
 def parse_script(prompt: str) -> dict[str, str]:
@@ -68,6 +90,7 @@ def main() -> int:
     steps, step_s = int(script.get("steps", 4)), float(script.get("step_s", 0.05))
     fail, fail_rank, fail_at = script.get("fail", ""), int(script.get("fail_rank", 0)), int(script.get("fail_at", 1))
     lines_per_s = float(script.get("lines_per_s", 0))
+    gate = Path(script["gate"]) if "gate" in script else None
     out.job("start", task=args.task, world_size=world, device="cpu", args=vars(args), engine_version="scripted")
     out.info(f"Generation job args: {args}")
     if fail == "badinput" and rank == 0:
@@ -89,6 +112,8 @@ def main() -> int:
             out.emit("error", type="RuntimeError", message=message, traceback="Traceback ...", **{"class": kind})
             out.info(f"Generation failed ({kind}): {message}", "ERROR")
             return 1
+        if gate is not None and i == steps:
+            wait_for_file(gate)
         step_start = time.time()
         deadline = step_start + step_s
         n = 0
@@ -108,6 +133,9 @@ def main() -> int:
         frames = np.full((count, side, side, 3), 128, dtype=np.uint8)
         if count > 9:
             frames[9:] = np.random.default_rng(0).integers(0, 256, (count - 9, side, side, 3), dtype=np.uint8)
+        if "save_gate" in script:
+            frames = frames.view(GatedFrames)
+            frames.gate = Path(script["save_gate"])
         path = write_mp4(frames, args.save_file, fps=16)
         out.job("done", output=str(path.resolve()), frames=count, fps=16, seconds=time.time() - started, width=side,
                 height=side)  # fmt: skip

@@ -92,12 +92,14 @@ def test_a_render_outlives_a_full_database_disk_and_the_worker_stopped_on_it(qho
     """Only the database's disk fills (the render's folders are elsewhere, so the render goes on): the worker
     keeps watching, and stopped while the disk is full it hands the render over without a traceback, though
     it cannot write the hand-off; the next worker re-attaches it and records its success."""
-    log = tmp_path / "worker.log"
+    log, again_log, gate = tmp_path / "worker.log", tmp_path / "again.log", tmp_path / "finish"
     with small_tmpfs(qhome, "4m"):
         for name in ("jobs", "videos"):
             (tmp_path / name).mkdir()
             (qhome / name).symlink_to(tmp_path / name)
-        job = submit(qhome, stub_ckpt, qframes, "--prompt", "script: steps=80 step_s=0.1", engine=SCRIPTED)
+        # Progress to write for 8 s, then the render waits before its last step until the test lets it end.
+        script = f"script: steps=80 step_s=0.1 gate={gate}"
+        job = submit(qhome, stub_ckpt, qframes, "--prompt", script, engine=SCRIPTED)
         worker = start_worker(qhome, log, engine=SCRIPTED)
         try:
             wait_for(lambda: ((attempt_rows(qhome, job) or [{}])[0].get("step") or 0) >= 2, what="the first steps")
@@ -112,10 +114,16 @@ def test_a_render_outlives_a_full_database_disk_and_the_worker_stopped_on_it(qho
         assert "job 1 keeps running" in said and "Traceback" not in said, said
         assert attempt_processes(qhome), "the render must outlive the worker"
         ballast.unlink()
-        again = flf2v(qhome, "worker", "--once", "--cpu-slots", "1", engine=SCRIPTED, timeout=120)
-        assert again.returncode == 0 and "re-attached" in again.stdout, again.stdout + again.stderr
+        again = start_worker(qhome, again_log, "--once", engine=SCRIPTED)
+        try:
+            wait_for(lambda: "re-attached" in again_log.read_text(), what="the next worker to re-attach the render")
+            gate.touch()
+            assert again.wait(timeout=120) == 0, again_log.read_text()
+        finally:
+            if again.poll() is None:
+                again.kill()
         row, (attempt,) = job_row(qhome, job), attempt_rows(qhome, job)
-    assert (row["state"], attempt["state"], attempt["step"]) == ("succeeded", "succeeded", 80), again.stdout
+    assert (row["state"], attempt["state"], attempt["step"]) == ("succeeded", "succeeded", 80), again_log.read_text()
 
 
 def test_a_full_videos_disk_is_disk_full_with_one_line_and_not_retried(qhome, tiny_ckpt, qframes, tmp_path):
@@ -148,9 +156,10 @@ def test_a_writer_killed_mid_save_leaves_no_partial_and_verify_reports_strays(qh
     }
     for path in strays.values():
         path.write_bytes(b"\0" * 100)
-    log = tmp_path / "worker.log"
-    job = submit(qhome, stub_ckpt, qframes, "--prompt", "script: steps=1 frames=400 side=256", "--retries", "0",
-                 engine=SCRIPTED)  # fmt: skip
+    log, never = tmp_path / "worker.log", tmp_path / "never-made"
+    # The save stops half-way, its partial file on disk, until `never` exists: the test kills the writer there.
+    script = f"script: steps=1 frames=40 side=64 save_gate={never}"
+    job = submit(qhome, stub_ckpt, qframes, "--prompt", script, "--retries", "0", engine=SCRIPTED)
     worker = start_worker(qhome, log, "--once", engine=SCRIPTED)
     try:
         partial = wait_for(
