@@ -8,10 +8,11 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.diskspace import free_bytes, nearly_full
 from flf2v_tui.shim import EXIT_FILE, LOG_FILE
 from flf2v_tui.worker.tracker import Tracker
 from storage.attempts import Outcome
-from storage.errors import free_bytes, human_size, nearly_full
+from storage.errors import DISK_FULL, StorageFault
 
 # Classes that name a cause; "comm" and "killed" on a rank are often only the echo of another rank's death.
 _PRIMARY = ("user_input", "oom", "disk_full", "engine_error")
@@ -147,8 +148,7 @@ def _full_folder(attempt_dir: Path, save_file: str | None) -> str | None:
     folders = [attempt_dir, *([Path(save_file).parent] if save_file else [])]
     for folder in folders:
         if nearly_full(folder):
-            free = free_bytes(folder)
-            return f"disk full on {folder} ({human_size(free or 0)} free)"
+            return StorageFault(DISK_FULL, folder, "next to no space left", free_bytes(folder)).summary()
     return None
 
 
