@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from flf2v_tui.commands import jobs, logs, submit, system, tui, videos
-from flf2v_tui.commands.common import START_OVER
+from flf2v_tui.commands.common import START_OVER, one_line_error
 from flf2v_tui.term import echo, inert, use_colour
 
 app = typer.Typer(
@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
             code = 0
         else:
             hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-            echo(f"error: {exc.format_message()}{hint}", err=True)  # it quotes the argument it could not use
+            # It quotes the argument it could not use: inert, and on one line like every other error.
+            echo(one_line_error(f"{exc.format_message()}{hint}"), err=True)
             code = exc.exit_code
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
+import io
 import math
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -44,10 +48,59 @@ def open_home() -> tuple[Home, sqlite3.Connection]:
     return home, connect(home.db)
 
 
+# A line break or tab that a quoted path or prompt holds, shown as its escape: an error is always one line.
+_BREAKS = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def one_line_error(message: str) -> str:
+    """`error: <message>` on one line whatever the message quotes (see _BREAKS); echo then makes it inert."""
+    return f"error: {message.translate(_BREAKS)}"
+
+
 def die(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Every error a command prints comes here, and is made inert here: it may quote a path or a prompt."""
-    echo(f"error: {message}", err=True)
+    echo(one_line_error(message), err=True)
     raise typer.Exit(code)
+
+
+def _standard_stream_failed(exc: OSError) -> int | None:
+    """1 or 2 when `exc` is a failed write to stdout or stderr, else None. Such an error names no file, so it is
+    told by the stream the failing frame wrote to (click's echo, a command's own `out`), or, for a write that
+    only filled the buffer, by stdout's flush failing again now."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    for value in tb.tb_frame.f_locals.values() if tb is not None else ():
+        if isinstance(value, io.IOBase):
+            with contextlib.suppress(OSError, ValueError):
+                if value.fileno() in (1, 2):
+                    return value.fileno()
+    try:
+        sys.stdout.flush()
+    except OSError:
+        return 1
+    return None
+
+
+def _output_failed(exc: OSError, fd: int) -> NoReturn:
+    """The output could not be written: say so on stderr (unless that is what failed), and exit 1. A stream
+    that failed then points at /dev/null, so that the flush at exit neither fails again nor adds a message."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    why = "no space left on the device it goes to" if full else (exc.strerror or str(exc)).lower()
+    _to_devnull(fd)
+    if fd == 1:
+        try:
+            echo(
+                one_line_error(f"could not write the output ({why}); free some space there or send it elsewhere"), True
+            )
+        except OSError:  # stderr goes to the same full device: exit 1 has to say it alone
+            _to_devnull(2)
+    raise typer.Exit(1)
+
+
+def _to_devnull(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
 
 
 def handles_errors(fn: F) -> F:
@@ -65,11 +118,19 @@ def handles_errors(fn: F) -> F:
             sys.stderr.close()  # `flf2v ls | head` is not an error
             raise typer.Exit(0) from None
         except (DatabaseError, sqlite3.Error, OSError) as exc:
-            fault = storage_fault(exc, Home.resolve().db)
+            unnamed = isinstance(exc, OSError) and not exc.filename
+            stream = _standard_stream_failed(exc) if unnamed else None
+            if isinstance(exc, OSError) and stream is not None:
+                _output_failed(exc, stream)
+            # The database is where an SQLite error happened; an OSError names its own file (or none).
+            fault = storage_fault(exc, None if isinstance(exc, OSError) else Home.resolve().db)
             if isinstance(exc, DatabaseError) and (fault is None or fault.cause == CORRUPT):
                 die(str(exc), 1)  # its own words already say which file and what to do
             if fault is None:
                 raise  # not a storage condition: a bug, whose traceback is what helps
+            if fault.path is None:  # an OSError naming no file, and not from writing the output
+                disks = f"check the disks this command writes to (FLF2V_HOME is {Home.resolve().root}) and try again"
+                die(f"{fault.cause} ({fault.detail}) writing a file the system did not name; {disks}", 1)
             # What a write needs at most: copies of the frames it was given, and room for the database's log.
             frames = [kwargs[k] for k in ("first_frame", "last_frame") if isinstance(kwargs.get(k), str)]
             die(fault.line(DB_HEADROOM_BYTES + files_size(frames)), 1)
