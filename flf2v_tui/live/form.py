@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from engine.checks import check_image
 from engine.errors import BadInputError
 from engine.tasks import TASKS
 from flf2v_tui.submission import QueueOptions, build_specs, expand_user, fill_tiny_checkpoint, parse_seeds
-from storage.db import STORAGE_ERRORS
+from storage.db import STORAGE_ERRORS, DatabaseError
+from storage.errors import CORRUPT, DB_HEADROOM_BYTES, files_size, storage_fault
 from storage.jobs import insert_jobs
 from storage.paths import Home
 
@@ -156,11 +158,19 @@ def submit(conn: sqlite3.Connection, home: Home, values: dict[str, str]) -> tupl
     except BadInputError as exc:
         return [], {field_for(exc.message): exc.message}
     except STORAGE_ERRORS as exc:
-        return [], {FORM_LEVEL: storage_refused(home, exc)}
+        frames = [str(expand_user(sub.given[f])) for f in ("first_frame", "last_frame") if sub.given.get(f)]
+        return [], {FORM_LEVEL: storage_refused(home, exc, frames)}
 
 
-def storage_refused(home: Home, exc: Exception) -> str:
-    return f"could not queue it in {home.root} ({exc}); nothing was queued"
+def storage_refused(home: Home, exc: BaseException, frames: Iterable[str] = ()) -> str:
+    """Why the queue refused the job, in the words `flf2v submit` uses (storage.errors): the cause, where, and
+    for a full disk what is free and about what the job needs (copies of `frames` and the database's log)."""
+    fault = storage_fault(exc, None if isinstance(exc, OSError) else home.db)  # an OSError names its own file
+    if isinstance(exc, DatabaseError) and (fault is None or fault.cause == CORRUPT):
+        return f"{exc}; nothing was queued"  # its own words say which file and what to do
+    if fault is None or fault.path is None:
+        return f"could not queue it in {home.root} ({exc}); nothing was queued"
+    return f"{fault.line(DB_HEADROOM_BYTES + files_size(frames))}; nothing was queued"
 
 
 def image_summary(path: str) -> str:

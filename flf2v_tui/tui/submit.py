@@ -191,7 +191,8 @@ class SubmitScreen(Screen[list[int] | None]):
         try:
             ids, errors = self.flf2v.db.write(lambda conn: form.submit(conn, home, values))
         except STORAGE_ERRORS as exc:  # the database would not even open
-            ids, errors = [], {form.FORM_LEVEL: form.storage_refused(home, exc)}
+            frames = [values[name] for name in FRAMES]
+            ids, errors = [], {form.FORM_LEVEL: form.storage_refused(home, exc, frames)}
         deliver(self.app, self._submitted, ids, errors)
 
     def _submitted(self, ids: list[int], errors: dict[str, str]) -> None:
