@@ -14,7 +14,23 @@ from flf2v_tui.gpus import GpuSource, GpuUnavailable, default_source
 # A CPU job runs one process per rank in one CPU slot, each with the whole model's share of the work. Up to
 # twice the cores still runs (the demo's 2 ranks on a 1-core box); 1000 ranks on 2 cores never ends well.
 CPU_RANKS_PER_CORE = 2
-ELSEWHERE_HINT = "--other-worker if a worker elsewhere (or one started with --cpu-slots) will run it"
+OTHER_WORKER_FLAG = "--other-worker"
+
+
+class NeverFitsHere(BadInputError):
+    """More ranks than a worker started here could ever give. The check can be waived (the job is for a worker
+    elsewhere): the CLI says so with its flag, the submit form with its switch (`saying`)."""
+
+    def __init__(self, gpus: int, most: int, why: str) -> None:
+        self.gpus, self.most, self.why = gpus, most, why
+        super().__init__(self.saying(OTHER_WORKER_FLAG))
+
+    def saying(self, waiver: str) -> str:
+        """The message, naming `waiver` as the way to skip this check."""
+        return (
+            f"--gpus {self.gpus}: {self.why}, so it could never start here; give --gpus {self.most} or less, "
+            f"or {waiver} if a worker elsewhere (or one started with --cpu-slots) will run it"
+        )
 
 
 def cpu_cores() -> int:
@@ -45,6 +61,4 @@ def rank_capacity(source: GpuSource | None = None) -> tuple[int, str]:
 def check_fits_here(gpus: int, source: GpuSource | None = None) -> None:
     most, why = rank_capacity(source)
     if gpus > most:
-        raise BadInputError(
-            f"--gpus {gpus}: {why}, so it could never start here; give --gpus {most} or less, or {ELSEWHERE_HINT}"
-        )
+        raise NeverFitsHere(gpus, most, why)

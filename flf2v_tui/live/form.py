@@ -14,6 +14,7 @@ from typing import Any
 from engine.checks import check_image
 from engine.errors import BadInputError
 from engine.tasks import TASKS
+from flf2v_tui.rank_capacity import NeverFitsHere
 from flf2v_tui.submission import QueueOptions, build_specs, expand_user, fill_tiny_checkpoint, parse_seeds
 from storage.db import STORAGE_ERRORS, DatabaseError
 from storage.errors import CORRUPT, DB_HEADROOM_BYTES, files_size, storage_fault
@@ -26,11 +27,15 @@ INT_FIELDS = ("frame_num", "sample_steps", "gpus", "priority", "ulysses_size")
 FLOAT_FIELDS = ("sample_shift", "sample_guide_scale")
 # How a job spreads over its ranks and memory; a re-run of a 14B render on 8 GPUs needs them as they were.
 SWITCHES = ("dit_fsdp", "t5_fsdp", "t5_cpu")  # "1" on, "" off
+# The queue's own switch, not part of a job's recipe: --other-worker (skip the check of --gpus against what a
+# worker started here would have; the job is for a worker elsewhere, or one started with --cpu-slots).
+OTHER_WORKER = "other_worker"
+OTHER_WORKER_LABEL = "Other worker"
 OFFLOAD_CHOICES = ("", "True", "False")  # "": the official default (on for one rank, off for several)
 FIELDS = (
     "first_frame", "last_frame", "prompt", "neg_prompt", "task", "ckpt_dir", "size", "frame_num", "sample_steps",
     "sample_shift", "sample_guide_scale", "seeds", "gpus", "priority", "labels", "sample_solver", "ulysses_size",
-    "offload_model", *SWITCHES,
+    "offload_model", *SWITCHES, OTHER_WORKER,
 )  # fmt: skip
 DEFAULT_TASK = "flf2v-14B"
 FORM_LEVEL = "form"  # errors that belong to no single field
@@ -104,6 +109,10 @@ def _number(values: dict[str, str], name: str, kind: type, errors: dict[str, str
         return None
 
 
+def _on(values: dict[str, str], name: str) -> bool:
+    return values.get(name, "").strip() in ("1", "True", "true")
+
+
 def parse_form(values: dict[str, str]) -> Submission:
     """Field texts -> what build_specs takes; type errors are reported per field, before any other check."""
     out = Submission()
@@ -124,7 +133,7 @@ def parse_form(values: dict[str, str]) -> Submission:
     offload = values.get("offload_model", "").strip()
     given["offload_model"] = {"True": True, "False": False}.get(offload)
     for name in SWITCHES:
-        given[name] = True if values.get(name, "").strip() in ("1", "True", "true") else None
+        given[name] = True if _on(values, name) else None
     seeds = values.get("seeds", "").strip()
     try:
         if re.fullmatch(r"-?\d+", seeds):
@@ -140,6 +149,7 @@ def parse_form(values: dict[str, str]) -> Submission:
         gpus=numbers["gpus"] if numbers["gpus"] is not None else 1,
         priority=numbers["priority"] if numbers["priority"] is not None else 0,
         labels=labels,
+        other_worker=_on(values, OTHER_WORKER),
     )
     out.given = given
     return out
@@ -155,6 +165,8 @@ def submit(conn: sqlite3.Connection, home: Home, values: dict[str, str]) -> tupl
         fill_tiny_checkpoint(home, sub.given)
         specs = build_specs(sub.given, sub.queue, sub.seeds, home=home)
         return insert_jobs(conn, home, specs), {}
+    except NeverFitsHere as exc:  # waived here by the form's switch, not by the CLI's flag
+        return [], {"gpus": exc.saying(f'switch on "{OTHER_WORKER_LABEL}"')}
     except BadInputError as exc:
         return [], {field_for(exc.message): exc.message}
     except STORAGE_ERRORS as exc:

@@ -30,6 +30,7 @@ LABELS = {
     "seeds": "Seed or seeds", "gpus": "GPUs (ranks)", "priority": "Priority", "labels": "Labels",
     "sample_solver": "Solver", "ulysses_size": "Ulysses size", "offload_model": "Offload model",
     "dit_fsdp": "FSDP the DiT", "t5_fsdp": "FSDP T5", "t5_cpu": "T5 on the CPU",
+    form.OTHER_WORKER: form.OTHER_WORKER_LABEL,
 }  # fmt: skip
 ROWS = (("size", "frame_num", "sample_steps"), ("sample_shift", "sample_guide_scale", "seeds"),
         ("gpus", "priority", "labels"))  # fmt: skip
@@ -107,7 +108,7 @@ class SubmitScreen(Screen[list[int] | None]):
                                  compact=True)  # fmt: skip
                 yield from self._field("offload_model", offload)
             with Horizontal(classes="row switches"):
-                for name in form.SWITCHES:
+                for name in (*form.SWITCHES, form.OTHER_WORKER):
                     yield from self._field(name, Checkbox("on", bool(self.prefill[name]), id=name, compact=True))
             yield Static("", id="form-error", classes="error hidden")
             with Horizontal(id="form-buttons"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from textual.widgets import Input, Static, TextArea
+from textual.widgets import Checkbox, Input, Static, TextArea
 
 from flf2v_tui.live.form import prefill_from_job
 from flf2v_tui.tui.dashboard import DashboardScreen
@@ -129,5 +129,38 @@ def test_path_completion_lists_the_folder(world, make_app, tmp_path):
             await settle(pilot, lambda: box._suggestion.endswith("bird-first.png"), what="the file suggested")
             await pilot.press("right")
             assert box.value == f"{tmp_path}/frames/bird-first.png"
+
+    asyncio.run(scenario())
+
+
+def test_the_other_worker_switch_waives_the_check_of_gpus_against_this_machine(world, make_app, monkeypatch):
+    monkeypatch.setenv("FLF2V_GPUS", "0")  # a worker started here would have one GPU
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(140, 50)) as pilot:
+            app.open_submit()
+            await settle(pilot, lambda: _form_ready(app), what="the form")
+            form = app.screen
+            first, last = (str(p) for p in world.frames)
+            _fill(form, first_frame=first, last_frame=last, prompt="two ranks elsewhere", task="flf2v-tiny",
+                  ckpt_dir=str(world.ckpt), size="64*48", frame_num="9", sample_steps="4", gpus="2")  # fmt: skip
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: _error(form, "gpus"), what="the refusal")
+            said = _error(form, "gpus")
+            assert "FLF2V_GPUS gives the worker 1 GPU" in said and 'switch on "Other worker"' in said, said
+            assert "--other-worker" not in said  # the form has no flags: it names its own switch
+            assert _count(world) == len(STATES)
+
+            switch = form.query_one("#other_worker", Checkbox)
+            switch.focus()
+            await pilot.press("space")
+            assert switch.value
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: isinstance(app.screen, DashboardScreen), what="queued")
+            conn = connect(world.home.db)
+            job = get_job(conn, len(STATES) + 1)
+            conn.close()
+            assert (job["gpus"], job["prompt"]) == (2, "two ranks elsewhere")
 
     asyncio.run(scenario())
