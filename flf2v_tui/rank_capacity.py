@@ -10,6 +10,7 @@ import os
 
 from engine.errors import BadInputError
 from flf2v_tui.gpus import GpuSource, GpuUnavailable, default_source
+from flf2v_tui.worker.pool import PoolError, parse_gpu_list
 
 # A CPU job runs one process per rank in one CPU slot, each with the whole model's share of the work. Up to
 # twice the cores still runs (the demo's 2 ranks on a 1-core box); 1000 ranks on 2 cores never ends well.
@@ -18,19 +19,16 @@ OTHER_WORKER_FLAG = "--other-worker"
 
 
 class NeverFitsHere(BadInputError):
-    """More ranks than a worker started here could ever give. The check can be waived (the job is for a worker
+    """A job that no worker started here could ever run. The check can be waived (the job is for a worker
     elsewhere): the CLI says so with its flag, the submit form with its switch (`saying`)."""
 
-    def __init__(self, gpus: int, most: int, why: str) -> None:
-        self.gpus, self.most, self.why = gpus, most, why
+    def __init__(self, problem: str) -> None:
+        self.problem = problem  # what is wrong and the fix, up to the waiver
         super().__init__(self.saying(OTHER_WORKER_FLAG))
 
     def saying(self, waiver: str) -> str:
         """The message, naming `waiver` as the way to skip this check."""
-        return (
-            f"--gpus {self.gpus}: {self.why}, so it could never start here; give --gpus {self.most} or less, "
-            f"or {waiver} if a worker elsewhere (or one started with --cpu-slots) will run it"
-        )
+        return f"{self.problem}, or {waiver} if a worker elsewhere (or one started with --cpu-slots) will run it"
 
 
 def cpu_cores() -> int:
@@ -44,9 +42,13 @@ def cpu_cores() -> int:
 def rank_capacity(source: GpuSource | None = None) -> tuple[int, str]:
     """(the most ranks one job may have here, why), as a worker started here without options would see it:
     FLF2V_GPUS, else every GPU NVML sees, else CPU ranks."""
-    listed = [g for g in os.environ.get("FLF2V_GPUS", "").replace(" ", "").split(",") if g]
-    if listed:
-        return len(listed), f"FLF2V_GPUS gives the worker {len(listed)} GPU{'s' if len(listed) > 1 else ''}"
+    listed = os.environ.get("FLF2V_GPUS") or None  # read as Pool.build reads it
+    if listed is not None:
+        try:
+            count = len(parse_gpu_list(listed, "FLF2V_GPUS"))
+        except PoolError as exc:
+            raise NeverFitsHere(f"{exc} (a worker started here refuses it too); fix it") from None
+        return count, f"FLF2V_GPUS gives the worker {count} GPU{'s' if count > 1 else ''}"
     try:
         devices = (source or default_source()).devices()
     except (GpuUnavailable, OSError, ValueError):  # no driver, or a FLF2V_FAKE_GPUS file that does not read
@@ -61,4 +63,4 @@ def rank_capacity(source: GpuSource | None = None) -> tuple[int, str]:
 def check_fits_here(gpus: int, source: GpuSource | None = None) -> None:
     most, why = rank_capacity(source)
     if gpus > most:
-        raise NeverFitsHere(gpus, most, why)
+        raise NeverFitsHere(f"--gpus {gpus}: {why}, so it could never start here; give --gpus {most} or less")

@@ -14,13 +14,15 @@ class PoolError(ValueError):
     pass
 
 
-def parse_gpu_list(text: str) -> list[int]:
+def parse_gpu_list(text: str, what: str = "--gpus") -> list[int]:
+    """GPU indices from `0,1,2` (the worker's --gpus or FLF2V_GPUS, named by `what`); submit sizes a job's
+    ranks with it too (rank_capacity), so both read the list alike."""
     try:
         values = [int(x) for x in text.replace(" ", "").split(",") if x]
     except ValueError:
-        raise PoolError(f"--gpus {text!r} must be GPU indices separated by commas, e.g. 0,1,2,3") from None
+        raise PoolError(f"{what} {text!r} must be GPU indices separated by commas, e.g. 0,1,2,3") from None
     if not values or any(v < 0 for v in values) or len(set(values)) != len(values):
-        raise PoolError(f"--gpus {text!r} must list distinct indices of 0 or more, e.g. 0,1")
+        raise PoolError(f"{what} {text!r} must list distinct indices of 0 or more, e.g. 0,1")
     return values
 
 

@@ -19,6 +19,7 @@ from flf2v_tui.live.form import field_for
 from flf2v_tui.rank_capacity import check_fits_here, cpu_cores, rank_capacity
 from flf2v_tui.save_target import check_save_target
 from flf2v_tui.submission import parse_seeds
+from flf2v_tui.worker.pool import Pool, PoolError
 from storage.paths import Home
 from storage.spec import BOUNDS, JobSpec, check_values
 
@@ -117,6 +118,17 @@ def test_rank_capacity_follows_how_the_worker_sizes_its_pool(tmp_path: Path, mon
     check_fits_here(2, FakeSource(fake))
     monkeypatch.setenv("FLF2V_GPUS", "0,1,2")  # the worker's default pool when it is set
     assert rank_capacity(FakeSource(fake))[0] == 3
+
+
+@pytest.mark.parametrize(("listed", "words"), [("0,0", "must list distinct"), ("0,x", "must be GPU indices")])
+def test_rank_capacity_reads_flf2v_gpus_as_the_worker_does(monkeypatch, listed: str, words: str) -> None:
+    monkeypatch.setenv("FLF2V_GPUS", listed)
+    with pytest.raises(PoolError, match=words):
+        Pool.build(NoNvml())  # the worker refuses to start with it...
+    with pytest.raises(BadInputError, match=rf"^FLF2V_GPUS '{listed}' {words}.*refuses it too.*--other-worker"):
+        check_fits_here(1)  # ...so no job could ever start here: said, not counted as GPUs
+    monkeypatch.setenv("FLF2V_GPUS", " 0, 1 ")
+    assert rank_capacity(NoNvml()) == (2, "FLF2V_GPUS gives the worker 2 GPUs")
 
 
 def test_save_target_is_judged_by_where_it_really_writes(tmp_path: Path) -> None:
