@@ -216,16 +216,18 @@ def check_checkpoint(ckpt_dir: str | os.PathLike[str], task: TaskConfig) -> Chec
     return layout
 
 
-def check_save_file(save_file: str | None) -> None:
-    """The mp4 is written after the whole render: a folder in its place is found now, not minutes later."""
+def check_save_file(save_file: str | None) -> Path | None:
+    """The mp4 is written after the whole render: a folder in its place is found now, not minutes later.
+    Returns the nearest folder of it that exists (where the writer will make the rest), None without a file."""
     if not save_file:
-        return
+        return None
     target = Path(save_file)
     if path_exists(target, "--save_file") and target.is_dir():
         raise BadInputError(f"--save_file {target} is a folder; give a file name in it, e.g. {target / 'video.mp4'}")
     folder = next((p for p in target.parents if path_exists(p, "--save_file's folder")), None)
     if folder is not None and not folder.is_dir():
         raise BadInputError(f"--save_file {target}: {folder} is a file, not a folder")
+    return folder
 
 
 def check_device(choice: str, local_rank: int) -> None:

@@ -22,7 +22,7 @@ from engine.cli_args import apply_defaults, build_parser, validate
 from engine.errors import BadInputError
 from engine.limits import SEED
 from flf2v_tui.rank_capacity import check_fits_here
-from flf2v_tui.save_target import check_save_target
+from flf2v_tui.save_target import HomeFolders, check_save_target
 from storage.db import database_file_named
 from storage.jobs import copy_input, require_job
 from storage.ops import requeue
@@ -191,13 +191,14 @@ def build_specs(
     ns = check_engine_values(probe, queue.gpus)
     resolved = _resolved(ns, values.get("neg_prompt"))
     seed_list = list(seeds) if seeds is not None else [resolved["base_seed"]]
+    folders = HomeFolders.of(home) if template else None
     specs = []
     for seed in seed_list:
         if seed < 0:  # drawn now so the job's row is a recipe that reproduces the video
             seed = random.randint(0, sys.maxsize)
         save_file = _save_file_for(template, seed, len(seed_list) > 1)
-        if save_file:
-            check_save_target(save_file, home)
+        if save_file and folders:
+            check_save_target(save_file, folders)
         spec_values = {**resolved, "base_seed": seed, "save_file": save_file}
         specs.append(
             JobSpec(
@@ -241,7 +242,7 @@ def retry_changes(
         check_fits_here(gpus)
     ns = check_engine_values({**values, "save_file": None}, world)
     if values.get("save_file"):
-        check_save_target(values["save_file"], home or Home.resolve())
+        check_save_target(values["save_file"], HomeFolders.of(home or Home.resolve()))
     updates = {name: getattr(ns, name) for name in ENGINE_FLAGS if name in changed}
     updates["neg_prompt"] = values.get("neg_prompt") or None
     updates["save_file"] = values.get("save_file")

@@ -17,7 +17,7 @@ from engine.limits import ENGINE_BOUNDS, INT64_MAX, SEED, Bound, shown, text_pro
 from flf2v_tui.gpus import FakeSource, GpuUnavailable
 from flf2v_tui.live.form import field_for
 from flf2v_tui.rank_capacity import check_fits_here, cpu_cores, rank_capacity
-from flf2v_tui.save_target import check_save_target
+from flf2v_tui.save_target import HomeFolders, check_save_target
 from flf2v_tui.submission import parse_seeds
 from flf2v_tui.worker.pool import Pool, PoolError
 from storage.paths import Home
@@ -138,8 +138,8 @@ def test_save_target_is_judged_by_where_it_really_writes(tmp_path: Path) -> None
     (tmp_path / "out").mkdir()
     os.rmdir(home.jobs)
     home.jobs.symlink_to(elsewhere)  # jobs/ on another disk: still the home's own folder
-    check_save_target(str(home.videos / "mine.mp4"), home)
-    check_save_target(str(tmp_path / "out" / "new" / "v.mp4"), home)
+    check_save_target(str(home.videos / "mine.mp4"), HomeFolders.of(home))
+    check_save_target(str(tmp_path / "out" / "new" / "v.mp4"), HomeFolders.of(home))
     for target, message in [
         (elsewhere / "1" / "v.mp4", "inside FLF2V_HOME's own folders"),
         (home.root / "v.mp4", "inside FLF2V_HOME's own folders"),
@@ -152,7 +152,7 @@ def test_save_target_is_judged_by_where_it_really_writes(tmp_path: Path) -> None
             (tmp_path / "out" / "v.mp4").write_bytes(b"")
             message = "is a file, not a folder"
         with pytest.raises(BadInputError, match=message):
-            check_save_target(str(target), home)
+            check_save_target(str(target), HomeFolders.of(home))
 
 
 def test_form_routes_range_errors_to_their_fields() -> None:

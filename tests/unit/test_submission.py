@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine.errors import BadInputError
 from flf2v_tui.submission import QueueOptions, build_specs, parse_retry_on, parse_seeds, retry_changes
+from storage.paths import Home
 from storage.spec import engine_argv
 from tests.functional.queue_helpers import write_stub_checkpoint
 
@@ -85,3 +88,24 @@ def test_retry_changes_keep_the_recipe(given):
     assert "sample_steps" not in updates
     with pytest.raises(BadInputError, match="4n\\+1"):
         retry_changes(job, {"frame_num": 8}, None)
+
+
+def test_a_sweep_resolves_the_homes_folders_once_not_once_per_seed(given, tmp_path, monkeypatch):
+    """A 10,000-seed sweep checks 10,000 save files against the home's own folders; resolving those folders
+    (a stat per part of each path) is done once per submit, so the work does not grow with the seeds."""
+    home = Home(tmp_path / "home").ensure()
+    resolved: list[Path] = []
+    real_resolve = Path.resolve
+
+    def counting_resolve(self: Path, strict: bool = False) -> Path:
+        resolved.append(self)
+        return real_resolve(self, strict)
+
+    monkeypatch.setattr(Path, "resolve", counting_resolve)
+    template = {**given, "save_file": str(tmp_path / "out" / "v-{seed}.mp4")}
+    counts = []
+    for seeds in ([1, 2], list(range(500))):
+        resolved.clear()
+        assert len(build_specs(template, QueueOptions(), seeds, home=home)) == len(seeds)
+        counts.append(sum(1 for p in resolved if p.is_relative_to(home.root)))
+    assert counts[0] == counts[1] > 0, counts  # the home's folders: the same few calls for 2 seeds as for 500
