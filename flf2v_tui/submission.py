@@ -178,7 +178,10 @@ def build_specs(
 ) -> list[JobSpec]:
     """Validated job specs: one, or one per seed. `given` holds the engine flags the user set; `home` is the
     FLF2V_HOME they go to (default: this process's)."""
-    check_values(given)  # numbers and texts first: no later check meets 2**70, NaN or bytes that are not UTF-8
+    # Numbers and texts first. The engine's validate() checks its own flags again (it is the gate of a run by
+    # hand) and JobSpec the finished specs, but this pass is the only one before absolute() resolves the paths
+    # (a NUL or a lone surrogate raises there), and the form and `videos rerun` have no CLI callbacks before it.
+    check_values(given)
     check_queue(queue)
     home = home or Home.resolve()
     values = {k: v for k, v in given.items() if v is not None}

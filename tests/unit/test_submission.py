@@ -109,3 +109,18 @@ def test_a_sweep_resolves_the_homes_folders_once_not_once_per_seed(given, tmp_pa
         assert len(build_specs(template, QueueOptions(), seeds, home=home)) == len(seeds)
         counts.append(sum(1 for p in resolved if p.is_relative_to(home.root)))
     assert counts[0] == counts[1] > 0, counts  # the home's folders: the same few calls for 2 seeds as for 500
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"first_frame": "/tmp/a\x00b.png"}, "--first_frame contains a NUL"),
+        ({"last_frame": "/tmp/b\ud800.png"}, "--last_frame is not valid UTF-8"),
+        ({"save_file": "/tmp/v\x00.mp4"}, "--save_file contains a NUL"),
+    ],
+)
+def test_paths_that_cannot_be_resolved_are_bad_input_before_they_are_resolved(given, change, message):
+    """The form and `videos rerun` reach build_specs without the CLI's option callbacks; its own first pass is
+    what keeps such a path from Path.resolve (ValueError, UnicodeEncodeError: a traceback)."""
+    with pytest.raises(BadInputError, match=message):
+        build_specs({**given, **change}, QueueOptions())
