@@ -19,7 +19,14 @@ from pathlib import Path
 
 from storage.schema import LATEST, MIGRATIONS
 
-BUSY_TIMEOUT_MS = 60_000
+
+def _busy_timeout_ms() -> int:
+    """60 s; FLF2V_BUSY_TIMEOUT_MS (whole milliseconds) shortens it for the tests of a lock held too long."""
+    text = os.environ.get("FLF2V_BUSY_TIMEOUT_MS", "")
+    return int(text) if text.isascii() and text.isdigit() else 60_000
+
+
+BUSY_TIMEOUT_MS = _busy_timeout_ms()
 
 
 class DatabaseError(RuntimeError):

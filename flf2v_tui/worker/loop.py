@@ -9,7 +9,6 @@ disk, a lock held too long) never ends the loop: see outage.py.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
 import sqlite3
@@ -22,10 +21,12 @@ from typing import Any
 
 from flf2v_tui.worker import KILL_GRACE_S, launch
 from flf2v_tui.worker.classify import classify, read_exit
+from flf2v_tui.worker.handoff import left_behind, shut_down, work_left
 from flf2v_tui.worker.hooks import Hooks, hook_env
 from flf2v_tui.worker.outage import StorageGuard, fault_of
 from flf2v_tui.worker.pool import Pool
 from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive, signal_group
+from flf2v_tui.worker.reconcile import reconcile
 from flf2v_tui.worker.settle import Settled, remove_partials, settle
 from flf2v_tui.worker.tracker import Tracker
 from storage import attempts as store
@@ -91,44 +92,63 @@ class Worker:
         self.running: dict[int, Running] = {}
         self.hooks = Hooks(config.on_finish)
         self.stop_requested = False
-        self.worker_id = 0
+        self.worker_id = 0  # 0 until registered
+        self.reconciled = False  # no claim before the renders of earlier workers are re-attached
         self._last_version = -1
         self._next_claim = 0.0
         self._claim_after = 0.0
-        self._tick_at = 0.0
+        self.tick_at = 0.0
+        self.unsaid = 0  # lines of output that could not be written
         self.storage = StorageGuard(conn, home.db, self.say)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
     def run(self) -> int:
-        self.worker_id = workers.register(self.conn, self.me, self.pool.describe())
         self._install_signals()
         self.say(f"worker {self.me.pid} on {self.me.host}: {self.pool.note} [{', '.join(self.pool.slots)}]")
-        from flf2v_tui.worker.reconcile import reconcile
-
-        self.storage.run(lambda: reconcile(self))
         last_beat = last_reconcile = time.monotonic()
         try:
             while True:
+                self.start_up()
                 # Writes inside a tick are guarded one by one; this catches what a read or a write outside
                 # them raised, so that a tick cut short is tried again rather than the renders abandoned.
                 self.storage.run(self.tick)
                 if self.stop_requested and not self._stopping_jobs():
                     break
-                if self.config.once and not self.running and not self._work_left():
-                    self._left_behind()
+                if self.config.once and self._nothing_left():
+                    self.storage.run(lambda: left_behind(self))
                     break
                 now = time.monotonic()
-                if now - last_beat >= HEARTBEAT_S:
+                if self.worker_id and now - last_beat >= HEARTBEAT_S:
                     self.pool.refresh()
                     self.storage.write(lambda: workers.heartbeat(self.conn, self.worker_id, self.pool.describe()))
                     last_beat = now
-                if now - last_reconcile >= RECONCILE_EVERY_S:
+                if self.reconciled and now - last_reconcile >= RECONCILE_EVERY_S:
                     self.storage.run(lambda: reconcile(self, quiet=True))
                     last_reconcile = now
                 time.sleep(self.config.poll_s)
         finally:
-            self._shutdown()
+            shut_down(self)
         return 0
+
+    def start_up(self) -> None:
+        """Register, then reconcile: writes that storage may fail (a lock held at start, a full disk), tried
+        again after the guard's back-off until both are done."""
+        if self.reconciled:
+            return
+        if not self.worker_id:
+            ids: list[int] = []
+            if not self.storage.write(lambda: ids.append(workers.register(self.conn, self.me, self.pool.describe()))):
+                return
+            self.worker_id = ids[0]
+        self.reconciled = self.storage.write(lambda: reconcile(self))
+
+    def _nothing_left(self) -> bool:
+        """--once ends when nothing runs and nothing waits for this worker; never while storage fails (a claim
+        it could not make is work left, not none) or before it has started up."""
+        if self.running or not self.reconciled or self.storage.failing:
+            return False
+        found: list[bool] = []
+        return self.storage.run(lambda: found.append(work_left(self))) and not found[0]
 
     def _install_signals(self) -> None:
         def on_signal(signum: int, _frame: object) -> None:
@@ -147,26 +167,17 @@ class Worker:
         """With --stop-jobs the worker waits for its renders to end; otherwise it leaves them running."""
         return self.config.stop_jobs and bool(self.running)
 
-    def _shutdown(self) -> None:
-        live = [r for r in self.running.values() if r.ended is None]
-        if live and not self.config.stop_jobs:
-            hand_off = functools.partial(store.hand_off, self.conn, [r.attempt_id for r in live])
-            self.storage.last_write(hand_off, "the hand-off", "the next flf2v worker re-attaches the renders anyway")
-            for r in live:
-                self.say(f"job {r.job_id} keeps running (pgid {r.pgid}); the next flf2v worker re-attaches it")
-        for r in self.running.values():
-            if r.ended is not None:
-                self.say(f"job {r.job_id}: its end is not recorded yet; the next flf2v worker records it")
-        self.hooks.wait_all()
-        stopped = functools.partial(workers.stop, self.conn, self.worker_id)
-        self.storage.last_write(stopped, "that this worker stopped", "its process is gone, which shows it anyway")
-
     def say(self, text: str) -> None:
-        self._say(f"[{time.strftime('%H:%M:%S')}] {text}")
+        """Never raises: a line that cannot be written (stdout on a full disk, a pipe nobody reads) is dropped
+        and counted. The worker's output is a courtesy; its renders and records are what must go on."""
+        try:
+            self._say(f"[{time.strftime('%H:%M:%S')}] {text}")
+        except OSError:
+            self.unsaid += 1
 
     # ---- one tick ----------------------------------------------------------------------------------------
     def tick(self) -> None:
-        now = self._tick_at = time.time()
+        now = self.tick_at = time.time()
         self.hooks.reap()
         cancels: set[int] = set()  # unread (a damaged database) is no reason to stop watching the renders
         self.storage.run(
@@ -178,7 +189,7 @@ class Worker:
                 self.say(f"job {r.job_id}: cancelling (SIGTERM, then SIGKILL after {self.config.kill_grace_s:g} s)")
                 self._terminate(r, now)
             self.supervise(r, now)
-        if not self.stop_requested and not self.storage.failing and now >= self._claim_after:
+        if self.reconciled and not self.stop_requested and not self.storage.failing and now >= self._claim_after:
             self._claim_all(now)
 
     def _terminate(self, r: Running, now: float) -> None:
@@ -192,7 +203,7 @@ class Worker:
             self._finish(r)
             return
         if r.launch_unrecorded:
-            self._record_launch(r)
+            self.record_launch(r)
         if r.tracker.poll(now):
             r.dirty = True
         if now - r.last_write >= PROGRESS_INTERVAL_S:
@@ -313,14 +324,15 @@ class Worker:
             return
         r.popen, r.pgid, r.pgid_started, r.port = started.popen, started.pgid, started.pgid_started, plan.port
         r.save_file, r.launch_unrecorded = plan.save_file, True
-        self._record_launch(r)
+        self.record_launch(r)
         self.say(
             f"job {job['id']} attempt {number} started: {job['gpus']} rank(s) on {assignment.device} "
             f"[{','.join(assignment.slots)}], port {plan.port}, logs {folder}"
         )
 
-    def _record_launch(self, r: Running) -> None:
-        """The pgid lets a later worker re-attach; until it is written, each tick tries again."""
+    def record_launch(self, r: Running, last: bool = False) -> None:
+        """The pgid lets a later worker re-attach; until it is written, each tick tries again (and, `last`,
+        the worker on its way out, once whatever the back-off)."""
         pgid, started = r.pgid, r.pgid_started
         if pgid is None or started is None:
             return
@@ -328,7 +340,11 @@ class Worker:
         def record() -> None:
             store.set_launched(self.conn, r.attempt_id, pgid, started, r.port, r.save_file or "")
 
-        r.launch_unrecorded = not self.storage.write(record)
+        if last:
+            what, anyway = f"that job {r.job_id}'s render started", "so the next flf2v worker cannot re-attach it"
+            r.launch_unrecorded = not self.storage.last_write(record, what, anyway)
+        else:
+            r.launch_unrecorded = not self.storage.write(record)
 
     def _not_launched(self, r: Running, exc: Exception) -> None:
         """The attempt ends at once, recorded like any other end (and retried if storage fails that too)."""
@@ -349,31 +365,6 @@ class Worker:
             return 1
         cores = os.cpu_count() or 1
         return max(1, cores // (len(self.pool.slots) * int(job["gpus"])))
-
-    def _work_left(self) -> bool:
-        """For --once, asked when nothing runs right after this tick's claims found nothing to start: only a
-        retry still waiting out its back-off (and able to run here) keeps the worker."""
-        if workers.is_paused(self.conn):
-            return False
-        sql = (
-            "SELECT id, gpus FROM jobs j WHERE state = 'queued' AND held = 0 AND cancel_requested = 0 "
-            "AND not_before > ? AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.after_id "
-            "WHERE d.job_id = j.id AND p.state != 'succeeded')"
-        )
-        for job_id, gpus in self.conn.execute(sql, (self._tick_at,)).fetchall():
-            if self.config.only_jobs is not None and job_id not in self.config.only_jobs:
-                continue
-            answer = self.pool.fit(gpus)
-            if isinstance(answer, Assignment) or not answer.startswith("never:"):
-                return True
-        return False
-
-    def _left_behind(self) -> None:
-        rows = self.conn.execute("SELECT id, held, state_reason FROM jobs WHERE state = 'queued' ORDER BY id")
-        left = [r for r in rows if self.config.only_jobs is None or r[0] in self.config.only_jobs]
-        if left:
-            ids = ", ".join(str(r[0]) for r in left[:10]) + (" ..." if len(left) > 10 else "")
-            self.say(f"--once: nothing more this worker can start; still queued: {ids} (flf2v ls says why)")
 
 
 def adopt(worker: Worker, attempt: dict[str, Any]) -> None:
