@@ -6,6 +6,7 @@ embedded random-weight model of the same architecture at toy sizes, used by the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 # The official default negative prompt for flf2v: the i2v prefix, the flf2v prefix and the shared base,
@@ -98,10 +99,12 @@ GUIDE_SCALE_RANGE = (0.0, 50.0)  # inclusive both
 
 def parse_size(size: str) -> tuple[int, int]:
     """'1280*720' -> (1280, 720), that is (width, height), as the official flag means it."""
-    parts = size.lower().replace("x", "*").split("*")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+    # ASCII digits only, and no spaces: the text is stored and passed on as given, so "64\n*48" or other
+    # scripts' digits (which int() would take) must not get through as a size.
+    match = re.fullmatch(r"([0-9]+)[*xX]([0-9]+)", size)
+    if match is None:
         raise ValueError(f"size {size!r} is not of the form WIDTH*HEIGHT, for example 1280*720")
-    return int(parts[0]), int(parts[1])
+    return int(match[1]), int(match[2])
 
 
 def size_problem(task: TaskConfig, size: str) -> str | None:

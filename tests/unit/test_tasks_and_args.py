@@ -63,6 +63,13 @@ def test_frame_num_rule(n, ok):
 
 def test_parse_size_is_width_by_height():
     assert parse_size("1280*720") == (1280, 720)
+    assert parse_size("96x64") == (96, 64)
+
+
+@pytest.mark.parametrize("size", ["64\n*48", " 64*48", "64 *48", "64*48 ", "٦٤*48", "+64*48", "64**48"])
+def test_parse_size_takes_ascii_digits_and_nothing_else(size):
+    with pytest.raises(ValueError, match="WIDTH\\*HEIGHT"):
+        parse_size(size)
 
 
 def test_latent_grid_official_rounding():
