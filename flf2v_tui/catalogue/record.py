@@ -18,6 +18,7 @@ from typing import Any
 from engine.recipe import RECIPE_FLAGS, read_recipe
 from flf2v_tui.catalogue.media import VideoCheckError, check_video, make_thumbnails, sha256_file
 from storage.catalog import add_video, require_video, update_user_fields
+from storage.errors import storage_fault
 
 # Recipe keys that are also columns of their own (the recipe's name first, the column's second).
 RECIPE_COLUMNS = {
@@ -70,6 +71,12 @@ def prepare_row(
         files = make_thumbnails(path, info, folder)
         files.update(_copy_inputs(job, folder))
     except OSError as exc:
+        if storage_fault(exc, folder) is not None:
+            # The disk's fault (full, read-only, ...), not the video's: the caller retries once it can. A
+            # failed write names no file, and the fault must name this folder, not the database's.
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, str(folder)) from exc
+            raise
         raise VideoCheckError(f"could not write the thumbnails and input copies into {folder}: {exc}") from None
     files["sidecar"] = str(sidecar_path(path))
     recipe.update(

@@ -6,7 +6,6 @@ and fps are what the engine reported); then the video is catalogued with its rec
 
 from __future__ import annotations
 
-import errno
 import logging
 import sqlite3
 import time
@@ -25,7 +24,7 @@ from flf2v_tui.worker.classify import classify, read_exit
 from flf2v_tui.worker.procs import attempt_tag, kill_all
 from flf2v_tui.worker.tracker import Tracker
 from storage import attempts as store
-from storage.errors import nearly_full
+from storage.errors import storage_fault
 from storage.jobs import get_job
 
 log = logging.getLogger("flf2v.worker")
@@ -46,17 +45,16 @@ def settle(conn: sqlite3.Connection, job_id: int, attempt_id: int, outcome: stor
         world_size = int((tracker.start or {}).get("world_size") or job.get("gpus") or 1)
         try:
             row = prepare_row(job, attempt_id, tracker.done, tracker.stage_seconds, tracker.peak_memory, world_size)
-        except VideoCheckError as exc:
-            folder = Path(tracker.done["output"]).parent
-            if nearly_full(folder):
-                # The thumbnails could not be written, not a fault of the video: the worker records this end
-                # once there is room again (a storage error is retried, see outage.py).
-                raise OSError(errno.ENOSPC, f"no room for the video's thumbnails ({exc})", str(folder)) from None
+        except VideoCheckError as exc:  # the video's own fault, whatever the disk it is on
             outcome = store.Outcome(
                 "failed", exit_code=outcome.exit_code, failure_class="engine_error",
                 message=f"the video failed its check: {exc}",
             )  # fmt: skip
         except Exception as exc:  # a catalogue bug must neither stop the worker nor fail a verified video
+            if isinstance(exc, OSError) and storage_fault(exc) is not None:
+                # The disk's fault (no room for the thumbnails): nothing is recorded now, and the worker
+                # records this end once storage works again (outage.py).
+                raise
             # Its traceback quotes what the exception holds (the video's path): inert, like all the worker says.
             log.error("cataloguing job %s failed\n%s", job_id, inert(traceback.format_exc().rstrip()))
             problem = f"the video is fine but could not be catalogued: {type(exc).__name__}: {exc}"

@@ -10,6 +10,8 @@ The script is read from the prompt, e.g. "script: steps=20 step_s=0.05 fail=sigk
   gate              a file: before its last step, the engine waits until it exists (a render that lasts as
                     long as the test needs, however slow or fast the machine)
   save_gate         a file: rank 0's save stops half-way, its partial file open, until it exists
+  exit_gate         a file: after the done event, the engine waits until it exists before it exits
+  done_frames       the frame count the done event reports (default: the true one), to make a bad video
 It does not import torch, so a run costs only torchrun's own start-up.
 """
 
@@ -137,8 +139,11 @@ def main() -> int:
             frames = frames.view(GatedFrames)
             frames.gate = Path(script["save_gate"])
         path = write_mp4(frames, args.save_file, fps=16)
-        out.job("done", output=str(path.resolve()), frames=count, fps=16, seconds=time.time() - started, width=side,
-                height=side)  # fmt: skip
+        reported = int(script.get("done_frames", count))
+        out.job("done", output=str(path.resolve()), frames=reported, fps=16, seconds=time.time() - started,
+                width=side, height=side)  # fmt: skip
+    if "exit_gate" in script:
+        wait_for_file(Path(script["exit_gate"]))
     out.info("Finished.")
     return 0
 

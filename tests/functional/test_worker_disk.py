@@ -184,3 +184,56 @@ def test_a_writer_killed_mid_save_leaves_no_partial_and_verify_reports_strays(qh
     findings = [(f["kind"], Path(f["path"]).name) for f in json.loads(proc.stdout)]
     assert findings == [("stray", strays["gone"].name)]
     assert f"{strays['gone']}" in flf2v(qhome, "videos", "verify").stdout
+
+
+def test_a_bad_video_on_a_nearly_full_disk_fails_its_check_and_is_not_taken_for_a_full_disk(
+    qhome, stub_ckpt, qframes, tmp_path
+):
+    """The video is written (there is room for it) but is not what the engine said: that is the video's fault,
+    whatever the space left around it, and the job fails at once rather than waiting forever for room."""
+    videos, log = qhome / "videos", tmp_path / "worker.log"
+    with small_tmpfs(videos, "2m"):
+        fill(videos, leave=256 << 10)  # room for the small video, less than the 1 MiB that counts as full
+        job = submit(qhome, stub_ckpt, qframes, "--prompt", "script: steps=1 done_frames=10", "--retries", "0",
+                     engine=SCRIPTED)  # fmt: skip
+        worker = start_worker(qhome, log, "--once", engine=SCRIPTED)
+        try:
+            assert worker.wait(timeout=90) == 0, log.read_text()
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+        row, attempts = job_row(qhome, job), attempt_rows(qhome, job)
+    said = log.read_text()
+    assert (row["state"], row["failure_class"], len(attempts)) == ("failed", "engine_error", 1), said
+    assert "the video failed its check" in attempts[0]["failure_message"], attempts[0]["failure_message"]
+    assert "9 frames, not 10" in attempts[0]["failure_message"]
+    assert "disk full" not in said, said
+
+
+def test_thumbnails_with_no_room_wait_for_space_and_the_video_is_then_catalogued(qhome, stub_ckpt, qframes, tmp_path):
+    """The video is good, but its thumbnails find the disk full: the disk's fault, not the video's. The end
+    is recorded once there is room, and the video catalogued."""
+    videos, log, gate = qhome / "videos", tmp_path / "worker.log", tmp_path / "exit"
+    with small_tmpfs(videos, "2m"):
+        job = submit(qhome, stub_ckpt, qframes, "--prompt", f"script: steps=1 exit_gate={gate}", engine=SCRIPTED)
+        worker = start_worker(qhome, log, engine=SCRIPTED)
+        try:
+            video = wait_for(lambda: next(videos.glob("0*.mp4"), None), what="the video to be saved")
+            ballast = fill(videos)
+            gate.touch()
+            wait_for(lambda: "] disk full on" in log.read_text(), what="the worker to say the disk is full")
+            time.sleep(3)  # a few of its retries (after 1, 2 s)
+            assert job_row(qhome, job)["state"] == "running", log.read_text()
+            ballast.unlink()
+            wait_for(lambda: job_row(qhome, job)["state"] in FINAL, what="the job's end to be recorded")
+            assert stop(worker) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+        row = job_row(qhome, job)
+        thumbnails = sorted(p.name for p in (videos / f"{video.stem}.files").iterdir())
+    said = log.read_text()
+    assert row["state"] == "succeeded", said
+    assert f"] disk full on {videos.resolve() / (video.stem + '.files')}" in said, said
+    assert "catalogued as video 1" in said and "Traceback" not in said, said
+    assert "sheet.png" in thumbnails, thumbnails
