@@ -10,6 +10,7 @@ from typing import Any
 
 from storage.db import write_tx
 from storage.policy import decide
+from storage.space import WAITS_FOR_SPACE, space_wait
 from storage.workers import WorkerIdentity
 
 PROGRESS_FIELDS = (
@@ -140,14 +141,16 @@ def finish(conn: sqlite3.Connection, attempt_id: int, outcome: Outcome, now: flo
                 attempt_id,
             ),
         )
-        new_state, reason, extra = _job_transition(job, outcome, now)
+        new_state, reason, extra = _job_transition(job, dict(attempt), outcome, now)
         sets = {"state": new_state, "state_reason": reason, **extra}
         assignments = ", ".join(f"{k} = :{k}" for k in sets)
         conn.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", {**sets, "id": job["id"]})
     return new_state
 
 
-def _job_transition(job: dict[str, Any], outcome: Outcome, now: float) -> tuple[str, str | None, dict[str, Any]]:
+def _job_transition(
+    job: dict[str, Any], attempt: dict[str, Any], outcome: Outcome, now: float
+) -> tuple[str, str | None, dict[str, Any]]:
     if outcome.state == "succeeded":
         done = {"finished_at": now, "output_path": outcome.output_path, "failure_class": None, "cancel_requested": 0}
         return "succeeded", None, done
@@ -159,9 +162,11 @@ def _job_transition(job: dict[str, Any], outcome: Outcome, now: float) -> tuple[
         return "queued", f"requeued: {outcome.message or 'the worker stopped it'}", {"queued_at": now}
     decision = decide(job, failure, outcome.message + rank if outcome.message else rank.strip())
     if decision.retry:
-        return (
-            "queued",
-            decision.reason,
-            {"not_before": now + decision.delay_s, "retries_used": job["retries_used"] + 1, "queued_at": now},
-        )
+        extra = {"not_before": now + decision.delay_s, "retries_used": job["retries_used"] + 1, "queued_at": now}
+        if failure != WAITS_FOR_SPACE:
+            return "queued", decision.reason, extra
+        # Kept on the queued job, so that the claim leaves it until there is room (storage/space.py).
+        extra["failure_class"] = failure
+        wait = space_wait(outcome.message, attempt["save_file"], attempt["log_dir"])
+        return "queued", wait.note() if wait is not None and not wait.ready else decision.reason, extra
     return "failed", decision.reason, {"finished_at": now, "failure_class": failure}

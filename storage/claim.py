@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.db import write_tx
+from storage.space import WAITS_FOR_SPACE, space_wait
 from storage.workers import WorkerIdentity, is_paused
 
 # A job at the head of the queue that has waited this long for GPUs stops smaller jobs behind it from
@@ -16,8 +17,9 @@ from storage.workers import WorkerIdentity, is_paused
 RESERVE_AFTER_S = 600.0
 
 _CANDIDATES = """
-SELECT j.id, j.gpus, j.nodes, j.queued_at, j.state_reason, j.attempts_count
-FROM jobs j
+SELECT j.id, j.gpus, j.nodes, j.queued_at, j.state_reason, j.attempts_count, j.failure_class,
+       a.failure_message, a.save_file, a.log_dir
+FROM jobs j LEFT JOIN attempts a ON a.id = j.current_attempt_id
 WHERE j.state = 'queued' AND j.held = 0 AND j.cancel_requested = 0
   AND (j.not_before IS NULL OR j.not_before <= ?)
   AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.after_id
@@ -70,6 +72,11 @@ def claim_next(
             job = dict(row)
             if only_jobs is not None and job["id"] not in only_jobs:
                 continue
+            if job["failure_class"] == WAITS_FOR_SPACE:
+                wait = space_wait(job["failure_message"], job["save_file"], job["log_dir"])
+                if wait is not None and not wait.ready:
+                    reasons[job["id"]] = wait.note()  # and jobs behind it may run: they may write elsewhere
+                    continue
             if job["nodes"] != 1:
                 reasons[job["id"]] = f"never: needs {job['nodes']} nodes; the worker runs single-node jobs only"
                 continue
@@ -116,8 +123,8 @@ def claim_next(
         )
         attempt_id = int(cur.lastrowid or 0)
         updated = conn.execute(
-            "UPDATE jobs SET state = 'running', state_reason = NULL, started_at = ?, current_attempt_id = ?, "
-            "attempts_count = ? WHERE id = ? AND state = 'queued'",
+            "UPDATE jobs SET state = 'running', state_reason = NULL, failure_class = NULL, started_at = ?, "
+            "current_attempt_id = ?, attempts_count = ? WHERE id = ? AND state = 'queued'",
             (now, attempt_id, number, job["id"]),
         ).rowcount
         if updated != 1:  # cannot happen under the write lock; refuse loudly rather than run a job twice

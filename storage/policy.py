@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from storage.space import WAITS_FOR_SPACE
+
 MAX_BACKOFF_S = 3600.0
 
 HINTS: dict[str, str] = {
@@ -14,7 +16,7 @@ HINTS: dict[str, str] = {
     "killed": "a signal from outside stopped a rank (a person, a time limit, or the kernel's OOM killer)",
     "engine_error": "the engine raised an error; see flf2v logs ID --all",
     "worker_lost": "the worker stopped while the job ran and its processes were gone",
-    # Not in the default --retry-on: a retry would fail the same way until someone frees space.
+    # Said once its retries are spent; until then it waits, queued, for room (storage/space.py).
     "disk_full": "free space where it says (or move FLF2V_HOME) and run flf2v retry ID",
 }
 
@@ -27,11 +29,18 @@ class Decision:
 
 
 def decide(job: dict[str, Any], failure_class: str, message: str = "") -> Decision:
-    """Retry when the class is in the job's retry_on and retries remain; user_input never is."""
+    """Retry when the class is in the job's retry_on and retries remain; user_input never is. disk_full is
+    retried whatever retry_on says while retries remain, with no back-off: it waits for room instead (the
+    claim does not take it until the disk that was full has room again), so a retry is not spent on a disk
+    that is still full."""
     retry_on = {c for c in str(job.get("retry_on") or "").split(",") if c}
+    if failure_class == WAITS_FOR_SPACE:
+        retry_on.add(failure_class)
     used = int(job.get("retries_used") or 0)
     limit = int(job.get("max_retries") or 0)
     detail = f"{failure_class}: {message}" if message else failure_class
+    if failure_class == WAITS_FOR_SPACE and used < limit:
+        return Decision(True, 0.0, f"retry {used + 1} of {limit} once there is room, after {detail}")
     if failure_class != "user_input" and failure_class in retry_on and used < limit:
         delay = min(MAX_BACKOFF_S, float(job.get("retry_backoff") or 0) * (2**used))
         return Decision(True, delay, f"retry {used + 1} of {limit} in {delay:.0f} s after {detail}")

@@ -59,7 +59,8 @@ def start_worker(home: Path, log: Path, *args: str, engine: str | None = None) -
 def test_the_worker_rides_out_a_full_home_disk_mid_render(qhome, tiny_ckpt, qframes, tmp_path):
     log = tmp_path / "worker.log"
     with small_tmpfs(qhome, "16m"):
-        job = submit(qhome, tiny_ckpt, qframes, "--prompt", "a small blue bird takes off", *SLOW)
+        # No retries: a retry would wait for room and then render again (test_a_full_videos_disk... has that).
+        job = submit(qhome, tiny_ckpt, qframes, "--prompt", "a small blue bird takes off", "--retries", "0", *SLOW)
         worker = start_worker(qhome, log)
         try:
             wait_for(lambda: ((attempt_rows(qhome, job) or [{}])[0].get("step") or 0) >= 2, what="denoising")
@@ -82,7 +83,7 @@ def test_the_worker_rides_out_a_full_home_disk_mid_render(qhome, tiny_ckpt, qfra
     assert said.count("] disk full on") == 1 and "storage works again after" in said, said
     assert "Traceback" not in said, said
     # The home's disk filled: the render could write neither its events nor its exit status. It is not the
-    # network's fault, and not retried (a retry would fail the same way until space is freed).
+    # network's fault; with no retries left it fails, saying how to go on.
     assert (row["state"], row["failure_class"], len(attempts)) == ("failed", "disk_full", 1), said
     assert f"disk full on {qhome.resolve()}" in attempts[0]["failure_message"]
     assert "flf2v retry" in row["state_reason"]
@@ -126,22 +127,40 @@ def test_a_render_outlives_a_full_database_disk_and_the_worker_stopped_on_it(qho
     assert (row["state"], attempt["state"], attempt["step"]) == ("succeeded", "succeeded", 80), again_log.read_text()
 
 
-def test_a_full_videos_disk_is_disk_full_with_one_line_and_not_retried(qhome, tiny_ckpt, qframes, tmp_path):
+def test_a_full_videos_disk_is_disk_full_in_one_line_and_the_job_waits_for_room(qhome, tiny_ckpt, qframes, tmp_path):
+    """disk_full is retried only once the disk has room: until then the job waits, queued, and says for what;
+    no worker takes it (and spends a retry on it) while the disk is still full."""
     videos = qhome / "videos"
-    with small_tmpfs(videos, "256k"):
-        fill(videos)  # (the unit tests of the writer cover disks with some room left)
+    with small_tmpfs(videos, "4m"):
+        ballast = fill(videos)  # (the unit tests of the writer cover disks with some room left)
         job = submit(qhome, tiny_ckpt, qframes, "--prompt", "a small blue bird takes off", "--retries", "2", *QUICK)
         run = flf2v(qhome, "worker", "--once", "--cpu-slots", "1", timeout=300)
         assert run.returncode == 0, run.stdout + run.stderr
         row, attempts = job_row(qhome, job), attempt_rows(qhome, job)
         leftovers = [p.name for p in videos.iterdir() if p.name != "ballast"]
-    assert (row["state"], row["failure_class"], len(attempts)) == ("failed", "disk_full", 1), run.stdout
+        # Still full: another worker leaves the job where it is.
+        again = flf2v(qhome, "worker", "--once", "--cpu-slots", "1", timeout=300)
+        assert again.returncode == 0 and f"still queued: {job} " in again.stdout, again.stdout + again.stderr
+        waiting, tried = job_row(qhome, job), len(attempt_rows(qhome, job))
+        listed = flf2v(qhome, "ls").stdout
+        ballast.unlink()
+        last = flf2v(qhome, "worker", "--once", "--cpu-slots", "1", timeout=300)
+        assert last.returncode == 0, last.stdout + last.stderr
+        done, attempts_after = job_row(qhome, job), attempt_rows(qhome, job)
+    assert (row["state"], row["failure_class"], row["retries_used"], len(attempts)) == ("queued", "disk_full", 1, 1)
+    assert attempts[0]["failure_class"] == "disk_full", run.stdout
     message = attempts[0]["failure_message"]
     # One line naming the folder, what is free and what is needed; not ffmpeg's banner, not a lost peer.
     assert message.startswith(f"no space left in {qhome.resolve() / 'videos'} for ") and "\n" not in message
     assert " free, about " in message and " needed" in message and len(message) < 300, message
     assert attempts[0]["failing_rank"] == 0 and "comm" not in row["state_reason"]
     assert leftovers == []  # no partial file either
+    # Waiting: the NOTE says for what (at least the 1 MiB under which a disk counts as full).
+    assert (waiting["state"], tried) == ("queued", 1), again.stdout
+    note = f"waits for space: 0 B free on {qhome.resolve() / 'videos'}, about 1.0 MiB needed"
+    assert waiting["state_reason"] == note and note in listed, listed
+    assert (done["state"], len(attempts_after), done["retries_used"]) == ("succeeded", 2, 1), last.stdout
+    assert done["failure_class"] is None and Path(done["output_path"]).parent == qhome.resolve() / "videos"
 
 
 def test_a_writer_killed_mid_save_leaves_no_partial_and_verify_reports_strays(qhome, stub_ckpt, qframes, tmp_path):
