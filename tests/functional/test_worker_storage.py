@@ -149,9 +149,9 @@ def test_a_render_whose_start_was_not_recorded_is_said_truthfully_on_the_way_out
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
                              env=env_for(qhome, SCRIPTED))  # fmt: skip
     try:
-        if lock == "unlocked":
+        if lock == "unlocked":  # the render ends only once re-attached (never while nobody watches it)
             wait_for(lambda: attempt_rows(qhome, job)[0]["worker_pid"] == after.pid, what="the re-attach")
-        gate.touch()
+            gate.touch()
         out, _ = after.communicate(timeout=120)
     finally:
         if after.poll() is None:
