@@ -123,7 +123,7 @@ async def _open_big_log(home: Path, job_id: int, last: str) -> tuple[float, floa
     from textual.widgets import TabbedContent
 
     from flf2v_tui.tui.app import Flf2vApp
-    from flf2v_tui.tui.logview import LogView
+    from flf2v_tui.tui.widgets.logview import LogView
 
     faulthandler.dump_traceback_later(120, exit=True)  # a stuck run says where, instead of hanging the bench
     app = Flf2vApp(home)

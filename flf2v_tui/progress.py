@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from flf2v_tui.render import display_state
+from flf2v_tui.job_text import display_state
 from flf2v_tui.term import duration, inert_row, use_colour
 from storage.jobs import list_jobs
 from storage.schema import FINISHED_STATES

@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.recipe import RECIPE_FLAGS, read_recipe
 from flf2v_tui.catalogue.media import VideoCheckError, check_video, make_thumbnails, sha256_file
-from storage.catalog import add_video, require_video, update_user_fields
+from storage.catalogue import add_video, require_video, update_user_fields
 from storage.errors import storage_fault
 
 # Recipe keys that are also columns of their own (the recipe's name first, the column's second).

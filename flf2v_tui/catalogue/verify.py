@@ -11,7 +11,7 @@ import psutil
 
 from engine.mp4 import PARTIAL_NAME
 from flf2v_tui.catalogue.media import sha256_file
-from storage.catalog import all_videos
+from storage.catalogue import all_videos
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import typer
 
 from engine.errors import BadInputError
 from flf2v_tui.commands.common import handles_errors, open_home, parse_ids, print_json
-from flf2v_tui.render import LS_STATES, ls_json, ls_text, show_json, show_text
+from flf2v_tui.job_text import LS_STATES, ls_json, ls_text, show_json, show_text
 from flf2v_tui.term import echo, terminal_width
 from flf2v_tui.worker import KILL_GRACE_S
 from storage import ops

@@ -140,8 +140,8 @@ def demo(
 ) -> None:
     """Render a tiny first-last-frame video through the queue: checkpoint, frames, submit, worker, mp4."""
     from flf2v_tui import demo as d
+    from flf2v_tui.job_text import show_text
     from flf2v_tui.progress import follow_jobs
-    from flf2v_tui.render import show_text
     from flf2v_tui.submission import QueueOptions, build_specs
     from flf2v_tui.tiny import ensure_tiny_checkpoint, tiny_ready
     from storage.jobs import attempts_of, insert_jobs, require_job

@@ -23,7 +23,7 @@ from flf2v_tui.commands.options import (
     with_queue_options,
 )
 from flf2v_tui.term import echo, terminal_width
-from storage.catalog import SORTS, VideoFilter, delete_video, require_video, search
+from storage.catalogue import SORTS, VideoFilter, delete_video, require_video, search
 
 
 def save_user_fields(conn: Any, video_id: int, **changes: Any) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from textual.screen import Screen
 
 from engine.errors import BadInputError
 from flf2v_tui.submission import retry_job
-from flf2v_tui.tui.confirm import ConfirmScreen
 from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.screens.confirm import ConfirmScreen
 from flf2v_tui.tui.text import notify_plain
 from flf2v_tui.worker import KILL_GRACE_S
 from storage import ops

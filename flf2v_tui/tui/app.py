@@ -15,12 +15,12 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from flf2v_tui.gpus import GpuSource, default_source
-from flf2v_tui.live.machine import MachineMonitor
-from flf2v_tui.tui.dashboard import DashboardScreen
+from flf2v_tui.screen_data.machine import MachineMonitor
 from flf2v_tui.tui.db import Db
-from flf2v_tui.tui.jobscreen import JobScreen
-from flf2v_tui.tui.submit import SubmitScreen
-from flf2v_tui.tui.videos import VideosScreen
+from flf2v_tui.tui.screens.dashboard import DashboardScreen
+from flf2v_tui.tui.screens.job import JobScreen
+from flf2v_tui.tui.screens.submit import SubmitScreen
+from flf2v_tui.tui.screens.videos import VideosScreen
 from storage.db import STORAGE_ERRORS
 from storage.paths import Home
 from storage.workers import gpu_holders
@@ -84,7 +84,7 @@ class Flf2vApp(App[None]):
         self.push_screen(VideosScreen())
 
     def open_submit(self, prefill: dict[str, str] | None = None) -> None:
-        """The submit form, empty or prefilled with field texts (live.form.prefill_from_job makes them)."""
+        """The submit form, empty or prefilled with field texts (screen_data.form.prefill_from_job makes them)."""
 
         def done(ids: list[int] | None) -> None:
             if ids:

@@ -16,7 +16,7 @@ from PIL import Image
 from engine.recipe import read_recipe
 from engine.tasks import FLF2V_NEG_PROMPT
 from engine.telemetry import read_events
-from storage.catalog import get_video
+from storage.catalogue import get_video
 from storage.db import connect
 from storage.spec import ENGINE_FLAGS
 from tests.functional.queue_helpers import SCRIPTED, flf2v, job_row, start_worker, stop, wait_for

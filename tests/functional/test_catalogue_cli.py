@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.catalog import get_video
+from storage.catalogue import get_video
 from storage.db import connect
 from tests.functional.catalogue_world import add_videos
 from tests.functional.queue_helpers import REPO, env_for, flf2v, job_row

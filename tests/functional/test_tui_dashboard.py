@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
-from flf2v_tui.tui.dashboard import DashboardScreen
-from flf2v_tui.tui.jobtable import JobTable
+from flf2v_tui.tui.screens.dashboard import DashboardScreen
+from flf2v_tui.tui.widgets.jobtable import JobTable
 from storage.attempts import write_progress
 from storage.db import connect
 from storage.jobs import get_job

@@ -7,8 +7,8 @@ import asyncio
 import json
 
 from flf2v_tui.gpus import FakeSource
-from flf2v_tui.tui.gpupanel import GpuPanel, GpuRowView
-from flf2v_tui.tui.spark import ScaledSparkline
+from flf2v_tui.tui.widgets.gpupanel import GpuPanel, GpuRowView
+from flf2v_tui.tui.widgets.spark import ScaledSparkline
 from storage.db import connect, write_tx
 from tests.functional.tui_world import screen_text, settle
 

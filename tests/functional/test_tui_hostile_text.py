@@ -10,9 +10,9 @@ import re
 import pytest
 
 from flf2v_tui.catalogue.record import save_user_fields
-from flf2v_tui.tui.jobscreen import JobScreen
-from flf2v_tui.tui.jobtable import JobTable
-from flf2v_tui.tui.videos import VideosScreen
+from flf2v_tui.tui.screens.job import JobScreen
+from flf2v_tui.tui.screens.videos import VideosScreen
+from flf2v_tui.tui.widgets.jobtable import JobTable
 from storage.db import connect, write_tx
 from tests.functional.catalogue_world import add_videos
 from tests.functional.queue_helpers import flf2v

@@ -10,10 +10,10 @@ import time
 from textual.widgets import TabbedContent
 
 import engine.telemetry
-from flf2v_tui.live.telemetry import JobTelemetry
-from flf2v_tui.tui.jobscreen import JobScreen
-from flf2v_tui.tui.logpane import LogPane
-from flf2v_tui.tui.logview import LogView
+from flf2v_tui.screen_data.telemetry import JobTelemetry
+from flf2v_tui.tui.screens.job import JobScreen
+from flf2v_tui.tui.widgets.logpane import LogPane
+from flf2v_tui.tui.widgets.logview import LogView
 from tests.functional.tui_world import HOSTILE, NOW, log_line, screen_text, settle
 
 

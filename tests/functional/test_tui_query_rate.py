@@ -13,7 +13,7 @@ import time
 from flf2v_tui.gpus import FakeSource
 from flf2v_tui.tui import db as tui_db
 from flf2v_tui.tui.app import Flf2vApp
-from flf2v_tui.tui.jobtable import JobTable
+from flf2v_tui.tui.widgets.jobtable import JobTable
 from tests.functional.tui_world import STATES, settle
 
 GIB = 1 << 30

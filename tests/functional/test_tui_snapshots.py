@@ -9,13 +9,13 @@ import json
 from textual.widgets import DataTable, Input, TextArea
 
 from flf2v_tui.gpus import FakeSource
-from flf2v_tui.live.form import prefill_from_job
+from flf2v_tui.screen_data.form import prefill_from_job
 from flf2v_tui.tui.images import load_picture
-from flf2v_tui.tui.jobscreen import JobScreen
-from flf2v_tui.tui.jobtable import JobTable
-from flf2v_tui.tui.logview import LogView
-from flf2v_tui.tui.submit import SubmitScreen
-from flf2v_tui.tui.videos import VideosScreen
+from flf2v_tui.tui.screens.job import JobScreen
+from flf2v_tui.tui.screens.submit import SubmitScreen
+from flf2v_tui.tui.screens.videos import VideosScreen
+from flf2v_tui.tui.widgets.jobtable import JobTable
+from flf2v_tui.tui.widgets.logview import LogView
 from storage.db import connect
 from storage.jobs import get_job
 from tests.functional.catalogue_world import add_videos

@@ -6,10 +6,10 @@ import asyncio
 
 from textual.widgets import Checkbox, Input, Static, TextArea
 
-from flf2v_tui.live.form import prefill_from_job
-from flf2v_tui.tui.dashboard import DashboardScreen
-from flf2v_tui.tui.jobtable import JobTable
-from flf2v_tui.tui.submit import SubmitScreen
+from flf2v_tui.screen_data.form import prefill_from_job
+from flf2v_tui.tui.screens.dashboard import DashboardScreen
+from flf2v_tui.tui.screens.submit import SubmitScreen
+from flf2v_tui.tui.widgets.jobtable import JobTable
 from storage.db import connect
 from storage.jobs import get_job
 from tests.functional.tui_world import STATES, settle

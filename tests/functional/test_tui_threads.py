@@ -12,10 +12,10 @@ import threading
 
 import pytest
 
-from flf2v_tui.tui.jobscreen import JobScreen
-from flf2v_tui.tui.jobtable import JobTable
-from flf2v_tui.tui.logview import LogView
-from flf2v_tui.tui.videos import VideosScreen
+from flf2v_tui.tui.screens.job import JobScreen
+from flf2v_tui.tui.screens.videos import VideosScreen
+from flf2v_tui.tui.widgets.jobtable import JobTable
+from flf2v_tui.tui.widgets.logview import LogView
 from tests.functional.catalogue_world import add_videos
 from tests.functional.tui_world import STATES, settle
 

@@ -12,14 +12,14 @@ from types import SimpleNamespace
 
 from textual.widgets import Checkbox, DataTable, Input, TextArea
 
-from flf2v_tui.tui import videos as videos_screen
-from flf2v_tui.tui.dashboard import DashboardScreen
-from flf2v_tui.tui.jobtable import JobTable
-from flf2v_tui.tui.player import PlayerScreen
-from flf2v_tui.tui.submit import SubmitScreen
-from flf2v_tui.tui.videogrid import VideoGrid, VideoTile
-from flf2v_tui.tui.videos import VideosScreen
-from storage.catalog import get_video
+from flf2v_tui.tui.screens import videos as videos_screen
+from flf2v_tui.tui.screens.dashboard import DashboardScreen
+from flf2v_tui.tui.screens.player import PlayerScreen
+from flf2v_tui.tui.screens.submit import SubmitScreen
+from flf2v_tui.tui.screens.videos import VideosScreen
+from flf2v_tui.tui.widgets.jobtable import JobTable
+from flf2v_tui.tui.widgets.videogrid import VideoGrid, VideoTile
+from storage.catalogue import get_video
 from storage.db import connect
 from tests.functional.catalogue_world import add_videos
 from tests.functional.tui_world import STATES, screen_text, settle

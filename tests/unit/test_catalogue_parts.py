@@ -12,8 +12,8 @@ from engine.tasks import FLF2V_NEG_PROMPT
 from flf2v_tui.catalogue.media import VideoCheckError, check_video, make_thumbnails, sheet_indices
 from flf2v_tui.catalogue.rerun import recipe_values
 from flf2v_tui.commands.videos import parse_when
-from flf2v_tui.live.catalogue_view import next_sort, prefill_from_video, read_videos, recipe_rows, row_cells
-from storage.catalog import VideoFilter, add_video, fts_query, get_video, search, update_user_fields
+from flf2v_tui.screen_data.catalogue_view import next_sort, prefill_from_video, read_videos, recipe_rows, row_cells
+from storage.catalogue import VideoFilter, add_video, fts_query, get_video, search, update_user_fields
 
 
 def row(n: int, **extra: object) -> dict:

@@ -1,4 +1,4 @@
-"""The submit form (live.form, without its widgets) says a storage error as `flf2v submit` does: the cause,
+"""The submit form (screen_data.form, without its widgets) says a storage error as `flf2v submit` does: the cause,
 where, and for a full disk what is free and about what the job needs. The disk is a small tmpfs the test
 mounts and fills (root only; skipped with the reason elsewhere)."""
 
@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from flf2v_tui.live import form
+from flf2v_tui.screen_data import form
 from storage.db import connect
 from storage.paths import Home
 from tests.disk_helpers import fill, small_tmpfs

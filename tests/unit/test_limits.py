@@ -15,9 +15,9 @@ from engine.checks import _safetensors_problem
 from engine.errors import BadInputError
 from engine.limits import ENGINE_BOUNDS, INT64_MAX, SEED, Bound, shown, text_problem
 from flf2v_tui.gpus import FakeSource, GpuUnavailable
-from flf2v_tui.live.form import field_for
 from flf2v_tui.rank_capacity import check_fits_here, cpu_cores, rank_capacity
 from flf2v_tui.save_target import HomeFolders, check_save_target
+from flf2v_tui.screen_data.form import field_for
 from flf2v_tui.submission import parse_seeds
 from flf2v_tui.worker.pool import Pool, PoolError
 from storage.paths import Home

@@ -9,9 +9,9 @@ import re
 import pytest
 
 from flf2v_tui.gpus import FakeSource, GpuUnavailable
-from flf2v_tui.live import form, queue_view
-from flf2v_tui.live.machine import MachineMonitor
-from flf2v_tui.live.queue_view import (
+from flf2v_tui.screen_data import form, queue_view
+from flf2v_tui.screen_data.machine import MachineMonitor
+from flf2v_tui.screen_data.queue_view import (
     MAX_ROWS,
     JobFilter,
     bar,
@@ -21,9 +21,9 @@ from flf2v_tui.live.queue_view import (
     status_line,
     within_rows,
 )
-from flf2v_tui.live.telemetry import JobTelemetry, progress_of
-from flf2v_tui.tui.logview import styled_line
-from flf2v_tui.tui.spark import spark_text
+from flf2v_tui.screen_data.telemetry import JobTelemetry, progress_of
+from flf2v_tui.tui.widgets.logview import styled_line
+from flf2v_tui.tui.widgets.spark import spark_text
 from storage.db import write_tx
 from storage.jobs import get_job
 from storage.workers import set_paused

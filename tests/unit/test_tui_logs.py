@@ -8,10 +8,10 @@ import threading
 
 import pytest
 
-from flf2v_tui.live import lineindex
-from flf2v_tui.live.lineindex import FileLines, LineIndex
-from flf2v_tui.live.merged import MergedLines, tail_offset
 from flf2v_tui.logs import Follower
+from flf2v_tui.screen_data import lineindex
+from flf2v_tui.screen_data.lineindex import FileLines, LineIndex
+from flf2v_tui.screen_data.merged import MergedLines, tail_offset
 
 
 def _write(path, lines, end="\n"):

@@ -10,12 +10,12 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from flf2v_tui.live.queue_view import JobFilter, QueueSnapshot, read_snapshot, status_line
+from flf2v_tui.screen_data.queue_view import JobFilter, QueueSnapshot, read_snapshot, status_line
 from flf2v_tui.tui import actions
 from flf2v_tui.tui.db import deliver
-from flf2v_tui.tui.gpupanel import GpuPanel
-from flf2v_tui.tui.jobtable import JobTable
 from flf2v_tui.tui.text import notify_plain, plain
+from flf2v_tui.tui.widgets.gpupanel import GpuPanel
+from flf2v_tui.tui.widgets.jobtable import JobTable
 from storage.db import STORAGE_ERRORS
 
 if TYPE_CHECKING:

@@ -19,13 +19,20 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from engine.errors import BadInputError
 from flf2v_tui.catalogue.player import player_command
 from flf2v_tui.catalogue.record import save_user_fields
-from flf2v_tui.live.catalogue_view import SORT_NAMES, next_sort, prefill_from_video, read_videos, recipe_rows, row_cells
+from flf2v_tui.screen_data.catalogue_view import (
+    SORT_NAMES,
+    next_sort,
+    prefill_from_video,
+    read_videos,
+    recipe_rows,
+    row_cells,
+)
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.images import load_picture, picture_class
-from flf2v_tui.tui.jobtable import KeyedTable
-from flf2v_tui.tui.player import PlayerScreen
+from flf2v_tui.tui.screens.player import PlayerScreen
 from flf2v_tui.tui.text import notify_plain, plain
-from flf2v_tui.tui.videogrid import VideoGrid
+from flf2v_tui.tui.widgets.jobtable import KeyedTable
+from flf2v_tui.tui.widgets.videogrid import VideoGrid
 from storage.db import STORAGE_ERRORS
 
 if TYPE_CHECKING:

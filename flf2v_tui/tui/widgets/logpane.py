@@ -11,10 +11,10 @@ from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.widgets import Input, Static, TabbedContent, TabPane
 
-from flf2v_tui.live.lineindex import FileLines
-from flf2v_tui.live.merged import MergedLines
-from flf2v_tui.tui.logview import LogView
+from flf2v_tui.screen_data.lineindex import FileLines
+from flf2v_tui.screen_data.merged import MergedLines
 from flf2v_tui.tui.text import plain
+from flf2v_tui.tui.widgets.logview import LogView
 
 TORCHRUN_LOG = "torchrun.log"
 

@@ -13,10 +13,10 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from engine.diskspace import human_size
-from flf2v_tui.live.machine import MachineMonitor, MachineSample
-from flf2v_tui.live.queue_view import bar
+from flf2v_tui.screen_data.machine import MachineMonitor, MachineSample
+from flf2v_tui.screen_data.queue_view import bar
 from flf2v_tui.tui.db import deliver
-from flf2v_tui.tui.spark import ScaledSparkline
+from flf2v_tui.tui.widgets.spark import ScaledSparkline
 
 BAR = 12
 

@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from flf2v_tui.render import LS_STATES, display_state, gpus_text, short_prompt
+from flf2v_tui.job_text import LS_STATES, display_state, gpus_text, short_prompt
 from flf2v_tui.term import duration, one_line
 from storage.db import read_tx
 from storage.jobs import count_by_state, list_jobs, unfinished_work

@@ -10,8 +10,8 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from flf2v_tui.live.queue_view import COLUMNS, QueueSnapshot, job_cells
-from flf2v_tui.render import STATE_COLOURS
+from flf2v_tui.job_text import STATE_COLOURS
+from flf2v_tui.screen_data.queue_view import COLUMNS, QueueSnapshot, job_cells
 from flf2v_tui.tui.text import plain
 
 _RIGHT = {"id", "gpus", "s/it", "eta", "age"}

@@ -20,16 +20,16 @@ from textual.worker import get_current_worker
 
 from engine.diskspace import human_size
 from engine.errors import BadInputError
-from flf2v_tui.live.form import prefill_from_job
-from flf2v_tui.live.telemetry import JobTelemetry, ProgressInfo, StageSpan, progress_of
-from flf2v_tui.render import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, display_state, job_params, with_worker
+from flf2v_tui.job_text import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, display_state, job_params, with_worker
+from flf2v_tui.screen_data.form import prefill_from_job
+from flf2v_tui.screen_data.telemetry import JobTelemetry, ProgressInfo, StageSpan, progress_of
 from flf2v_tui.term import duration, inert_row, one_line
 from flf2v_tui.tui import actions
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.images import load_picture, picture_class
-from flf2v_tui.tui.logpane import LogPane
-from flf2v_tui.tui.spark import ScaledSparkline
 from flf2v_tui.tui.text import plain
+from flf2v_tui.tui.widgets.logpane import LogPane
+from flf2v_tui.tui.widgets.spark import ScaledSparkline
 from storage.db import STORAGE_ERRORS
 from storage.jobs import attempts_of, require_job
 

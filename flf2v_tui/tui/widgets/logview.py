@@ -21,7 +21,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.worker import get_current_worker
 
-from flf2v_tui.live.merged import rank_of
+from flf2v_tui.screen_data.merged import rank_of
 from flf2v_tui.term import inert
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.text import notify_plain

@@ -1,4 +1,4 @@
-"""The submit form. Checked by the same code as `flf2v submit` (live.form -> submission.build_specs), with each
+"""The submit form. Checked by the same code as `flf2v submit` (screen_data.form -> submission.build_specs), with each
 message shown under the field it is about. Opened empty, or prefilled from a job (`SubmitScreen(prefill)`)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from textual.suggester import Suggester
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static, TextArea
 
 from engine.tasks import SOLVERS, TASKS
-from flf2v_tui.live import form
+from flf2v_tui.screen_data import form
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.text import plain
 from storage.db import STORAGE_ERRORS

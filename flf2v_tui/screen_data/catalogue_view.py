@@ -9,9 +9,9 @@ from engine.diskspace import human_size
 from engine.tasks import TASKS
 from flf2v_tui.catalogue.rerun import recipe_gpus, recipe_values
 from flf2v_tui.catalogue.views import stars
-from flf2v_tui.live.form import SWITCHES, prefill_from_job
+from flf2v_tui.screen_data.form import SWITCHES, prefill_from_job
 from flf2v_tui.term import clock, duration, inert_row, one_line
-from storage.catalog import VideoFilter, search
+from storage.catalogue import VideoFilter, search
 
 SORT_CYCLE = ("new", "rating", "old", "prompt")
 SORT_NAMES = {"new": "newest first", "rating": "best rated first", "old": "oldest first", "prompt": "by prompt"}
