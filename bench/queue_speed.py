@@ -29,11 +29,10 @@ sys.path.insert(0, str(REPO))
 
 from storage.db import connect, write_tx  # noqa: E402
 from storage.paths import Home  # noqa: E402
+from storage.states import FINISHED, QUEUED, RUNNING  # noqa: E402
 from tests.functional.engine_helpers import draw_frame  # noqa: E402
 from tests.functional.queue_helpers import SCRIPTED, write_stub_checkpoint  # noqa: E402
 from tests.functional.queue_helpers import env_for as _env_for  # noqa: E402
-
-STATES = ("succeeded", "failed", "cancelled", "queued", "running")
 
 
 def env_for(home: Path, engine: str | None = None) -> dict[str, str]:
@@ -50,7 +49,7 @@ def fill(home: Path, count: int, finished_share: float) -> None:
     rows = []
     for n in range(count):
         finished = n < count * finished_share
-        state = STATES[n % 3] if finished else ("running" if n % 50 == 0 else "queued")
+        state = FINISHED[n % 3] if finished else (RUNNING if n % 50 == 0 else QUEUED)
         rows.append((n + 1, state, n + 1, f"a prompt about bird number {n} flying over the sea at dawn", now - n,
                      now - n, now - n if finished else None, json.dumps(["bench"])))  # fmt: skip
     with write_tx(conn):

@@ -9,11 +9,10 @@ from typing import Any
 from engine.diskspace import human_size
 from engine.telemetry import STAGES
 from flf2v_tui.term import age, clock, duration, inert_row, one_line, table
+from storage.states import ACTIVE, STARTED, WAITING
 from storage.workers import process_alive
 
 PROMPT_WIDTH = 32
-# The states a person filters by (held and interrupted are shown as states of their own).
-LS_STATES = ("queued", "held", "running", "interrupted", "succeeded", "failed", "cancelled")
 STATE_COLOURS = {
     "queued": None,
     "held": "dim",
@@ -32,7 +31,7 @@ def display_state(job: dict[str, Any]) -> str:
     state = job["state"]
     if state == "queued" and (job.get("held") or job.get("waiting_on")):
         return "held"  # as the design card has it: a user hold, or an unmet dependency
-    if state in ("running", "interrupted") and job.get("cancel_requested"):
+    if state in STARTED and job.get("cancel_requested"):
         return "cancelling"
     if (
         state == "running"
@@ -51,7 +50,7 @@ def with_worker(job: dict[str, Any], attempts: list[dict[str, Any]]) -> dict[str
 def note(job: dict[str, Any], now: float) -> str:
     """What the job is doing, or why it is not."""
     state = display_state(job)
-    if state in ("running", "cancelling", "interrupted") and job.get("stage"):
+    if state in ACTIVE and job.get("stage"):
         text = job["stage"]
         if job.get("step") and job.get("steps_total"):
             text += f" {job['step']}/{job['steps_total']}"
@@ -81,7 +80,7 @@ def short_prompt(text: str | None, width: int = PROMPT_WIDTH) -> str:
 
 def gpus_text(job: dict[str, Any], state: str) -> str:
     """The GPUs a running job holds (or its CPU ranks); the number it asks for otherwise."""
-    if state in ("running", "cancelling", "interrupted") and job.get("assigned"):
+    if state in ACTIVE and job.get("assigned"):
         if job.get("device") == "cpu":
             return f"cpu×{job['gpus']}"
         return job["assigned"]
@@ -89,9 +88,9 @@ def gpus_text(job: dict[str, Any], state: str) -> str:
 
 
 def _time(job: dict[str, Any], state: str, now: float) -> str:
-    if state in ("running", "cancelling", "interrupted"):
+    if state in ACTIVE:
         return age(job.get("attempt_started") or job.get("started_at"), now)
-    if state in ("queued", "held"):
+    if state in WAITING:
         return age(job.get("queued_at"), now)
     if job.get("finished_at") and job.get("started_at"):
         return duration(job["finished_at"] - job["started_at"])

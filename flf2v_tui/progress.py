@@ -10,14 +10,14 @@ from typing import Any
 from flf2v_tui.job_text import display_state
 from flf2v_tui.term import duration, inert_row, use_colour
 from storage.jobs import list_jobs
-from storage.schema import FINISHED_STATES
+from storage.states import ACTIVE, FINISHED
 
 POLL_S = 0.25
 
 
 def _describe(job: dict[str, Any]) -> str:
     state = display_state(job)
-    if state not in ("running", "cancelling", "interrupted"):
+    if state not in ACTIVE:
         return state + (f": {job['state_reason']}" if job.get("state_reason") else "")
     text = f"{state} {job.get('stage') or 'starting'}"
     if job.get("step") and job.get("steps_total"):
@@ -57,7 +57,7 @@ def _follow_plain(conn: sqlite3.Connection, ids: list[int], timeout: float, quie
     while True:
         jobs = _poll(conn, ids)
         for job_id, job in jobs.items():
-            if job["state"] in FINISHED_STATES:
+            if job["state"] in FINISHED:
                 if last.get(job_id) != "__final__":
                     print(_final_line(job), flush=True)
                     last[job_id] = "__final__"
@@ -66,7 +66,7 @@ def _follow_plain(conn: sqlite3.Connection, ids: list[int], timeout: float, quie
             if not quiet and key != last.get(job_id):
                 print(f"job {job_id}: {_describe(job)}", flush=True)
             last[job_id] = key
-        if all(j["state"] in FINISHED_STATES for j in jobs.values()):
+        if all(j["state"] in FINISHED for j in jobs.values()):
             return {i: j["state"] for i, j in jobs.items()}
         if timeout and time.monotonic() - started > timeout:
             return None
@@ -97,7 +97,7 @@ def _follow_live(conn: sqlite3.Connection, ids: list[int], timeout: float) -> di
                 if job["state"] == "succeeded" and total:
                     done = total
                 progress.update(tasks[job_id], total=total, completed=done, description=_describe(job))
-            if all(j["state"] in FINISHED_STATES for j in jobs.values()):
+            if all(j["state"] in FINISHED for j in jobs.values()):
                 break
             if timeout and time.monotonic() - started > timeout:
                 return None

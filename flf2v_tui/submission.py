@@ -28,6 +28,7 @@ from storage.jobs import copy_input, require_job
 from storage.ops import requeue
 from storage.paths import Home
 from storage.spec import ENGINE_FLAGS, RETRYABLE_CLASSES, JobSpec, check_values, engine_argv
+from storage.states import FINISHED
 
 PATH_FLAGS = ("first_frame", "last_frame", "ckpt_dir", "save_file")
 MAX_SWEEP = 10_000
@@ -297,7 +298,7 @@ def retry_job(
     """Queue a finished job again with the user's changes (validated like a submit); returns what happened."""
     check_values({"priority": priority})
     job = require_job(conn, job_id)
-    if job["state"] not in ("succeeded", "failed", "cancelled"):
+    if job["state"] not in FINISHED:
         raise BadInputError(f"job {job_id} is {job['state']}; only finished jobs can be retried")
     updates, new_frames = retry_changes(job, given, gpus, home, other_worker)
     copies = _copy_new_frames(home, job, new_frames, updates)

@@ -11,6 +11,7 @@ from typing import Any
 from storage.db import write_tx
 from storage.policy import decide
 from storage.space import WAITS_FOR_SPACE, space_wait
+from storage.states import STARTED, sql_list
 from storage.workers import WorkerIdentity
 
 PROGRESS_FIELDS = (
@@ -100,8 +101,7 @@ def reattach(conn: sqlite3.Connection, attempt_id: int, me: WorkerIdentity) -> b
             (me.host, me.pid, me.started, attempt_id),
         )
         conn.execute(
-            "UPDATE jobs SET state = 'running', state_reason = NULL "
-            "WHERE id = ? AND state IN ('running', 'interrupted')",
+            f"UPDATE jobs SET state = 'running', state_reason = NULL WHERE id = ? AND state IN {sql_list(STARTED)}",
             (row["job_id"],),
         )
     return True

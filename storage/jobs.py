@@ -18,6 +18,7 @@ from engine.errors import BadInputError
 from storage.db import write_tx
 from storage.paths import Home
 from storage.spec import ENGINE_FLAGS, JobSpec
+from storage.states import FINISHED, HELD, UNFINISHED, UNSUCCESSFUL, sql_list
 
 Row = dict[str, Any]
 
@@ -84,7 +85,7 @@ def _check_deps(conn: sqlite3.Connection, after: Iterable[int]) -> None:
         row = conn.execute("SELECT state FROM jobs WHERE id = ?", (dep,)).fetchone()
         if row is None:
             raise BadInputError(f"--after {dep}: there is no job {dep} (see flf2v ls --all)")
-        if row[0] in ("failed", "cancelled"):
+        if row[0] in UNSUCCESSFUL:
             raise BadInputError(f"--after {dep}: job {dep} is {row[0]} and will never succeed; retry it first")
 
 
@@ -199,9 +200,8 @@ FROM jobs j LEFT JOIN attempts a ON a.id = j.current_attempt_id
 
 # Past, present, future: finished jobs by finishing time, then the running ones, then the queue in the
 # order the scheduler will take it.
-_ORDER = """
-ORDER BY CASE j.state WHEN 'succeeded' THEN 0 WHEN 'failed' THEN 0 WHEN 'cancelled' THEN 0
-                      WHEN 'queued' THEN 2 ELSE 1 END,
+_ORDER = f"""
+ORDER BY CASE WHEN j.state IN {sql_list(FINISHED)} THEN 0 WHEN j.state = 'queued' THEN 2 ELSE 1 END,
          CASE WHEN j.state = 'queued' THEN -j.priority ELSE 0 END,
          CASE WHEN j.state = 'queued' THEN j.seq ELSE COALESCE(j.finished_at, j.started_at, 0) END,
          j.id
@@ -223,11 +223,11 @@ def list_jobs(
         parts = []
         # "held" is a queued job the scheduler skips: held by the user, or waiting for a dependency.
         held = f"(j.state = 'queued' AND (j.held OR EXISTS ({_UNMET})))"
-        plain = [s for s in states if s != "held"]
+        plain = [s for s in states if s != HELD]
         if plain:
             parts.append(f"(j.state IN ({','.join('?' * len(plain))}) AND NOT {held})")
             params += plain
-        if "held" in states:
+        if HELD in states:
             parts.append(held)
         where.append("(" + " OR ".join(parts) + ")")
     for label in labels:
@@ -238,9 +238,8 @@ def list_jobs(
         params += list(ids)
     if recent_finished is not None:
         where.append(
-            "(j.state NOT IN ('succeeded', 'failed', 'cancelled') OR j.id IN "
-            "(SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') "
-            "ORDER BY finished_at DESC LIMIT ?))"
+            f"(j.state NOT IN {sql_list(FINISHED)} OR j.id IN "
+            f"(SELECT id FROM jobs WHERE state IN {sql_list(FINISHED)} ORDER BY finished_at DESC LIMIT ?))"
         )
         params.append(recent_finished)
     sql = _LIST_SQL + (" WHERE " + " AND ".join(where) if where else "") + _ORDER
@@ -266,7 +265,7 @@ def unfinished_work(conn: sqlite3.Connection, typical: float, now: float) -> tup
            COALESCE(SUM(CASE WHEN j.state != 'queued' AND a.eta_seconds IS NULL THEN 1 END), 0),
            COALESCE(SUM(CASE WHEN j.state = 'queued' AND NOT j.held AND NOT EXISTS ({_UNMET}) THEN j.gpus END), 0)
     FROM jobs j LEFT JOIN attempts a ON a.id = j.current_attempt_id
-    WHERE j.state IN ('queued', 'running', 'interrupted')
+    WHERE j.state IN {sql_list(UNFINISHED)}
     """
     owed, without_eta, queued_gpus = conn.execute(sql, {"typical": typical, "now": now}).fetchone()
     return float(owed), int(without_eta), int(queued_gpus)
@@ -277,6 +276,6 @@ def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
     counts: dict[str, int] = {}
     sql = f"SELECT state, held OR EXISTS ({_UNMET}) AS h, COUNT(*) FROM jobs j GROUP BY state, h"
     for state, held, n in conn.execute(sql):
-        key = "held" if held and state == "queued" else state
+        key = HELD if held and state == "queued" else state
         counts[key] = counts.get(key, 0) + n
     return counts

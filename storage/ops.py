@@ -14,7 +14,7 @@ from engine.errors import BadInputError
 from storage.db import write_tx
 from storage.jobs import require_job
 from storage.paths import Home
-from storage.schema import FINISHED_STATES
+from storage.states import FINISHED, STARTED
 
 
 def cancel(conn: sqlite3.Connection, job_id: int) -> str:
@@ -29,7 +29,7 @@ def cancel(conn: sqlite3.Connection, job_id: int) -> str:
                 (time.time(), job_id),
             )
             return f"job {job_id} cancelled (it had not started)"
-        if state in ("running", "interrupted"):
+        if state in STARTED:
             conn.execute(
                 "UPDATE jobs SET cancel_requested = 1, state_reason = 'cancel requested' WHERE id = ?", (job_id,)
             )
@@ -67,7 +67,7 @@ def remove(conn: sqlite3.Connection, home: Home, job_id: int, keep_files: bool =
     input copies and logs goes unless keep_files."""
     with write_tx(conn):
         job = require_job(conn, job_id)
-        if job["state"] in ("running", "interrupted"):
+        if job["state"] in STARTED:
             raise BadInputError(f"job {job_id} is {job['state']}; cancel it first (flf2v cancel {job_id})")
         waiting = [
             r[0]
@@ -94,7 +94,7 @@ def requeue(conn: sqlite3.Connection, job_id: int, changes: dict[str, Any]) -> s
     """Queue a finished job again as a new attempt, with `changes` (already validated) applied."""
     with write_tx(conn):
         job = require_job(conn, job_id)
-        if job["state"] not in FINISHED_STATES:
+        if job["state"] not in FINISHED:
             raise BadInputError(
                 f"job {job_id} is {job['state']}; only finished jobs can be retried (cancel it first if you must)"
             )

@@ -7,10 +7,6 @@ users; a test keeps the two equal.
 
 from __future__ import annotations
 
-JOB_STATES = ("queued", "running", "interrupted", "succeeded", "failed", "cancelled")
-FINISHED_STATES = ("succeeded", "failed", "cancelled")
-ATTEMPT_STATES = ("running", "succeeded", "failed", "cancelled", "interrupted")
-
 _V1_QUEUE = """
 CREATE TABLE jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

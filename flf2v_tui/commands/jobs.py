@@ -9,18 +9,19 @@ import typer
 
 from engine.errors import BadInputError
 from flf2v_tui.commands.common import handles_errors, open_home, parse_ids, print_json
-from flf2v_tui.job_text import LS_STATES, ls_json, ls_text, show_json, show_text
+from flf2v_tui.job_text import ls_json, ls_text, show_json, show_text
 from flf2v_tui.term import echo, terminal_width
 from flf2v_tui.worker import KILL_GRACE_S
 from storage import ops
 from storage.jobs import attempts_of, list_jobs, require_job
+from storage.states import LISTED, UNSUCCESSFUL
 from storage.workers import is_paused, live_workers, set_paused
 
 
 @handles_errors
 def ls(
     state: Annotated[
-        list[str] | None, typer.Option("--state", "-s", help=f"only these states: {', '.join(LS_STATES)}")
+        list[str] | None, typer.Option("--state", "-s", help=f"only these states: {', '.join(LISTED)}")
     ] = None,
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="only jobs with this label")] = None,
     all_jobs: Annotated[bool, typer.Option("--all", "-a", help="every finished job too, not just the last 20")] = False,
@@ -28,9 +29,9 @@ def ls(
 ) -> None:
     """List jobs: finished ones first, then running, then the queue in the order it will run."""
     states = [s.strip() for v in (state or []) for s in v.split(",") if s.strip()]
-    unknown = [s for s in states if s not in LS_STATES]
+    unknown = [s for s in states if s not in LISTED]
     if unknown:
-        raise BadInputError(f"unknown state {unknown[0]!r}; choose from {', '.join(LS_STATES)}")
+        raise BadInputError(f"unknown state {unknown[0]!r}; choose from {', '.join(LISTED)}")
     _, conn = open_home()
     recent = None if (all_jobs or states or label) else 20
     jobs = list_jobs(conn, states=states, labels=label or [], recent_finished=recent)
@@ -58,7 +59,7 @@ def show(
         print_json(show_json(job, attempts))
     else:
         typer.echo(show_text(job, attempts))
-    if job["state"] in ("failed", "cancelled"):
+    if job["state"] in UNSUCCESSFUL:
         raise typer.Exit(1)
 
 

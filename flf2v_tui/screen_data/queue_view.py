@@ -7,19 +7,18 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from flf2v_tui.job_text import LS_STATES, display_state, gpus_text, short_prompt
+from flf2v_tui.job_text import display_state, gpus_text, short_prompt
 from flf2v_tui.term import duration, one_line
 from storage.db import read_tx
 from storage.jobs import count_by_state, list_jobs, unfinished_work
+from storage.states import ACTIVE, FAILED, FINISHED, HELD, INTERRUPTED, LISTED, QUEUED, RUNNING, SUCCEEDED
 from storage.workers import is_paused, live_workers
 
 Row = dict[str, Any]
-ACTIVE = ("running", "cancelling", "interrupted")
 RECENT_FINISHED = 200  # finished jobs listed by default; the filter `state:succeeded` reaches all of them
 # Rows in the table at most: 10,000 rows take a DataTable over a second to build, and a queue that long is
 # read through the filter anyway. The status line says how many are left out.
 MAX_ROWS = 500
-FINISHED = ("succeeded", "failed", "cancelled")
 TYPICAL_SAMPLE = 20  # finished jobs whose durations estimate how long a queued one will take
 BAR_WIDTH = 10
 PROMPT_CHARS = 40
@@ -45,16 +44,16 @@ class JobFilter:
                 labels.append(value)
             elif token.startswith("#") and len(token) > 1:
                 labels.append(token[1:])
-            elif token.lower() in LS_STATES:
+            elif token.lower() in LISTED:
                 states.append(token.lower())
             else:
                 words.append(token.lower())
         return cls(tuple(states), tuple(labels), tuple(words))
 
     def problem(self) -> str | None:
-        unknown = [s for s in self.states if s not in LS_STATES]
+        unknown = [s for s in self.states if s not in LISTED]
         if unknown:
-            return f"unknown state {unknown[0]!r}; choose from {', '.join(LS_STATES)}"
+            return f"unknown state {unknown[0]!r}; choose from {', '.join(LISTED)}"
         return None
 
     def matches(self, job: Row) -> bool:
@@ -119,7 +118,7 @@ def read_snapshot(conn: sqlite3.Connection, flt: JobFilter, now: float) -> Queue
     matching = len(jobs)
     jobs = within_rows(jobs)
     states = {j["id"]: display_state(j) for j in jobs}
-    finished = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
+    finished = sum(counts.get(s, 0) for s in FINISHED)
     shown_finished = sum(1 for j in jobs if j["state"] in FINISHED)
     return QueueSnapshot(
         jobs=jobs,
@@ -178,7 +177,7 @@ def job_cells(job: Row, state: str, now: float) -> tuple[str, ...]:
         one_line(",".join(job.get("labels") or [])) or "-",
         short_prompt(job.get("prompt"), PROMPT_CHARS),
         gpus_text(job, state),
-        progress_text(step, total) if (active or job["state"] in ("succeeded", "failed")) and total else "",
+        progress_text(step, total) if (active or job["state"] in (SUCCEEDED, FAILED)) and total else "",
         f"{job['sec_per_it']:.2f}" if active and job.get("sec_per_it") else "",
         duration(job["eta_seconds"]) if active and job.get("eta_seconds") is not None else "",
         duration(now - job["created_at"]) if job.get("created_at") else "-",
@@ -196,7 +195,7 @@ def status_line(snap: QueueSnapshot) -> str:
         parts.append(f"{snap.workers} worker(s), {snap.slots} slot(s)")
     run = " · ".join(parts)
     counts = " ".join(
-        f"{c.get(s, 0)} {s}" for s in ("running", "queued", "held", "interrupted", "succeeded", "failed", "cancelled")
+        f"{c.get(s, 0)} {s}" for s in (RUNNING, QUEUED, HELD, INTERRUPTED, *FINISHED)
         if c.get(s, 0)
     )  # fmt: skip
     eta = "" if snap.queue_eta is None else f" · queue ETA {duration(snap.queue_eta)}"

@@ -21,12 +21,11 @@ from flf2v_tui.worker import KILL_GRACE_S
 from storage import ops
 from storage.db import STORAGE_ERRORS
 from storage.paths import Home
+from storage.states import FINISHED, WAITING
 from storage.workers import set_paused
 
 if TYPE_CHECKING:
     from flf2v_tui.tui.app import Flf2vApp
-
-FINISHED = ("succeeded", "failed", "cancelled")
 
 
 def run_op(screen: Screen[Any], op: Callable[[sqlite3.Connection], str], then: Callable[[], None]) -> None:
@@ -101,7 +100,7 @@ def retry(screen: Screen[Any], job_id: int, then: Callable[[], None]) -> None:
 
 
 def toggle_hold(screen: Screen[Any], job_id: int, state: str, held: bool, then: Callable[[], None]) -> None:
-    if state not in ("queued", "held"):
+    if state not in WAITING:
         screen.notify(f"job {job_id} is {state}; only queued jobs can be held or released", severity="warning")
         return
     run_op(screen, lambda conn: ops.set_held(conn, job_id, not held), then)

@@ -34,6 +34,7 @@ from storage import workers
 from storage.claim import RESERVE_AFTER_S, Assignment, claim_next
 from storage.jobs import get_job
 from storage.paths import Home
+from storage.states import FINISHED
 
 PROGRESS_INTERVAL_S = 0.5
 HEARTBEAT_S = workers.HEARTBEAT_S
@@ -260,7 +261,7 @@ class Worker:
             self.say(f"job {r.job_id}: catalogued as video {vid} (flf2v videos show {vid})")
         if settled.problem:
             self.say(f"job {r.job_id}: {settled.problem}")
-        if new_state in ("succeeded", "failed", "cancelled"):
+        if new_state in FINISHED:
             attempt = {"number": r.number, "log_dir": str(r.folder), "started_at": r.launched}
             error = self.hooks.fire(hook_env(job, attempt, self.home.root), r.folder / "hook.log")
             if error:

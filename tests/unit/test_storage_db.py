@@ -14,6 +14,7 @@ import pytest
 from storage.db import DatabaseError, connect, database_files, migrate_to, write_tx
 from storage.paths import Home, default_home
 from storage.schema import LATEST, MIGRATIONS
+from storage.states import ATTEMPT_STATES, FINISHED, HELD, JOB_STATES, LISTED, UNFINISHED, sql_list
 
 
 def test_home_resolution_order(monkeypatch, tmp_path):
@@ -28,6 +29,16 @@ def test_home_resolution_order(monkeypatch, tmp_path):
     home = Home.resolve().ensure()
     assert {p.name for p in home.root.iterdir()} >= {"jobs", "videos", "models"}
     assert stat.S_IMODE(home.root.stat().st_mode) == 0o700
+
+
+def test_the_schema_stores_exactly_the_named_states(home):
+    # storage.states is the one vocabulary: migration 1's CHECK constraints must list the same states.
+    conn = connect(home.db)
+    tables = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+    assert f"CHECK (state IN {sql_list(JOB_STATES)})" in tables["jobs"]
+    assert f"CHECK (state IN {sql_list(ATTEMPT_STATES)})" in tables["attempts"]
+    assert sorted(FINISHED + UNFINISHED) == sorted(JOB_STATES)
+    assert sorted(LISTED) == sorted((*JOB_STATES, HELD))
 
 
 def test_new_database_is_private_wal_with_foreign_keys(home):

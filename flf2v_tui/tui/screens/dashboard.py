@@ -17,6 +17,7 @@ from flf2v_tui.tui.text import notify_plain, plain
 from flf2v_tui.tui.widgets.gpupanel import GpuPanel
 from flf2v_tui.tui.widgets.jobtable import JobTable
 from storage.db import STORAGE_ERRORS
+from storage.states import FINISHED
 
 if TYPE_CHECKING:
     from flf2v_tui.tui.app import Flf2vApp
@@ -120,7 +121,7 @@ class DashboardScreen(Screen[None]):
         if self._want_selected is not None:
             self._select_wanted(table)
         elif first and snap.jobs:  # start on what is happening now rather than on the oldest finished job
-            current = [j["id"] for j in snap.jobs if j["state"] not in ("succeeded", "failed", "cancelled")]
+            current = [j["id"] for j in snap.jobs if j["state"] not in FINISHED]
             table.select(current[0] if current else snap.jobs[-1]["id"])
 
     def _select_wanted(self, table: JobTable) -> None:

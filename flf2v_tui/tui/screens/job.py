@@ -32,6 +32,7 @@ from flf2v_tui.tui.widgets.logpane import LogPane
 from flf2v_tui.tui.widgets.spark import ScaledSparkline
 from storage.db import STORAGE_ERRORS
 from storage.jobs import attempts_of, require_job
+from storage.states import ACTIVE
 
 if TYPE_CHECKING:
     from flf2v_tui.tui.app import Flf2vApp
@@ -211,7 +212,7 @@ class JobScreen(Screen[None]):
         p = detail.progress
         self.query_one("#stages", Static).update(Text.assemble(("stages  ", "bold"), timeline_text(p.spans)))
         self.query_one("#steps", ProgressBar).update(total=p.total or None, progress=p.step or 0)
-        running = detail.state in ("running", "cancelling", "interrupted")
+        running = detail.state in ACTIVE
         text = f"step {p.step or 0}/{p.total or '?'}"
         text += f" · {p.sec_per_it:.2f} s/it" if p.sec_per_it else " · - s/it"
         text += f" · ETA {duration(p.eta)}" if running and p.eta is not None else ""
