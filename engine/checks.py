@@ -228,19 +228,3 @@ def check_save_file(save_file: str | None) -> Path | None:
     if folder is not None and not folder.is_dir():
         raise BadInputError(f"--save_file {target}: {folder} is a file, not a folder")
     return folder
-
-
-def check_device(choice: str, local_rank: int) -> None:
-    """`--device cuda` on a machine (or a rank) without its CUDA device is bad input, found before anything
-    loads. torch is imported only when CUDA is asked for, so other bad input stays quick to report."""
-    if choice != "cuda":
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise BadInputError("--device cuda was asked for, but torch sees no CUDA device (use --device cpu or auto)")
-    if local_rank >= torch.cuda.device_count():
-        raise BadInputError(
-            f"--device cuda: local rank {local_rank} has no GPU of its own (torch sees "
-            f"{torch.cuda.device_count()}); start at most that many processes per node"
-        )

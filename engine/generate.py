@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine import __version__
-from engine.checks import check_checkpoint, check_device, check_image, check_save_file
+from engine.checks import check_checkpoint, check_image, check_save_file
 from engine.cli_args import apply_defaults, build_parser, resolve_cfg_batch, validate
+from engine.devices import check_device
 from engine.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, BadInputError, PeerLostError
 from engine.tasks import TaskConfig
 from engine.telemetry import EventWriter

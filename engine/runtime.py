@@ -12,22 +12,32 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import psutil
 import torch
 import torch.distributed as dist
 
-from engine.checks import check_device
-from engine.errors import BadInputError
-
-if TYPE_CHECKING:
-    from engine.parallel.watch import PeerWatch
+from engine.devices import check_device
+from engine.errors import BadInputError, PeerLostError
 
 LOG_FORMAT = "[%(asctime)s] %(levelname)s: %(message)s"
 DEFAULT_TIMEOUT_S = 600.0
 # NCCL's own watchdog aborts the process at its timeout without a word; ours reports first (see parallel.watch).
 NCCL_TIMEOUT_MARGIN_S = 60.0
+
+
+class RankWatch(Protocol):
+    """What the runtime and the error path ask of the peer watch. engine.parallel.watch.PeerWatch is one; it
+    builds on the runtime, so the runtime names only this."""
+
+    def waiting(self, what: str) -> contextlib.AbstractContextManager[None]: ...
+
+    def stop(self) -> None: ...
+
+    def lost_peer(self, wait_s: float = 0.0) -> PeerLostError | None: ...
+
+    def unwinding(self) -> None: ...
 
 
 @dataclass
@@ -38,7 +48,7 @@ class Runtime:
     device: torch.device
     log_file: TextIO | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
-    watch: PeerWatch | None = None
+    watch: RankWatch | None = None
 
     @property
     def distributed(self) -> bool:
