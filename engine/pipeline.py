@@ -20,8 +20,9 @@ from PIL import Image
 from engine import conditioning as C
 from engine import loaders
 from engine.checks import CheckpointLayout
+from engine.loaders import IMAGE_ENCODER, TEXT_ENCODER, TRANSFORMER, VAE
 from engine.parallel import ParallelPlan, fsdp_mesh, ulysses_split
-from engine.parallel.sharded_load import load_text_encoder_sharded, load_transformer_sharded
+from engine.parallel.sharded_load import load_shard
 from engine.parallel.ulysses import enable_ulysses
 from engine.preview import LatentPreviewer, fit_projection
 from engine.reporting import Reporter
@@ -103,26 +104,26 @@ class FLF2VPipeline:
         with stage("load_text_encoder"):
             self.models["tokenizer"] = loaders.load_tokenizer(self.layout, self.task)
             if mesh is not None and plan.t5_fsdp:
-                self.models["text_encoder"] = load_text_encoder_sharded(
-                    self.layout, self.task, self.precision.t5, dev, mesh
+                self.models["text_encoder"] = load_shard(
+                    TEXT_ENCODER, self.layout, self.task, self.precision.t5, dev, mesh
                 )
             else:
                 # The official code builds T5 on the CPU and moves it to the GPU only to encode.
-                self.models["text_encoder"] = loaders.load_text_encoder(self.layout, self.task, self.precision.t5, cpu)
+                self.models["text_encoder"] = loaders.load(TEXT_ENCODER, self.layout, self.task, self.precision.t5, cpu)
         with stage("load_image_encoder"):
-            self.models["image_encoder"] = loaders.load_image_encoder(
-                self.layout, self.task, self.precision.clip, self.device
+            self.models["image_encoder"] = loaders.load(
+                IMAGE_ENCODER, self.layout, self.task, self.precision.clip, self.device
             )
         with stage("load_vae"):
-            self.models["vae"] = loaders.load_vae(self.layout, self.task, self.precision.vae, self.device)
+            self.models["vae"] = loaders.load(VAE, self.layout, self.task, self.precision.vae, self.device)
         with stage("load_transformer"):
             log.info(f"Creating WanModel from {self.layout.root}")
             if mesh is not None and plan.dit_fsdp:
-                self.models["transformer"] = load_transformer_sharded(
-                    self.layout, self.task, self.precision.dit, dev, mesh
+                self.models["transformer"] = load_shard(
+                    TRANSFORMER, self.layout, self.task, self.precision.dit, dev, mesh
                 )
             else:
-                self.models["transformer"] = loaders.load_transformer(self.layout, self.task, self.precision.dit, cpu)
+                self.models["transformer"] = loaders.load(TRANSFORMER, self.layout, self.task, self.precision.dit, cpu)
         with stage("shard"):
             self.shard()
         heads = self.models["transformer"].config.num_attention_heads

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def load(ckpt: Path, component: str, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    return getattr(loaders, f"load_{component}")(check_checkpoint(ckpt, TASK), TASK, dtype, "cpu")
+    return loaders.load(loaders.COMPONENTS[component], check_checkpoint(ckpt, TASK), TASK, dtype, "cpu")
 
 
 def assert_same_model(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -121,7 +121,7 @@ def test_sharded_transformer_loads_through_its_index(tiny_official_ckpt, tmp_pat
     single.unlink()
     layout = check_checkpoint(ckpt, TASK)
     assert len(layout.files["transformer"]) > 3  # config, index, shards
-    sharded = loaders.load_transformer(layout, TASK, torch.float32, "cpu")
+    sharded = loaders.load(loaders.TRANSFORMER, layout, TASK, torch.float32, "cpu")
     assert_same_model(sharded, load(tiny_official_ckpt, "transformer"))
 
 

@@ -15,7 +15,7 @@ from engine.checks import check_checkpoint
 from engine.errors import BadInputError
 from engine.parallel import fsdp_mesh
 from engine.parallel.fsdp import shard_rows
-from engine.parallel.sharded_load import load_text_encoder_sharded, load_transformer_sharded
+from engine.parallel.sharded_load import load_shard
 from engine.tasks import TASKS
 from tests.unit.gloo_ranks import run_ranks
 
@@ -39,18 +39,18 @@ def _fsdp_units(model: torch.nn.Module) -> set[str]:
 def _sharded_models_equal_whole(rank: int, world: int, ckpt: str) -> None:
     layout = check_checkpoint(ckpt, TASK)
     mesh = fsdp_mesh(CPU, world)
-    dit = load_transformer_sharded(layout, TASK, torch.float32, CPU, mesh)
+    dit = load_shard(loaders.TRANSFORMER, layout, TASK, torch.float32, CPU, mesh)
     # One FSDP unit per DiT block, then the root, and no other.
     assert len(dit.blocks) > 1
     assert _fsdp_units(dit) == {"", *(f"blocks.{i}" for i in range(len(dit.blocks)))}
-    _check_shards(dit, loaders.load_transformer(layout, TASK, torch.float32, CPU), rank, world)
-    assert torch.equal(dit.rope.freqs_cos, loaders.empty_transformer(layout, TASK).rope.freqs_cos)
+    _check_shards(dit, loaders.load(loaders.TRANSFORMER, layout, TASK, torch.float32, CPU), rank, world)
+    assert torch.equal(dit.rope.freqs_cos, loaders.empty(loaders.TRANSFORMER, layout, TASK).rope.freqs_cos)
 
-    t5 = load_text_encoder_sharded(layout, TASK, torch.float32, CPU, mesh)
+    t5 = load_shard(loaders.TEXT_ENCODER, layout, TASK, torch.float32, CPU, mesh)
     # One FSDP unit per T5 encoder block, then the root, and no other.
     assert len(t5.encoder.block) > 1
     assert _fsdp_units(t5) == {"", *(f"encoder.block.{i}" for i in range(len(t5.encoder.block)))}
-    whole_t5 = loaders.load_text_encoder(layout, TASK, torch.float32, CPU)
+    whole_t5 = loaders.load(loaders.TEXT_ENCODER, layout, TASK, torch.float32, CPU)
     _check_shards(t5, whole_t5, rank, world)
     assert t5.encoder.embed_tokens.weight is t5.shared.weight  # tied, so sharded and loaded once
     ids = torch.tensor([[5, 9, 13, 1, 0, 0], [7, 1, 0, 0, 0, 0]])
@@ -72,7 +72,7 @@ def test_each_rank_loads_its_rows_and_the_shards_make_the_model(
 def _extra_key_is_refused(rank: int, world: int, ckpt: str) -> None:
     layout = check_checkpoint(ckpt, TASK)
     with pytest.raises(BadInputError, match=r"transformer weights in .* 1 unexpected \(blocks.0.stray.weight\)"):
-        load_transformer_sharded(layout, TASK, torch.float32, CPU, fsdp_mesh(CPU, world))
+        load_shard(loaders.TRANSFORMER, layout, TASK, torch.float32, CPU, fsdp_mesh(CPU, world))
 
 
 def test_sharded_loading_is_as_strict_as_whole_loading(tmp_path, tiny_diffusers_ckpt):
@@ -89,8 +89,8 @@ def _bf16_sharded_equals_whole(rank: int, world: int, ckpt: str) -> None:
     float32, in the same FSDP units, all-gathered in their own dtypes."""
     layout = check_checkpoint(ckpt, TASK)
     mesh = fsdp_mesh(CPU, world)
-    dit = load_transformer_sharded(layout, TASK, torch.bfloat16, CPU, mesh)
-    whole = loaders.load_transformer(layout, TASK, torch.bfloat16, CPU)
+    dit = load_shard(loaders.TRANSFORMER, layout, TASK, torch.bfloat16, CPU, mesh)
+    whole = loaders.load(loaders.TRANSFORMER, layout, TASK, torch.bfloat16, CPU)
     dtypes = {name: param.dtype for name, param in dit.named_parameters()}
     assert dtypes == {name: param.dtype for name, param in whole.named_parameters()}
     assert set(dtypes.values()) == {torch.bfloat16, torch.float32}
@@ -107,8 +107,8 @@ def _bf16_sharded_equals_whole(rank: int, world: int, ckpt: str) -> None:
         want = whole(x, t, text, image, return_dict=False)[0]
     assert torch.equal(got, want)
 
-    t5 = load_text_encoder_sharded(layout, TASK, torch.bfloat16, CPU, mesh)
-    whole_t5 = loaders.load_text_encoder(layout, TASK, torch.bfloat16, CPU)
+    t5 = load_shard(loaders.TEXT_ENCODER, layout, TASK, torch.bfloat16, CPU, mesh)
+    whole_t5 = loaders.load(loaders.TEXT_ENCODER, layout, TASK, torch.bfloat16, CPU)
     assert {n: p.dtype for n, p in t5.named_parameters()} == {n: p.dtype for n, p in whole_t5.named_parameters()}
     _check_shards(t5, whole_t5, rank, world)
     ids = torch.tensor([[5, 9, 13, 1, 0, 0]])
