@@ -47,18 +47,18 @@ def measure(preset: str, steps: int, repeats: int, workdir: Path) -> tuple[float
     first, last = (C.image_to_tensor(f) for f in frames)
     lat_h, lat_w = height // 8, width // 8
     with torch.no_grad():
-        ctx = C.encode_text(m["tokenizer"], m["text_encoder"], ["a bird", ours.task.neg_prompt], 512, ours.device)
-        pixels = C.clip_pixels([first, last], m["image_encoder"].config.image_size)
-        image_embeds = m["image_encoder"](pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
+        ctx = C.encode_text(m.tokenizer, m.text_encoder, ["a bird", ours.task.neg_prompt], 512, ours.device)
+        pixels = C.clip_pixels([first, last], m.image_encoder.config.image_size)
+        image_embeds = m.image_encoder(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
         condition = torch.cat(
             [C.frame_mask(9, lat_h, lat_w), ours._vae_encode(C.condition_video(first, last, 9, height, width))]
         )
     noise = torch.randn(16, 3, lat_h, lat_w, generator=torch.Generator().manual_seed(0))
     cond = Conditioning(condition, ctx[0:1], ctx[1:2], image_embeds)
     reference = GivenImageEmbedsPipeline(
-        tokenizer=m["tokenizer"], text_encoder=m["text_encoder"], vae=m["vae"],
+        tokenizer=m.tokenizer, text_encoder=m.text_encoder, vae=m.vae,
         scheduler=OfficialSigmasUniPC(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=16.0),
-        image_encoder=m["image_encoder"], transformer=m["transformer"],
+        image_encoder=m.image_encoder, transformer=m.transformer,
     )  # fmt: skip
     reference.given_image_embeds = image_embeds
     reference.set_progress_bar_config(disable=True)
@@ -66,7 +66,7 @@ def measure(preset: str, steps: int, repeats: int, workdir: Path) -> tuple[float
     def run_ours() -> list[float]:
         times: list[float] = []
         scheduler, timesteps = make_scheduler("unipc", steps, 16.0)
-        denoise(m["transformer"], noise, cond, scheduler, timesteps, 5.0, cfg_batch=True,
+        denoise(m.transformer, noise, cond, scheduler, timesteps, 5.0, cfg_batch=True,
                 on_step=lambda i, n, s, lat: times.append(s))  # fmt: skip
         return times
 

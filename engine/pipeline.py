@@ -12,15 +12,18 @@ import logging
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
+from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from PIL import Image
+from torch import nn
+from transformers import CLIPVisionModel, PreTrainedTokenizerBase, UMT5EncoderModel
 
 from engine import conditioning as C
 from engine import loaders
 from engine.checks import CheckpointLayout
-from engine.loaders import IMAGE_ENCODER, TEXT_ENCODER, TRANSFORMER, VAE
+from engine.loaders import IMAGE_ENCODER, TEXT_ENCODER, TRANSFORMER, VAE, Component
 from engine.parallel import ParallelPlan, fsdp_mesh, ulysses_split
 from engine.parallel.sharded_load import load_shard
 from engine.parallel.ulysses import enable_ulysses
@@ -31,7 +34,11 @@ from engine.sampler import CfgBatch, Conditioning, denoise
 from engine.schedulers import make_scheduler
 from engine.tasks import TaskConfig, latent_grid
 
+if TYPE_CHECKING:
+    from torch.distributed.device_mesh import DeviceMesh
+
 log = logging.getLogger("flf2v.engine")
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,17 @@ class Precision:
         if device.type != "cuda":
             return cls(torch.float32, torch.float32, torch.float32)
         return cls(getattr(torch, task.param_dtype), getattr(torch, task.t5_dtype), getattr(torch, task.clip_dtype))
+
+
+@dataclass(frozen=True)
+class Models:
+    """The pipeline's components, named as diffusers' WanImageToVideoPipeline names them."""
+
+    tokenizer: PreTrainedTokenizerBase
+    text_encoder: UMT5EncoderModel
+    image_encoder: CLIPVisionModel
+    vae: AutoencoderKLWan
+    transformer: WanTransformer3DModel
 
 
 @dataclass
@@ -85,53 +103,54 @@ class FLF2VPipeline:
         self.reporter = reporter
         self.device = runtime.device
         self.precision = Precision.for_device(self.device, task)
-        self.models: dict[str, Any] = {}
+        self._models: Models | None = None  # set by load()
         self.plan = plan or ParallelPlan(world_size=runtime.world_size, rank=runtime.rank)
         self.sp_size = self.plan.ulysses_size
         self.cfg: CfgBatch | None = None  # set by generate(); says whether CFG fell back to separate forwards
+
+    @property
+    def models(self) -> Models:
+        if self._models is None:
+            raise RuntimeError("the pipeline's models are not loaded yet: call load() first")
+        return self._models
 
     # ---- loading -------------------------------------------------------------------------------------
     def load(self, t5_cpu: bool = False) -> None:
         """Whole models go to the CPU first, as in the official code; FSDP shards are read straight to the
         compute device, rank by rank, so no rank ever holds a whole sharded model (see engine.parallel)."""
-        cpu = torch.device("cpu")
         stage = self.reporter.stage
-        plan, dev = self.plan, self.device
+        plan, dev, prec = self.plan, self.device, self.precision
         mesh = None
         if plan.fsdp:
             with self.runtime.waiting("creating the FSDP device mesh"):
                 mesh = fsdp_mesh(dev, plan.world_size)
         with stage("load_text_encoder"):
-            self.models["tokenizer"] = loaders.load_tokenizer(self.layout, self.task)
-            if mesh is not None and plan.t5_fsdp:
-                self.models["text_encoder"] = load_shard(
-                    TEXT_ENCODER, self.layout, self.task, self.precision.t5, dev, mesh
-                )
-            else:
-                # The official code builds T5 on the CPU and moves it to the GPU only to encode.
-                self.models["text_encoder"] = loaders.load(TEXT_ENCODER, self.layout, self.task, self.precision.t5, cpu)
+            tokenizer = loaders.load_tokenizer(self.layout, self.task)
+            # The official code builds T5 on the CPU and moves it to the GPU only to encode.
+            text_encoder = self._whole_on_cpu_or_shard(TEXT_ENCODER, prec.t5, mesh if plan.t5_fsdp else None)
         with stage("load_image_encoder"):
-            self.models["image_encoder"] = loaders.load(
-                IMAGE_ENCODER, self.layout, self.task, self.precision.clip, self.device
-            )
+            image_encoder = loaders.load(IMAGE_ENCODER, self.layout, self.task, prec.clip, dev)
         with stage("load_vae"):
-            self.models["vae"] = loaders.load(VAE, self.layout, self.task, self.precision.vae, self.device)
+            vae = loaders.load(VAE, self.layout, self.task, prec.vae, dev)
         with stage("load_transformer"):
             log.info(f"Creating WanModel from {self.layout.root}")
-            if mesh is not None and plan.dit_fsdp:
-                self.models["transformer"] = load_shard(
-                    TRANSFORMER, self.layout, self.task, self.precision.dit, dev, mesh
-                )
-            else:
-                self.models["transformer"] = loaders.load(TRANSFORMER, self.layout, self.task, self.precision.dit, cpu)
+            transformer = self._whole_on_cpu_or_shard(TRANSFORMER, prec.dit, mesh if plan.dit_fsdp else None)
+        self._models = Models(tokenizer, text_encoder, image_encoder, vae, transformer)
         with stage("shard"):
             self.shard()
-        heads = self.models["transformer"].config.num_attention_heads
+        heads = transformer.config.num_attention_heads
         log.info(f"Loaded the {self.layout.kind}-layout checkpoint (DiT: {heads} heads)")
+
+    def _whole_on_cpu_or_shard(self, component: Component[M], dtype: torch.dtype, mesh: DeviceMesh | None) -> M:
+        """This rank's FSDP shard of `component` on the compute device when there is a mesh, else the whole
+        model on the CPU."""
+        if mesh is not None:
+            return load_shard(component, self.layout, self.task, dtype, self.device, mesh)
+        return loaders.load(component, self.layout, self.task, dtype, torch.device("cpu"))
 
     def shard(self) -> None:
         """FSDP shards are made while loading; here the DiT becomes sequence-parallel."""
-        plan, transformer = self.plan, self.models["transformer"]
+        plan, transformer = self.plan, self.models.transformer
         log.info(f"Parallelism: {plan.describe()}")
         if plan.ulysses_size > 1:
             with self.runtime.waiting("creating the Ulysses process groups"):
@@ -156,22 +175,22 @@ class FLF2VPipeline:
 
         with stage("encode_text"), self._waiting_if(self.plan.t5_fsdp, "encoding the prompt (sharded T5)"):
             text_device = torch.device("cpu") if req.t5_cpu else dev
-            m["text_encoder"].to(text_device)
+            m.text_encoder.to(text_device)
             ctx = C.encode_text(
-                m["tokenizer"], m["text_encoder"], [req.prompt, req.neg_prompt], self.task.text_len, text_device
+                m.tokenizer, m.text_encoder, [req.prompt, req.neg_prompt], self.task.text_len, text_device
             ).to(dev, self.precision.dit)
             # On NCCL the all-gathers are only queued so far: a hung one must block here, inside the region.
             self.runtime.synchronize()
             if req.offload and not req.t5_cpu:
-                m["text_encoder"].to("cpu")
+                m.text_encoder.to("cpu")
         with stage("encode_image"):
-            m["image_encoder"].to(dev)
-            image_size = m["image_encoder"].config.image_size
+            m.image_encoder.to(dev)
+            image_size = m.image_encoder.config.image_size
             pixels = C.clip_pixels([first, last], image_size).to(dev, self.precision.clip)
-            hidden = m["image_encoder"](pixel_values=pixels, output_hidden_states=True).hidden_states
+            hidden = m.image_encoder(pixel_values=pixels, output_hidden_states=True).hidden_states
             image_embeds = hidden[-2].to(self.precision.dit)  # the penultimate block, as the official code
             if req.offload:
-                m["image_encoder"].to("cpu")
+                m.image_encoder.to("cpu")
         with stage("encode_condition"):
             video = C.condition_video(first, last, req.frame_num, height, width)
             latent_cond = self._vae_encode(video.to(dev, self.precision.vae))
@@ -187,9 +206,9 @@ class FLF2VPipeline:
         cond = Conditioning(condition, ctx[0:1], ctx[1:2], image_embeds)
         self.cfg = CfgBatch(req.cfg_batch, can_fall_back=not self.plan.distributed_dit)
         with stage("denoise"):
-            m["transformer"].to(dev)
+            m.transformer.to(dev)
             latent = denoise(
-                m["transformer"],
+                m.transformer,
                 noise,
                 cond,
                 scheduler,
@@ -203,7 +222,7 @@ class FLF2VPipeline:
             if previewer is not None:
                 previewer.close()
             if req.offload:
-                m["transformer"].to("cpu")
+                m.transformer.to("cpu")
                 gc.collect()
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
@@ -233,7 +252,7 @@ class FLF2VPipeline:
             previewer(i, n, latent)
 
     def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.models["vae"].config
+        cfg = self.models.vae.config
         shape = (cfg.z_dim, 1, 1, 1)
         mean = torch.tensor(cfg.latents_mean, dtype=like.dtype, device=like.device).view(shape)
         inv_std = 1.0 / torch.tensor(cfg.latents_std, dtype=like.dtype, device=like.device).view(shape)
@@ -241,12 +260,12 @@ class FLF2VPipeline:
 
     def _vae_encode(self, video: torch.Tensor) -> torch.Tensor:
         """[3, F, H, W] -> normalised latent mean [16, T, h, w], (mu - mean) * (1 / std) as the official VAE."""
-        mu = self.models["vae"].encode(video[None]).latent_dist.mode()[0].float()
+        mu = self.models.vae.encode(video[None]).latent_dist.mode()[0].float()
         mean, inv_std = self._latent_stats(mu)
         return (mu - mean) * inv_std
 
     def _vae_decode(self, latent: torch.Tensor) -> torch.Tensor:
-        vae = self.models["vae"]
+        vae = self.models.vae
         mean, inv_std = self._latent_stats(latent)
         z = (latent / inv_std + mean).to(self.precision.vae)
         return vae.decode(z[None], return_dict=False)[0][0].float().clamp(-1, 1)

@@ -93,9 +93,9 @@ def test_sampling_loop_matches_diffusers_pipeline(tiny_diffusers_ckpt, frames, c
     first, last = C.image_to_tensor(req.first_frame), C.image_to_tensor(req.last_frame)
     # The frames are already at the output size, so the official bicubic resize and diffusers' resize are
     # both the identity and the VAE condition is computed from the same pixels by both.
-    ctx = C.encode_text(m["tokenizer"], m["text_encoder"], [req.prompt, req.neg_prompt], TASK.text_len, ours.device)
-    pixels = C.clip_pixels([first, last], m["image_encoder"].config.image_size)
-    image_embeds = m["image_encoder"](pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
+    ctx = C.encode_text(m.tokenizer, m.text_encoder, [req.prompt, req.neg_prompt], TASK.text_len, ours.device)
+    pixels = C.clip_pixels([first, last], m.image_encoder.config.image_size)
+    image_embeds = m.image_encoder(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
     video = C.condition_video(first, last, req.frame_num, 64, 64)
     condition = torch.cat([C.frame_mask(req.frame_num, 8, 8), ours._vae_encode(video)])
     noise = torch.randn(16, C.latent_frames(req.frame_num), 8, 8, generator=torch.Generator().manual_seed(3))
@@ -103,13 +103,13 @@ def test_sampling_loop_matches_diffusers_pipeline(tiny_diffusers_ckpt, frames, c
     ours_steps: list[torch.Tensor] = []
     scheduler, timesteps = make_scheduler("unipc", req.steps, req.shift)
     cond = Conditioning(condition, ctx[0:1], ctx[1:2], image_embeds)
-    denoise(m["transformer"], noise, cond, scheduler, timesteps, req.guide_scale, cfg_batch,
+    denoise(m.transformer, noise, cond, scheduler, timesteps, req.guide_scale, cfg_batch,
             on_step=lambda i, n, s, lat: ours_steps.append(lat.clone()))  # fmt: skip
 
     reference = GivenImageEmbedsPipeline(
-        tokenizer=m["tokenizer"], text_encoder=m["text_encoder"], vae=m["vae"],
+        tokenizer=m.tokenizer, text_encoder=m.text_encoder, vae=m.vae,
         scheduler=OfficialSigmasUniPC(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=req.shift),
-        image_encoder=m["image_encoder"], transformer=m["transformer"],
+        image_encoder=m.image_encoder, transformer=m.transformer,
     )  # fmt: skip
     reference.given_image_embeds = image_embeds
     reference.set_progress_bar_config(disable=True)
