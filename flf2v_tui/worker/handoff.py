@@ -8,19 +8,43 @@ anyway, so that what the worker says about each render is what the next worker w
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+import sqlite3
+from collections.abc import Mapping
+from typing import Protocol
 
+from flf2v_tui.worker.hooks import Hooks
+from flf2v_tui.worker.outage import StorageGuard
+from flf2v_tui.worker.pool import Pool
+from flf2v_tui.worker.running import Running, WorkerConfig
 from storage import attempts as store
 from storage import workers
 from storage.claim import Assignment
 
-if TYPE_CHECKING:
-    from flf2v_tui.worker.loop import Running, Worker
+
+class Leaving(Protocol):
+    """What the way out needs of the worker (flf2v_tui.worker.loop.Worker is one)."""
+
+    conn: sqlite3.Connection
+    config: WorkerConfig
+    storage: StorageGuard
+    hooks: Hooks
+    pool: Pool
+    worker_id: int  # 0 until registered
+    tick_at: float  # when the last tick began
+    unsaid: int  # lines of output that could not be written
+
+    @property
+    def running(self) -> Mapping[int, Running]: ...
+
+    def record_launch(self, r: Running, last: bool = False) -> None: ...
+
+    def say(self, text: str) -> None: ...
+
 
 RE_ATTACHES = "the next flf2v worker re-attaches it"
 
 
-def shut_down(worker: Worker) -> None:
+def shut_down(worker: Leaving) -> None:
     live = [r for r in worker.running.values() if r.ended is None]
     if live and not worker.config.stop_jobs:
         for r in live:
@@ -56,7 +80,7 @@ def _fate(r: Running) -> str:
     )
 
 
-def work_left(worker: Worker) -> bool:
+def work_left(worker: Leaving) -> bool:
     """For --once, asked when nothing runs right after this tick's claims found nothing to start: only a
     retry still waiting out its back-off (and able to run here) keeps the worker."""
     if workers.is_paused(worker.conn):
@@ -76,7 +100,7 @@ def work_left(worker: Worker) -> bool:
     return False
 
 
-def left_behind(worker: Worker) -> None:
+def left_behind(worker: Leaving) -> None:
     rows = worker.conn.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY id")
     left = [r[0] for r in rows if worker.config.only_jobs is None or r[0] in worker.config.only_jobs]
     if left:

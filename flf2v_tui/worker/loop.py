@@ -12,14 +12,11 @@ import contextlib
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from flf2v_tui.worker import KILL_GRACE_S, launch
+from flf2v_tui.worker import launch
 from flf2v_tui.worker.classify import classify, read_exit
 from flf2v_tui.worker.handoff import left_behind, shut_down, work_left
 from flf2v_tui.worker.hooks import Hooks, hook_env
@@ -27,11 +24,12 @@ from flf2v_tui.worker.outage import StorageGuard, fault_of
 from flf2v_tui.worker.pool import Pool
 from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive, signal_group
 from flf2v_tui.worker.reconcile import reconcile
+from flf2v_tui.worker.running import Running, WorkerConfig
 from flf2v_tui.worker.settle import Settled, remove_partials, settle
 from flf2v_tui.worker.tracker import Tracker
 from storage import attempts as store
 from storage import workers
-from storage.claim import RESERVE_AFTER_S, Assignment, claim_next
+from storage.claim import Assignment, claim_next
 from storage.jobs import get_job
 from storage.paths import Home
 from storage.states import FINISHED
@@ -40,48 +38,6 @@ PROGRESS_INTERVAL_S = 0.5
 HEARTBEAT_S = workers.HEARTBEAT_S
 RECONCILE_EVERY_S = 30.0
 LAUNCH_RETRY_S = 30.0  # after a launch failed for want of storage, before the next claim
-
-
-@dataclass
-class WorkerConfig:
-    gpus: str | None = None
-    cpu_slots: int | None = None
-    once: bool = False
-    stall_timeout_s: float = 0.0
-    kill_grace_s: float = KILL_GRACE_S
-    poll_s: float = 0.2
-    on_finish: list[str] = field(default_factory=list)
-    stop_jobs: bool = False
-    only_jobs: set[int] | None = None
-    quiet: bool = False
-    reserve_after_s: float = RESERVE_AFTER_S
-
-
-@dataclass
-class Running:
-    attempt_id: int
-    job_id: int
-    number: int
-    folder: Path
-    tag: str
-    assignment: Assignment
-    tracker: Tracker
-    pgid: int | None = None
-    pgid_started: float | None = None
-    popen: subprocess.Popen[bytes] | None = None
-    port: int | None = None
-    launched: float = field(default_factory=time.time)
-    last_write: float = 0.0
-    dirty: bool = False
-    term_at: float | None = None
-    killed: bool = False
-    cancelled: bool = False
-    stalled: str = ""
-    stopping: bool = False
-    last_said: str = ""
-    save_file: str | None = None
-    launch_unrecorded: bool = False  # started, but its pgid is not in the database yet
-    ended: store.Outcome | None = None  # over and classified, its processes gone; the record is still to write
 
 
 class Worker:
@@ -347,6 +303,16 @@ class Worker:
         else:
             r.launch_unrecorded = not self.storage.write(record)
 
+    def adopt(self, attempt: dict[str, Any]) -> None:
+        """Supervise a live attempt started by an earlier worker (reconcile re-attached it)."""
+        r = Running.adopted(attempt, attempt_tag(str(self.home.root), attempt["id"]))
+        r.tracker.poll(time.time())
+        if r.tracker.progress_at is None:
+            r.tracker.progress_at = time.time()
+        self.running[r.attempt_id] = r
+        slots = tuple(s for s in r.assignment.slots if s in self.pool.slots)
+        self.pool.take(Assignment(r.assignment.device, slots), r.attempt_id)
+
     def _not_launched(self, r: Running, exc: Exception) -> None:
         """The attempt ends at once, recorded like any other end (and retried if storage fails that too)."""
         fault = fault_of(exc, r.folder)
@@ -366,21 +332,3 @@ class Worker:
             return 1
         cores = os.cpu_count() or 1
         return max(1, cores // (len(self.pool.slots) * int(job["gpus"])))
-
-
-def adopt(worker: Worker, attempt: dict[str, Any]) -> None:
-    """Supervise a live attempt started by an earlier worker (no Popen: the shim's exit file tells the end)."""
-    folder = Path(attempt["log_dir"])
-    slots = tuple(s for s in str(attempt["gpus"]).split(",") if s)
-    assignment = Assignment(attempt["device"], slots)
-    r = Running(
-        attempt["id"], attempt["job_id"], attempt["number"], folder, attempt_tag(str(worker.home.root), attempt["id"]),
-        assignment, Tracker(folder / "events.jsonl", folder), pgid=attempt["pgid"],
-        pgid_started=attempt["pgid_started"], port=attempt["master_port"], launched=attempt["started_at"],
-        save_file=attempt["save_file"],
-    )  # fmt: skip
-    r.tracker.poll(time.time())
-    if r.tracker.progress_at is None:
-        r.tracker.progress_at = time.time()
-    worker.running[r.attempt_id] = r
-    worker.pool.take(Assignment(assignment.device, tuple(s for s in slots if s in worker.pool.slots)), r.attempt_id)

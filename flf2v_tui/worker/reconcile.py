@@ -8,20 +8,33 @@ is interrupted (worker_lost) and the job requeued by its retry policy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sqlite3
+from collections.abc import Container
+from typing import Any, Protocol
 
 from flf2v_tui.worker.procs import leader_alive
 from flf2v_tui.worker.settle import settle_unwatched
 from storage import attempts as store
-from storage.workers import process_alive
-
-if TYPE_CHECKING:
-    from flf2v_tui.worker.loop import Worker
+from storage.paths import Home
+from storage.workers import WorkerIdentity, process_alive
 
 
-def reconcile(worker: Worker, quiet: bool = False) -> None:
-    from flf2v_tui.worker.loop import adopt
+class Reconciling(Protocol):
+    """What reconciliation needs of the worker (flf2v_tui.worker.loop.Worker is one)."""
 
+    conn: sqlite3.Connection
+    home: Home
+    me: WorkerIdentity
+
+    @property
+    def running(self) -> Container[int]: ...  # the attempts this worker watches, by id
+
+    def adopt(self, attempt: dict[str, Any]) -> None: ...  # supervise a live render re-attached to this worker
+
+    def say(self, text: str) -> None: ...
+
+
+def reconcile(worker: Reconciling, quiet: bool = False) -> None:
     me = worker.me
     for attempt in store.running_attempts(worker.conn):
         if attempt["id"] in worker.running:
@@ -31,7 +44,7 @@ def reconcile(worker: Worker, quiet: bool = False) -> None:
             continue  # its own worker is alive (or on another host): not ours to touch
         if leader_alive(attempt["pgid"], attempt["pgid_started"]):
             if store.reattach(worker.conn, attempt["id"], me):
-                adopt(worker, attempt)
+                worker.adopt(attempt)
                 worker.say(f"job {attempt['job_id']}: re-attached to its running render (pgid {attempt['pgid']})")
             continue
         settled, leftovers = settle_unwatched(worker.conn, str(worker.home.root), attempt)

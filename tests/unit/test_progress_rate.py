@@ -17,7 +17,7 @@ import psutil
 
 from engine.telemetry import EventWriter
 from flf2v_tui.worker import loop
-from flf2v_tui.worker.loop import Worker, WorkerConfig, adopt
+from flf2v_tui.worker.loop import Worker, WorkerConfig
 from flf2v_tui.worker.pool import Pool
 from storage import attempts as store
 from storage.attempts import set_launched
@@ -55,7 +55,7 @@ def test_progress_is_written_at_most_twice_a_second_per_attempt(conn, home, queu
         # Its group leader "is" this test process, so the worker sees a live render for the whole run.
         set_launched(conn, got.attempt_id, me.pid, me.create_time(), None, "/nowhere.mp4")
         row = next(a for a in store.running_attempts(conn) if a["id"] == got.attempt_id)
-        adopt(worker, row)
+        worker.adopt(row)
         writers[got.attempt_id] = EventWriter(home.attempt_dir(job_id, got.number) / "events.jsonl", 0)
     writes: dict[int, list[float]] = {a: [] for a in writers}
 

@@ -1,0 +1,69 @@
+"""What the worker runs with: its settings (WorkerConfig) and each render it watches (Running). Plain data,
+apart from the loop, so that the loop's helpers (reconcile, handoff) can name it without importing the loop."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flf2v_tui.worker import KILL_GRACE_S
+from flf2v_tui.worker.tracker import Tracker
+from storage import attempts as store
+from storage.claim import RESERVE_AFTER_S, Assignment
+
+
+@dataclass
+class WorkerConfig:
+    gpus: str | None = None
+    cpu_slots: int | None = None
+    once: bool = False
+    stall_timeout_s: float = 0.0
+    kill_grace_s: float = KILL_GRACE_S
+    poll_s: float = 0.2
+    on_finish: list[str] = field(default_factory=list)
+    stop_jobs: bool = False
+    only_jobs: set[int] | None = None
+    quiet: bool = False
+    reserve_after_s: float = RESERVE_AFTER_S
+
+
+@dataclass
+class Running:
+    attempt_id: int
+    job_id: int
+    number: int
+    folder: Path
+    tag: str
+    assignment: Assignment
+    tracker: Tracker
+    pgid: int | None = None
+    pgid_started: float | None = None
+    popen: subprocess.Popen[bytes] | None = None
+    port: int | None = None
+    launched: float = field(default_factory=time.time)
+    last_write: float = 0.0
+    dirty: bool = False
+    term_at: float | None = None
+    killed: bool = False
+    cancelled: bool = False
+    stalled: str = ""
+    stopping: bool = False
+    last_said: str = ""
+    save_file: str | None = None
+    launch_unrecorded: bool = False  # started, but its pgid is not in the database yet
+    ended: store.Outcome | None = None  # over and classified, its processes gone; the record is still to write
+
+    @classmethod
+    def adopted(cls, attempt: dict[str, Any], tag: str) -> Running:
+        """The render of a running attempt that an earlier worker started (no Popen: its shim's exit file
+        tells the end)."""
+        folder = Path(attempt["log_dir"])
+        slots = tuple(s for s in str(attempt["gpus"]).split(",") if s)
+        return cls(
+            attempt["id"], attempt["job_id"], attempt["number"], folder, tag, Assignment(attempt["device"], slots),
+            Tracker(folder / "events.jsonl", folder), pgid=attempt["pgid"], pgid_started=attempt["pgid_started"],
+            port=attempt["master_port"], launched=attempt["started_at"], save_file=attempt["save_file"],
+        )  # fmt: skip
