@@ -1,5 +1,5 @@
 """The `flf2v tui` application: screens, the command palette, and what every screen shares (the database,
-the GPU monitor, the clock)."""
+the GPU monitor, the clock: tui/screens/base.py's AppServices, which this app fulfils)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from textual.screen import Screen
 from flf2v_tui.gpus import GpuSource, default_source
 from flf2v_tui.screen_data.machine import MachineMonitor
 from flf2v_tui.tui.db import Db
+from flf2v_tui.tui.messages import OpenJob, OpenSubmit, OpenVideos
 from flf2v_tui.tui.screens.dashboard import DashboardScreen
 from flf2v_tui.tui.screens.job import JobScreen
 from flf2v_tui.tui.screens.submit import SubmitScreen
@@ -93,6 +94,16 @@ class Flf2vApp(App[None]):
                 self.dashboard.select_job(ids[0])
 
         self.push_screen(SubmitScreen(prefill), done)
+
+    # What the screens ask for (tui/messages.py): they open other screens through the app, never by importing it.
+    def on_open_job(self, message: OpenJob) -> None:
+        self.open_job(message.job_id)
+
+    def on_open_submit(self, message: OpenSubmit) -> None:
+        self.open_submit(message.prefill)
+
+    def on_open_videos(self, _message: OpenVideos) -> None:
+        self.open_videos()
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """Every key of the screen is in the palette too (the screen's own keys first, then those of the focused

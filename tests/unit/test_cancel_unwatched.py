@@ -148,7 +148,7 @@ def test_an_attempt_recorded_meanwhile_is_not_recorded_twice(conn, home, queue, 
 
 
 def test_the_tui_stops_an_unwatched_render_in_a_process_of_its_own(conn, home, queue):
-    from flf2v_tui.tui.actions import cancel_job
+    from flf2v_tui.tui.screens.actions import cancel_job
 
     job_id = queue()
     attempt_id = claimed(conn, home, job_id)["id"]
@@ -165,7 +165,7 @@ def test_the_tui_stops_an_unwatched_render_in_a_process_of_its_own(conn, home, q
 
 
 def test_the_tui_leaves_a_watched_render_to_its_worker(conn, home, queue):
-    from flf2v_tui.tui.actions import cancel_job
+    from flf2v_tui.tui.screens.actions import cancel_job
 
     job_id = queue()
     me = WorkerIdentity.current()

@@ -8,13 +8,12 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-from textual.screen import Screen
+from typing import Any
 
 from engine.errors import BadInputError
 from flf2v_tui.submission import retry_job
 from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.screens.confirm import ConfirmScreen
 from flf2v_tui.tui.text import notify_plain
 from flf2v_tui.worker import KILL_GRACE_S
@@ -24,21 +23,18 @@ from storage.paths import Home
 from storage.states import FINISHED, WAITING
 from storage.workers import set_paused
 
-if TYPE_CHECKING:
-    from flf2v_tui.tui.app import Flf2vApp
 
-
-def run_op(screen: Screen[Any], op: Callable[[sqlite3.Connection], str], then: Callable[[], None]) -> None:
+def run_op(screen: AppScreen[Any], op: Callable[[sqlite3.Connection], str], then: Callable[[], None]) -> None:
     """op(conn) on the writing connection in a thread; its answer (or the error) is shown, then `then` runs."""
-    app: Flf2vApp = screen.app  # type: ignore[assignment]
+    app, db = screen.app, screen.flf2v.db
 
     def work() -> None:
         try:
-            message, severity = app.db.write(op), "information"
+            message, severity = db.write(op), "information"
         except BadInputError as exc:
             message, severity = exc.message, "error"
         except STORAGE_ERRORS as exc:
-            message = f"could not change {app.db.home.db} ({exc}); is it read-only for you?"
+            message = f"could not change {db.home.db} ({exc}); is it read-only for you?"
             severity = "error"
 
         def report() -> None:
@@ -50,14 +46,14 @@ def run_op(screen: Screen[Any], op: Callable[[sqlite3.Connection], str], then: C
     screen.run_worker(work, thread=True, group="ops")
 
 
-def cancel(screen: Screen[Any], job_id: int, state: str, then: Callable[[], None]) -> None:
+def cancel(screen: AppScreen[Any], job_id: int, state: str, then: Callable[[], None]) -> None:
     if state in FINISHED:
         screen.notify(f"job {job_id} is already {state}; nothing to cancel", severity="warning")
         return
     what = "stop its processes (SIGTERM, then SIGKILL)" if state != "queued" and state != "held" else "drop it"
     question = f"Cancel job {job_id} ({state})? This will {what}."
 
-    home: Home = screen.app.db.home  # type: ignore[attr-defined]
+    home = screen.flf2v.db.home
 
     def answered(yes: bool | None) -> None:
         if yes:
@@ -94,23 +90,23 @@ def cancel_job(conn: sqlite3.Connection, home: Home, job_id: int) -> str:
     )
 
 
-def retry(screen: Screen[Any], job_id: int, then: Callable[[], None]) -> None:
-    home = screen.app.db.home  # type: ignore[attr-defined]
+def retry(screen: AppScreen[Any], job_id: int, then: Callable[[], None]) -> None:
+    home = screen.flf2v.db.home
     run_op(screen, lambda conn: retry_job(conn, home, job_id, {}), then)
 
 
-def toggle_hold(screen: Screen[Any], job_id: int, state: str, held: bool, then: Callable[[], None]) -> None:
+def toggle_hold(screen: AppScreen[Any], job_id: int, state: str, held: bool, then: Callable[[], None]) -> None:
     if state not in WAITING:
         screen.notify(f"job {job_id} is {state}; only queued jobs can be held or released", severity="warning")
         return
     run_op(screen, lambda conn: ops.set_held(conn, job_id, not held), then)
 
 
-def to_top(screen: Screen[Any], job_id: int, then: Callable[[], None]) -> None:
+def to_top(screen: AppScreen[Any], job_id: int, then: Callable[[], None]) -> None:
     run_op(screen, lambda conn: ops.move_to_top(conn, job_id), then)
 
 
-def toggle_pause(screen: Screen[Any], paused: bool, then: Callable[[], None]) -> None:
+def toggle_pause(screen: AppScreen[Any], paused: bool, then: Callable[[], None]) -> None:
     def op(conn: sqlite3.Connection) -> str:
         set_paused(conn, not paused)
         return "queue resumed" if paused else "queue paused: running jobs finish, nothing new starts (p resumes)"

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from flf2v_tui.screen_data.queue_view import JobFilter, QueueSnapshot, read_snapshot, status_line
-from flf2v_tui.tui import actions
 from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.messages import OpenJob, OpenSubmit, OpenVideos
+from flf2v_tui.tui.screens import actions
+from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.text import notify_plain, plain
 from flf2v_tui.tui.widgets.gpupanel import GpuPanel
 from flf2v_tui.tui.widgets.jobtable import JobTable
 from storage.db import STORAGE_ERRORS
 from storage.states import FINISHED
-
-if TYPE_CHECKING:
-    from flf2v_tui.tui.app import Flf2vApp
 
 GPU_EVERY_S = 1.0
 # Polls to wait for a job just submitted to show up before giving up on selecting it: one beyond the rows
@@ -28,7 +26,7 @@ GPU_EVERY_S = 1.0
 SELECT_TRIES = 5
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(AppScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open_job", "Open", show=True),
         Binding("c", "cancel_job", "Cancel"),
@@ -49,10 +47,6 @@ class DashboardScreen(Screen[None]):
         self.snapshot: QueueSnapshot | None = None
         self._want_selected: int | None = None
         self._want_tries = 0
-
-    @property
-    def flf2v(self) -> Flf2vApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -156,7 +150,7 @@ class DashboardScreen(Screen[None]):
     def action_open_job(self) -> None:
         picked = self._selected()
         if picked:
-            self.flf2v.open_job(picked[0])
+            self.post_message(OpenJob(picked[0]))
 
     def action_cancel_job(self) -> None:
         picked = self._selected()
@@ -183,10 +177,10 @@ class DashboardScreen(Screen[None]):
             actions.toggle_pause(self, self.snapshot.paused, self.poll)
 
     def action_new_job(self) -> None:
-        self.flf2v.open_submit()
+        self.post_message(OpenSubmit())
 
     def action_videos(self) -> None:
-        self.flf2v.open_videos()
+        self.post_message(OpenVideos())
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

@@ -6,7 +6,7 @@ import contextlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from PIL.Image import Image
 from rich.text import Text
@@ -14,7 +14,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 from textual.worker import get_current_worker
 
@@ -24,18 +23,17 @@ from flf2v_tui.job_text import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, disp
 from flf2v_tui.screen_data.form import prefill_from_job
 from flf2v_tui.screen_data.telemetry import JobTelemetry, ProgressInfo, StageSpan, progress_of
 from flf2v_tui.term import duration, inert_row, one_line
-from flf2v_tui.tui import actions
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.images import load_picture, picture_class
+from flf2v_tui.tui.messages import OpenSubmit
+from flf2v_tui.tui.screens import actions
+from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.text import plain
 from flf2v_tui.tui.widgets.logpane import LogPane
 from flf2v_tui.tui.widgets.spark import ScaledSparkline
 from storage.db import STORAGE_ERRORS
 from storage.jobs import attempts_of, require_job
 from storage.states import ACTIVE
-
-if TYPE_CHECKING:
-    from flf2v_tui.tui.app import Flf2vApp
 
 ATTEMPT_COLUMNS = ATTEMPT_HEADER[:-1]  # the log folder is the log pane's business
 # Fixed widths: a table that sizes itself to rows arriving a moment later redraws its header a moment later too.
@@ -64,7 +62,7 @@ def timeline_text(spans: list[StageSpan]) -> Text:
     return Text.assemble(*parts)
 
 
-class JobScreen(Screen[None]):
+class JobScreen(AppScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,backspace", "app.pop_screen", "Back"),
         Binding("c", "cancel_job", "Cancel"),
@@ -88,10 +86,6 @@ class JobScreen(Screen[None]):
         self._reading = threading.Lock()
         self._preview_shown: Image | None = None
         self._preview_drawn = False
-
-    @property
-    def flf2v(self) -> Flf2vApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -284,4 +278,4 @@ class JobScreen(Screen[None]):
 
     def action_edit_copy(self) -> None:
         if self.detail:
-            self.flf2v.open_submit(self.detail.prefill)
+            self.post_message(OpenSubmit(self.detail.prefill))

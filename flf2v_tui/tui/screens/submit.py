@@ -4,24 +4,21 @@ message shown under the field it is about. Opened empty, or prefilled from a job
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.suggester import Suggester
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static, TextArea
 
 from engine.tasks import SOLVERS, TASKS
 from flf2v_tui.screen_data import form
 from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.text import plain
 from storage.db import STORAGE_ERRORS
-
-if TYPE_CHECKING:
-    from flf2v_tui.tui.app import Flf2vApp
 
 LABELS = {
     "first_frame": "First frame", "last_frame": "Last frame", "prompt": "Prompt", "neg_prompt": "Negative prompt",
@@ -47,7 +44,7 @@ class PathSuggester(Suggester):
         return await asyncio.to_thread(form.complete_path, value)
 
 
-class SubmitScreen(Screen[list[int] | None]):
+class SubmitScreen(AppScreen[list[int] | None]):
     """Dismissed with the new job ids, or None when left without submitting."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -59,10 +56,6 @@ class SubmitScreen(Screen[list[int] | None]):
         super().__init__()
         self.prefill = {name: "" for name in form.FIELDS} | {k: v for k, v in (prefill or {}).items() if v}
         self.busy = False
-
-    @property
-    def flf2v(self) -> Flf2vApp:
-        return self.app  # type: ignore[return-value]
 
     def _field(self, name: str, widget: Input | Select[str] | TextArea | Checkbox) -> ComposeResult:
         with Vertical(classes="field", id=f"field-{name}"):

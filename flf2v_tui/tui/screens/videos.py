@@ -4,7 +4,7 @@ the selection; rate, tag and favourite from the keyboard, play it here, open it 
 from __future__ import annotations
 
 import subprocess
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from PIL.Image import Image
 from rich.text import Text
@@ -13,7 +13,6 @@ from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from engine.errors import BadInputError
@@ -29,21 +28,20 @@ from flf2v_tui.screen_data.catalogue_view import (
 )
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.images import load_picture, picture_class
+from flf2v_tui.tui.messages import OpenSubmit
+from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.screens.player import PlayerScreen
 from flf2v_tui.tui.text import notify_plain, plain
 from flf2v_tui.tui.widgets.jobtable import KeyedTable
 from flf2v_tui.tui.widgets.videogrid import VideoGrid
 from storage.db import STORAGE_ERRORS
 
-if TYPE_CHECKING:
-    from flf2v_tui.tui.app import Flf2vApp
-
 # The prompt first after the marks: it is what people know a video by; the rest scrolls in from the right.
 COLUMNS = (("ID", 4), ("RATING", 6), ("♥", 1), ("PROMPT", 36), ("CREATED", 16), ("TAGS", 14), ("SIZE", 9),
            ("SEED", 20))  # fmt: skip
 
 
-class VideosScreen(Screen[None]):
+class VideosScreen(AppScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "play", "Play", show=True),
         Binding("o", "open_player", "Open in player"),
@@ -66,10 +64,6 @@ class VideosScreen(Screen[None]):
         self.videos: dict[int, dict[str, Any]] = {}
         self._shown_sheet: str | None = None
         self._want_selected: int | None = None
-
-    @property
-    def flf2v(self) -> Flf2vApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -264,7 +258,7 @@ class VideosScreen(Screen[None]):
     def action_rerun(self) -> None:
         video = self._need_selected()
         if video is not None:
-            self.flf2v.open_submit(prefill_from_video(video))
+            self.post_message(OpenSubmit(prefill_from_video(video)))
 
     def action_sort(self) -> None:
         self.sort = next_sort(self.sort)
