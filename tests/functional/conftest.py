@@ -82,7 +82,10 @@ def make_app(no_gpu):
 
 @pytest.fixture
 def snapshot_world(monkeypatch):
-    """The TUI world at a fixed path and in UTC, with half-cell pictures, so that a snapshot never changes."""
+    """The TUI world at a fixed path and in UTC, with half-cell pictures, so that a snapshot never changes.
+    The path is one for every run on the machine: a lock makes a second run wait for it, rather than delete
+    the world from under the first one's app."""
+    import fcntl
     import shutil
     import tempfile
     import time
@@ -90,11 +93,13 @@ def snapshot_world(monkeypatch):
     from tests.functional.tui_world import build_world
 
     root = Path(tempfile.gettempdir()) / "flf2v-tui-snapshot"
-    shutil.rmtree(root, ignore_errors=True)
-    monkeypatch.setenv("TZ", "UTC")
-    monkeypatch.setenv("FLF2V_IMAGES", "halfcell")  # pictures drawn the same on every terminal
-    time.tzset()
-    yield build_world(root / "home")
-    monkeypatch.undo()
-    time.tzset()
-    shutil.rmtree(root, ignore_errors=True)
+    with open(root.with_name(f"{root.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        shutil.rmtree(root, ignore_errors=True)
+        monkeypatch.setenv("TZ", "UTC")
+        monkeypatch.setenv("FLF2V_IMAGES", "halfcell")  # pictures drawn the same on every terminal
+        time.tzset()
+        yield build_world(root / "home")
+        monkeypatch.undo()
+        time.tzset()
+        shutil.rmtree(root, ignore_errors=True)

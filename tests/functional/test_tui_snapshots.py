@@ -1,5 +1,6 @@
-"""Snapshots (pytest-textual-snapshot) of the dashboard, the job view, the submit form and the catalogue, on
-fixed data at a frozen time with two fake GPUs. After a deliberate change of the screens, refresh them with
+"""Snapshots (pytest-textual-snapshot) of the dashboard, the job view (running, failed, out of memory and
+interrupted), the submit form and the catalogue, on fixed data at a frozen time with two fake GPUs. After a
+deliberate change of the screens, refresh them with
 `.venv/bin/python -m pytest tests/functional/test_tui_snapshots.py --snapshot-update` and look at the SVGs."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from flf2v_tui.tui.widgets.logview import LogView
 from storage.db import connect
 from storage.jobs import get_job
 from tests.functional.catalogue_world import add_videos
+from tests.functional.failure_world import add_failures
 from tests.functional.tui_world import STATES, settle
 
 SIZE = (140, 40)
@@ -63,6 +65,62 @@ def test_job_view_snapshot(snapshot_world, make_app, snap_compare):
         await settle(pilot, lambda: view.source.count == 26 and len(app.screen.query(".mem-row")) == 2
                      and attempts.row_count == 1, what="the job")  # fmt: skip
         await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+async def _open_job_view(app, pilot, job_id: int, attempts: int, log_lines: int, wide_lines: bool) -> None:
+    """The job view once it shows every attempt, both ranks' memory and the whole merged log, scrolled to its
+    end. `wide_lines`: the log's tail has lines wider than the view, so a horizontal scroll bar takes a row
+    from it once they are drawn, and the view follows to the end again a frame later."""
+    app.open_job(job_id)
+    await settle(pilot, lambda: isinstance(app.screen, JobScreen) and app.screen.query("#view-all"), what="logs")
+    view = app.screen.query_one("#view-all", LogView)
+    table = app.screen.query_one("#attempts", DataTable)
+    await settle(pilot, lambda: view.source.count == log_lines and len(app.screen.query(".mem-row")) == 2
+                 and table.row_count == attempts, what=f"job {job_id}")  # fmt: skip
+    await settle(pilot, lambda: view.show_horizontal_scrollbar == wide_lines and view.scroll_y == view.max_scroll_y,
+                 what="the log to follow its end")  # fmt: skip
+    await pilot.pause()
+
+
+def _log_lines(world, job_id: int, attempt: int) -> int:
+    folder = world.home.attempt_dir(job_id, attempt)
+    return sum(len((folder / f"rank{rank}.log").read_text().splitlines()) for rank in (0, 1))
+
+
+def test_failed_job_snapshot(snapshot_world, make_app, snap_compare):
+    """Rank 0 raised while decoding: failed, engine_error on rank 0, and its traceback at the log's end."""
+    job = add_failures(snapshot_world)["engine_error"]
+    app = _app(snapshot_world, make_app)
+    lines = _log_lines(snapshot_world, job, 1)
+
+    async def ready(pilot):
+        await _open_job_view(app, pilot, job, 1, lines, wide_lines=True)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_oom_job_snapshot(snapshot_world, make_app, snap_compare):
+    """Rank 1 ran out of CUDA memory twice (retried once on oom): failed, oom on rank 1 in both attempts."""
+    job = add_failures(snapshot_world)["oom"]
+    app = _app(snapshot_world, make_app)
+    lines = _log_lines(snapshot_world, job, 2)
+
+    async def ready(pilot):
+        await _open_job_view(app, pilot, job, 2, lines, wide_lines=True)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_interrupted_job_snapshot(snapshot_world, make_app, snap_compare):
+    """The worker that ran it died mid-denoise: the job is interrupted, its attempt still running."""
+    job = add_failures(snapshot_world)["interrupted"]
+    app = _app(snapshot_world, make_app)
+    lines = _log_lines(snapshot_world, job, 1)
+
+    async def ready(pilot):
+        await _open_job_view(app, pilot, job, 1, lines, wide_lines=False)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
