@@ -62,6 +62,7 @@ demo: $(STAMP)
 
 test: $(STAMP) tmux
 	$(BIN)/python -m ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 # The TUI's real-terminal test drives `flf2v tui` through tmux; where tmux is missing and can be installed
@@ -71,12 +72,14 @@ tmux:
 		(apt-get update -qq && apt-get install -y -qq tmux >/dev/null); } || \
 		echo "tmux is not installed; the real-terminal TUI test will be skipped"
 
+# lint-imports checks the boundaries written down in pyproject.toml ([tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m ruff format --check .
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine_step.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache *.egg-info

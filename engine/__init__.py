@@ -1,8 +1,21 @@
 """The flf2v engine: what runs under torchrun.
 
-Only the torch-free modules (`tasks`, `telemetry`, `cli_args`, `checks`, `errors`, `limits`, `recipe`,
-`diskspace`, `mp4` (which needs numpy), and the top level of `tiny`) may be imported by the app; everything
-else pulls in torch.
+The app (flf2v_tui and storage) imports only the modules of APP_MODULES, which import no torch (`mp4` needs
+numpy; of `tiny`, its top level only: its writer imports torch when it runs). Everything else pulls in torch.
+The import contracts in pyproject.toml hold both to this list (`lint-imports`).
 """
 
 __version__ = "0.1.0"
+
+APP_MODULES = (
+    "checks",
+    "cli_args",
+    "diskspace",
+    "errors",
+    "limits",
+    "mp4",
+    "recipe",
+    "tasks",
+    "telemetry",
+    "tiny",
+)
