@@ -1,5 +1,5 @@
 """The queue's persistent state: SQLite tables for jobs, attempts and videos, and the operations on them.
 
-Torch-free. The hot paths (`flf2v ls`, submit, claim) use the sqlite3 module directly; `storage.models`
-offers sqlmodel classes of the same tables for ORM readers.
+Torch-free, and ORM-free: everything speaks SQL through the sqlite3 module, with the tables defined once, by
+the migrations in `storage.schema`, and the job states named once, in `storage.states`.
 """

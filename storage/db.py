@@ -1,9 +1,12 @@
 """SQLite connections: WAL, busy_timeout, foreign keys, a private file, and migrations on open.
 
-The queue uses the standard sqlite3 module directly rather than an ORM: `flf2v ls` must answer in well under
-a second and importing sqlmodel alone costs ~0.4 s. Every write goes through `write_tx`, which takes the
-write lock up front (BEGIN IMMEDIATE) so that concurrent writers queue on busy_timeout instead of failing
-with "database is locked" when a read transaction tries to upgrade.
+The queue uses the standard sqlite3 module directly rather than an ORM: `flf2v ls` must answer within 0.3 s
+with 10,000 jobs, and importing sqlmodel (with SQLAlchemy and pydantic) costs about 0.35 s of CPU before a
+single row is read, so sqlmodel is not a dependency (figures in bench/RESULTS.md).
+
+Every write goes through `write_tx`, which takes the write lock up front (BEGIN IMMEDIATE) so that concurrent
+writers queue on busy_timeout instead of failing with "database is locked" when a read transaction tries to
+upgrade.
 """
 
 from __future__ import annotations

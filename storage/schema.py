@@ -1,8 +1,8 @@
 """The database schema as numbered migrations (PRAGMA user_version).
 
 Migrations are frozen SQL: once released, a step is never edited, only followed by a new one, because a
-user's database may sit at any earlier version. `storage.models` mirrors the latest schema for sqlmodel
-users; a test keeps the two equal.
+user's database may sit at any earlier version. These migrations are the one definition of the tables: the
+queue reads and writes them with plain SQL (see `storage.db` for why there is no ORM).
 """
 
 from __future__ import annotations

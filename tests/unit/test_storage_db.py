@@ -192,17 +192,3 @@ def test_migrations_from_every_earlier_version(tmp_path, start):
         assert upgraded.execute("SELECT rowid FROM videos_fts WHERE videos_fts MATCH 'sunrise'").fetchall()
     assert upgraded.execute("PRAGMA foreign_key_check").fetchall() == []
     assert len(MIGRATIONS) == LATEST
-
-
-def test_sqlmodel_classes_mirror_the_schema(home):
-    from sqlmodel import select
-
-    from storage import models
-
-    conn = connect(home.db)
-    for table in models.SQLModel.metadata.sorted_tables:
-        columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table.name})")]
-        assert columns, f"table {table.name} is not in the migrated schema"
-        assert sorted(columns) == sorted(c.name for c in table.columns), table.name
-    with models.session(home) as session:
-        assert session.exec(select(models.Job)).all() == []
