@@ -12,6 +12,7 @@ APP_MODULES = (
     "cli_args",
     "diskspace",
     "errors",
+    "flags",
     "limits",
     "mp4",
     "recipe",

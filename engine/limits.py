@@ -1,19 +1,18 @@
 """What every number and text a render takes may be (torch-free).
 
-The engine checks its flags against this table before anything loads; the app adds the queue's own numbers
-in storage.spec and checks both at its CLI options, at submit and in JobSpec, so the same value is refused
-with the same reason wherever it is typed.
+Each engine flag's bound is filed with the flag in engine.flags (ENGINE_BOUNDS there); the engine checks its
+flags against them before anything loads. The app adds the queue's own numbers in storage.spec and checks
+both at its CLI options, at submit and in JobSpec, so the same value is refused with the same reason wherever
+it is typed.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import BadInputError
-from engine.tasks import GUIDE_SCALE_RANGE, SHIFT_RANGE
 
 # SQLite's INTEGER, torch's generator seed and the official code's seeds are all signed 64-bit.
 INT64_MIN = -(2**63)
@@ -66,30 +65,15 @@ class Bound:
             return f"{shown(value)} must be at most {self._edge(self.high)}" + (f" ({self.why})" if self.why else "")
         return None
 
-    def check(self, value: Any) -> None:
+    def check(self, value: Any, field: str | None = None) -> None:
+        """Raises BadInputError naming the flag; `field` is the name the value goes by (storage.spec's)."""
         problem = self.problem(value)
         if problem:
-            raise BadInputError(f"{self.flag} {problem}")
+            raise BadInputError(f"{self.flag} {problem}", field=field)
 
 
-ENGINE_BOUNDS: dict[str, Bound] = {
-    # The least is the 4n+1 rule's (tasks.frame_num_problem): 5.
-    "frame_num": Bound("--frame_num", 1, MAX_FRAME_NUM, why="over two minutes at 16 fps; the model knows 81"),
-    "sample_steps": Bound("--sample_steps", 1, MAX_SAMPLE_STEPS, why="the model has 1000 timesteps in all"),
-    "sample_shift": Bound("--sample_shift", SHIFT_RANGE[0], SHIFT_RANGE[1], integer=False, low_open=True),
-    "sample_guide_scale": Bound("--sample_guide_scale", *GUIDE_SCALE_RANGE, integer=False),
-    # A negative seed draws one, as in the official code; any seed must fit in 64 bits.
-    "base_seed": Bound("--base_seed", INT64_MIN, SEED_MAX, why="seeds are 64-bit; -1 draws one"),
-    "ulysses_size": Bound("--ulysses_size", 1, MAX_RANKS),
-    "ring_size": Bound("--ring_size", 1, MAX_RANKS),
-    "preview_every": Bound("--preview_every", 0, MAX_SAMPLE_STEPS),
-}
 # One seed of a sweep (--seeds, --seed-range): a concrete seed, never "draw one".
 SEED = Bound("seed", 0, SEED_MAX, why="seeds are 64-bit, as in the official code")
-
-# The engine's text flags, and which of them are paths (a path's fix is a rename, a text's is re-encoding).
-ENGINE_TEXTS = ("task", "size", "sample_solver", "prompt", "neg_prompt")
-ENGINE_PATHS = ("ckpt_dir", "first_frame", "last_frame", "save_file", "events", "log_dir", "preview_dir", "dump_video")
 
 
 def text_problem(value: str) -> str | None:
@@ -106,20 +90,8 @@ def text_problem(value: str) -> str | None:
     return None
 
 
-def check_text(flag: str, value: str | None, path: bool = False) -> None:
+def check_text(flag: str, value: str | None, path: bool = False, field: str | None = None) -> None:
     problem = None if value is None else text_problem(value)
     if problem:
         fix = "rename the file (or link it) so its path is UTF-8" if path else "give it as UTF-8 text"
-        raise BadInputError(f"{flag} {problem}; {fix}")
-
-
-def check_engine_args(args: argparse.Namespace) -> None:
-    """Every number of the engine's flags within its bound and every text valid UTF-8; one line otherwise."""
-    for name in (*ENGINE_TEXTS, *ENGINE_PATHS):
-        value = getattr(args, name, None)
-        if isinstance(value, str):
-            check_text(f"--{name}", value, path=name in ENGINE_PATHS)
-    for name, bound in ENGINE_BOUNDS.items():
-        value = getattr(args, name, None)
-        if value is not None:
-            bound.check(value)
+        raise BadInputError(f"{flag} {problem}; {fix}", field=field)

@@ -14,13 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from engine.flags import RECIPE_FLAGS
+
 RECIPE_VERSION = 1
-# The flags that shape the pixels, plus how the job was laid out over processes.
-RECIPE_FLAGS = (
-    "task", "size", "frame_num", "prompt", "neg_prompt", "sample_solver", "sample_steps", "sample_shift",
-    "sample_guide_scale", "ckpt_dir", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size",
-    "ring_size", "cfg_batch",
-)  # fmt: skip
 _EDGE_BYTES = 1 << 20
 
 
@@ -47,6 +43,8 @@ def checkpoint_fingerprint(root: Path, files: Iterable[Path]) -> str:
 def build_recipe(
     args: dict[str, Any], seed: int, world_size: int, engine_version: str, fingerprint: str | None
 ) -> dict[str, Any]:
+    """The flags that shape the pixels (engine.flags' recipe flags), plus how the job was laid out over
+    processes; `seed` is the one drawn when --base_seed was -1."""
     recipe = {name: args.get(name) for name in RECIPE_FLAGS}
     recipe["ckpt_dir"] = str(Path(recipe["ckpt_dir"]).resolve()) if recipe["ckpt_dir"] else None
     recipe.update(

@@ -13,13 +13,14 @@ import random
 import sqlite3
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.checks import check_checkpoint, check_image
 from engine.cli_args import apply_defaults, build_parser, validate
-from engine.errors import BadInputError
+from engine.errors import BadInputError, about
+from engine.flags import PATH_FLAGS
 from engine.limits import SEED
 from flf2v_tui.rank_capacity import check_fits_here
 from flf2v_tui.save_target import HomeFolders, check_save_target
@@ -27,26 +28,19 @@ from storage.db import database_file_named
 from storage.jobs import copy_input, require_job
 from storage.ops import requeue
 from storage.paths import Home
-from storage.spec import ENGINE_FLAGS, RETRYABLE_CLASSES, JobSpec, check_values, engine_argv
+from storage.spec import ENGINE_FLAGS, RETRYABLE_CLASSES, JobSpec, QueueSettings, check_values, engine_argv
 from storage.states import FINISHED
 
-PATH_FLAGS = ("first_frame", "last_frame", "ckpt_dir", "save_file")
 MAX_SWEEP = 10_000
 # Queued renders write a latent preview every this many steps unless told otherwise (the engine alone: off).
 QUEUE_PREVIEW_EVERY = 5
 
 
-@dataclass
-class QueueOptions:
-    gpus: int = 1
-    nodes: int = 1
-    priority: int = 0
-    after: list[int] = field(default_factory=list)
-    held: bool = False
-    labels: list[str] = field(default_factory=list)
-    max_retries: int = 2
-    retry_on: tuple[str, ...] = ("comm", "worker_lost")
-    retry_backoff: float = 30.0
+@dataclass(kw_only=True)
+class QueueOptions(QueueSettings):
+    """What submit, videos rerun and the form ask of the queue: JobSpec's queue settings (with its defaults,
+    storage.spec.QueueSettings), and whether --gpus is checked against this machine."""
+
     # The job is for a worker elsewhere, or one started with other --gpus or --cpu-slots (the demo's): --gpus
     # is checked against its bound only, not against what a worker started here without options would have.
     other_worker: bool = False
@@ -118,11 +112,14 @@ def absolute(path: str | Path, base: Path | None = None) -> str:
 
 def _parse_engine(values: dict[str, Any]) -> argparse.Namespace:
     """Parse through the engine's own argparse parser, so flag types and booleans mean the same."""
-    argv = engine_argv(values)
+    parser = build_parser(prog="flf2v submit")
+    parser.exit_on_error = False  # a bad value raises ArgumentError, which names the flag it is about
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            return build_parser(prog="flf2v submit").parse_args(argv)
+            return parser.parse_args(engine_argv(values))
+    except argparse.ArgumentError as exc:
+        raise BadInputError(str(exc), field=(exc.argument_name or "").removeprefix("--") or None) from None
     except SystemExit:
         message = err.getvalue().strip().splitlines()
         text = message[-1] if message else "invalid flags"
@@ -132,18 +129,22 @@ def _parse_engine(values: dict[str, Any]) -> argparse.Namespace:
 def check_engine_values(values: dict[str, Any], world_size: int) -> argparse.Namespace:
     """Every check the engine makes before loading weights; raises BadInputError with one line."""
     if world_size < 1:
-        raise BadInputError(f"--gpus {world_size} must be at least 1")
+        raise BadInputError(f"--gpus {world_size} must be at least 1", field="gpus")
     ns = _parse_engine(values)
     apply_defaults(ns, world_size)
     task = validate(ns, world_size)
-    for frame, what in ((ns.first_frame, "first frame"), (ns.last_frame, "last frame")):
+    frames = (("first_frame", "first frame"), ("last_frame", "last frame"))
+    for flag, what in frames:
         # Read as an image, the queue's own database would be opened and closed beside this process's
         # connections, which drops their locks on it (see storage.db).
+        frame = getattr(ns, flag)
         if database_file_named(frame, Home.resolve().db):
-            raise BadInputError(f"{what} {frame} is the queue's own database, not an image")
-    check_image(ns.first_frame, "first frame")
-    check_image(ns.last_frame, "last frame")
-    check_checkpoint(ns.ckpt_dir, task)
+            raise BadInputError(f"{what} {frame} is the queue's own database, not an image", field=flag)
+    for flag, what in frames:
+        with about(flag):
+            check_image(getattr(ns, flag), what)
+    with about("ckpt_dir"):
+        check_checkpoint(ns.ckpt_dir, task)
     return ns
 
 
@@ -157,7 +158,9 @@ def _save_file_for(template: str | None, seed: int, sweep: bool) -> str | None:
     if template is None:
         return None
     if sweep and "{seed}" not in template:
-        raise BadInputError("with several seeds, --save_file must contain {seed}, e.g. out/bird-{seed}.mp4")
+        raise BadInputError(
+            "with several seeds, --save_file must contain {seed}, e.g. out/bird-{seed}.mp4", field="save_file"
+        )
     return template.replace("{seed}", str(seed))
 
 
@@ -165,7 +168,9 @@ def check_queue(queue: QueueOptions) -> None:
     """The queue's numbers within their bounds (storage.spec), one node, and ranks this machine can run."""
     check_values(asdict(queue))
     if queue.nodes != 1:
-        raise BadInputError(f"--nodes {queue.nodes}: multi-node jobs are not supported yet; use --nodes 1")
+        raise BadInputError(
+            f"--nodes {queue.nodes}: multi-node jobs are not supported yet; use --nodes 1", field="nodes"
+        )
     if not queue.other_worker:
         check_fits_here(queue.gpus)
 
@@ -189,7 +194,8 @@ def build_specs(
     values.setdefault("preview_every", QUEUE_PREVIEW_EVERY)
     for flag in PATH_FLAGS:
         if values.get(flag):
-            values[flag] = absolute(values[flag], base)
+            with about(flag):
+                values[flag] = absolute(values[flag], base)
     template = values.pop("save_file", None)
     probe = {**values, "save_file": None}
     ns = check_engine_values(probe, queue.gpus)
@@ -202,7 +208,8 @@ def build_specs(
             seed = random.randint(0, sys.maxsize)
         save_file = _save_file_for(template, seed, len(seed_list) > 1)
         if save_file and folders:
-            check_save_target(save_file, folders)
+            with about("save_file"):
+                check_save_target(save_file, folders)
         spec_values = {**resolved, "base_seed": seed, "save_file": save_file}
         specs.append(
             JobSpec(
@@ -237,7 +244,8 @@ def retry_changes(
     check_values({**changed, "gpus": gpus})
     for flag in PATH_FLAGS:
         if changed.get(flag):
-            changed[flag] = absolute(changed[flag])
+            with about(flag):
+                changed[flag] = absolute(changed[flag])
     values.update(changed)
     if values.get("base_seed", -1) < 0:
         values["base_seed"] = random.randint(0, sys.maxsize)
@@ -246,7 +254,8 @@ def retry_changes(
         check_fits_here(gpus)
     ns = check_engine_values({**values, "save_file": None}, world)
     if values.get("save_file"):
-        check_save_target(values["save_file"], HomeFolders.of(home or Home.resolve()))
+        with about("save_file"):
+            check_save_target(values["save_file"], HomeFolders.of(home or Home.resolve()))
     updates = {name: getattr(ns, name) for name in ENGINE_FLAGS if name in changed}
     updates["neg_prompt"] = values.get("neg_prompt") or None
     updates["save_file"] = values.get("save_file")
@@ -262,7 +271,8 @@ def fill_tiny_checkpoint(home: Home, given: dict[str, Any]) -> None:
     if given.get("task") == "flf2v-tiny" and not given.get("ckpt_dir"):
         from flf2v_tui.tiny import ensure_tiny_checkpoint
 
-        given["ckpt_dir"] = str(ensure_tiny_checkpoint(home))
+        with about("ckpt_dir"):
+            given["ckpt_dir"] = str(ensure_tiny_checkpoint(home))
 
 
 def _copy_new_frames(home: Home, job: dict[str, Any], flags: list[str], updates: dict[str, Any]) -> list[Path]:

@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
 from engine.errors import BadInputError
-from engine.limits import ENGINE_BOUNDS, ENGINE_PATHS, INT64_MAX, MAX_RANKS, Bound, check_text, shown
+from engine.flags import ENGINE_BOUNDS, JOB_FLAGS, PATH_FLAGS, Flag, argv_of
+from engine.limits import INT64_MAX, MAX_RANKS, Bound, check_text, shown
 from engine.telemetry import FAILURE_CLASSES
 from storage.policy import MAX_BACKOFF_S
 
-# The engine flags a job stores, in the order `python -m engine.generate` documents them.
-ENGINE_FLAGS: tuple[str, ...] = (
-    "task",
-    "size",
-    "frame_num",
-    "ckpt_dir",
-    "offload_model",
-    "t5_fsdp",
-    "dit_fsdp",
-    "t5_cpu",
-    "ulysses_size",
-    "ring_size",
-    "sample_solver",
-    "sample_steps",
-    "sample_shift",
-    "sample_guide_scale",
-    "base_seed",
-    "first_frame",
-    "last_frame",
-    "prompt",
-    "neg_prompt",
-    "save_file",
-    "preview_every",
-)
-BOOL_FLAGS = frozenset({"t5_fsdp", "dit_fsdp", "t5_cpu"})
+# The engine flags a job stores (engine.flags' job flags), in the order `python -m engine.generate` documents
+# them: a column of jobs and a field of JobSpec each.
+ENGINE_FLAGS: tuple[str, ...] = tuple(flag.name for flag in JOB_FLAGS)
 RETRYABLE_CLASSES = tuple(c for c in FAILURE_CLASSES if c != "user_input")
 DEFAULT_RETRY_ON: tuple[str, ...] = ("comm", "worker_lost")
 
@@ -54,36 +33,11 @@ BOUNDS: dict[str, Bound] = {**ENGINE_BOUNDS, **QUEUE_BOUNDS}
 JOB_ID = Bound("job id", 1, INT64_MAX)
 
 
-@dataclass
-class JobSpec:
-    """One job before it is queued. Engine values are stored resolved (defaults filled in), so a job's
-    row is its complete recipe; `neg_prompt` None means the engine's official default."""
+@dataclass(kw_only=True)
+class QueueSettings:
+    """A job's place in the queue and its retries: the defaults of JobSpec and of what submit, videos rerun
+    and the form start from (flf2v_tui.submission.QueueOptions), written here only."""
 
-    task: str
-    size: str
-    frame_num: int
-    ckpt_dir: str
-    sample_solver: str
-    sample_steps: int
-    sample_shift: float
-    sample_guide_scale: float
-    base_seed: int
-    first_frame: str
-    last_frame: str
-    prompt: str
-    offload_model: bool | None = None
-    t5_fsdp: bool = False
-    dit_fsdp: bool = False
-    t5_cpu: bool = False
-    ulysses_size: int = 1
-    ring_size: int = 1
-    neg_prompt: str | None = None
-    save_file: str | None = None
-    preview_every: int = 0
-    # The paths the user gave; first_frame/last_frame become the job's own copies when it is queued.
-    first_frame_src: str = ""
-    last_frame_src: str = ""
-    # Queue settings.
     gpus: int = 1
     nodes: int = 1
     priority: int = 0
@@ -94,20 +48,41 @@ class JobSpec:
     retry_on: tuple[str, ...] = DEFAULT_RETRY_ON
     retry_backoff: float = 30.0
 
+
+class _JobSpecChecks:
     def __post_init__(self) -> None:
         """The last gate before the database: a value that would overflow SQLite or cannot be stored as UTF-8
         text is bad input here too, whichever way the spec was built."""
-        check_values({f.name: getattr(self, f.name) for f in fields(self)})
+        check_values({f.name: getattr(self, f.name) for f in fields(self)})  # type: ignore[arg-type]
 
     def engine_values(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in ENGINE_FLAGS}
 
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+
+def _engine_field(flag: Flag) -> tuple[str, Any, Any]:
+    kind = flag.type | None if flag.nullable else flag.type
+    return (flag.name, kind, field() if flag.required else field(default=flag.default))
 
 
-PATH_FIELDS = frozenset({*ENGINE_PATHS, "first_frame_src", "last_frame_src"})
+# One job before it is queued: the job flags of engine.flags, the frames as the user gave them, and the queue
+# settings. Engine values are stored resolved (defaults filled in), so a job's row is its complete recipe; a
+# flag the table marks required has no default, and `neg_prompt` None means the engine's official default.
+# Made from the table, so a new job flag is a new field with no edit here; keyword arguments only.
+JobSpec = make_dataclass(
+    "JobSpec",
+    [
+        *map(_engine_field, JOB_FLAGS),
+        # The paths the user gave; first_frame/last_frame become the job's own copies when it is queued.
+        ("first_frame_src", str, field(default="")),
+        ("last_frame_src", str, field(default="")),
+    ],
+    bases=(QueueSettings, _JobSpecChecks),
+    kw_only=True,
+)
+JobSpec.__module__ = __name__
+
+
+PATH_FIELDS = frozenset({*PATH_FLAGS, "first_frame_src", "last_frame_src"})
 
 
 def check_values(values: dict[str, Any]) -> None:
@@ -115,30 +90,19 @@ def check_values(values: dict[str, Any]) -> None:
     for name, value in values.items():
         bound = BOUNDS.get(name)
         if bound is not None and value is not None:
-            bound.check(value)
+            bound.check(value, field=name)
         elif isinstance(value, str):
-            check_text(f"--{name.removesuffix('_src')}", value, path=name in PATH_FIELDS)
+            flag = name.removesuffix("_src")
+            check_text(f"--{flag}", value, path=name in PATH_FIELDS, field=flag)
     for label in values.get("labels") or ():
-        check_text("--label", label)
+        check_text("--label", label, field="labels")
     for dep in values.get("after") or ():
         if JOB_ID.problem(dep):
-            raise BadInputError(f"--after {shown(dep)}: there is no such job (ids are 1 or more; see flf2v ls --all)")
+            raise BadInputError(
+                f"--after {shown(dep)}: there is no such job (ids are 1 or more; see flf2v ls --all)", field="after"
+            )
 
 
 def engine_argv(values: dict[str, Any]) -> list[str]:
     """The engine's command line for a job's stored values (never a shell string)."""
-    argv: list[str] = []
-    for name in ENGINE_FLAGS:
-        value = values.get(name)
-        if value is None:
-            continue
-        if name in BOOL_FLAGS:
-            if value:
-                argv.append(f"--{name}")
-            continue
-        if name == "offload_model":
-            value = "True" if value else "False"
-        elif name == "preview_every" and not value:
-            continue
-        argv += [f"--{name}", str(value)]
-    return argv
+    return argv_of(values, ENGINE_FLAGS)

@@ -6,14 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import BadInputError
+from engine.flags import JOB_FLAGS
 from engine.tasks import TASKS
 
 # The engine flags a recipe carries that a new job takes as they are.
-_FROM_RECIPE = (
-    "task", "size", "frame_num", "ckpt_dir", "sample_solver", "sample_steps", "sample_shift", "sample_guide_scale",
-    "base_seed", "prompt", "neg_prompt", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size",
-    "ring_size",
-)  # fmt: skip
+_FROM_RECIPE = tuple(flag.name for flag in JOB_FLAGS if flag.recipe)
 
 
 def _frame(recipe: dict[str, Any], role: str, video_id: int) -> str:

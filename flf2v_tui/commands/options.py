@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from engine.flags import BOOL, BY_NAME, JOB_FLAGS, SWITCH, Flag, word_to_bool
 from flf2v_tui.commands.common import parse_ids, print_json
 from flf2v_tui.submission import QueueOptions, parse_retry_on, parse_seeds
 from storage.spec import BOUNDS
@@ -16,6 +17,12 @@ from storage.spec import BOUNDS
 _PANEL = "Engine flags (as in the official generate.py)"
 # Option names whose bound (storage.spec.BOUNDS) is filed under the JobSpec field they fill.
 _FIELD_OF = {"retries": "max_retries"}
+# The order `--help` lists the job flags in (engine.flags.JOB_FLAGS); a flag not named here comes after these.
+_HELP_ORDER = (
+    "prompt", "first_frame", "last_frame", "task", "ckpt_dir", "size", "frame_num", "sample_steps", "sample_shift",
+    "sample_guide_scale", "sample_solver", "base_seed", "neg_prompt", "save_file", "offload_model", "t5_fsdp",
+    "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "preview_every",
+)  # fmt: skip
 
 
 def in_bounds(name: str) -> Callable[[Any], Any] | None:
@@ -34,45 +41,26 @@ def in_bounds(name: str) -> Callable[[Any], Any] | None:
     return check
 
 
-def _opt(name: str, help_text: str, kind: Any) -> inspect.Parameter:
-    names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-    option = typer.Option(*names, help=help_text, rich_help_panel=_PANEL, show_default=False, callback=in_bounds(name))
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[kind, option])
-
-
-def _flag(name: str, help_text: str) -> inspect.Parameter:
-    dashed = name.replace("_", "-")
-    option = typer.Option(
-        f"--{name}/--no_{name}", f"--{dashed}/--no-{dashed}", help=help_text, rich_help_panel=_PANEL, show_default=False
-    )
+def _engine_option(flag: Flag) -> inspect.Parameter:
+    """`--name` and `--na-me`; a switch also `--no_name` and `--no-na-me`. None when not given, so that retry
+    and rerun change only what was given; a bool flag is a word (True/False), as the engine takes it."""
+    name, dashed = flag.name, flag.name.replace("_", "-")
+    if flag.kind == SWITCH:
+        names, kind, check = [f"--{name}/--no_{name}", f"--{dashed}/--no-{dashed}"], bool, None
+    else:
+        names = [f"--{name}"] + ([f"--{dashed}"] if "_" in name else [])
+        kind, check = (str if flag.kind == BOOL else flag.type), in_bounds(name)
+    option = typer.Option(*names, help=flag.cli_help, rich_help_panel=_PANEL, show_default=False, callback=check)
     return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[bool | None, option]
+        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[kind | None, option]
     )
 
 
-ENGINE_OPTIONS: list[inspect.Parameter] = [
-    _opt("prompt", "text prompt (required for submit)", str | None),
-    _opt("first_frame", "image of the first frame; copied into the job folder at submit", str | None),
-    _opt("last_frame", "image of the last frame; copied into the job folder at submit", str | None),
-    _opt("task", "flf2v-14B (default) or flf2v-tiny (the embedded model)", str | None),
-    _opt("ckpt_dir", "checkpoint folder, official or diffusers layout (flf2v-tiny: optional)", str | None),
-    _opt("size", "area as WIDTH*HEIGHT, e.g. 1280*720; aspect follows the first frame", str | None),
-    _opt("frame_num", "frames, 4n+1 (default 81)", int | None),
-    _opt("sample_steps", "sampling steps (default 50)", int | None),
-    _opt("sample_shift", "flow-matching shift (default 16)", float | None),
-    _opt("sample_guide_scale", "classifier-free guidance scale (default 5.0)", float | None),
-    _opt("sample_solver", "unipc (default) or dpm++", str | None),
-    _opt("base_seed", "seed; -1 (default) draws one at submit so the job is reproducible", int | None),
-    _opt("neg_prompt", "negative prompt (default: the official one)", str | None),
-    _opt("save_file", "output mp4 (default: FLF2V_HOME/videos/...); with a sweep it must contain {seed}", str | None),
-    _opt("offload_model", "True/False: move models off the GPU between phases", str | None),
-    _flag("t5_fsdp", "shard T5 with FSDP"),
-    _flag("dit_fsdp", "shard the DiT with FSDP"),
-    _flag("t5_cpu", "keep T5 on the CPU"),
-    _opt("ulysses_size", "Ulysses sequence-parallel degree (must divide --gpus)", int | None),
-    _opt("ring_size", "ring attention degree (only 1)", int | None),
-    _opt("preview_every", "write a preview PNG of the latent every k steps (0: off)", int | None),
-]
+def _help_rank(flag: Flag) -> int:
+    return _HELP_ORDER.index(flag.name) if flag.name in _HELP_ORDER else len(_HELP_ORDER)
+
+
+ENGINE_OPTIONS: list[inspect.Parameter] = [_engine_option(flag) for flag in sorted(JOB_FLAGS, key=_help_rank)]
 ENGINE_NAMES = tuple(p.name for p in ENGINE_OPTIONS)
 
 
@@ -92,16 +80,9 @@ def with_engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def engine_values(kwargs: dict[str, Any]) -> dict[str, Any]:
     """The engine flags the user gave, converted the way the engine's parser expects them."""
     values = {name: kwargs.get(name) for name in ENGINE_NAMES}
-    offload = values.get("offload_model")
-    if offload is not None:
-        from engine.cli_args import str2bool
-
-        try:
-            values["offload_model"] = str2bool(offload)
-        except Exception:
-            from engine.errors import BadInputError
-
-            raise BadInputError(f"--offload_model {offload!r}: expected True or False") from None
+    for name, value in values.items():
+        if value is not None and BY_NAME[name].kind == BOOL:
+            values[name] = word_to_bool(name, value)
     return values
 
 
@@ -116,16 +97,17 @@ def _queue(
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option])
 
 
+_DEFAULT = QueueOptions()  # the queue settings' defaults are JobSpec's (storage.spec.QueueSettings)
 QUEUE_OPTIONS: list[inspect.Parameter] = [
-    _queue("nodes", 1, int, "--nodes", help_text="machines (only 1 is supported)"),
-    _queue("priority", 0, int, "--priority", help_text="higher runs first"),
+    _queue("nodes", _DEFAULT.nodes, int, "--nodes", help_text="machines (only 1 is supported)"),
+    _queue("priority", _DEFAULT.priority, int, "--priority", help_text="higher runs first"),
     _queue("after", None, list[str] | None, "--after", help_text="start only after these jobs succeeded"),
-    _queue("hold", False, bool, "--hold", help_text="queue it held (flf2v release ID)"),
+    _queue("hold", _DEFAULT.held, bool, "--hold", help_text="queue it held (flf2v release ID)"),
     _queue("label", None, list[str] | None, "--label", help_text="a label (repeatable)"),
-    _queue("retries", 2, int, "--retries", help_text="automatic retries"),
+    _queue("retries", _DEFAULT.max_retries, int, "--retries", help_text="automatic retries"),
     _queue("retry_on", None, str | None, "--retry-on", "--retry_on",
-           help_text="classes retried (default comm,worker_lost)"),
-    _queue("retry_backoff", 30.0, float, "--retry-backoff",
+           help_text=f"classes retried (default {','.join(_DEFAULT.retry_on)})"),
+    _queue("retry_backoff", _DEFAULT.retry_backoff, float, "--retry-backoff",
            help_text="seconds before the first retry; doubles each time"),
     _queue("seeds", None, str | None, "--seeds", help_text="a sweep: one job per seed, e.g. 1,2,3"),
     _queue("seed_range", None, str | None, "--seed-range", "--seed_range", help_text="a sweep over A..B inclusive"),
@@ -151,7 +133,7 @@ def with_queue_options(gpus_default: int | None, gpus_help: str) -> Callable[[Ca
 
 def queue_values(kwargs: dict[str, Any], gpus: int) -> QueueOptions:
     """The QueueOptions the queue options in kwargs describe (with `gpus` already resolved). Typer passes every
-    option of QUEUE_OPTIONS (its declared default when not given), so the defaults live there only."""
+    option of QUEUE_OPTIONS (its declared default, QueueSettings', when not given)."""
     after = kwargs["after"]
     return QueueOptions(
         gpus=gpus,
@@ -161,7 +143,7 @@ def queue_values(kwargs: dict[str, Any], gpus: int) -> QueueOptions:
         held=kwargs["hold"],
         labels=[x for x in (kwargs["label"] or []) if x.strip()],
         max_retries=kwargs["retries"],
-        retry_on=parse_retry_on(kwargs["retry_on"]) or QueueOptions().retry_on,
+        retry_on=parse_retry_on(kwargs["retry_on"]) or _DEFAULT.retry_on,
         retry_backoff=kwargs["retry_backoff"],
         other_worker=kwargs["other_worker"],
     )

@@ -1,4 +1,4 @@
-"""The one table of ranges and the text rule (engine.limits, storage.spec), and the checks built on them:
+"""The one table of ranges and the text rule (engine.limits, engine.flags, storage.spec), and the checks built on them:
 the safetensors header, the machine's rank capacity and where --save_file may write."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pytest
 
 from engine.checks import _safetensors_problem
 from engine.errors import BadInputError
-from engine.limits import ENGINE_BOUNDS, INT64_MAX, SEED, Bound, shown, text_problem
+from engine.flags import ENGINE_BOUNDS
+from engine.limits import INT64_MAX, SEED, Bound, shown, text_problem
 from flf2v_tui.gpus import FakeSource, GpuUnavailable
 from flf2v_tui.rank_capacity import check_fits_here, cpu_cores, rank_capacity
 from flf2v_tui.save_target import HomeFolders, check_save_target
