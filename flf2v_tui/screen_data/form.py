@@ -1,5 +1,7 @@
 """The submit form without its widgets: which fields it has, turning their text into a submission checked by
-the CLI's own validation (flf2v_tui.submission), and pinning each error to the field it is about."""
+the CLI's own validation (flf2v_tui.submission), and pinning each error to the field it is about.
+
+Its engine fields are the flags engine.flags gives a form label; how each is shown and read follows its kind."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from engine.checks import check_image
 from engine.errors import BadInputError
+from engine.flags import BOOL, CHOICE, FLAGS, PATH, SWITCH, TEXT, Flag
 from engine.tasks import TASKS
 from flf2v_tui.rank_capacity import NeverFitsHere
 from flf2v_tui.submission import QueueOptions, build_specs, expand_user, fill_tiny_checkpoint, parse_seeds
@@ -21,71 +24,83 @@ from storage.errors import CORRUPT, DB_HEADROOM_BYTES, files_size, storage_fault
 from storage.jobs import insert_jobs
 from storage.paths import Home
 
-TEXT_FIELDS = ("prompt", "neg_prompt")
-PATH_FIELDS = ("first_frame", "last_frame", "ckpt_dir")
-INT_FIELDS = ("frame_num", "sample_steps", "gpus", "priority", "ulysses_size")
-FLOAT_FIELDS = ("sample_shift", "sample_guide_scale")
-# How a job spreads over its ranks and memory; a re-run of a 14B render on 8 GPUs needs them as they were.
-SWITCHES = ("dit_fsdp", "t5_fsdp", "t5_cpu")  # "1" on, "" off
+FORM_FLAGS: dict[str, Flag] = {flag.name: flag for flag in FLAGS if flag.label}
 # The queue's own switch, not part of a job's recipe: --other-worker (skip the check of --gpus against what a
 # worker started here would have; the job is for a worker elsewhere, or one started with --cpu-slots).
 OTHER_WORKER = "other_worker"
 OTHER_WORKER_LABEL = "Other worker"
-OFFLOAD_CHOICES = ("", "True", "False")  # "": the official default (on for one rank, off for several)
-FIELDS = (
-    "first_frame", "last_frame", "prompt", "neg_prompt", "task", "ckpt_dir", "size", "frame_num", "sample_steps",
-    "sample_shift", "sample_guide_scale", "seeds", "gpus", "priority", "labels", "sample_solver", "ulysses_size",
-    "offload_model", *SWITCHES, OTHER_WORKER,
+# The form's fields that are no engine flag: the seed or a sweep of them (--base_seed, --seeds, --seed-range),
+# the queue's numbers, labels and --other-worker.
+QUEUE_LABELS = {"seeds": "Seed or seeds", "gpus": "GPUs (ranks)", "priority": "Priority", "labels": "Labels",
+                OTHER_WORKER: OTHER_WORKER_LABEL}  # fmt: skip
+QUEUE_NUMBERS = ("gpus", "priority")
+LABELS = {**{name: flag.label for name, flag in FORM_FLAGS.items()}, **QUEUE_LABELS}
+# Where each field sits, row by row; a row of one field spans the form. A flag of FORM_FLAGS that no row names
+# gets a row of its own at the end, so a new flag is on the form without an edit here.
+_ROWS: tuple[tuple[str, ...], ...] = (
+    ("first_frame",), ("last_frame",), ("prompt",), ("neg_prompt",), ("task", "ckpt_dir"),
+    ("size", "frame_num", "sample_steps"), ("sample_shift", "sample_guide_scale", "seeds"),
+    ("gpus", "priority", "labels"), ("sample_solver", "ulysses_size", "offload_model"),
+    # How a job spreads over its ranks and memory; a re-run of a 14B render on 8 GPUs needs them as they were.
+    ("dit_fsdp", "t5_fsdp", "t5_cpu", OTHER_WORKER),
 )  # fmt: skip
-DEFAULT_TASK = "flf2v-14B"
+LAYOUT = _ROWS + tuple((name,) for name in FORM_FLAGS if all(name not in row for row in _ROWS))
+FIELDS = tuple(name for row in LAYOUT for name in row)
+FRAMES = ("first_frame", "last_frame")
+SWITCHES = tuple(name for name in FIELDS if name in FORM_FLAGS and FORM_FLAGS[name].kind == SWITCH)  # "1" on
+BOOL_CHOICES = ("", "True", "False")  # "": the engine's default (offload_model: on for one rank, off for several)
+DEFAULT_TASK: str = FORM_FLAGS["task"].default
 FORM_LEVEL = "form"  # errors that belong to no single field
+# The form field an error is about, where its flag is not itself a field.
+_FIELD_OF = {"base_seed": "seeds"}
 
-# Which field a validation message is about, by the words the engine and submission.py use; first match wins.
-_ROUTES: tuple[tuple[str, str], ...] = (
-    (r"first[ _]frame", "first_frame"),
-    (r"last[ _]frame", "last_frame"),
-    (r"unknown task", "task"),
-    (r"ckpt_dir|checkpoint", "ckpt_dir"),
-    (r"^size |\bsize\b.*supported|multiples? of", "size"),
-    (r"frame_num", "frame_num"),
-    (r"sample_steps", "sample_steps"),
-    (r"sample_shift", "sample_shift"),
-    (r"sample_guide_scale", "sample_guide_scale"),
-    (r"sample_solver", "sample_solver"),
-    (r"neg_prompt|negative prompt", "neg_prompt"),  # before "prompt", which its messages contain too
-    (r"prompt", "prompt"),
-    (r"seed", "seeds"),
-    (r"ulysses", "ulysses_size"),
-    (r"--t5_cpu", "t5_cpu"),
-    (r"offload_model", "offload_model"),
-    (r"--gpus", "gpus"),
-    (r"--priority", "priority"),
-)
+Widget = Literal["area", "path", "input", "select", "checkbox"]
 
 
-def field_for(message: str) -> str:
-    for pattern, name in _ROUTES:
-        if re.search(pattern, message):
-            return name
-    return FORM_LEVEL
+def widget_of(name: str) -> Widget:
+    """How a field is shown: prose in a text area, a path with completion, a choice or a bool as a select
+    (a bool's blank meaning the default), a switch as a checkbox, anything else as a line of text."""
+    flag = FORM_FLAGS.get(name)
+    if flag is None:
+        return "checkbox" if name == OTHER_WORKER else "input"
+    kinds: dict[str, Widget] = {TEXT: "area", PATH: "path", CHOICE: "select", BOOL: "select", SWITCH: "checkbox"}
+    return kinds.get(flag.kind, "input")
+
+
+def choices_of(name: str) -> tuple[str, ...]:
+    """The values of a select field."""
+    flag = FORM_FLAGS[name]
+    return BOOL_CHOICES if flag.kind == BOOL else flag.choices
+
+
+def select_value(name: str, text: str) -> str:
+    """What a select field shows for `text`: itself when it is one of the choices, else the default."""
+    flag = FORM_FLAGS[name]
+    return text if text in choices_of(name) else ("" if flag.kind == BOOL else flag.default)
+
+
+def field_for(error: BadInputError) -> str:
+    """The field an error goes under: the one its flag fills, or the whole form."""
+    name = _FIELD_OF.get(error.field or "", error.field)
+    return name if name in FIELDS else FORM_LEVEL
 
 
 def placeholders(task_name: str) -> dict[str, str]:
-    """The task's defaults, shown in empty fields (an empty field means: the default)."""
+    """The defaults, shown in empty fields (an empty field means: the default); the task decides some."""
     task = TASKS.get(task_name) or TASKS[DEFAULT_TASK]
-    return {
-        "size": task.default_size,
-        "frame_num": str(task.frame_num),
-        "sample_steps": str(task.sample_steps),
-        "sample_shift": f"{task.sample_shift:g}",
-        "sample_guide_scale": f"{task.sample_guide_scale:g}",
+    queue = QueueOptions()
+    hints: dict[str, str] = {}
+    for name, flag in FORM_FLAGS.items():
+        value = getattr(task, flag.from_task) if flag.from_task else flag.default
+        if widget_of(name) == "input" and value is not None:
+            hints[name] = f"{value:g}" if isinstance(value, float) else str(value)
+    return hints | {
         "seeds": "random; or 7, or 1,2,3, or 10..19",
-        "gpus": "1",
-        "priority": "0",
+        "gpus": str(queue.gpus),
+        "priority": str(queue.priority),
         "labels": "comma-separated",
         "ckpt_dir": "the embedded model" if task_name == "flf2v-tiny" else "checkpoint folder",
         "neg_prompt": "the official negative prompt",
-        "ulysses_size": "1",
     }
 
 
@@ -97,61 +112,65 @@ class Submission:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def _number(values: dict[str, str], name: str, kind: type, errors: dict[str, str]) -> Any:
-    text = values.get(name, "").strip()
-    if not text:
-        return None
+def _number(text: str, kind: type, name: str, errors: dict[str, str]) -> Any:
     try:
         return kind(text)
     except ValueError:
-        what = "a whole number" if kind is int else "a number"
-        errors[name] = f"{text!r} is not {what}"
+        errors[name] = f"{text!r} is not {'a whole number' if kind is int else 'a number'}"
         return None
 
 
-def _on(values: dict[str, str], name: str) -> bool:
-    return values.get(name, "").strip() in ("1", "True", "true")
+def _on(text: str) -> bool:
+    return text.strip() in ("1", "True", "true")
 
 
-def parse_form(values: dict[str, str]) -> Submission:
-    """Field texts -> what build_specs takes; type errors are reported per field, before any other check."""
-    out = Submission()
-    numbers = {n: _number(values, n, int, out.errors) for n in INT_FIELDS}
-    numbers |= {n: _number(values, n, float, out.errors) for n in FLOAT_FIELDS}
-    given: dict[str, Any] = {n: values.get(n, "").strip() or None for n in (*PATH_FIELDS, "task", "size")}
-    for name in PATH_FIELDS:  # a ~name of no user, said under its own field
-        try:
-            expand_user(given[name] or "")
+def _flag_value(flag: Flag, text: str, errors: dict[str, str]) -> Any:
+    """A field's text as its flag's value; None for an empty field (the default), with a type error in `errors`."""
+    if flag.kind == SWITCH:
+        return True if _on(text) else None
+    if flag.kind == TEXT:
+        return text if text.strip() else None  # a prompt is kept as typed
+    text = text.strip()
+    if not text:
+        return None
+    if flag.kind == BOOL:
+        return {"True": True, "False": False}.get(text)
+    if flag.type in (int, float):
+        return _number(text, flag.type, flag.name, errors)
+    if flag.kind == PATH:
+        try:  # a ~name of no user, said under its own field
+            expand_user(text)
         except BadInputError as exc:
-            out.errors[name] = exc.message
-    given["prompt"] = values.get("prompt", "")
-    given["neg_prompt"] = values.get("neg_prompt", "").strip() or None
-    given["task"] = given["task"] or DEFAULT_TASK
-    for name in ("frame_num", "sample_steps", "sample_shift", "sample_guide_scale", "ulysses_size"):
-        given[name] = numbers[name]
-    given["sample_solver"] = values.get("sample_solver", "").strip() or None
-    offload = values.get("offload_model", "").strip()
-    given["offload_model"] = {"True": True, "False": False}.get(offload)
-    for name in SWITCHES:
-        given[name] = True if _on(values, name) else None
-    seeds = values.get("seeds", "").strip()
+            errors[flag.name] = exc.message
+    return text
+
+
+def _parse_seeds(seeds: str, out: Submission) -> None:
     try:
         if re.fullmatch(r"-?\d+", seeds):
-            given["base_seed"] = int(seeds)
+            out.given["base_seed"] = int(seeds)
         elif ".." in seeds:
             out.seeds = parse_seeds(None, seeds)
         elif seeds:
             out.seeds = parse_seeds(seeds, None)
     except BadInputError as exc:
         out.errors["seeds"] = exc.message.replace("--seed-range ", "").replace("--seeds ", "")
-    labels = [x for x in re.split(r"[,\s]+", values.get("labels", "")) if x]
+
+
+def parse_form(values: dict[str, str]) -> Submission:
+    """Field texts -> what build_specs takes; type errors are reported per field, before any other check."""
+    out = Submission()
+    for name in FIELDS:
+        if name in FORM_FLAGS:
+            out.given[name] = _flag_value(FORM_FLAGS[name], values.get(name, ""), out.errors)
+    _parse_seeds(values.get("seeds", "").strip(), out)
+    numbers = {name: values.get(name, "").strip() for name in QUEUE_NUMBERS}
+    given = {name: _number(text, int, name, out.errors) for name, text in numbers.items() if text}
     out.queue = QueueOptions(
-        gpus=numbers["gpus"] if numbers["gpus"] is not None else 1,
-        priority=numbers["priority"] if numbers["priority"] is not None else 0,
-        labels=labels,
-        other_worker=_on(values, OTHER_WORKER),
+        **{name: number for name, number in given.items() if number is not None},
+        labels=[x for x in re.split(r"[,\s]+", values.get("labels", "")) if x],
+        other_worker=_on(values.get(OTHER_WORKER, "")),
     )
-    out.given = given
     return out
 
 
@@ -168,9 +187,9 @@ def submit(conn: sqlite3.Connection, home: Home, values: dict[str, str]) -> tupl
     except NeverFitsHere as exc:  # waived here by the form's switch, not by the CLI's flag
         return [], {"gpus": exc.saying(f'switch on "{OTHER_WORKER_LABEL}"')}
     except BadInputError as exc:
-        return [], {field_for(exc.message): exc.message}
+        return [], {field_for(exc): exc.message}
     except STORAGE_ERRORS as exc:
-        frames = [str(expand_user(sub.given[f])) for f in ("first_frame", "last_frame") if sub.given.get(f)]
+        frames = [str(expand_user(sub.given[f])) for f in FRAMES if sub.given.get(f)]
         return [], {FORM_LEVEL: storage_refused(home, exc, frames)}
 
 
@@ -198,35 +217,30 @@ def image_summary(path: str) -> str:
 
 def prefill_from_job(job: dict[str, Any]) -> dict[str, str]:
     """The form's field texts for a job's recipe (the catalogue's "re-run" opens the form with these).
-    The frames are the user's originals when they still exist, else the job's own copies."""
-
-    def frame(role: str) -> str:
-        src = job.get(f"{role}_src") or ""
-        return src if src and Path(src).is_file() else str(job.get(role) or "")
+    A path is the user's original when it still exists (the frames' `*_src`), else the job's own copy."""
 
     def text(value: Any) -> str:
         return "" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
 
-    return {
-        "first_frame": frame("first_frame"),
-        "last_frame": frame("last_frame"),
-        "prompt": text(job.get("prompt")),
-        "neg_prompt": text(job.get("neg_prompt")),
-        "task": text(job.get("task")) or DEFAULT_TASK,
-        "ckpt_dir": text(job.get("ckpt_dir")),
-        "size": text(job.get("size")),
-        "frame_num": text(job.get("frame_num")),
-        "sample_steps": text(job.get("sample_steps")),
-        "sample_shift": text(job.get("sample_shift")),
-        "sample_guide_scale": text(job.get("sample_guide_scale")),
+    def path(name: str) -> str:
+        src = job.get(f"{name}_src") or ""
+        return src if src and Path(src).is_file() else str(job.get(name) or "")
+
+    texts: dict[str, str] = {}
+    for name, flag in FORM_FLAGS.items():
+        value = job.get(name)
+        if flag.kind == SWITCH:
+            texts[name] = "1" if value else ""
+        elif flag.kind == BOOL:
+            texts[name] = "" if value is None else str(bool(value))
+        else:
+            texts[name] = path(name) if flag.kind == PATH else text(value)
+    return texts | {
+        "task": texts["task"] or DEFAULT_TASK,
         "seeds": text(job.get("base_seed")),
         "gpus": text(job.get("gpus")),
         "priority": text(job.get("priority")),
         "labels": ",".join(job.get("labels") or []),
-        "sample_solver": text(job.get("sample_solver")),
-        "ulysses_size": text(job.get("ulysses_size")),
-        "offload_model": "" if job.get("offload_model") is None else str(bool(job["offload_model"])),
-        **{name: "1" if job.get(name) else "" for name in SWITCHES},
     }
 
 

@@ -156,7 +156,14 @@ def test_save_target_is_judged_by_where_it_really_writes(tmp_path: Path) -> None
             check_save_target(str(target), HomeFolders.of(home))
 
 
+def _refused(values: dict[str, object], message: str) -> BadInputError:
+    with pytest.raises(BadInputError, match=message) as caught:
+        check_values(values)
+    return caught.value
+
+
 def test_form_routes_range_errors_to_their_fields() -> None:
-    assert field_for("--priority 10 must be at most 1000000000") == "priority"
-    assert field_for("--sample_shift nan must be a finite number") == "sample_shift"
-    assert field_for("--base_seed 99 must be at most 9223372036854775807 (seeds are 64-bit; -1 draws one)") == "seeds"
+    assert field_for(_refused({"priority": 10**10}, "--priority 10000000000 must be at most 1000000000")) == "priority"
+    assert field_for(_refused({"sample_shift": math.nan}, "--sample_shift nan must be a finite")) == "sample_shift"
+    seed = _refused({"base_seed": 2**63}, r"--base_seed 9223372036854775808 must be at most .* -1 draws one\)")
+    assert field_for(seed) == "seeds"

@@ -152,10 +152,14 @@ def test_a_path_with_the_home_of_no_user_is_bad_input_not_a_crash(conn, home, fr
     assert ids == [] and list(errors) == ["first_frame"] and "no such user" in errors["first_frame"]
 
 
-def test_messages_about_the_negative_prompt_go_under_it_not_under_the_prompt():
-    assert form.field_for("--neg_prompt is too long (at most 512 tokens)") == "neg_prompt"
-    assert form.field_for("the negative prompt is not valid UTF-8") == "neg_prompt"
-    assert form.field_for('the prompt is empty; give one with --prompt "..."') == "prompt"
+def test_messages_about_the_negative_prompt_go_under_it_not_under_the_prompt(conn, home, frames, tmp_path):
+    ckpt = write_stub_checkpoint(tmp_path / "ckpt")
+    for change, field, words in [({"neg_prompt": "calm\ud800"}, "neg_prompt", "--neg_prompt is not valid UTF-8"),
+                                 ({"neg_prompt": "no\x00 birds"}, "neg_prompt", "--neg_prompt contains a NUL"),
+                                 ({"prompt": "a kite\ud800"}, "prompt", "--prompt is not valid UTF-8"),
+                                 ({"prompt": ""}, "prompt", "the prompt is empty")]:  # fmt: skip
+        ids, errors = form.submit(conn, home, _values(frames, ckpt, **change))
+        assert ids == [] and list(errors) == [field] and words in errors[field], errors
 
 
 def test_a_database_that_refuses_the_job_is_a_message_for_the_whole_form(conn, home, frames, tmp_path):

@@ -13,25 +13,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import Suggester
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static, TextArea
 
-from engine.tasks import SOLVERS, TASKS
+from engine.tasks import TASKS
 from flf2v_tui.screen_data import form
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.text import plain
 from storage.db import STORAGE_ERRORS
-
-LABELS = {
-    "first_frame": "First frame", "last_frame": "Last frame", "prompt": "Prompt", "neg_prompt": "Negative prompt",
-    "task": "Task", "ckpt_dir": "Checkpoint", "size": "Size (W*H)", "frame_num": "Frames (4n+1)",
-    "sample_steps": "Steps", "sample_shift": "Shift", "sample_guide_scale": "Guide scale",
-    "seeds": "Seed or seeds", "gpus": "GPUs (ranks)", "priority": "Priority", "labels": "Labels",
-    "sample_solver": "Solver", "ulysses_size": "Ulysses size", "offload_model": "Offload model",
-    "dit_fsdp": "FSDP the DiT", "t5_fsdp": "FSDP T5", "t5_cpu": "T5 on the CPU",
-    form.OTHER_WORKER: form.OTHER_WORKER_LABEL,
-}  # fmt: skip
-ROWS = (("size", "frame_num", "sample_steps"), ("sample_shift", "sample_guide_scale", "seeds"),
-        ("gpus", "priority", "labels"))  # fmt: skip
-FRAMES = ("first_frame", "last_frame")
 
 
 class PathSuggester(Suggester):
@@ -61,48 +48,40 @@ class SubmitScreen(AppScreen[list[int] | None]):
         with Vertical(classes="field", id=f"field-{name}"):
             line = Vertical if isinstance(widget, TextArea) else Horizontal
             with line(classes="field-line"):
-                yield Label(LABELS[name])
+                yield Label(form.LABELS[name])
                 yield widget
-            if name in FRAMES:
+            if name in form.FRAMES:
                 yield Static("", id=f"{name}-info", classes="info")
             yield Static("", id=f"{name}-error", classes="error hidden")
 
-    def _input(self, name: str, hints: dict[str, str]) -> Input:
-        suggester = PathSuggester() if name in form.PATH_FIELDS else None
-        return Input(self.prefill[name], placeholder=hints.get(name, ""), id=name, suggester=suggester, compact=True)
+    def _widget(self, name: str, hints: dict[str, str]) -> Input | Select[str] | TextArea | Checkbox:
+        """The field's widget, as form.widget_of says, holding its prefilled text."""
+        text, kind = self.prefill[name], form.widget_of(name)
+        if kind == "area":
+            area = TextArea(text, id=name, soft_wrap=True, show_line_numbers=False)
+            area.placeholder = hints.get(name, "")
+            return area
+        if kind == "select":
+            choices = [(x or "default", x) for x in form.choices_of(name)]
+            return Select(choices, value=form.select_value(name, text), allow_blank=False, id=name, compact=True)
+        if kind == "checkbox":
+            return Checkbox("on", bool(text), id=name, compact=True)
+        suggester = PathSuggester() if kind == "path" else None
+        return Input(text, placeholder=hints.get(name, ""), id=name, suggester=suggester, compact=True)
 
     def compose(self) -> ComposeResult:
         task = self.prefill["task"] if self.prefill["task"] in TASKS else form.DEFAULT_TASK
         hints = form.placeholders(task)
         yield Header()
         with VerticalScroll(id="form"):
-            for name in FRAMES:
-                yield from self._field(name, self._input(name, hints))
-            for name in form.TEXT_FIELDS:
-                area = TextArea(self.prefill[name], id=name, soft_wrap=True, show_line_numbers=False)
-                area.placeholder = hints.get(name, "")
-                yield from self._field(name, area)
-            with Horizontal(classes="row"):
-                tasks = Select([(t, t) for t in TASKS], value=task, allow_blank=False, id="task", compact=True)
-                yield from self._field("task", tasks)
-                yield from self._field("ckpt_dir", self._input("ckpt_dir", hints))
-            for row in ROWS:
-                with Horizontal(classes="row"):
+            for row in form.LAYOUT:
+                if len(row) == 1:  # spans the form
+                    yield from self._field(row[0], self._widget(row[0], hints))
+                    continue
+                switches = all(form.widget_of(name) == "checkbox" for name in row)
+                with Horizontal(classes="row switches" if switches else "row"):
                     for name in row:
-                        yield from self._field(name, self._input(name, hints))
-            with Horizontal(classes="row"):
-                solver = self.prefill["sample_solver"] or TASKS[task].sample_solver
-                solvers = Select([(x, x) for x in SOLVERS], value=solver, allow_blank=False, id="sample_solver",
-                                 compact=True)  # fmt: skip
-                yield from self._field("sample_solver", solvers)
-                yield from self._field("ulysses_size", self._input("ulysses_size", hints))
-                choices = [(x or "default", x) for x in form.OFFLOAD_CHOICES]
-                offload = Select(choices, value=self.prefill["offload_model"], allow_blank=False, id="offload_model",
-                                 compact=True)  # fmt: skip
-                yield from self._field("offload_model", offload)
-            with Horizontal(classes="row switches"):
-                for name in (*form.SWITCHES, form.OTHER_WORKER):
-                    yield from self._field(name, Checkbox("on", bool(self.prefill[name]), id=name, compact=True))
+                        yield from self._field(name, self._widget(name, hints))
             yield Static("", id="form-error", classes="error hidden")
             with Horizontal(id="form-buttons"):
                 yield Button("Submit (ctrl+s)", variant="primary", id="submit")
@@ -112,14 +91,14 @@ class SubmitScreen(AppScreen[list[int] | None]):
     def on_mount(self) -> None:
         self.title = "flf2v · new job"
         self.query_one("#first_frame", Input).focus()
-        for name in FRAMES:
+        for name in form.FRAMES:
             if self.prefill[name]:
                 self._describe(name, self.prefill[name])
 
     # ---- live hints ----------------------------------------------------------------------------------------
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id in FRAMES:
+        if event.input.id in form.FRAMES:
             self._describe(event.input.id, event.value)
 
     @work(thread=True, exclusive=False, group="frames")
@@ -185,7 +164,7 @@ class SubmitScreen(AppScreen[list[int] | None]):
         try:
             ids, errors = self.flf2v.db.write(lambda conn: form.submit(conn, home, values))
         except STORAGE_ERRORS as exc:  # the database would not even open
-            frames = [values[name] for name in FRAMES]
+            frames = [values[name] for name in form.FRAMES]
             ids, errors = [], {form.FORM_LEVEL: form.storage_refused(home, exc, frames)}
         deliver(self.app, self._submitted, ids, errors)
 
