@@ -220,7 +220,7 @@ class NoNvml:
         raise GpuUnavailable("NVML is not available (NVML Shared Library Not Found); no NVIDIA driver here")
 
 
-async def settle(pilot, until, timeout: float = 10.0, what: str = "the condition") -> None:
+async def settle(pilot, until, timeout: float = 30.0, what: str = "the condition") -> None:
     """Let the app run until `until()` holds (the TUI reads in threads, so results land a little later)."""
     import asyncio
 
