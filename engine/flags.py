@@ -193,6 +193,9 @@ def argv_of(values: dict[str, Any], names: tuple[str, ...]) -> list[str]:
             argv.append(f"--{name}")
         elif flag.kind == BOOL and not isinstance(value, str):  # a job row holds 0 or 1
             argv += [f"--{name}", "True" if value else "False"]
+        elif str(value).startswith("-"):
+            # Joined with '=': argparse would take a separate "-dark" (a prompt, a path) for an option.
+            argv.append(f"--{name}={value}")
         else:
             argv += [f"--{name}", str(value)]
     return argv

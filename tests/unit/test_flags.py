@@ -85,6 +85,14 @@ def test_the_engine_parses_back_what_engine_argv_writes():
     assert list(vars(build_parser().parse_args([]))) == [f.name for f in FLAGS]
 
 
+@pytest.mark.parametrize("name", ["prompt", "neg_prompt", "first_frame", "save_file", "base_seed"])
+def test_a_value_that_starts_with_a_dash_reaches_the_engine_as_it_was_given(name):
+    flag = next(f for f in JOB_FLAGS if f.name == name)
+    value = -7 if flag.type is int else "-dark"
+    parsed = vars(build_parser().parse_args(engine_argv({name: value})))
+    assert parsed[name] == value
+
+
 def _commands() -> dict[str, Any]:
     import typer.main
 
