@@ -13,7 +13,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -26,7 +25,7 @@ from storage.claim import Assignment, claim_next
 from storage.db import connect, write_tx
 from storage.jobs import insert_jobs
 from storage.workers import WorkerIdentity
-from tests.functional.tui_world import NOW, World, log_line
+from tests.functional.tui_world import NOW, World, log_line, opening_events
 from tests.unit.queue_support import make_spec
 
 GIB = 1 << 30
@@ -111,15 +110,7 @@ def _torchrun_report(end: float, failure: Failure, returncode: int) -> str:
 def write_attempt_files(folder: Path, t0: float, end: float, failure: Failure) -> None:
     """What two CUDA ranks leave in their attempt folder up to `end`: events, logs, and (for a raise) the error
     event, torchrun's report and its exit status as the shim records it."""
-    events: list[dict[str, Any]] = [
-        {"kind": "start", "t": t0, "rank": 0, "task": "flf2v-tiny", "world_size": 2, "device": "cuda", "args": {},
-         "engine_version": "test"},
-        {"kind": "stage", "t": t0 + 1, "rank": 0, "name": "load_transformer", "phase": "begin"},
-        {"kind": "stage", "t": t0 + 41, "rank": 0, "name": "load_transformer", "phase": "end", "seconds": 40.0},
-        {"kind": "stage", "t": t0 + 41, "rank": 0, "name": "encode_text", "phase": "begin"},
-        {"kind": "stage", "t": t0 + 44.5, "rank": 0, "name": "encode_text", "phase": "end", "seconds": 3.5},
-        {"kind": "stage", "t": t0 + 45, "rank": 0, "name": "denoise", "phase": "begin"},
-    ]  # fmt: skip
+    events = opening_events(t0, "cuda")
     for i in range(1, failure.steps_done + 1):
         t = t0 + 45 + i * 6
         eta = 6.0 * (50 - i)

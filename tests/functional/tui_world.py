@@ -11,6 +11,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 from PIL import Image
@@ -82,11 +83,10 @@ def _attempt(conn, job_id: int, number: int, folder: Path, **values: object) -> 
     return int(cur.lastrowid or 0)
 
 
-def write_running_files(folder: Path, steps_done: int = 12, steps: int = 50) -> None:
-    """Two ranks' logs and the events of a render that loaded, encoded and is denoising."""
-    t0 = NOW - 300
-    events = [
-        {"kind": "start", "t": t0, "rank": 0, "task": "flf2v-tiny", "world_size": 2, "device": "cpu", "args": {},
+def opening_events(t0: float, device: str) -> list[dict[str, Any]]:
+    """The events of a two-rank render from its start to the beginning of denoising (load 40 s, encode 3.5 s)."""
+    return [
+        {"kind": "start", "t": t0, "rank": 0, "task": "flf2v-tiny", "world_size": 2, "device": device, "args": {},
          "engine_version": "test"},
         {"kind": "stage", "t": t0 + 1, "rank": 0, "name": "load_transformer", "phase": "begin"},
         {"kind": "stage", "t": t0 + 41, "rank": 0, "name": "load_transformer", "phase": "end", "seconds": 40.0},
@@ -94,6 +94,12 @@ def write_running_files(folder: Path, steps_done: int = 12, steps: int = 50) -> 
         {"kind": "stage", "t": t0 + 44.5, "rank": 0, "name": "encode_text", "phase": "end", "seconds": 3.5},
         {"kind": "stage", "t": t0 + 45, "rank": 0, "name": "denoise", "phase": "begin"},
     ]  # fmt: skip
+
+
+def write_running_files(folder: Path, steps_done: int = 12, steps: int = 50) -> None:
+    """Two ranks' logs and the events of a render that loaded, encoded and is denoising."""
+    t0 = NOW - 300
+    events = opening_events(t0, "cpu")
     lines: dict[int, list[str]] = {0: [], 1: []}
     for rank in (0, 1):
         lines[rank].append(log_line(t0 + rank * 0.01, f"rank {rank} of 2 starting on cpu"))
