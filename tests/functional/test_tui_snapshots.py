@@ -80,13 +80,7 @@ async def _open_job_view(app, pilot, job_id: int, attempts: int, log_lines: int,
                  and table.row_count == attempts, what=f"job {job_id}")  # fmt: skip
 
     def at_end() -> bool:
-        # The view follows its end, but now and then stops one row short of it, for good, when the horizontal
-        # bar appears just after it scrolled (a LogView defect, reported, not this test's subject): scroll
-        # down as a person would, so that the snapshot is of the log at its end.
-        if view.scroll_y != view.max_scroll_y:
-            view.scroll_to(y=view.max_scroll_y, animate=False, immediate=True)
-            return False
-        return view.follow and view.show_horizontal_scrollbar == wide_lines
+        return view.follow and view.scroll_y == view.max_scroll_y and view.show_horizontal_scrollbar == wide_lines
 
     await settle(pilot, at_end, what="the log at its end")
     await pilot.pause()

@@ -139,6 +139,19 @@ class LogView(ScrollView, can_focus=True):
         if self.follow:
             self.call_after_refresh(self._scroll_to_end)
 
+    # The end moves whenever the content or the room for it changes. A scroll bar that appears takes a row (or a
+    # column) without resizing the widget, so no Resize comes; and a layout may come after the scrolls queued for
+    # "after the next refresh" have already run. Textual sets these reactives during layout, once the new end is
+    # known: following from here keeps the last line in view whatever the order of events.
+    def watch_virtual_size(self) -> None:
+        self._scroll_to_end()
+
+    def watch_show_horizontal_scrollbar(self) -> None:
+        self._scroll_to_end()
+
+    def watch_show_vertical_scrollbar(self) -> None:
+        self._scroll_to_end()
+
     def _scroll_to_end(self) -> None:
         if not self.follow:
             return
@@ -165,6 +178,7 @@ class LogView(ScrollView, can_focus=True):
 
     def action_follow(self) -> None:
         self.follow = True
+        self._scroll_to_end()  # also when it already followed: End always brings the last line into view
 
     def action_top(self) -> None:
         self.follow = False
@@ -189,9 +203,7 @@ class LogView(ScrollView, can_focus=True):
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style).apply_style(self.rich_style)
 
     def _widen(self) -> None:
-        self.virtual_size = Size(self._widest, self.source.count)
-        if self.follow:  # a horizontal scroll bar may have just taken a line from the view
-            self.call_after_refresh(self._scroll_to_end)
+        self.virtual_size = Size(self._widest, self.source.count)  # the bar it may bring is followed (watchers)
 
     def _ask(self, index: int) -> None:
         if self._asked is not None and self._asked[0] <= index < self._asked[1]:
