@@ -54,6 +54,8 @@ def paint(text: str, colour: str | None, enabled: bool) -> str:
 
 def inert(text: str) -> str:
     """Remove escape sequences and control characters so a rank's output cannot drive the terminal."""
+    if text.isascii() and text.isprintable():
+        return text  # nothing to remove; most cells are so, and `ls` of 10,000 jobs makes 100,000 of them
     return _ESCAPES.sub("", text)
 
 
