@@ -164,7 +164,6 @@ BY_NAME: dict[str, Flag] = {flag.name: flag for flag in FLAGS}
 JOB_FLAGS: tuple[Flag, ...] = tuple(flag for flag in FLAGS if flag.job)
 RECIPE_FLAGS: tuple[str, ...] = tuple(flag.name for flag in FLAGS if flag.recipe)
 ENGINE_KEY_FLAGS: tuple[str, ...] = tuple(flag.name for flag in FLAGS if flag.engine_key)
-SWITCH_FLAGS: frozenset[str] = frozenset(flag.name for flag in FLAGS if flag.kind == SWITCH)
 PATH_FLAGS: tuple[str, ...] = tuple(flag.name for flag in FLAGS if flag.kind == PATH)
 ENGINE_BOUNDS: dict[str, Bound] = {flag.name: flag.bound for flag in FLAGS if flag.bound is not None}
 

@@ -39,7 +39,6 @@ class TaskConfig:
     sample_steps: int
     sample_shift: float
     sample_guide_scale: float
-    sample_solver: str = "unipc"
     sample_fps: int = 16
     text_len: int = 512
     vae_stride: tuple[int, int, int] = (4, 8, 8)

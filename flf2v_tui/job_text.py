@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.diskspace import human_size
+from engine.flags import JOB_FLAGS
 from engine.telemetry import STAGES
 from flf2v_tui.term import age, clock, duration, inert_row, one_line, table
 from storage.states import ACTIVE, STARTED, WAITING
@@ -123,15 +124,24 @@ def ls_json(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# The job's engine parameters in the order `show` and the job view list them. Every job flag of engine.flags
+# is here or in SHOWN_ELSEWHERE (tests/unit/test_flags.py checks it), so a new flag is not left out.
+SHOWN_PARAMS = (
+    "task", "size", "frame_num", "sample_steps", "sample_shift", "sample_guide_scale", "sample_solver",
+    "base_seed", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "ckpt_dir",
+    "first_frame", "first_frame_src", "last_frame", "last_frame_src", "save_file", "preview_every",
+)  # fmt: skip
+SHOWN_ELSEWHERE = ("prompt", "neg_prompt")  # a heading of their own
+_BOOLS = frozenset(flag.name for flag in JOB_FLAGS if flag.type is bool)
+
+
 def job_params(job: dict[str, Any]) -> list[tuple[str, str]]:
     """The recipe's engine parameters worth showing, as (name, text)."""
-    keys = (
-        "task", "size", "frame_num", "sample_steps", "sample_shift", "sample_guide_scale", "sample_solver",
-        "base_seed", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "ckpt_dir",
-        "first_frame", "first_frame_src", "last_frame", "last_frame_src", "save_file", "preview_every",
-    )  # fmt: skip
-    bools = ("offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu")
-    return [(k, str(bool(job[k])) if k in bools else one_line(job[k])) for k in keys if job.get(k) not in (None, "")]
+    return [
+        (k, str(bool(job[k])) if k in _BOOLS else one_line(job[k]))
+        for k in SHOWN_PARAMS
+        if job.get(k) not in (None, "")
+    ]
 
 
 ATTEMPT_HEADER = ["#", "STATE", "STARTED", "TOOK", "SLOTS", "PORT", "EXIT", "RANK", "CLASS", "PEAK", "LOGS"]

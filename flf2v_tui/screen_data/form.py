@@ -129,7 +129,10 @@ def _flag_value(flag: Flag, text: str, errors: dict[str, str]) -> Any:
     if flag.kind == SWITCH:
         return True if _on(text) else None
     if flag.kind == TEXT:
-        return text if text.strip() else None  # a prompt is kept as typed
+        if not text.strip():
+            return None
+        # The prompt is kept as typed; the negative prompt's ends are trimmed, as the form always did.
+        return text if flag.name == "prompt" else text.strip()
     text = text.strip()
     if not text:
         return None

@@ -60,7 +60,10 @@ def test_jobspec_has_a_field_per_job_flag_with_the_flags_default():
     assert tuple(f.name for f in JOB_FLAGS) == ENGINE_FLAGS
     for flag in JOB_FLAGS:
         default = spec_fields[flag.name].default
-        assert default is (dataclasses.MISSING if flag.required else flag.default) or default == flag.default
+        if flag.required:
+            assert default is dataclasses.MISSING, flag.name
+        else:
+            assert default == flag.default and type(default) is type(flag.default), flag.name
 
 
 def _sample(flag: Flag) -> Any:
@@ -160,3 +163,9 @@ def test_every_number_has_a_bound_filed_under_its_own_name():
             assert flag.bound is not None and flag.bound.flag == f"--{flag.name}", flag.name
     with pytest.raises(ValueError, match="filed as"):
         Flag("x", int, 0, "x", bound=FLAGS[2].bound)
+
+
+def test_show_lists_every_job_flag():
+    from flf2v_tui.job_text import SHOWN_ELSEWHERE, SHOWN_PARAMS
+
+    assert {f.name for f in JOB_FLAGS} <= set(SHOWN_PARAMS) | set(SHOWN_ELSEWHERE)

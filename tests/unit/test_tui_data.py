@@ -186,6 +186,14 @@ def test_a_job_prefills_the_form_with_its_recipe(conn, home, frames, tmp_path):
     assert form.prefill_from_job(job)["first_frame"] == job["first_frame"]
 
 
+def test_the_prompt_is_kept_as_typed_and_the_negative_prompt_trimmed(conn, home, frames, tmp_path):
+    ckpt = write_stub_checkpoint(tmp_path / "ckpt")
+    ids, errors = form.submit(conn, home, _values(frames, ckpt, prompt=" a bird \n", neg_prompt="  calm sea \n"))
+    assert errors == {}
+    job = get_job(conn, ids[0])
+    assert (job["prompt"], job["neg_prompt"]) == (" a bird \n", "calm sea")
+
+
 def test_the_layout_flags_go_through_the_form(conn, home, frames, tmp_path):
     ckpt = write_stub_checkpoint(tmp_path / "ckpt")
     values = _values(frames, ckpt, gpus="2", ulysses_size="2", dit_fsdp="1", t5_fsdp="1", offload_model="True",
