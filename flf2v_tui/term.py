@@ -70,6 +70,8 @@ def json_text(value: Any, indent: int | None = None) -> str:
     """`value` as JSON that no terminal acts on: every control character and lone surrogate is a \\u escape,
     so json.loads gives back exactly the strings that went in. Other characters stay as they are (readable)."""
     text = json.dumps(value, indent=indent, sort_keys=True, default=str, ensure_ascii=False)
+    if text.isascii() and "\x7f" not in text:
+        return text  # the usual case, and a scan of megabytes (ls --json --all) the regex need not make
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
