@@ -49,17 +49,23 @@ def nearly_full(path: str | os.PathLike[str]) -> bool:
     return free is not None and free < LOW_SPACE_BYTES
 
 
-def out_of_space(exc: BaseException, folder: str | os.PathLike[str] | None = None) -> bool:
-    """ENOSPC or EDQUOT anywhere in the exception's cause or context, or the OS's words for them (a full disk
-    reaches a writer as a broken pipe too, so callers ask this before they blame the network). With `folder`,
-    also true when the error says neither but the folder is left with next to no space."""
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, then what caused it or was being handled when it was raised, and so on (a loop is cut)."""
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen:
         seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def out_of_space(exc: BaseException, folder: str | os.PathLike[str] | None = None) -> bool:
+    """ENOSPC or EDQUOT anywhere in the exception's cause or context, or the OS's words for them (a full disk
+    reaches a writer as a broken pipe too, so callers ask this before they blame the network). With `folder`,
+    also true when the error says neither but the folder is left with next to no space."""
+    for current in exception_chain(exc):
         if isinstance(current, OSError) and current.errno in _NO_SPACE_ERRNOS:
             return True
         if any(words in str(current).lower() for words in _NO_SPACE_WORDS):
             return True
-        current = current.__cause__ or current.__context__
     return folder is not None and nearly_full(folder)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.diskspace import free_bytes, human_size, nearest_existing, nearly_full
+from engine.diskspace import exception_chain, free_bytes, human_size, nearest_existing, nearly_full
 from storage.db import BUSY_TIMEOUT_MS
 
 DISK_FULL = "disk full"
@@ -107,12 +107,7 @@ class StorageFault:
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen and len(seen) < 8:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
+    return exception_chain(exc)[:8]
 
 
 def _cause_of(exc: BaseException) -> str | None:
