@@ -100,7 +100,9 @@ def _output_failed(exc: OSError, fd: int) -> NoReturn:
 
 def _to_devnull(fd: int) -> None:
     with contextlib.suppress(OSError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
 
 
 def handles_errors(fn: F) -> F:
