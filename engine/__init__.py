@@ -19,4 +19,5 @@ APP_MODULES = (
     "tasks",
     "telemetry",
     "tiny",
+    "warm_protocol",
 )

@@ -31,6 +31,9 @@ STAGES: tuple[str, ...] = (
 )
 
 FAILURE_CLASSES: tuple[str, ...] = ("user_input", "oom", "comm", "killed", "engine_error", "worker_lost", "disk_full")
+# The class of a warm group's job stopped by its cancel file (engine.serve): the user's doing, not a failure to
+# retry, so it is not one of FAILURE_CLASSES.
+CANCELLED = "cancelled"
 
 _NUMBER = (int, float)
 _OPT_NUMBER = (int, float, type(None))
@@ -95,7 +98,7 @@ def validate_event(event: Any) -> list[str]:
             problems.append("stage end lacks 'seconds'")
     if kind == "memory" and not ({"allocated", "reserved", "peak"} <= event.keys() or "rss" in event):
         problems.append("memory event needs allocated/reserved/peak (CUDA) or rss (CPU)")
-    if kind == "error" and event.get("class") not in (*FAILURE_CLASSES, None):
+    if kind == "error" and event.get("class") not in (*FAILURE_CLASSES, CANCELLED, None):
         problems.append(f"unknown failure class {event.get('class')!r}")
     return problems
 
