@@ -25,6 +25,8 @@ PROGRESS_FIELDS = (
     "peak_memory",
     "stage_seconds",
     "engine_version",
+    "warm",
+    "load_saved_s",
 )
 
 
@@ -42,12 +44,22 @@ class Outcome:
 
 
 def set_launched(
-    conn: sqlite3.Connection, attempt_id: int, pgid: int, pgid_started: float, master_port: int | None, save_file: str
+    conn: sqlite3.Connection,
+    attempt_id: int,
+    pgid: int,
+    pgid_started: float,
+    master_port: int | None,
+    save_file: str,
+    group_dir: str | None = None,
+    group_seq: int | None = None,
 ) -> None:
+    """The render's process group (a warm group's, with the job's number there), recorded before a warm group
+    is handed the job: a later worker re-attaches by it, or requeues the job if the group died first."""
     with write_tx(conn):
         conn.execute(
-            "UPDATE attempts SET pgid = ?, pgid_started = ?, master_port = ?, save_file = ? WHERE id = ?",
-            (pgid, pgid_started, master_port, save_file, attempt_id),
+            "UPDATE attempts SET pgid = ?, pgid_started = ?, master_port = ?, save_file = ?, group_dir = ?, "
+            "group_seq = ? WHERE id = ?",
+            (pgid, pgid_started, master_port, save_file, group_dir, group_seq, attempt_id),
         )
 
 

@@ -17,8 +17,7 @@ from storage.workers import WorkerIdentity, is_paused
 RESERVE_AFTER_S = 600.0
 
 _CANDIDATES = """
-SELECT j.id, j.gpus, j.nodes, j.queued_at, j.state_reason, j.attempts_count, j.failure_class,
-       a.failure_message, a.save_file, a.log_dir
+SELECT j.*, a.failure_message, a.save_file AS attempt_save_file, a.log_dir
 FROM jobs j LEFT JOIN attempts a ON a.id = j.current_attempt_id
 WHERE j.state = 'queued' AND j.held = 0 AND j.cancel_requested = 0
   AND (j.not_before IS NULL OR j.not_before <= ?)
@@ -38,6 +37,9 @@ class Assignment:
 
 # The worker's pool answers, for a job of N ranks: an assignment, or why not (and whether it ever could).
 Fit = Callable[[int], "Assignment | str"]
+# The worker's warm groups answer, for a job row: the assignment of an idle group already loaded for its
+# engine key, or None.
+WarmFit = Callable[[dict[str, Any]], "Assignment | None"]
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Claimed:
     attempt_id: int
     number: int
     assignment: Assignment
+    warm: bool = False  # the assignment is an idle warm group's (WarmFit)
 
 
 def claim_next(
@@ -57,9 +60,13 @@ def claim_next(
     only_jobs: Collection[int] | None = None,
     now: float | None = None,
     reserve_after_s: float = RESERVE_AFTER_S,
+    warm_fit: WarmFit | None = None,
 ) -> Claimed | None:
     """Claim one job for this worker, or None. Two workers can never claim the same job: the pick and the
-    state change happen under one write lock, and the update re-checks the state."""
+    state change happen under one write lock, and the update re-checks the state.
+
+    With `warm_fit`, a job that an idle warm group can run is preferred, but never against priority: only over
+    jobs of the same priority, and not over one that has waited `reserve_after_s` already."""
     now = time.time() if now is None else now
     with write_tx(conn):
         if is_paused(conn):
@@ -68,25 +75,40 @@ def claim_next(
         answers: dict[int, Assignment | str] = {}
         smallest_misfit: int | None = None
         chosen: tuple[dict[str, Any], Assignment] | None = None
+        warm = False
         for row in conn.execute(_CANDIDATES, (now,)):
             job = dict(row)
             if only_jobs is not None and job["id"] not in only_jobs:
                 continue
+            if chosen is not None:  # a cold pick stands unless a warm one of its priority follows
+                if job["priority"] != chosen[0]["priority"]:
+                    break
+                warm_answer = _warm_answer(job, warm_fit)
+                if warm_answer is not None:
+                    chosen, warm = (job, warm_answer), True
+                    break
+                continue
             if job["failure_class"] == WAITS_FOR_SPACE:
-                wait = space_wait(job["failure_message"], job["save_file"], job["log_dir"])
+                wait = space_wait(job["failure_message"], job["attempt_save_file"], job["log_dir"])
                 if wait is not None and not wait.ready:
                     reasons[job["id"]] = wait.note()  # and jobs behind it may run: they may write elsewhere
                     continue
             if job["nodes"] != 1:
                 reasons[job["id"]] = f"never: needs {job['nodes']} nodes; the worker runs single-node jobs only"
                 continue
+            warm_answer = _warm_answer(job, warm_fit)
+            if warm_answer is not None:
+                chosen, warm = (job, warm_answer), True
+                break
             gpus = job["gpus"]
             if gpus not in answers:
                 answers[gpus] = fit(gpus)
             answer = answers[gpus]
             if isinstance(answer, Assignment):
                 chosen = (job, answer)
-                break
+                if warm_fit is None or now - job["queued_at"] > reserve_after_s:
+                    break
+                continue
             if len(reasons) < 20:  # the head of the queue says why it waits; the rest need no write
                 reasons[job["id"]] = answer
             if not answer.startswith("never:"):
@@ -130,4 +152,10 @@ def claim_next(
         if updated != 1:  # cannot happen under the write lock; refuse loudly rather than run a job twice
             raise RuntimeError(f"job {job['id']} changed state during its claim")
         full = dict(conn.execute("SELECT * FROM jobs WHERE id = ?", (job["id"],)).fetchone())
-    return Claimed(job=full, attempt_id=attempt_id, number=number, assignment=assignment)
+    return Claimed(job=full, attempt_id=attempt_id, number=number, assignment=assignment, warm=warm)
+
+
+def _warm_answer(job: dict[str, Any], warm_fit: WarmFit | None) -> Assignment | None:
+    if warm_fit is None or job["nodes"] != 1 or job["failure_class"] == WAITS_FOR_SPACE:
+        return None
+    return warm_fit(job)

@@ -186,6 +186,17 @@ CREATE TRIGGER videos_fts_update AFTER UPDATE OF prompt, tags, notes ON videos B
 END;
 """
 
+# Warm groups (issue 13): the group folder an attempt was handed to and its job number there (what a restarted
+# worker needs to re-attach to it, or to requeue it if the group died before the job began), whether the
+# engine was already loaded when it began (1 warm, 0 cold, NULL: not known yet or a one-shot run before this
+# version), and the load seconds that saved.
+_V4_WARM_GROUPS = """
+ALTER TABLE attempts ADD COLUMN group_dir TEXT;
+ALTER TABLE attempts ADD COLUMN group_seq INTEGER;
+ALTER TABLE attempts ADD COLUMN warm INTEGER;
+ALTER TABLE attempts ADD COLUMN load_saved_s REAL;
+"""
+
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
-MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH)
+MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH, _V4_WARM_GROUPS)
 LATEST = len(MIGRATIONS)

@@ -12,7 +12,7 @@ from engine.diskspace import human_size
 from engine.errors import BadInputError
 from flf2v_tui.commands.common import die, handles_errors, open_home, print_json
 from flf2v_tui.term import echo, inert, paint, table, use_colour
-from flf2v_tui.worker import KILL_GRACE_S
+from flf2v_tui.worker import KEEP_WARM_MIN, KILL_GRACE_S, MAX_KEEP_WARM_MIN
 from storage.workers import gpu_holders, live_workers
 
 
@@ -56,10 +56,21 @@ def worker(
     ] = False,
     job: Annotated[list[int] | None, typer.Option("--job", help="run only these job ids")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="only starts and ends, no progress lines")] = False,
+    keep_warm: Annotated[
+        float,
+        typer.Option(
+            "--keep-warm",
+            envvar="FLF2V_KEEP_WARM",
+            help="minutes an idle torchrun group keeps its models loaded for the next job of the same checkpoint "
+            "and layout (0: one torchrun per job)",
+        ),
+    ] = KEEP_WARM_MIN,
 ) -> None:
-    """Run queued jobs on this machine's GPUs (or CPU slots), one torchrun per job.
+    """Run queued jobs on this machine's GPUs (or CPU slots).
 
-    Renders survive the worker: stop it (SIGTERM, Ctrl-C) and start it again, and it re-attaches.
+    A torchrun group loads the models once and renders job after job of the same engine key (checkpoint,
+    task, ranks, layout); it stays loaded --keep-warm minutes after its last job. Renders survive the worker:
+    stop it (SIGTERM, Ctrl-C) and start it again, and it re-attaches.
     """
     from flf2v_tui.gpus import default_source
     from flf2v_tui.worker.loop import Worker, WorkerConfig
@@ -74,6 +85,9 @@ def worker(
     if clash:
         fix = "give this worker other --gpus" if pool.device == "cuda" else "give that worker more --cpu-slots"
         raise BadInputError(f"{clash}; {fix}, or stop that worker first")
+    if not 0 <= keep_warm <= MAX_KEEP_WARM_MIN:
+        raise BadInputError(f"--keep-warm {keep_warm:g}: give minutes from 0 (one torchrun per job) to "
+                            f"{MAX_KEEP_WARM_MIN} (a week)")  # fmt: skip
     try:
         hook = shlex.split(on_finish) if on_finish else []
     except ValueError as exc:
@@ -81,6 +95,7 @@ def worker(
     config = WorkerConfig(
         gpus=gpus, cpu_slots=cpu_slots, once=once, stall_timeout_s=stall_timeout * 60, kill_grace_s=kill_grace,
         on_finish=hook, stop_jobs=stop_jobs, only_jobs=set(job) if job else None, quiet=quiet,
+        keep_warm_s=keep_warm * 60,
     )  # fmt: skip
     # Everything the worker says (labels, paths, engine messages) goes through echo, which makes it inert.
     raise typer.Exit(Worker(home, conn, pool, config, echo).run())

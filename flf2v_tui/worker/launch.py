@@ -91,37 +91,63 @@ def build(
     cpu_threads: int,
 ) -> Launch:
     save_file = output_path(job, videos, number)
-    values = {**job, "save_file": save_file}
     module = os.environ.get("FLF2V_ENGINE_MODULE", ENGINE_MODULE)  # test-only override
     argv = [
+        *torchrun_args(int(job["gpus"]), port),
+        "-m", module,
+        *engine_args(job, attempt_dir, save_file, assignment.device),
+    ]  # fmt: skip
+    env = environment(assignment, cpu_threads, tag, job_id=job["id"])
+    return Launch(argv=argv, env_delta=env, cwd=attempt_dir, save_file=save_file, port=port)
+
+
+def torchrun_args(nproc: int, port: int) -> list[str]:
+    """torchrun and its options, up to the module it runs."""
+    return [
         *torchrun_prefix(),
         "--nnodes", "1",
-        f"--nproc_per_node={job['gpus']}",
+        f"--nproc_per_node={nproc}",
         "--master_addr", "127.0.0.1",
         "--master_port", str(port),
-        "-m", module,
-        *engine_argv(values),
+    ]  # fmt: skip
+
+
+def engine_args(job: dict[str, Any], attempt_dir: Path, save_file: str, device: str) -> list[str]:
+    """An attempt's engine.generate argument list: the same for a one-shot render and a job handed to a
+    warm group."""
+    return [
+        *engine_argv({**job, "save_file": save_file}),
         "--events", str(attempt_dir / "events.jsonl"),
         "--log_dir", str(attempt_dir),
-        "--device", assignment.device,
+        "--device", device,
     ]  # fmt: skip
+
+
+def environment(assignment: Assignment, cpu_threads: int, tag: str, job_id: int | None = None) -> dict[str, str]:
+    """What the ranks' environment adds: their devices, threads, the engine's import path and the tag that
+    finds every process of the render (or of the warm group) wherever it was reparented to."""
     env = {
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
         "CUDA_VISIBLE_DEVICES": ",".join(assignment.slots) if assignment.device == "cuda" else "",
         "OMP_NUM_THREADS": str(cpu_threads),
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": _pythonpath(),
-        "FLF2V_JOB_ID": str(job["id"]),
-        ATTEMPT_TAG: tag,
     }
-    return Launch(argv=argv, env_delta=env, cwd=attempt_dir, save_file=save_file, port=port)
+    if job_id is not None:
+        env["FLF2V_JOB_ID"] = str(job_id)
+    env[ATTEMPT_TAG] = tag
+    return env
 
 
 def write_command(launch: Launch, job_id: int, number: int) -> None:
     """command.txt: the exact argv and environment delta, as one line a person can paste into a shell."""
+    write_command_as(launch, f"flf2v job {job_id}, attempt {number}")
+
+
+def write_command_as(launch: Launch, what: str) -> None:
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in launch.env_delta.items())
     text = (
-        f"# flf2v job {job_id}, attempt {number}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        f"# {what}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
         f"# cwd: {launch.cwd}\n"
         f"cd {shlex.quote(str(launch.cwd))} && env {env} {shlex.join(launch.argv)}\n"
     )

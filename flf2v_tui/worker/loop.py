@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flf2v_tui.worker import launch
+from flf2v_tui.worker import launch, warm_jobs
 from flf2v_tui.worker.classify import classify, read_exit
+from flf2v_tui.worker.groups import WarmGroups
 from flf2v_tui.worker.handoff import left_behind, shut_down, work_left
 from flf2v_tui.worker.hooks import Hooks, hook_env
 from flf2v_tui.worker.outage import StorageGuard, fault_of
@@ -57,6 +58,7 @@ class Worker:
         self.tick_at = 0.0
         self.unsaid = 0  # lines of output that could not be written
         self.storage = StorageGuard(conn, home.db, self.say)
+        self.groups = WarmGroups(home.root, pool, config.keep_warm_s, config.kill_grace_s, self.me, self.say)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -84,6 +86,7 @@ class Worker:
                     last_reconcile = now
                 time.sleep(self.config.poll_s)
         finally:
+            self.groups.shut_down()
             shut_down(self)
         return 0
 
@@ -98,6 +101,8 @@ class Worker:
                 return
             self.worker_id = ids[0]
         self.reconciled = self.storage.write(lambda: reconcile(self))
+        if self.reconciled:
+            self.groups.stop_orphans({str(r.group.folder) for r in self.running.values() if r.group is not None})
 
     def _nothing_left(self) -> bool:
         """--once ends when nothing runs and nothing waits for this worker; never while storage fails (a claim
@@ -140,12 +145,20 @@ class Worker:
         self.storage.run(
             lambda: cancels.update(store.cancel_requests(self.conn, [r.job_id for r in self.running.values()]))
         )
+        grace = self.config.kill_grace_s
         for r in list(self.running.values()):
             if r.job_id in cancels and not r.cancelled and r.ended is None:
                 r.cancelled = True
-                self.say(f"job {r.job_id}: cancelling (SIGTERM, then SIGKILL after {self.config.kill_grace_s:g} s)")
-                self._terminate(r, now)
+                if r.group is not None and r.seq is not None and r.hand_pending is None:
+                    self.say(f"job {r.job_id}: cancelling at the next step; its warm group stays loaded "
+                             f"(SIGTERM to the group after {grace:g} s if it does not stop)")  # fmt: skip
+                    r.group.cancel(r.seq)
+                    r.cancel_sent_at = now
+                else:
+                    self.say(f"job {r.job_id}: cancelling (SIGTERM, then SIGKILL after {grace:g} s)")
+                    self._terminate(r, now)
             self.supervise(r, now)
+        self.groups.tick(now)
         if self.reconciled and not self.stop_requested and not self.storage.failing and now >= self._claim_after:
             self._claim_all(now)
 
@@ -176,12 +189,17 @@ class Worker:
             r.stalled = f"stalled: no progress for {idle / 60:.1f} min (--stall-timeout), stopped"
             self.say(f"job {r.job_id}: {r.stalled}")
             self._terminate(r, now)
+        if r.cancel_sent_at is not None and r.term_at is None and now - r.cancel_sent_at > self.config.kill_grace_s:
+            self.say(f"job {r.job_id}: its warm group did not stop it in time; SIGTERM to the group")
+            self._terminate(r, now)
         if r.term_at is not None and not r.killed and now - r.term_at > self.config.kill_grace_s:
             r.killed = True
             count = kill_all(r.pgid, r.tag)
             self.say(f"job {r.job_id}: grace period over, SIGKILL sent to {count} process(es)")
 
     def _ended(self, r: Running) -> bool:
+        if r.group is not None:
+            return warm_jobs.over(r)
         if r.popen is not None:
             return r.popen.poll() is not None
         return not leader_alive(r.pgid, r.pgid_started)
@@ -189,14 +207,19 @@ class Worker:
     def _finish(self, r: Running) -> None:
         if r.ended is None:
             r.tracker.poll(time.time())
-            returncode = read_exit(r.folder)
-            outcome = classify(
-                returncode, r.tracker, r.folder, cancelled=r.cancelled, stalled=r.stalled, save_file=r.save_file
-            )
+            if r.group is not None:
+                outcome, healthy = warm_jobs.outcome(r)
+                self.groups.job_ended(r.group, healthy, time.time())
+            else:
+                returncode = read_exit(r.folder)
+                outcome = classify(
+                    returncode, r.tracker, r.folder, cancelled=r.cancelled, stalled=r.stalled, save_file=r.save_file
+                )
             if r.stopping and outcome.state not in ("succeeded",):
                 outcome.state, outcome.failure_class, outcome.requeue_always = "interrupted", "worker_lost", True
                 outcome.message = "the worker was stopped with --stop-jobs"
-            kill_all(None, r.tag)  # nothing of the render may outlive it
+            if r.group is None:
+                kill_all(None, r.tag)  # nothing of the render may outlive it (a group is stopped as a whole)
             for partial in remove_partials(r.save_file):
                 self.say(f"job {r.job_id}: removed {partial.name}, the unfinished video of a writer that was killed")
             r.ended = outcome  # kept: a failed record is written later as it was classified now
@@ -248,26 +271,33 @@ class Worker:
             return
         self._next_claim = now + 2.0
         self.pool.refresh()  # GPUs other programs took since the last look are not handed out
-        while self.pool.free():
+        warm = self.groups.enabled
+        while self.pool.free() or (warm and self.pool.warm):
             claimed = claim_next(
                 self.conn,
                 self.me,
-                self.pool.fit,
+                self.groups.fit if warm else self.pool.fit,
                 lambda job_id, number: str(self.home.attempt_dir(job_id, number)),
                 only_jobs=self.config.only_jobs,
                 reserve_after_s=self.config.reserve_after_s,
+                warm_fit=self.groups.warm_fit if warm else None,
             )
             if claimed is None:
                 return
-            self._launch(claimed.job, claimed.attempt_id, claimed.number, claimed.assignment)
+            self._launch(claimed.job, claimed.attempt_id, claimed.number, claimed.assignment, claimed.warm)
 
-    def _launch(self, job: dict[str, Any], attempt_id: int, number: int, assignment: Assignment) -> None:
+    def _launch(
+        self, job: dict[str, Any], attempt_id: int, number: int, assignment: Assignment, warm: bool = False
+    ) -> None:
         folder = self.home.attempt_dir(job["id"], number)
         tag = attempt_tag(str(self.home.root), attempt_id)
         self.pool.take(assignment, attempt_id)
         r = Running(attempt_id, job["id"], number, folder, tag, assignment, Tracker(folder / "events.jsonl", folder))
         self.running[attempt_id] = r
         taken = {x.port for x in self.running.values() if x.port}
+        if self.groups.enabled:
+            self._hand(r, job, assignment, warm, taken)
+            return
         try:
             folder.mkdir(parents=True, exist_ok=True)
             plan = launch.build(
@@ -287,6 +317,24 @@ class Worker:
             f"[{','.join(assignment.slots)}], port {plan.port}, logs {folder}"
         )
 
+    def _hand(self, r: Running, job: dict[str, Any], assignment: Assignment, warm: bool, taken: set[int]) -> None:
+        try:
+            r.folder.mkdir(parents=True, exist_ok=True)
+            port = launch.free_port(taken)
+            group = warm_jobs.prepare(
+                self.groups, r, job, assignment, warm, port, self._cpu_threads(job), self.home.videos
+            )
+        except (OSError, RuntimeError) as exc:
+            if r.group is not None:  # started but never handed the job: it stays warm for the next one
+                self.groups.job_ended(r.group, True, time.time())
+                r.group = None
+            self._not_launched(r, exc)
+            return
+        self.record_launch(r)
+        how = "warm" if warm else "cold: loading the engine"
+        self.say(f"job {job['id']} attempt {r.number} handed to {group.name} as its job {r.seq} ({how}), "
+                 f"logs {r.folder}")  # fmt: skip
+
     def record_launch(self, r: Running, last: bool = False) -> None:
         """The pgid lets a later worker re-attach; until it is written, each tick tries again (and, `last`,
         the worker on its way out, once whatever the back-off)."""
@@ -294,18 +342,25 @@ class Worker:
         if pgid is None or started is None:
             return
 
+        group_dir = str(r.group.folder) if r.group is not None else None
+
         def record() -> None:
-            store.set_launched(self.conn, r.attempt_id, pgid, started, r.port, r.save_file or "")
+            store.set_launched(self.conn, r.attempt_id, pgid, started, r.port, r.save_file or "", group_dir, r.seq)
 
         if last:
             what, anyway = f"that job {r.job_id}'s render started", "so the next flf2v worker cannot re-attach it"
             r.launch_unrecorded = not self.storage.last_write(record, what, anyway)
         else:
             r.launch_unrecorded = not self.storage.write(record)
+        if not r.launch_unrecorded:
+            warm_jobs.hand(r)  # a warm group's job is handed only once the hand-over is recorded
 
     def adopt(self, attempt: dict[str, Any]) -> None:
         """Supervise a live attempt started by an earlier worker (reconcile re-attached it)."""
         r = Running.adopted(attempt, attempt_tag(str(self.home.root), attempt["id"]))
+        if attempt.get("group_dir"):
+            r.group, r.seq = self.groups.adopt(attempt), attempt["group_seq"]
+            r.tag = r.group.tag
         r.tracker.poll(time.time())
         if r.tracker.progress_at is None:
             r.tracker.progress_at = time.time()

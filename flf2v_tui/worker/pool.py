@@ -32,6 +32,8 @@ class Pool:
     slots: list[str]
     source: GpuSource | None = None
     busy: dict[str, int] = field(default_factory=dict)  # slot -> attempt id
+    # slot -> the idle warm group that holds it (its models loaded, no job): not free, but given up on demand
+    warm: dict[str, str] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)  # free GPU -> why it is not handed out
     note: str = ""
 
@@ -67,7 +69,7 @@ class Pool:
         return cls("cpu", [f"cpu{i}" for i in range(cpu_slots or 1)], note=f"CPU slots: {reason}")
 
     def free(self) -> list[str]:
-        return [s for s in self.slots if s not in self.busy and s not in self.blocked]
+        return [s for s in self.slots if s not in self.busy and s not in self.blocked and s not in self.warm]
 
     def refresh(self) -> None:
         """Mark free GPUs that other programs compute on as blocked (they are never handed out). A display
@@ -83,15 +85,17 @@ class Pool:
         for slot in self.slots:
             info = devices.get(slot)
             compute = [p for p in info.processes if p.kind == "compute"] if info else []
-            if slot in self.busy or not compute:
+            if slot in self.busy or slot in self.warm or not compute:
                 continue
             pids = ", ".join(str(p.pid) for p in compute[:3])
             blocked[slot] = f"GPU {slot} is used by another program (pid {pids})"
         self.blocked = blocked
 
-    def fit(self, ranks: int) -> Assignment | str:
-        """An assignment for a job of `ranks` ranks, or why not ("never: ..." if it can never fit here)."""
-        free = self.free()
+    def fit(self, ranks: int, reclaim: bool = False) -> Assignment | str:
+        """An assignment for a job of `ranks` ranks, or why not ("never: ..." if it can never fit here).
+        `reclaim`: slots that idle warm groups hold count too, after the free ones (the worker stops those
+        groups before it starts the job)."""
+        free = self.free() + ([s for s in self.slots if s in self.warm] if reclaim else [])
         if self.device == "cpu":
             if free:
                 return Assignment("cpu", (free[0],))
@@ -108,15 +112,26 @@ class Pool:
     def take(self, assignment: Assignment, attempt_id: int) -> None:
         for slot in assignment.slots:
             self.busy[slot] = attempt_id
+            self.warm.pop(slot, None)
 
     def release(self, attempt_id: int) -> None:
         self.busy = {s: a for s, a in self.busy.items() if a != attempt_id}
+
+    def hold_warm(self, slots: tuple[str, ...], group: str) -> None:
+        """An idle warm group keeps its slots: shown as held, and handed to a job only of its key (or after the
+        group is stopped)."""
+        for slot in slots:
+            self.warm[slot] = group
+
+    def release_warm(self, group: str) -> None:
+        self.warm = {s: g for s, g in self.warm.items() if g != group}
 
     def describe(self) -> dict[str, Any]:
         return {
             "device": self.device,
             "slots": self.slots,
             "busy": self.busy,
+            "warm": self.warm,
             "blocked": self.blocked,
             "note": self.note,
         }

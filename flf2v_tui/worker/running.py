@@ -7,12 +7,15 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flf2v_tui.worker import KILL_GRACE_S
 from flf2v_tui.worker.tracker import Tracker
 from storage import attempts as store
 from storage.claim import RESERVE_AFTER_S, Assignment
+
+if TYPE_CHECKING:
+    from flf2v_tui.worker.warm import Group
 
 
 @dataclass
@@ -28,6 +31,7 @@ class WorkerConfig:
     only_jobs: set[int] | None = None
     quiet: bool = False
     reserve_after_s: float = RESERVE_AFTER_S
+    keep_warm_s: float = 0.0  # --keep-warm: how long an idle warm group stays loaded; 0: one group per job
 
 
 @dataclass
@@ -55,6 +59,10 @@ class Running:
     save_file: str | None = None
     launch_unrecorded: bool = False  # started, but its pgid is not in the database yet
     ended: store.Outcome | None = None  # over and classified, its processes gone; the record is still to write
+    group: Group | None = None  # the warm group it was handed to (None: a one-shot render)
+    seq: int | None = None  # its job number in that group
+    hand_pending: list[str] | None = None  # its engine argv, handed once the hand-over is recorded
+    cancel_sent_at: float | None = None  # the group's cancel file was written (SIGTERM follows after the grace)
 
     @classmethod
     def adopted(cls, attempt: dict[str, Any], tag: str) -> Running:

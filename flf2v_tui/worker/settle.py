@@ -23,6 +23,7 @@ from flf2v_tui.term import inert
 from flf2v_tui.worker.classify import classify, read_exit
 from flf2v_tui.worker.procs import attempt_tag, kill_all
 from flf2v_tui.worker.tracker import Tracker
+from flf2v_tui.worker.warm import job_outcome
 from storage import attempts as store
 from storage.errors import storage_fault
 from storage.jobs import get_job
@@ -98,12 +99,20 @@ def settle_unwatched(conn: sqlite3.Connection, home_root: str, attempt: dict[str
     folder = Path(attempt["log_dir"])
     tracker = Tracker(folder / "events.jsonl", folder)
     tracker.poll(time.time())
-    returncode = read_exit(folder)
+    group_dir = attempt.get("group_dir")
     # Nothing of the render may outlive its record: without an exit file the shim died before it could
     # stop the ranks it adopted, and even with one a rank may have slipped out of its group.
-    leftovers = kill_all(None, attempt_tag(home_root, attempt["id"]))
+    leftovers = kill_all(None, f"{group_dir}#group" if group_dir else attempt_tag(home_root, attempt["id"]))
     remove_partials(attempt["save_file"])
     cancelled = bool(attempt["cancel_requested"])
+    if group_dir and attempt.get("group_seq"):
+        # Its warm group is gone: the job's end file says how it ended, else the group's exit does.
+        outcome = job_outcome(
+            Path(group_dir), int(attempt["group_seq"]), tracker, folder, group_alive=False, cancelled=cancelled,
+            save_file=attempt["save_file"],
+        )  # fmt: skip
+        return settle(conn, attempt["job_id"], attempt["id"], outcome, tracker), leftovers
+    returncode = read_exit(folder)
     outcome = classify(returncode, tracker, folder, cancelled=cancelled, save_file=attempt["save_file"])
     if returncode is None and attempt["pgid"] is None:
         outcome.message = "the worker stopped between claiming the job and starting it"

@@ -109,4 +109,14 @@ class Tracker:
             "peak_memory": self.peak_memory,
             "stage_seconds": self.stage_seconds,
             "engine_version": self.engine_version,
+            **self.warmth(),
         }
+
+    def warmth(self) -> dict[str, Any]:
+        """Whether the engine was already loaded when the job began, and the load seconds that saved; a start
+        event without them (a one-shot render) is cold. Nothing before the start event."""
+        if self.start is None:
+            return {}
+        warm = bool(self.start.get("warm"))
+        saved = self.start.get("load_saved_s")
+        return {"warm": warm, "load_saved_s": float(saved) if warm and isinstance(saved, int | float) else 0.0}

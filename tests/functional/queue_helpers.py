@@ -41,9 +41,13 @@ def write_stub_checkpoint(folder: Path) -> Path:
 
 
 def env_for(home: Path, engine: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a CLI or worker process under test. Workers render one torchrun per job (today's
+    behaviour, and what the scripted engine does) unless a test asks for warm groups (--keep-warm N, which
+    wins over FLF2V_KEEP_WARM)."""
     env = {**os.environ, "FLF2V_HOME": str(home), "PYTHONPATH": str(REPO), "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}
     env.pop("FLF2V_ENGINE_MODULE", None)
     env.pop("FLF2V_GPUS", None)
+    env["FLF2V_KEEP_WARM"] = "0"
     if engine:
         env["FLF2V_ENGINE_MODULE"] = engine
     env.update(extra)

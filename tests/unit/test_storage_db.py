@@ -152,7 +152,11 @@ def _seed_v3(conn: sqlite3.Connection) -> None:
     conn.execute('UPDATE videos SET tags = \'["sunrise"]\', files = \'{"sheet": "/s.png"}\'')
 
 
-SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3}
+def _seed_v4(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE attempts SET group_dir = '/g/1', group_seq = 3, warm = 1, load_saved_s = 12.5")
+
+
+SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4}
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -190,5 +194,10 @@ def test_migrations_from_every_earlier_version(tmp_path, start):
     if start >= 3:
         assert upgraded.execute("SELECT files FROM videos").fetchone()[0] == '{"sheet": "/s.png"}'
         assert upgraded.execute("SELECT rowid FROM videos_fts WHERE videos_fts MATCH 'sunrise'").fetchall()
+    if start >= 4:
+        row = upgraded.execute("SELECT group_dir, group_seq, warm, load_saved_s FROM attempts").fetchone()
+        assert tuple(row) == ("/g/1", 3, 1, 12.5)
+    elif start >= 1:  # attempts from before warm groups: not known to be warm or cold
+        assert tuple(upgraded.execute("SELECT group_dir, warm FROM attempts").fetchone()) == (None, None)
     assert upgraded.execute("PRAGMA foreign_key_check").fetchall() == []
     assert len(MIGRATIONS) == LATEST
