@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from engine import __version__
 from engine.checks import check_checkpoint, check_image, check_save_file
-from engine.cli_args import apply_defaults, build_parser, resolve_cfg_batch, validate
+from engine.cli_args import apply_defaults, build_parser, validate
 from engine.devices import check_device
 from engine.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, BadInputError, PeerLostError
 from engine.tasks import TaskConfig
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
     from engine.checks import CheckpointLayout
+    from engine.pipeline import FLF2VPipeline as Pipeline
     from engine.reporting import Reporter
     from engine.runtime import Runtime
 
@@ -36,7 +37,7 @@ log = logging.getLogger("flf2v.engine")
 PEER_EXIT_WAIT_S = 2.0
 
 
-def _check_inputs(args: argparse.Namespace, world_size: int) -> tuple[TaskConfig, CheckpointLayout]:
+def check_inputs(args: argparse.Namespace, world_size: int) -> tuple[TaskConfig, CheckpointLayout]:
     apply_defaults(args, world_size)
     task = validate(args, world_size)
     check_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
@@ -52,7 +53,7 @@ def _parallel_notes(args: argparse.Namespace, world_size: int) -> None:
         log.info("--t5_fsdp/--dit_fsdp have no effect on a single process; the models are loaded whole")
 
 
-def _failure(exc: BaseException, runtime: Runtime) -> tuple[BaseException, str]:
+def failure_of(exc: BaseException, runtime: Runtime) -> tuple[BaseException, str]:
     """The exception to report and its class. A collective that failed because a peer died is reported as
     that peer's loss, which names the rank to look at."""
     from engine.failures import classify
@@ -65,7 +66,7 @@ def _failure(exc: BaseException, runtime: Runtime) -> tuple[BaseException, str]:
     return exc, failure
 
 
-def _report(reporter: Reporter, exc: BaseException, failure: str, trace: str) -> None:
+def report_failure(reporter: Reporter, exc: BaseException, failure: str, trace: str) -> None:
     # The event first: it is what the worker acts on, and logging can block (a full pipe) or be cut short
     # by the peer watch ending the process.
     if isinstance(exc, BadInputError):
@@ -75,83 +76,35 @@ def _report(reporter: Reporter, exc: BaseException, failure: str, trace: str) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    """One job, cold: load the models, then render it, with the same two functions a warm group uses
+    (engine.serve: load_models once, then start_job and render_job for each job)."""
     from engine.failures import classify, install_signal_handlers, reporting_failure
 
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     started = time.time()
     try:
-        task, layout = _check_inputs(args, world_size)
+        task, layout = check_inputs(args, world_size)
     except BadInputError as exc:
-        sys.stderr.write(f"error: {exc.message}\n")
-        if rank == 0 and args.events:
-            EventWriter(args.events, rank).emit(
-                "error", type="BadInputError", message=exc.message, traceback="", **{"class": "user_input"}
-            )
+        report_bad_input(args, rank, exc)
         return EXIT_BAD_INPUT
 
     install_signal_handlers()
-    from engine.conditioning import load_rgb
-    from engine.parallel import ParallelPlan
     from engine.parallel.watch import start_peer_watch
-    from engine.pipeline import FLF2VPipeline, GenerationRequest
     from engine.reporting import Reporter
-    from engine.runtime import init_runtime, resolve_seed
+    from engine.runtime import init_runtime
 
     try:
         runtime = init_runtime(args.device, args.log_dir)
     except BaseException as exc:
-        return _not_started(args, rank, exc)
+        return not_started(args, rank, exc)
     reporter = Reporter(runtime, args.events)
     failed = False
-    # `auto` becomes what this device runs, so the start event and the recipe say which it was.
-    args.cfg_batch = resolve_cfg_batch(args.cfg_batch, runtime.device.type)
     try:
-        start_peer_watch(runtime, lambda exc: _report(reporter, exc, classify(exc), ""))
-        reporter.emit(
-            "start",
-            task=task.name,
-            world_size=world_size,
-            device=str(runtime.device),
-            args=vars(args),
-            engine_version=__version__,
-        )
-        log.info(f"Generation job args: {args}")
-        log.info(f"Generation model config: {task}")
-        _parallel_notes(args, world_size)
-        seed = resolve_seed(runtime, args.base_seed)
-        log.info(f"Input prompt: {args.prompt}")
-        log.info(f"Input first frame: {args.first_frame}")
-        log.info(f"Input last frame: {args.last_frame}")
-        log.info(f"Seed: {seed}")
-        plan = ParallelPlan.of(world_size, rank, args.dit_fsdp, args.t5_fsdp, args.ulysses_size)
-        pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan)
-        log.info("Creating WanFLF2V pipeline.")
-        pipeline.load(t5_cpu=args.t5_cpu)
-        log.info("Generating video ...")
-        request = GenerationRequest(
-            first_frame=load_rgb(args.first_frame),
-            last_frame=load_rgb(args.last_frame),
-            prompt=args.prompt,
-            neg_prompt=args.neg_prompt,
-            size=args.size,
-            frame_num=args.frame_num,
-            steps=args.sample_steps,
-            shift=args.sample_shift,
-            guide_scale=args.sample_guide_scale,
-            solver=args.sample_solver,
-            seed=seed,
-            offload=args.offload_model,
-            cfg_batch=args.cfg_batch,
-            t5_cpu=args.t5_cpu,
-            preview_every=args.preview_every,
-            preview_dir=args.preview_dir,
-        )
-        video = pipeline.generate(request)
-        if pipeline.cfg is not None and pipeline.cfg.fell_back_at is not None:
-            args.cfg_batch = False  # the recipe: the steps from the OOM on ran as separate forwards
-        if runtime.is_main and video is not None:
-            _save(args, task, layout, seed, video, reporter, started)
+        start_peer_watch(runtime, lambda exc: report_failure(reporter, exc, classify(exc), ""))
+        seed = start_job(args, task, reporter, load_saved_s=None)
+        pipeline = load_models(args, task, layout, reporter)
+        render_job(args, task, layout, pipeline, seed, reporter, started)
         runtime.finish()
         log.info("Finished.")
         return EXIT_OK
@@ -161,17 +114,109 @@ def run(args: argparse.Namespace) -> int:
             if runtime.watch is not None:
                 runtime.watch.unwinding()
             trace = traceback.format_exc()
-            exc, failure = _failure(exc, runtime)
-            _report(reporter, exc, failure, trace)
+            exc, failure = failure_of(exc, runtime)
+            report_failure(reporter, exc, failure, trace)
         if isinstance(exc, BadInputError):
             sys.stderr.write(f"error: {exc.message}\n")
-        return _exit_code(exc)
+        return exit_code(exc)
     finally:
         reporter.close()
         runtime.close(failed=failed)
 
 
-def _not_started(args: argparse.Namespace, rank: int, exc: BaseException) -> int:
+def report_bad_input(args: argparse.Namespace, rank: int, exc: BadInputError) -> None:
+    """Bad input found before anything ran: one line on stderr, and rank 0's `error` event."""
+    sys.stderr.write(f"error: {exc.message}\n")
+    if rank == 0 and args.events:
+        events = EventWriter(args.events, rank)
+        events.emit("error", type="BadInputError", message=exc.message, traceback="", **{"class": "user_input"})
+        events.close()
+
+
+def start_job(args: argparse.Namespace, task: TaskConfig, reporter: Reporter, load_saved_s: float | None) -> int:
+    """The job's `start` event and opening log lines; its seed, the same on every rank (a collective).
+    `load_saved_s`: None for a cold job, else the load seconds of the warm group that renders it."""
+    from engine.cli_args import resolve_cfg_batch
+    from engine.runtime import resolve_seed
+
+    runtime = reporter.runtime
+    # `auto` becomes what this device runs, so the start event and the recipe say which it was.
+    args.cfg_batch = resolve_cfg_batch(args.cfg_batch, runtime.device.type)
+    reporter.emit(
+        "start",
+        task=task.name,
+        world_size=runtime.world_size,
+        device=str(runtime.device),
+        args=vars(args),
+        engine_version=__version__,
+        warm=load_saved_s is not None,
+        load_saved_s=round(load_saved_s or 0.0, 3),
+    )
+    log.info(f"Generation job args: {args}")
+    log.info(f"Generation model config: {task}")
+    _parallel_notes(args, runtime.world_size)
+    seed = resolve_seed(runtime, args.base_seed)
+    log.info(f"Input prompt: {args.prompt}")
+    log.info(f"Input first frame: {args.first_frame}")
+    log.info(f"Input last frame: {args.last_frame}")
+    log.info(f"Seed: {seed}")
+    return seed
+
+
+def load_models(args: argparse.Namespace, task: TaskConfig, layout: CheckpointLayout, reporter: Reporter) -> Pipeline:
+    """Load once: the pipeline with every model loaded and laid out over the ranks (engine-key flags only)."""
+    from engine.parallel import ParallelPlan
+    from engine.pipeline import FLF2VPipeline
+
+    runtime = reporter.runtime
+    plan = ParallelPlan.of(runtime.world_size, runtime.rank, args.dit_fsdp, args.t5_fsdp, args.ulysses_size)
+    pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan)
+    log.info("Creating WanFLF2V pipeline.")
+    pipeline.load(t5_cpu=args.t5_cpu)
+    return pipeline
+
+
+def render_job(
+    args: argparse.Namespace,
+    task: TaskConfig,
+    layout: CheckpointLayout,
+    pipeline: Pipeline,
+    seed: int,
+    reporter: Reporter,
+    started: float,
+) -> None:
+    """Render one job with loaded models, its events going to `reporter`; rank 0 saves the video."""
+    from engine.conditioning import load_rgb
+    from engine.pipeline import GenerationRequest
+
+    pipeline.reporter = reporter
+    log.info("Generating video ...")
+    request = GenerationRequest(
+        first_frame=load_rgb(args.first_frame),
+        last_frame=load_rgb(args.last_frame),
+        prompt=args.prompt,
+        neg_prompt=args.neg_prompt,
+        size=args.size,
+        frame_num=args.frame_num,
+        steps=args.sample_steps,
+        shift=args.sample_shift,
+        guide_scale=args.sample_guide_scale,
+        solver=args.sample_solver,
+        seed=seed,
+        offload=args.offload_model,
+        cfg_batch=args.cfg_batch,
+        t5_cpu=args.t5_cpu,
+        preview_every=args.preview_every,
+        preview_dir=args.preview_dir,
+    )
+    video = pipeline.generate(request)
+    if pipeline.cfg is not None and pipeline.cfg.fell_back_at is not None:
+        args.cfg_batch = False  # the recipe: the steps from the OOM on ran as separate forwards
+    if reporter.runtime.is_main and video is not None:
+        _save(args, task, layout, seed, video, reporter, started)
+
+
+def not_started(args: argparse.Namespace, rank: int, exc: BaseException) -> int:
     """The rank could not start (its process group never formed: a peer that died first, a rendezvous that
     timed out): its `error` event is written all the same, so the failure keeps its class."""
     from engine.failures import classify
@@ -187,10 +232,10 @@ def _not_started(args: argparse.Namespace, rank: int, exc: BaseException) -> int
         events = EventWriter(args.events, rank)
         events.emit("error", type=type(exc).__name__, message=str(exc), traceback=trace, **{"class": failure})
         events.close()
-    return _exit_code(exc)
+    return exit_code(exc)
 
 
-def _exit_code(exc: BaseException) -> int:
+def exit_code(exc: BaseException) -> int:
     """Bad input has its own code; a rank stopped by a signal exits as a shell reports one (128 + its number)."""
     if isinstance(exc, BadInputError):
         return EXIT_BAD_INPUT

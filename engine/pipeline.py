@@ -207,20 +207,22 @@ class FLF2VPipeline:
         self.cfg = CfgBatch(req.cfg_batch, can_fall_back=not self.plan.distributed_dit)
         with stage("denoise"):
             m.transformer.to(dev)
-            latent = denoise(
-                m.transformer,
-                noise,
-                cond,
-                scheduler,
-                timesteps,
-                req.guide_scale,
-                self.cfg,
-                autocast_dtype=self.precision.dit if dev.type == "cuda" else None,
-                on_step=lambda i, n, s, lat: self._after_step(i, n, s, lat, previewer),
-                waiting=self.runtime.waiting if self.plan.distributed_dit else None,
-            )
-            if previewer is not None:
-                previewer.close()
+            try:
+                latent = denoise(
+                    m.transformer,
+                    noise,
+                    cond,
+                    scheduler,
+                    timesteps,
+                    req.guide_scale,
+                    self.cfg,
+                    autocast_dtype=self.precision.dit if dev.type == "cuda" else None,
+                    on_step=lambda i, n, s, lat: self._after_step(i, n, s, lat, previewer),
+                    waiting=self.runtime.waiting if self.plan.distributed_dit else None,
+                )
+            finally:  # a warm group goes on after a cancelled job: its writer thread must not be left behind
+                if previewer is not None:
+                    previewer.close()
             if req.offload:
                 m.transformer.to("cpu")
                 gc.collect()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,6 +34,8 @@ class Reporter:
         # The main thread and the peer watch may both report the failure that ends the run; one event is kept.
         self._error_lock = threading.Lock()
         self.error_reported = False
+        # Called on every rank after each denoising step, once it is reported (a warm group's cancel check).
+        self.after_step: Callable[[int, int], None] | None = None
 
     def emit(self, kind: str, **fields: Any) -> None:
         """Job-level events come from rank 0 only."""
@@ -79,6 +81,8 @@ class Reporter:
         filled = int(width * i / n)
         bar = "#" * filled + "-" * (width - filled)
         log.info(f"Sampling {i:>3}/{n} [{bar}] {seconds:.2f} s/it, ETA {format_duration(eta)}")
+        if self.after_step is not None:
+            self.after_step(i, n)
 
     def close(self) -> None:
         self.events.close()

@@ -95,6 +95,13 @@ class Runtime:
         # ru_maxrss is updated lazily by the kernel, so it can trail the current figure for a moment.
         return {"rss": rss, "peak_rss": max(rss, peak_rss_bytes())}
 
+    def reset_peak(self) -> None:
+        """The peak figures of memory() start again from now (a warm group's next job)."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            reset_peak_rss()
+
     def finish(self) -> None:
         """Every rank is done. The peer watch stops before any rank may exit, so no rank's normal exit looks
         like a lost peer to another."""
@@ -126,8 +133,19 @@ class Runtime:
 
 
 def peak_rss_bytes() -> int:
-    # ru_maxrss is in kilobytes on Linux.
+    """The resident set's high-water mark: VmHWM where /proc has it (reset_peak_rss resets it, so a warm
+    group's job reports its own peak), else ru_maxrss (the whole process's; kilobytes on Linux)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def reset_peak_rss() -> None:
+    """Start the resident high-water mark again from the current resident set (Linux: clear_refs 5)."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+        refs.write("5")
 
 
 def pick_device(choice: str, local_rank: int) -> torch.device:

@@ -49,6 +49,9 @@ REQUIRED: dict[str, dict[str, tuple[type, ...]]] = {
     "error": {"type": (str,), "message": (str,), "traceback": (str,), "class": (str, type(None))},
 }
 OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
+    # Added within version 1: the load seconds a warm group saved this job (0 when it ran cold). Its `warm`
+    # (true or false) is not listed: the checks here refuse a bool where a number is asked, by design.
+    "start": {"load_saved_s": _NUMBER},
     "stage": {"seconds": _NUMBER},
     "memory": {
         "allocated": (int,),
