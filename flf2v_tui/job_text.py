@@ -80,12 +80,28 @@ def short_prompt(text: str | None, width: int = PROMPT_WIDTH) -> str:
 
 
 def gpus_text(job: dict[str, Any], state: str) -> str:
-    """The GPUs a running job holds (or its CPU ranks); the number it asks for otherwise."""
+    """The GPUs a running job holds (or its CPU ranks); the number it asks for otherwise. `warm` when its
+    attempt ran in a warm group whose models were already loaded."""
+    warm = " warm" if job.get("warm") and state not in WAITING else ""
     if state in ACTIVE and job.get("assigned"):
         if job.get("device") == "cpu":
-            return f"cpu×{job['gpus']}"
-        return job["assigned"]
-    return str(job["gpus"])
+            return f"cpu×{job['gpus']}{warm}"
+        return job["assigned"] + warm
+    return f"{job['gpus']}{warm}"
+
+
+def held_by(holder: int | str) -> str:
+    """Who holds a GPU (storage.workers.gpu_holders): a job by its id, or an idle warm group."""
+    return f"job {holder}" if isinstance(holder, int) else one_line(holder)
+
+
+def load_text(attempt: dict[str, Any]) -> str:
+    """Whether the attempt found the engine loaded (warm, and the load seconds that saved) or loaded it."""
+    if attempt.get("warm") is None:
+        return "-"
+    if attempt["warm"]:
+        return f"warm, saved {duration(attempt.get('load_saved_s') or 0)}"
+    return "cold"
 
 
 def _time(job: dict[str, Any], state: str, now: float) -> str:
@@ -144,7 +160,7 @@ def job_params(job: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-ATTEMPT_HEADER = ["#", "STATE", "STARTED", "TOOK", "SLOTS", "PORT", "EXIT", "RANK", "CLASS", "PEAK", "LOGS"]
+ATTEMPT_HEADER = ["#", "STATE", "STARTED", "TOOK", "LOAD", "SLOTS", "PORT", "EXIT", "RANK", "CLASS", "PEAK", "LOGS"]
 
 
 def attempt_rows(attempts: list[dict[str, Any]], now: float) -> list[list[str]]:
@@ -159,6 +175,7 @@ def attempt_rows(attempts: list[dict[str, Any]], now: float) -> list[list[str]]:
                 a["state"],
                 clock(a["started_at"]),
                 duration(ended - a["started_at"]),
+                load_text(a),
                 f"{a['device']}:{a['gpus']}",
                 str(a.get("master_port") or "-"),
                 "-" if a.get("exit_code") is None else str(a["exit_code"]),

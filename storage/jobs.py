@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import BadInputError
+from engine.flags import ENGINE_KEY_FLAGS
 from storage.db import write_tx
 from storage.paths import Home
 from storage.spec import ENGINE_FLAGS, JobSpec
@@ -192,7 +193,7 @@ SELECT j.id, j.state, j.state_reason, j.held, j.cancel_requested, j.priority, j.
        j.started_at, j.finished_at, j.output_path, j.failure_class, j.not_before, j.attempts_count,
        a.number AS attempt, a.stage, a.step, a.steps_total, a.sec_per_it, a.eta_seconds, a.progress_at,
        a.worker_host, a.worker_pid, a.worker_started, a.failing_rank, a.exit_code, a.device,
-       a.gpus AS assigned, a.started_at AS attempt_started,
+       a.gpus AS assigned, a.started_at AS attempt_started, a.warm, a.load_saved_s,
        (SELECT group_concat(d.after_id) FROM job_deps d JOIN jobs p ON p.id = d.after_id
          WHERE d.job_id = j.id AND p.state != 'succeeded') AS waiting_on
 FROM jobs j LEFT JOIN attempts a ON a.id = j.current_attempt_id
@@ -269,6 +270,21 @@ def unfinished_work(conn: sqlite3.Connection, typical: float, now: float) -> tup
     """
     owed, without_eta, queued_gpus = conn.execute(sql, {"typical": typical, "now": now}).fetchone()
     return float(owed), int(without_eta), int(queued_gpus)
+
+
+# A queued job's engine key, as far as its row tells it (engine.flags' engine_key flags that are job columns, and
+# its ranks): jobs alike in these run one after another in one warm group.
+_KEY_COLUMNS = (*(name for name in ENGINE_KEY_FLAGS if name in ENGINE_FLAGS), "gpus")
+
+
+def queued_by_key(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+    """(ranks, how many) per engine key among the queued jobs that can start (neither held nor waiting on a
+    dependency): the first of each key loads the models, and with warm groups the rest find them loaded."""
+    sql = (
+        f"SELECT j.gpus, COUNT(*) FROM jobs j WHERE j.state = 'queued' AND NOT j.held AND NOT EXISTS ({_UNMET}) "
+        f"GROUP BY {', '.join('j.' + c for c in _KEY_COLUMNS)}"
+    )
+    return [(int(gpus), int(n)) for gpus, n in conn.execute(sql)]
 
 
 def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:

@@ -97,12 +97,15 @@ def set_paused(conn: sqlite3.Connection, paused: bool) -> None:
         set_setting(conn, "paused_at", str(time.time()))
 
 
-def gpu_holders(conn: sqlite3.Connection) -> dict[int, int]:
-    """GPU index -> id of the job whose attempt holds it, from the live workers' pools."""
-    holders: dict[int, int] = {}
+def gpu_holders(conn: sqlite3.Connection) -> dict[int, int | str]:
+    """GPU index -> id of the job whose attempt holds it, or what else of the worker holds it (an idle warm
+    group, its models loaded for the next job of its key), from the live workers' pools."""
+    holders: dict[int, int | str] = {}
     for w in live_workers(conn):
         if w["pool"].get("device") != "cuda":
             continue
+        for slot, label in w["pool"].get("warm", {}).items():
+            holders[int(slot)] = str(label)
         for slot, attempt_id in w["pool"].get("busy", {}).items():
             row = conn.execute("SELECT job_id FROM attempts WHERE id = ?", (int(attempt_id),)).fetchone()
             if row:

@@ -105,6 +105,7 @@ def worker(
 def gpus(json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """Show the GPUs NVML sees, their memory and use, and which job holds each."""
     from flf2v_tui.gpus import GpuUnavailable, default_source
+    from flf2v_tui.job_text import held_by
 
     _, conn = open_home()
     try:
@@ -123,7 +124,7 @@ def gpus(json_out: Annotated[bool, typer.Option("--json", help="machine-readable
     for d in devices:
         used = f"{human_size(d.memory_used)} / {human_size(d.memory_total)}"
         util = "-" if d.utilization is None else f"{d.utilization}%"
-        owner = f"job {jobs[str(d.index)]}" if str(d.index) in jobs else ""
+        owner = held_by(jobs[str(d.index)]) if str(d.index) in jobs else ""
         foreign = [p.pid for p in d.processes] if not owner else []
         if foreign:
             owner = "other program: pid " + ", ".join(map(str, foreign[:3]))

@@ -21,7 +21,7 @@ class GpuRow:
     memory_used: int
     memory_total: int
     utilization: int | None
-    job: int | None  # the flf2v job holding it
+    job: int | str | None  # the flf2v job holding it, or an idle warm group (its description)
     other_pids: tuple[int, ...]  # processes of other programs on it
     util_history: tuple[float, ...]
     memory_history: tuple[float, ...]
@@ -56,12 +56,12 @@ class MachineMonitor:
         series.append(value)
         return tuple(series)
 
-    def sample(self, holders: dict[int, int]) -> MachineSample:
+    def sample(self, holders: dict[int, int | str]) -> MachineSample:
         """One reading; `holders` maps GPU index -> job id (storage.workers.gpu_holders)."""
         with self._sampling:
             return self._sample(holders)
 
-    def _sample(self, holders: dict[int, int]) -> MachineSample:
+    def _sample(self, holders: dict[int, int | str]) -> MachineSample:
         try:
             devices = self.source.devices()
             reason = "" if devices else "NVML works but sees no GPU"

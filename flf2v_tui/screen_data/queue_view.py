@@ -10,7 +10,7 @@ from typing import Any
 from flf2v_tui.job_text import display_state, gpus_text, short_prompt
 from flf2v_tui.term import duration, one_line
 from storage.db import read_tx
-from storage.jobs import count_by_state, list_jobs, unfinished_work
+from storage.jobs import count_by_state, list_jobs, queued_by_key, unfinished_work
 from storage.states import ACTIVE, FAILED, FINISHED, HELD, INTERRUPTED, LISTED, QUEUED, RUNNING, SUCCEEDED
 from storage.workers import is_paused, live_workers
 
@@ -80,24 +80,40 @@ class QueueSnapshot:
     states: dict[int, str] = field(default_factory=dict)  # job id -> display state
 
 
-def _typical_seconds(conn: sqlite3.Connection) -> float | None:
-    rows = conn.execute(
-        "SELECT finished_at - started_at FROM jobs WHERE state = 'succeeded' AND started_at IS NOT NULL "
-        "ORDER BY finished_at DESC LIMIT ?",
-        (TYPICAL_SAMPLE,),
-    ).fetchall()
-    return statistics.median(r[0] for r in rows) if rows else None
+@dataclass(frozen=True)
+class Typical:
+    """How long a job typically takes: the median of recent successful attempts that loaded the models
+    (cold), and of those that found them loaded in a warm group (warm; None without any)."""
+
+    cold: float | None
+    warm: float | None = None
 
 
-def queue_eta(conn: sqlite3.Connection, slots: int, typical: float | None, now: float) -> float | None:
+def _typical_seconds(conn: sqlite3.Connection) -> Typical:
+    sql = (
+        "SELECT ended_at - started_at FROM attempts WHERE state = 'succeeded' AND ended_at IS NOT NULL "
+        "AND COALESCE(warm, 0) = ? ORDER BY ended_at DESC LIMIT ?"
+    )
+    cold, warm = ([r[0] for r in conn.execute(sql, (w, TYPICAL_SAMPLE))] for w in (0, 1))
+    return Typical(statistics.median(cold) if cold else None, statistics.median(warm) if warm else None)
+
+
+def queue_eta(
+    conn: sqlite3.Connection, slots: int, typical: float | None, now: float, warm: float | None = None
+) -> float | None:
     """Seconds until everything queued now has run: the slot-seconds still owed by the whole queue (whatever
     the table lists or the filter shows), spread over the workers' slots. Running jobs owe their own ETA when
-    they report one; otherwise (and for queued jobs) the median duration of recent successes stands in. None
-    without a worker, or with no history to estimate from. One aggregate query, however long the queue."""
+    they report one; otherwise (and for queued jobs) the median duration of recent successes stands in: with
+    a `warm` median, the first queued job of each engine key counts as cold (`typical`) and the others of its
+    key as warm. None without a worker, or with no history to estimate from. Aggregate queries only, however
+    long the queue."""
     owed, without_eta, queued_gpus = unfinished_work(conn, typical or 0.0, now)
     if typical is None and (without_eta or queued_gpus):
         return None
-    owed += (typical or 0.0) * queued_gpus
+    if warm is None or not queued_gpus:
+        owed += (typical or 0.0) * queued_gpus
+    else:
+        owed += sum(gpus * ((typical or 0.0) + (count - 1) * warm) for gpus, count in queued_by_key(conn))
     if owed == 0:
         return 0.0
     return owed / slots if slots else None
@@ -113,7 +129,8 @@ def read_snapshot(conn: sqlite3.Connection, flt: JobFilter, now: float) -> Queue
         paused = is_paused(conn)
         workers = live_workers(conn)
         slots = sum(len(w["pool"].get("slots", [])) for w in workers)
-        eta = queue_eta(conn, slots, _typical_seconds(conn), now)
+        typical = _typical_seconds(conn)
+        eta = queue_eta(conn, slots, typical.cold, now, typical.warm)
     jobs = [j for j in jobs if flt.matches(j)]
     matching = len(jobs)
     jobs = within_rows(jobs)

@@ -52,10 +52,10 @@ class Flf2vApp(App[None]):
         self.poll_s = poll_s
         self.log_interval_s = log_interval_s
         self._first_job = open_job_id
-        self._holders: dict[int, int] = {}
+        self._holders: dict[int, int | str] = {}
         self._holders_at = -HOLDERS_EVERY_S
 
-    def gpu_holders(self) -> dict[int, int]:
+    def gpu_holders(self) -> dict[int, int | str]:
         """GPU index -> job id; called from the GPU panel's thread every second, read from the database only
         every HOLDERS_EVERY_S (holders change when jobs start and end), to keep the TUI to a few queries a
         second in all."""

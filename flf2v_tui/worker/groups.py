@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flf2v_tui.worker.engine_key import could_match, job_key
+from flf2v_tui.worker.engine_key import could_match, describe, job_key
 from flf2v_tui.worker.pool import Pool
 from flf2v_tui.worker.procs import leader_alive
-from flf2v_tui.worker.warm import Group, groups_root, start_group
+from flf2v_tui.worker.warm import Group, group_tag, groups_root, start_group
 from storage.claim import Assignment
 from storage.workers import WorkerIdentity, process_alive
 
@@ -87,7 +87,7 @@ class WarmGroups:
             else:  # no readable record: what the attempt row says is enough to watch and stop it
                 slots = tuple(s for s in str(attempt["gpus"]).split(",") if s)
                 group = Group(
-                    folder.name, folder, {}, Assignment(attempt["device"], slots), f"{folder}#group",
+                    folder.name, folder, {}, Assignment(attempt["device"], slots), group_tag(folder),
                     attempt["master_port"], attempt["pgid"], attempt["pgid_started"], adopted=True,
                 )  # fmt: skip
             self.groups[group.gid] = group
@@ -99,7 +99,7 @@ class WarmGroups:
         group.attempt_id = None
         group.idle_since = now
         if healthy and group.alive() and not group.adopted and self.enabled:
-            self.pool.hold_warm(group.assignment.slots, group.gid)
+            self.pool.hold_warm(group.assignment.slots, group.gid, f"idle warm group ({describe(group.key)})")
             return
         if group.alive():
             why = "an earlier worker's" if group.adopted else "left unhealthy by its job"
@@ -118,11 +118,16 @@ class WarmGroups:
                 self._forget(group)
 
     def shut_down(self) -> None:
-        """The worker is stopping: idle groups are stopped (the stop file; they exit within a poll); a group
-        running a job is left to the next worker, which re-attaches the job and then stops the group."""
+        """The worker is stopping: idle groups are stopped (the stop file; they exit within a poll) and waited
+        for; a group running a job is left to the next worker, which re-attaches the job, then stops it."""
+        idle = [g for g in self.groups.values() if g.attempt_id is None and g.alive()]
+        for group in idle:
+            group.stop(time.time())
+        while idle:
+            idle = [g for g in idle if not g.stop_step(time.time(), self.grace_s)]
+            time.sleep(0.05)
         for group in self.groups.values():
-            if group.attempt_id is None and group.alive():
-                group.stop(time.time())
+            if group.stop_at is not None:
                 self.say(f"{group.name}: stopped (the worker is stopping)")
 
     def stop_orphans(self, in_use: set[str]) -> None:

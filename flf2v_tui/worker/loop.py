@@ -360,6 +360,7 @@ class Worker:
         r = Running.adopted(attempt, attempt_tag(str(self.home.root), attempt["id"]))
         if attempt.get("group_dir"):
             r.group, r.seq = self.groups.adopt(attempt), attempt["group_seq"]
+            r.tracker.waited_for_load = r.seq == 1
             r.tag = r.group.tag
         r.tracker.poll(time.time())
         if r.tracker.progress_at is None:

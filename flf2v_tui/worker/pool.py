@@ -34,6 +34,7 @@ class Pool:
     busy: dict[str, int] = field(default_factory=dict)  # slot -> attempt id
     # slot -> the idle warm group that holds it (its models loaded, no job): not free, but given up on demand
     warm: dict[str, str] = field(default_factory=dict)
+    warm_labels: dict[str, str] = field(default_factory=dict)  # group -> what `flf2v gpus` says holds the slots
     blocked: dict[str, str] = field(default_factory=dict)  # free GPU -> why it is not handed out
     note: str = ""
 
@@ -117,21 +118,23 @@ class Pool:
     def release(self, attempt_id: int) -> None:
         self.busy = {s: a for s, a in self.busy.items() if a != attempt_id}
 
-    def hold_warm(self, slots: tuple[str, ...], group: str) -> None:
+    def hold_warm(self, slots: tuple[str, ...], group: str, label: str = "") -> None:
         """An idle warm group keeps its slots: shown as held, and handed to a job only of its key (or after the
         group is stopped)."""
         for slot in slots:
             self.warm[slot] = group
+        self.warm_labels[group] = label or group
 
     def release_warm(self, group: str) -> None:
         self.warm = {s: g for s, g in self.warm.items() if g != group}
+        self.warm_labels.pop(group, None)
 
     def describe(self) -> dict[str, Any]:
         return {
             "device": self.device,
             "slots": self.slots,
             "busy": self.busy,
-            "warm": self.warm,
+            "warm": {slot: self.warm_labels.get(group, group) for slot, group in self.warm.items()},
             "blocked": self.blocked,
             "note": self.note,
         }

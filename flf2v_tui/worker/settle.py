@@ -23,7 +23,7 @@ from flf2v_tui.term import inert
 from flf2v_tui.worker.classify import classify, read_exit
 from flf2v_tui.worker.procs import attempt_tag, kill_all
 from flf2v_tui.worker.tracker import Tracker
-from flf2v_tui.worker.warm import job_outcome
+from flf2v_tui.worker.warm import group_tag, job_outcome
 from storage import attempts as store
 from storage.errors import storage_fault
 from storage.jobs import get_job
@@ -102,7 +102,7 @@ def settle_unwatched(conn: sqlite3.Connection, home_root: str, attempt: dict[str
     group_dir = attempt.get("group_dir")
     # Nothing of the render may outlive its record: without an exit file the shim died before it could
     # stop the ranks it adopted, and even with one a rank may have slipped out of its group.
-    leftovers = kill_all(None, f"{group_dir}#group" if group_dir else attempt_tag(home_root, attempt["id"]))
+    leftovers = kill_all(None, group_tag(Path(group_dir)) if group_dir else attempt_tag(home_root, attempt["id"]))
     remove_partials(attempt["save_file"])
     cancelled = bool(attempt["cancel_requested"])
     if group_dir and attempt.get("group_seq"):

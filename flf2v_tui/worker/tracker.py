@@ -27,6 +27,8 @@ class Tracker:
     errors: list[dict[str, Any]] = field(default_factory=list)
     done: dict[str, Any] | None = None
     start: dict[str, Any] | None = None
+    # The job waited for its group's load (job 1 of a group started for it): cold, whatever its start event says.
+    waited_for_load: bool = False
     _recent_steps: list[float] = field(default_factory=list)
     _log_sizes: int = -1
     tail: EventTail = field(init=False)
@@ -117,6 +119,6 @@ class Tracker:
         event without them (a one-shot render) is cold. Nothing before the start event."""
         if self.start is None:
             return {}
-        warm = bool(self.start.get("warm"))
+        warm = bool(self.start.get("warm")) and not self.waited_for_load
         saved = self.start.get("load_saved_s")
         return {"warm": warm, "load_saved_s": float(saved) if warm and isinstance(saved, int | float) else 0.0}

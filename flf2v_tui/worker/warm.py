@@ -44,6 +44,12 @@ def groups_root(home_root: Path) -> Path:
     return home_root / "groups"
 
 
+def group_tag(folder: Path) -> str:
+    """The tag in every process of the group (procs.ATTEMPT_TAG): unique per home and group, and starting as
+    the tags of the home's one-shot renders do (procs.attempt_tag), so whatever finds those finds these."""
+    return f"{folder.parent.parent}#group-{folder.name}"
+
+
 @dataclass
 class Group:
     gid: str
@@ -159,7 +165,7 @@ def start_group(
 ) -> Group:
     """Start `engine.serve` for the key of `job` on `assignment`, in its own session under the shim."""
     gid = folder.name
-    tag = f"{folder}#group"
+    tag = group_tag(folder)
     (folder / "jobs").mkdir(parents=True, exist_ok=True)
     module_args = serve_args(folder, group_argv(job, assignment.device), keep_warm_s + IDLE_EXIT_MARGIN_S)
     argv = [*launch.torchrun_args(int(job["gpus"]), port), "-m", SERVE_MODULE, *module_args]

@@ -36,6 +36,7 @@ def prepare(
         group = groups.start(job, assignment, port, cpu_threads)
     group.attempt_id = r.attempt_id
     r.group, r.seq = group, group.next_seq
+    r.tracker.waited_for_load = r.seq == 1
     group.next_seq += 1
     r.save_file = launch.output_path(job, videos, r.number)
     r.hand_pending = launch.engine_args(job, r.folder, r.save_file, assignment.device)

@@ -61,7 +61,7 @@ def flf2v(home: Path, *args: str, engine: str | None = None, timeout: float = 12
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env_for(home, engine),
+        env=env_for(home, engine, **kw.get("env", {})),
         cwd=kw.get("cwd", REPO),
     )
 

@@ -68,6 +68,26 @@ def test_queue_eta_spreads_owed_work_over_the_slots(conn, queue):
     assert queue_eta(conn, slots=4, typical=None, now=300) is None  # nothing to estimate from
 
 
+def test_queue_eta_takes_warm_and_cold_medians_apart(conn, queue):
+    """With warm groups, the first queued job of each engine key loads the models (the cold median) and the
+    others of its key find them loaded (the warm median); without warm history every job counts as cold."""
+    done = [queue() for _ in range(4)]
+    with write_tx(conn):
+        for job_id, took, warm in zip(done, (100.0, 120.0, 10.0, 14.0), (0, None, 1, 1), strict=True):
+            conn.execute("INSERT INTO attempts (job_id, number, state, worker_host, worker_pid, worker_started, "
+                         "device, gpus, nproc, log_dir, started_at, ended_at, warm) "
+                         "VALUES (?, 1, 'succeeded', 'h', 1, 0, 'cpu', 'c0', 1, '/x', 0, ?, ?)",
+                         (job_id, took, warm))  # fmt: skip
+            conn.execute("UPDATE jobs SET state = 'succeeded' WHERE id = ?", (job_id,))
+    assert queue_view._typical_seconds(conn) == queue_view.Typical(cold=110.0, warm=12.0)
+    for _ in range(3):
+        queue(ckpt_dir="/a")
+    for _ in range(2):
+        queue(ckpt_dir="/b", gpus=2)
+    assert queue_eta(conn, slots=1, typical=110.0, now=0, warm=12.0) == (110 + 2 * 12) + 2 * (110 + 12)
+    assert queue_eta(conn, slots=1, typical=110.0, now=0) == 110 * (3 + 2 * 2)
+
+
 def test_queue_eta_covers_the_whole_queue_not_the_rows_listed(conn, queue, monkeypatch):
     """The table lists MAX_ROWS jobs at most; the ETA counts every queued job, in one aggregate query."""
     first = queue()
@@ -77,7 +97,7 @@ def test_queue_eta_covers_the_whole_queue_not_the_rows_listed(conn, queue, monke
         conn.execute(f"WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < ?) "
                      f"INSERT INTO jobs (seq, {names}) SELECT j.seq + n.k, {names} FROM jobs j, n WHERE j.id = ?",
                      (MAX_ROWS + 299, first))  # fmt: skip
-    monkeypatch.setattr(queue_view, "_typical_seconds", lambda conn: 60.0)
+    monkeypatch.setattr(queue_view, "_typical_seconds", lambda conn: queue_view.Typical(60.0))
     monkeypatch.setattr(queue_view, "live_workers", lambda conn: [{"pool": {"slots": ["0", "1"]}}])
     snap = read_snapshot(conn, JobFilter(), now=0)
     assert len(snap.jobs) == MAX_ROWS and snap.left_out == 300

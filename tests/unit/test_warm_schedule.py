@@ -63,12 +63,14 @@ def test_without_warm_groups_the_order_is_unchanged(conn, queue):
 
 def test_an_idle_group_holds_its_slots_and_gives_them_up_on_demand():
     pool = Pool("cuda", ["0", "1", "2"])
-    pool.hold_warm(("0", "1"), "g1")
+    pool.hold_warm(("0", "1"), "g1", "idle warm group (flf2v-tiny x2 key 12345678)")
     assert pool.free() == ["2"]
     assert pool.fit(2) == "waiting for 2 GPUs: 1 free of 3"
     # A job that does not fit the group may take its slots (the worker stops it first): free slots first.
     assert pool.fit(2, reclaim=True) == Assignment("cuda", ("2", "0"))
-    assert pool.describe()["warm"] == {"0": "g1", "1": "g1"}
+    assert pool.describe()["warm"] == {"0": "idle warm group (flf2v-tiny x2 key 12345678)"} | {
+        "1": "idle warm group (flf2v-tiny x2 key 12345678)"
+    }
     pool.take(Assignment("cuda", ("0", "1")), attempt_id=7)  # the group's own next job
     assert pool.warm == {} and pool.busy == {"0": 7, "1": 7}
     pool.release(7)

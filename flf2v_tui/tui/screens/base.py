@@ -24,7 +24,7 @@ class AppServices(Protocol):
     poll_s: float  # between reads of the queue
     log_interval_s: float  # between looks at a growing log
 
-    def gpu_holders(self) -> dict[int, int]: ...  # GPU index -> the job that holds it
+    def gpu_holders(self) -> dict[int, int | str]: ...  # GPU index -> the job (or idle warm group) holding it
 
 
 class AppScreen(Screen[ResultT]):

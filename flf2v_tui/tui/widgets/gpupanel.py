@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from engine.diskspace import human_size
+from flf2v_tui.job_text import held_by
 from flf2v_tui.screen_data.machine import MachineMonitor, MachineSample
 from flf2v_tui.screen_data.queue_view import bar
 from flf2v_tui.tui.db import deliver
@@ -50,7 +51,7 @@ class GpuRowView(Horizontal):
 
 
 class GpuPanel(Vertical):
-    def __init__(self, monitor: MachineMonitor, holders: Callable[[], dict[int, int]], **kw: object) -> None:
+    def __init__(self, monitor: MachineMonitor, holders: Callable[[], dict[int, int | str]], **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.monitor = monitor
         self.holders = holders
@@ -78,7 +79,7 @@ class GpuPanel(Vertical):
             for g in sample.gpus:
                 mem = g.memory_used / g.memory_total if g.memory_total else 0.0
                 util = (g.utilization or 0) / 100
-                holder = f"job {g.job}" if g.job is not None else (
+                holder = held_by(g.job) if g.job is not None else (
                     f"other: pid {','.join(map(str, g.other_pids[:3]))}" if g.other_pids else "free"
                 )  # fmt: skip
                 text = Text.assemble(
