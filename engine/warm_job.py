@@ -108,6 +108,10 @@ def run_job(group: Group, job: JobFile) -> Outcome:
             )
         if group.pipeline is None:
             raise RuntimeError("the warm group has no models loaded")
+        log.info(
+            f"Warm group {group.folder}, job {job.seq}: the models are loaded already ({group.load_seconds:.2f} s "
+            f"saved). Parallelism: {group.pipeline.plan.describe()}"
+        )
         reporter.after_step = _step_hook(group, job, args)
         in_step = False
         seed = start_job(args, task, reporter, load_saved_s=group.load_seconds)
@@ -150,6 +154,8 @@ def _failed(group: Group, reporter: Reporter, exc: BaseException, in_step: bool)
             trace = ""  # the user's doing or the worker's: one line says it all
         if not healthy or runtime.is_main:  # every rank saw a healthy failure alike: rank 0 reports it
             report_failure(reporter, exc, failure, trace)
+        else:
+            log.info(f"Job stopped ({failure}; rank 0 reports it): {exc}")
     if isinstance(exc, BadInputError) and runtime.is_main:
         sys.stderr.write(f"error: {exc.message}\n")
     return Outcome(False, failure, healthy, exit_code(exc))

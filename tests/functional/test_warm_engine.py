@@ -10,7 +10,9 @@ from engine.telemetry import STAGES, validate_event
 from engine.warm_protocol import JobEnd, Ready, stop_path
 from tests.functional.engine_helpers import run_engine
 from tests.functional.warm_helpers import (
+    JOBS,
     events,
+    freed_memory,
     hand,
     job_argv,
     load_stages,
@@ -20,17 +22,6 @@ from tests.functional.warm_helpers import (
     warm_group,
 )
 
-# Four jobs that differ in everything but the engine key: size, frames, seed, prompt, solver and steps.
-JOBS = (
-    {"size": "64*64", "frame_num": "9", "base_seed": "11", "prompt": "a small blue bird takes off",
-     "sample_solver": "unipc", "sample_steps": "3"},
-    {"size": "48*48", "frame_num": "5", "base_seed": "12", "prompt": "a heron lands on a pier",
-     "sample_solver": "dpm++", "sample_steps": "2"},
-    {"size": "32*32", "frame_num": "13", "base_seed": "13", "prompt": "gulls circle a fishing boat",
-     "sample_solver": "unipc", "sample_steps": "2"},
-    {"size": "64*64", "frame_num": "5", "base_seed": "14", "prompt": "a kite drifts at dusk",
-     "sample_solver": "dpm++", "sample_steps": "3"},
-)  # fmt: skip
 LOAD_STAGES = tuple(s for s in STAGES if s.startswith("load_"))
 IDLE_EXIT_S = 8.0
 
@@ -89,10 +80,7 @@ def test_a_warm_job_gives_the_frames_of_the_same_job_run_cold(one_rank):
 
 
 def test_memory_after_each_job_returns_to_the_first_jobs_level(one_rank):
-    freed = {}
-    for seq, attempt in one_rank["attempts"].items():
-        (memory,) = [e for e in of_kind(attempt, "memory") if e.get("freed")]
-        freed[seq] = memory["rss"]
+    freed = {seq: freed_memory(attempt) for seq, attempt in one_rank["attempts"].items()}
     for seq, rss in freed.items():
         assert abs(rss - freed[1]) <= 0.015 * freed[1], f"job {seq}: {rss / 1e6:.1f} MB vs {freed[1] / 1e6:.1f} MB"
 

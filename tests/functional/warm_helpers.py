@@ -18,6 +18,18 @@ from engine.telemetry import read_events
 from engine.warm_protocol import JobEnd, JobFile, serve_args
 from tests.functional.engine_helpers import REPO, free_port, tiny_args
 
+# Four jobs that differ in everything but the engine key: size, frames, seed, prompt, solver and steps.
+JOBS = (
+    {"size": "64*64", "frame_num": "9", "base_seed": "11", "prompt": "a small blue bird takes off",
+     "sample_solver": "unipc", "sample_steps": "3"},
+    {"size": "48*48", "frame_num": "5", "base_seed": "12", "prompt": "a heron lands on a pier",
+     "sample_solver": "dpm++", "sample_steps": "2"},
+    {"size": "32*32", "frame_num": "13", "base_seed": "13", "prompt": "gulls circle a fishing boat",
+     "sample_solver": "unipc", "sample_steps": "2"},
+    {"size": "64*64", "frame_num": "5", "base_seed": "14", "prompt": "a kite drifts at dusk",
+     "sample_solver": "dpm++", "sample_steps": "3"},
+)  # fmt: skip
+
 
 def serve_command(args: list[str], nproc: int) -> list[str]:
     if nproc == 1:
@@ -88,6 +100,20 @@ def of_kind(attempt: Path, kind: str) -> list[dict]:
 
 def video(attempt: Path) -> np.ndarray:
     return np.load(attempt / "video.npy")
+
+
+def rank_process(torchrun: subprocess.Popen, rank: int) -> psutil.Process:
+    for proc in psutil.Process(torchrun.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("RANK") == str(rank):
+                return proc
+    raise AssertionError(f"no process of rank {rank}")
+
+
+def freed_memory(attempt: Path, rank: int = 0) -> int:
+    """The resident memory of `rank` once the job's memory was freed (its memory event with freed=true)."""
+    (memory,) = [e for e in of_kind(attempt, "memory") if e.get("freed") and e["rank"] == rank]
+    return int(memory["rss"])
 
 
 def load_stages(group: Path) -> int:
