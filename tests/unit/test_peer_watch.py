@@ -15,7 +15,7 @@ import psutil
 import torch
 
 from engine.errors import PeerLostError
-from engine.generate import _failure
+from engine.generate import failure_of
 from engine.parallel.watch import Peer, PeerWatch
 from engine.runtime import Runtime
 
@@ -175,7 +175,7 @@ def test_a_collective_failing_before_the_dead_peer_is_seen_gone_is_still_reporte
         runtime = Runtime(rank=0, local_rank=0, world_size=2, device=torch.device("cpu"), watch=watch)
         # gloo saw the peer's sockets close while its process was still exiting.
         threading.Timer(0.3, child.kill).start()
-        exc, failure = _failure(RuntimeError("Connection closed by peer"), runtime)
+        exc, failure = failure_of(RuntimeError("Connection closed by peer"), runtime)
     finally:
         child.kill()
         child.wait()
