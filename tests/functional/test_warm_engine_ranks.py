@@ -122,3 +122,14 @@ def test_a_killed_rank_ends_the_group(tiny_official_ckpt, qframes, tmp_path):
     assert error["class"] == "comm" and error["message"].startswith("rank 1 (pid ")
     end = JobEnd.read(group, 1)
     assert end is not None and (end.ok, end.failure, end.healthy) == (False, "comm", False)
+
+
+def test_a_rank_lost_while_idle_ends_the_group(tiny_official_ckpt, tmp_path):
+    group = tmp_path / "group"
+    with warm_group(group, tiny_official_ckpt, 2, LAYOUT) as proc:
+        wait_for(lambda: Ready.read(group) is not None, "the group to load")
+        rank_process(proc, 1).send_signal(signal.SIGKILL)
+        returncode = proc.wait(timeout=60)
+    assert returncode != 0
+    (error,) = [e for e in events(group) if e["kind"] == "error" and e["rank"] == 0]
+    assert error["class"] == "comm" and error["message"].startswith("rank 1 (pid ")
