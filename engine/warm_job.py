@@ -130,6 +130,8 @@ def run_job(group: Group, job: JobFile) -> Outcome:
         reporter.memory(freed=True)  # the figures the next job starts from
     reporter.close()
     group.current = None
+    if group.pipeline is not None:
+        group.pipeline.reporter = group.reporter  # the job's is closed
     _switch_log(runtime, group.args.log_dir)
     return _end(group, job, outcome)
 

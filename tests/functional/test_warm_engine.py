@@ -22,6 +22,8 @@ from tests.functional.warm_helpers import (
     warm_group,
 )
 
+pytestmark = pytest.mark.slow
+
 LOAD_STAGES = tuple(s for s in STAGES if s.startswith("load_"))
 IDLE_EXIT_S = 8.0
 

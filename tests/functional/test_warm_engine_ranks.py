@@ -28,6 +28,8 @@ from tests.functional.warm_helpers import (
     warm_group,
 )
 
+pytestmark = pytest.mark.slow
+
 LAYOUT = ["--dit_fsdp", "--t5_fsdp", "--ulysses_size", "2"]
 LONG = {"sample_steps": "400"}  # a job that is still denoising when the test acts on it
 
