@@ -126,7 +126,7 @@ def _serve_jobs(group: Group, idle_exit_s: float | None) -> int:
 
     seq = 1
     while True:
-        job = _next_job(group, seq, idle_exit_s)
+        job = next_job(group, seq, idle_exit_s)
         if job is None:
             return EXIT_OK
         log.info(f"Job {seq} (attempt {job.attempt_id}): rendering warm")
@@ -138,7 +138,7 @@ def _serve_jobs(group: Group, idle_exit_s: float | None) -> int:
         seq += 1
 
 
-def _next_job(group: Group, seq: int, idle_exit_s: float | None) -> JobFile | None:
+def next_job(group: Group, seq: int, idle_exit_s: float | None) -> JobFile | None:
     """Job `seq`, or None to stop: what rank 0 found, on every rank. Each rank polls the folder until it sees
     the job or the stop file, without any collective; only then do the ranks meet, for rank 0's answer."""
     runtime = group.runtime

@@ -112,7 +112,7 @@ def run_job(group: Group, job: JobFile) -> Outcome:
             f"Warm group {group.folder}, job {job.seq}: the models are loaded already ({group.load_seconds:.2f} s "
             f"saved). Parallelism: {group.pipeline.plan.describe()}"
         )
-        reporter.after_step = _step_hook(group, job, args)
+        reporter.after_step = step_hook(group, job, args)
         in_step = False
         seed = start_job(args, task, reporter, load_saved_s=group.load_seconds)
         render_job(args, task, layout, group.pipeline, seed, reporter, started)
@@ -163,7 +163,7 @@ def _failed(group: Group, reporter: Reporter, exc: BaseException, in_step: bool)
     return Outcome(False, failure, healthy, exit_code(exc))
 
 
-def _step_hook(group: Group, job: JobFile, args: argparse.Namespace) -> Callable[[int, int], None]:
+def step_hook(group: Group, job: JobFile, args: argparse.Namespace) -> Callable[[int, int], None]:
     """After each step, on every rank: rank 0 looks for the cancel file and every rank takes its answer, so
     all stop at the same step."""
     runtime = group.runtime
