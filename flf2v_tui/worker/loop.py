@@ -153,7 +153,7 @@ class Worker:
                     self.say(f"job {r.job_id}: cancelling at the next step; its warm group stays loaded "
                              f"(SIGTERM to the group after {grace:g} s if it does not stop)")  # fmt: skip
                     r.group.cancel(r.seq)
-                    r.cancel_sent_at = now
+                    r.group_asked_at = now
                 else:
                     self.say(f"job {r.job_id}: cancelling (SIGTERM, then SIGKILL after {grace:g} s)")
                     self._terminate(r, now)
@@ -189,8 +189,8 @@ class Worker:
             r.stalled = f"stalled: no progress for {idle / 60:.1f} min (--stall-timeout), stopped"
             self.say(f"job {r.job_id}: {r.stalled}")
             self._terminate(r, now)
-        if r.cancel_sent_at is not None and r.term_at is None and now - r.cancel_sent_at > self.config.kill_grace_s:
-            self.say(f"job {r.job_id}: its warm group did not stop it in time; SIGTERM to the group")
+        if r.group_asked_at is not None and r.term_at is None and now - r.group_asked_at > self.config.kill_grace_s:
+            self.say(f"job {r.job_id}: its warm group did not end it in time; SIGTERM to the group")
             self._terminate(r, now)
         if r.term_at is not None and not r.killed and now - r.term_at > self.config.kill_grace_s:
             r.killed = True
@@ -199,7 +199,7 @@ class Worker:
 
     def _ended(self, r: Running) -> bool:
         if r.group is not None:
-            return warm_jobs.over(r)
+            return warm_jobs.over(r, time.time())
         if r.popen is not None:
             return r.popen.poll() is not None
         return not leader_alive(r.pgid, r.pgid_started)

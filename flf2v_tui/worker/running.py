@@ -62,7 +62,9 @@ class Running:
     group: Group | None = None  # the warm group it was handed to (None: a one-shot render)
     seq: int | None = None  # its job number in that group
     hand_pending: list[str] | None = None  # its engine argv, handed once the hand-over is recorded
-    cancel_sent_at: float | None = None  # the group's cancel file was written (SIGTERM follows after the grace)
+    # The group was asked to end the job (its cancel file), or is to exit after a job that left it unhealthy:
+    # SIGTERM to the group follows if it has not after the kill grace.
+    group_asked_at: float | None = None
 
     @classmethod
     def adopted(cls, attempt: dict[str, Any], tag: str) -> Running:

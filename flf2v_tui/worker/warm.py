@@ -189,10 +189,11 @@ def job_outcome(
     stalled: str = "",
     save_file: str | None = None,
 ) -> Outcome:
-    """How job `seq` of a group ended: from its end file when the group wrote one, else from the group's end
-    (its exit status and torchrun's report are the group's; the events are the job's own)."""
+    """How job `seq` of a group ended: from its end file when the group wrote one and stays up, else from the
+    group's end (its exit status and torchrun's report are the group's, which name a rank killed from outside;
+    the events are the job's own)."""
     end = JobEnd.read(group_dir, seq)
-    if end is not None:
+    if end is not None and (end.ok or end.healthy or group_alive):
         outcome = classify(
             0 if end.ok else 1, tracker, attempt_dir, cancelled=cancelled, stalled=stalled, save_file=save_file
         )

@@ -59,14 +59,22 @@ def hand(r: Running) -> None:
         r.hand_pending = None
 
 
-def over(r: Running) -> bool:
-    """The group wrote the job's end, or the group is gone, or (a job an earlier worker recorded as handed but
-    died before handing) the group never got it."""
+def over(r: Running, now: float) -> bool:
+    """The group wrote the job's end and stays up, or the group is gone, or (a job an earlier worker recorded as
+    handed but died before handing) the group never got it. After a job that left it unhealthy, the group's
+    exit is waited for (it says more: torchrun's report names a rank killed from outside), SIGTERM after the
+    kill grace."""
     group, seq = r.group, r.seq
     if group is None or seq is None:
         return False
-    if group.end_of(seq) is not None or not group.alive():
+    if not group.alive():
         return True
+    end = group.end_of(seq)
+    if end is not None:
+        if end.ok or end.healthy:
+            return True
+        r.group_asked_at = r.group_asked_at or now
+        return False
     return r.hand_pending is None and group.adopted and not group.handed(seq)
 
 

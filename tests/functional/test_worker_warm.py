@@ -131,13 +131,7 @@ def test_a_killed_rank_tears_the_group_down_and_the_next_job_starts_cold(qhome, 
     try:
         wait_for(lambda: slow_one(qhome, victim), timeout=300, what="the second job denoising")
         group = Path(attempt_rows(qhome, victim)[0]["group_dir"])
-        ranks = [
-            p
-            for p in group_processes(qhome)
-            if "engine.serve" in " ".join(p.cmdline())
-            and "torch.distributed.run" not in " ".join(p.cmdline())
-            and "torchrun" not in p.cmdline()[1]
-        ]
+        ranks = [p for p in group_processes(qhome) if "LOCAL_RANK" in p.environ()]  # torchrun's workers
         assert len(ranks) == 2
         ranks[-1].kill()
         wait_for(lambda: job_row(qhome, last)["state"] == "succeeded", timeout=300, what="the last job")
@@ -168,7 +162,7 @@ def test_a_cancelled_job_stops_at_a_step_and_the_next_job_runs_warm(qhome, tiny_
     assert (next_attempt["group_dir"], next_attempt["group_seq"], next_attempt["warm"]) == (
         attempt["group_dir"], 2, 1,
     )  # fmt: skip
-    assert "SIGTERM to the group" not in (qhome / "worker.log").read_text()  # the group stopped it in time
+    assert "did not end it in time" not in (qhome / "worker.log").read_text()  # the group stopped it itself
 
 
 def test_a_worker_killed_during_a_warm_job_is_replaced_and_the_job_ends_once(qhome, tiny_ckpt, qframes):
