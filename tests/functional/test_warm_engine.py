@@ -3,12 +3,15 @@ one load, the frames of a cold run, the memory of the first job, and failures th
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from engine.telemetry import STAGES, validate_event
 from engine.warm_protocol import JobEnd, Ready, stop_path
-from tests.functional.engine_helpers import run_engine
+from tests.functional.engine_helpers import REPO, run_engine
 from tests.functional.warm_helpers import (
     JOBS,
     events,
@@ -105,3 +108,20 @@ def test_an_idle_group_stops_by_itself_cleanly(one_rank):
     assert one_rank["returncode"] == 0
     assert stop_path(one_rank["group"]).exists()
     assert f"No job for {IDLE_EXIT_S:g} s: the group stops" in (one_rank["group"] / "rank0.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "line"),
+    [
+        (["--idle_exit_s", "0"], "error: --idle_exit_s 0.0 must be a positive number of seconds"),
+        (["--ulysses_size", "2"], "error: ulysses_size 2 must divide the number of processes (1)"),
+    ],
+)
+def test_bad_group_flags_exit_2_with_one_line_before_anything_loads(tiny_official_ckpt, tmp_path, flags, line):
+    group = tmp_path / "group"
+    args = ["--group_dir", str(group), "--task", "flf2v-tiny", "--ckpt_dir", str(tiny_official_ckpt), *flags]
+    proc = subprocess.run([sys.executable, "-m", "engine.serve", *args, "--events", str(group / "events.jsonl")],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
+    assert (proc.returncode, proc.stderr.strip().splitlines()) == (2, [line])
+    (error,) = events(group)
+    assert error["class"] == "user_input" and Ready.read(group) is None
