@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,3 +61,12 @@ def tiny_args(ckpt: Path, first: Path, last: Path, out: Path, **extra: str) -> l
     }  # fmt: skip
     values.update(extra)
     return [item for key, value in values.items() for item in (f"--{key}", value)]
+
+
+def rank_process(torchrun: subprocess.Popen, rank: int) -> psutil.Process:
+    """The process of `rank` among torchrun's children."""
+    for proc in psutil.Process(torchrun.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("RANK") == str(rank):
+                return proc
+    raise AssertionError(f"no process of rank {rank}")

@@ -16,7 +16,15 @@ import pytest
 
 from engine.telemetry import STAGES, read_events, validate_event
 from engine.tiny import write_tiny_checkpoint
-from tests.functional.engine_helpers import REPO, draw_frame, engine_command, free_port, run_engine, tiny_args
+from tests.functional.engine_helpers import (
+    REPO,
+    draw_frame,
+    engine_command,
+    free_port,
+    rank_process,
+    run_engine,
+    tiny_args,
+)
 
 TWO_RANK_CASES = {
     "dit_fsdp": ["--dit_fsdp"],
@@ -143,14 +151,6 @@ def _wait_for(condition, what: str, timeout: float = 120) -> float:
     return time.monotonic()
 
 
-def _rank_process(torchrun: subprocess.Popen, rank: int) -> psutil.Process:
-    for proc in psutil.Process(torchrun.pid).children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if proc.environ().get("RANK") == str(rank):
-                return proc
-    raise AssertionError(f"no process of rank {rank}")
-
-
 @contextlib.contextmanager
 def _running(torchrun: subprocess.Popen):
     try:
@@ -174,7 +174,7 @@ def _stepping(out: Path) -> bool:
 def test_killing_a_rank_stops_the_other_with_an_error_naming_it(tiny_official_ckpt, frames, tmp_path):
     with _running(_start(tiny_official_ckpt, frames, tmp_path)) as torchrun:
         _wait_for(lambda: _stepping(tmp_path), "the first step")
-        _rank_process(torchrun, 1).send_signal(signal.SIGKILL)
+        rank_process(torchrun, 1).send_signal(signal.SIGKILL)
         killed = time.monotonic()
         torchrun.wait(timeout=60)
         assert time.monotonic() - killed < 60
@@ -187,7 +187,7 @@ def test_killing_a_rank_stops_the_other_with_an_error_naming_it(tiny_official_ck
 def test_a_hung_rank_becomes_a_comm_error_not_a_silent_hang(tiny_official_ckpt, frames, tmp_path):
     with _running(_start(tiny_official_ckpt, frames, tmp_path, FLF2V_DIST_TIMEOUT="4")) as torchrun:
         _wait_for(lambda: _stepping(tmp_path), "the first step")
-        stuck = _rank_process(torchrun, 1)
+        stuck = rank_process(torchrun, 1)
         stuck.send_signal(signal.SIGSTOP)  # alive, but it never answers again
         stopped = time.monotonic()
         reported = _wait_for(lambda: _errors(tmp_path), "rank 0's error event", timeout=60)

@@ -12,7 +12,7 @@ import pytest
 from engine.telemetry import validate_event
 from engine.warm_job import TEST_OOM_ENV
 from engine.warm_protocol import JobEnd, Ready, request_cancel, request_stop
-from tests.functional.engine_helpers import run_engine
+from tests.functional.engine_helpers import rank_process, run_engine
 from tests.functional.warm_helpers import (
     JOBS,
     events,
@@ -21,7 +21,6 @@ from tests.functional.warm_helpers import (
     job_argv,
     load_stages,
     of_kind,
-    rank_process,
     video,
     wait_end,
     wait_for,

@@ -102,14 +102,6 @@ def video(attempt: Path) -> np.ndarray:
     return np.load(attempt / "video.npy")
 
 
-def rank_process(torchrun: subprocess.Popen, rank: int) -> psutil.Process:
-    for proc in psutil.Process(torchrun.pid).children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if proc.environ().get("RANK") == str(rank):
-                return proc
-    raise AssertionError(f"no process of rank {rank}")
-
-
 def freed_memory(attempt: Path, rank: int = 0) -> int:
     """The resident memory of `rank` once the job's memory was freed (its memory event with freed=true)."""
     (memory,) = [e for e in of_kind(attempt, "memory") if e.get("freed") and e["rank"] == rank]
