@@ -98,7 +98,7 @@ def run_job(group: Group, job: JobFile) -> Outcome:
     _switch_log(runtime, args.log_dir)
     reporter = Reporter(runtime, args.events)
     group.current = reporter
-    in_step = True  # no collective of this job has run yet, so every rank is at the same point
+    ranks_in_step = True  # no collective of this job has run yet, so every rank is at the same point
     try:
         task, layout = check_inputs(args, runtime.world_size)
         differences = key_differences(group.key, key_values(args, runtime.world_size))
@@ -113,14 +113,14 @@ def run_job(group: Group, job: JobFile) -> Outcome:
             f"saved). Parallelism: {group.pipeline.plan.describe()}"
         )
         reporter.after_step = step_hook(group, job, args)
-        in_step = False
+        ranks_in_step = False
         seed = start_job(args, task, reporter, load_saved_s=group.load_seconds)
         render_job(args, task, layout, group.pipeline, seed, reporter, started)
         runtime.barrier("the job's last barrier")  # rank 0's save is done before any rank takes the next job
         log.info("Finished.")
         outcome = Outcome(True, None, True, EXIT_OK)
     except BaseException as exc:
-        outcome = _failed(group, reporter, exc, in_step)
+        outcome = _failed(group, reporter, exc, ranks_in_step)
     finally:
         reporter.after_step = None
     if outcome.healthy:
@@ -143,12 +143,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         raise BadInputError(f"the job's engine arguments do not parse: {argv!r}") from None
 
 
-def _failed(group: Group, reporter: Reporter, exc: BaseException, in_step: bool) -> Outcome:
+def _failed(group: Group, reporter: Reporter, exc: BaseException, ranks_in_step: bool) -> Outcome:
     runtime = group.runtime
     with reporting_failure():
         trace = traceback.format_exc()
         exc, failure = failure_of(exc, runtime)
-        alike = in_step or runtime.world_size == 1 or failure in ("user_input", CANCELLED)
+        alike = ranks_in_step or runtime.world_size == 1 or failure in ("user_input", CANCELLED)
         healthy = failure in WARM_CLASSES and alike
         if not healthy and runtime.watch is not None:
             runtime.watch.unwinding()
