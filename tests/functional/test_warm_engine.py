@@ -88,6 +88,11 @@ def test_memory_after_each_job_returns_to_the_first_jobs_level(one_rank):
     freed = {seq: freed_memory(attempt) for seq, attempt in one_rank["attempts"].items()}
     for seq, rss in freed.items():
         assert abs(rss - freed[1]) <= 0.015 * freed[1], f"job {seq}: {rss / 1e6:.1f} MB vs {freed[1] / 1e6:.1f} MB"
+    # Each job's peak is its own: the job that stopped at its input check peaked where the others ended.
+    peaks = [e["peak_rss"] for e in of_kind(one_rank["attempts"][5], "memory")]
+    assert peaks and max(peaks) <= 1.015 * freed[1]
+    rendered = max(e["peak_rss"] for e in of_kind(one_rank["attempts"][4], "memory"))
+    assert rendered > max(peaks)
 
 
 def test_bad_input_and_a_different_engine_key_end_that_job_only(one_rank):
