@@ -23,6 +23,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
+
 from engine.checks import check_checkpoint
 from engine.cli_args import apply_defaults, build_parser, validate
 from engine.devices import check_device
@@ -99,7 +101,10 @@ def _serve(args: argparse.Namespace, task: TaskConfig, layout: CheckpointLayout,
         gc.collect()
         gc.freeze()
         if runtime.is_main:
-            Ready(round(group.load_seconds, 3), os.getpid(), world_size, group.key).write(group.folder)
+            startup = time.time() - psutil.Process().create_time()
+            Ready(round(group.load_seconds, 3), os.getpid(), world_size, group.key, round(startup, 3)).write(
+                group.folder
+            )
         log.info(f"Warm group loaded in {group.load_seconds:.2f} s; waiting for jobs in {group.folder / 'jobs'}")
         code = _serve_jobs(group, args.idle_exit_s)
         if code == EXIT_OK:

@@ -90,10 +90,13 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class Ready:
-    load_seconds: float
+    load_seconds: float  # reading and laying out the models: what a warm job's start event says it saved
     pid: int  # rank 0's
     world_size: int
     key: dict[str, Any]
+    # From rank 0's process start to loaded: the imports, the process group and the load, all of which a warm
+    # job is spared (torchrun's own start aside); None when not known.
+    startup_seconds: float | None = None
 
     def write(self, group: Path) -> None:
         write_json_atomic(ready_path(group), asdict(self))
@@ -103,7 +106,14 @@ class Ready:
         data = read_json(ready_path(group))
         if data is None:
             return None
-        return cls(float(data["load_seconds"]), int(data["pid"]), int(data["world_size"]), dict(data["key"]))
+        startup = data.get("startup_seconds")
+        return cls(
+            float(data["load_seconds"]),
+            int(data["pid"]),
+            int(data["world_size"]),
+            dict(data["key"]),
+            float(startup) if isinstance(startup, int | float) else None,
+        )
 
 
 @dataclass(frozen=True)

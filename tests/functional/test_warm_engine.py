@@ -58,6 +58,7 @@ def test_four_different_jobs_render_with_one_load(one_rank):
     group, attempts = one_rank["group"], one_rank["attempts"]
     ready = Ready.read(group)
     assert ready is not None and ready.world_size == 1 and ready.load_seconds > 0
+    assert ready.startup_seconds is not None and ready.startup_seconds > ready.load_seconds
     assert load_stages(group) == 1
     for seq, job in enumerate(JOBS, start=1):
         assert one_rank["ends"][seq] == JobEnd(seq, True, None, True)

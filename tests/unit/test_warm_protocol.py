@@ -25,10 +25,10 @@ from engine.warm_protocol import (
 
 
 def test_files_round_trip_and_leave_nothing_else_behind(tmp_path):
-    Ready(1.5, 123, 2, {"task": "flf2v-tiny"}).write(tmp_path)
+    Ready(1.5, 123, 2, {"task": "flf2v-tiny"}, 9.25).write(tmp_path)
     JobFile(1, 7, ["--prompt", "-dark"]).write(tmp_path)
     JobEnd(1, False, "cancelled", True).write(tmp_path)
-    assert Ready.read(tmp_path) == Ready(1.5, 123, 2, {"task": "flf2v-tiny"})
+    assert Ready.read(tmp_path) == Ready(1.5, 123, 2, {"task": "flf2v-tiny"}, 9.25)
     assert JobFile.read(tmp_path, 1) == JobFile(1, 7, ["--prompt", "-dark"])
     assert JobEnd.read(tmp_path, 1) == JobEnd(1, False, "cancelled", True)
     assert json.loads(end_path(tmp_path, 1).read_text()) == {"seq": 1, "ok": False, "class": "cancelled",
