@@ -37,7 +37,7 @@ from storage.states import ACTIVE
 
 ATTEMPT_COLUMNS = ATTEMPT_HEADER[:-1]  # the log folder is the log pane's business
 # Fixed widths: a table that sizes itself to rows arriving a moment later redraws its header a moment later too.
-ATTEMPT_WIDTHS = (3, 11, 19, 7, 16, 6, 5, 5, 13, 10)
+ATTEMPT_WIDTHS = (3, 11, 19, 7, 15, 16, 6, 5, 5, 13, 10)
 STAGE_STYLE = {"done": "green", "running": "bold cyan", "pending": "dim"}
 
 
