@@ -100,12 +100,15 @@ def _serve(args: argparse.Namespace, task: TaskConfig, layout: CheckpointLayout,
         # what a job made, after each job, scans that job's objects only (a full scan here takes 0.5 s).
         gc.collect()
         gc.freeze()
+        startup = time.time() - psutil.Process().create_time()
         if runtime.is_main:
-            startup = time.time() - psutil.Process().create_time()
             Ready(round(group.load_seconds, 3), os.getpid(), world_size, group.key, round(startup, 3)).write(
                 group.folder
             )
-        log.info(f"Warm group loaded in {group.load_seconds:.2f} s; waiting for jobs in {group.folder / 'jobs'}")
+        log.info(
+            f"Warm group loaded in {group.load_seconds:.2f} s ({startup:.1f} s from the process's start); waiting "
+            f"for jobs in {group.folder / 'jobs'}"
+        )
         code = _serve_jobs(group, args.idle_exit_s)
         if code == EXIT_OK:
             runtime.finish()
