@@ -10,6 +10,7 @@ from flf2v_tui.gpus import FakeSource
 from flf2v_tui.tui.widgets.gpupanel import GpuPanel, GpuRowView
 from flf2v_tui.tui.widgets.spark import ScaledSparkline
 from storage.db import connect, write_tx
+from tests.functional.queue_helpers import flf2v
 from tests.functional.tui_world import screen_text, settle
 
 GIB = 1 << 30
@@ -57,3 +58,29 @@ def test_gpu_panel_shows_memory_use_history_and_holders(world, make_app, tmp_pat
             assert drawn[0].endswith("█▄") and set(drawn[1]) == {"▁"}, drawn
 
     asyncio.run(scenario())
+
+
+def test_an_idle_warm_group_shows_as_holding_its_gpus(world, make_app, tmp_path):
+    """Between jobs a warm group keeps its models on its GPUs: the panel and `flf2v gpus` say it holds them
+    (its processes are not taken for another program's)."""
+    fake = tmp_path / "gpus.json"
+    _gpus(fake, used0=60, util0=0)
+    label = "idle warm group (flf2v-14B x2 key 1a2b3c4d)"
+    conn = connect(world.home.db)
+    with write_tx(conn):
+        pool = {"device": "cuda", "slots": ["0", "1"], "busy": {}, "warm": {"0": label, "1": label}}
+        conn.execute("UPDATE workers SET pool = ?", (json.dumps(pool),))
+    conn.close()
+
+    async def scenario():
+        app = make_app(world, gpu_source=FakeSource(fake))
+        async with app.run_test(size=(150, 36)) as pilot:
+            await settle(pilot, lambda: "NVIDIA H100" in screen_text(app), what="the GPUs")
+            rows = [line for line in screen_text(app).splitlines() if "NVIDIA H100" in line]
+            assert all(label in row for row in rows) and "pid 4242" not in rows[1], rows
+
+    asyncio.run(scenario())
+    shown = flf2v(world.home.root, "gpus", env={"FLF2V_FAKE_GPUS": str(fake)})
+    assert shown.returncode == 0, shown.stderr
+    lines = [line for line in shown.stdout.splitlines() if "NVIDIA H100" in line]
+    assert len(lines) == 2 and all(line.rstrip().endswith(label) for line in lines), shown.stdout

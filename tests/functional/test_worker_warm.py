@@ -81,6 +81,11 @@ def test_four_varied_jobs_render_in_one_group_with_one_load(qhome, tiny_ckpt, qf
     assert warmth == [(1, 0, False), (2, 1, True), (3, 1, True), (4, 1, True)], out
     # --once stopped the idle group on its way out: nothing of it is left.
     assert "stopped (the worker is stopping)" in out
+    # What the user sees: show's attempts table says cold or warm (and the load it saved), ls marks warm jobs.
+    assert " cold " in flf2v(qhome, "show", str(jobs[0])).stdout
+    assert "warm, saved " in flf2v(qhome, "show", str(jobs[1])).stdout
+    listed = {line.split()[0]: line for line in flf2v(qhome, "ls").stdout.splitlines()[1:]}
+    assert f"{ranks} warm" in listed[str(jobs[1])] and "warm" not in listed[str(jobs[0])]
 
 
 def slow_one(home: Path, job: int) -> bool:
