@@ -26,15 +26,21 @@ def _gpus(path, used0: int, util0: int, util1: int = 0) -> None:
     path.write_text(json.dumps(gpus))
 
 
+def _worker_pool(world, **held: dict[str, object]) -> None:
+    """The world's worker holds GPUs 0 and 1 as `held` says (busy: slot -> attempt, warm: slot -> group)."""
+    conn = connect(world.home.db)
+    with write_tx(conn):
+        conn.execute("UPDATE workers SET pool = ?", (json.dumps({"device": "cuda", "slots": ["0", "1"], **held}),))
+    conn.close()
+
+
 def test_gpu_panel_shows_memory_use_history_and_holders(world, make_app, tmp_path):
     fake = tmp_path / "gpus.json"
     _gpus(fake, used0=60, util0=97, util1=2)
     conn = connect(world.home.db)
     attempt = conn.execute("SELECT current_attempt_id FROM jobs WHERE id = ?", (world.ids["running"],)).fetchone()[0]
-    with write_tx(conn):
-        pool = {"device": "cuda", "slots": ["0", "1"], "busy": {"0": attempt}}
-        conn.execute("UPDATE workers SET pool = ?", (json.dumps(pool),))
     conn.close()
+    _worker_pool(world, busy={"0": attempt})
 
     async def scenario():
         app = make_app(world, gpu_source=FakeSource(fake))
@@ -66,11 +72,7 @@ def test_an_idle_warm_group_shows_as_holding_its_gpus(world, make_app, tmp_path)
     fake = tmp_path / "gpus.json"
     _gpus(fake, used0=60, util0=0)
     label = "idle warm group (flf2v-14B x2 key 1a2b3c4d)"
-    conn = connect(world.home.db)
-    with write_tx(conn):
-        pool = {"device": "cuda", "slots": ["0", "1"], "busy": {}, "warm": {"0": label, "1": label}}
-        conn.execute("UPDATE workers SET pool = ?", (json.dumps(pool),))
-    conn.close()
+    _worker_pool(world, busy={}, warm={"0": label, "1": label})
 
     async def scenario():
         app = make_app(world, gpu_source=FakeSource(fake))
