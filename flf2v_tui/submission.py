@@ -275,14 +275,19 @@ def fill_tiny_checkpoint(home: Home, given: dict[str, Any]) -> None:
             given["ckpt_dir"] = str(ensure_tiny_checkpoint(home))
 
 
-def _copy_new_frames(home: Home, job: dict[str, Any], flags: list[str], updates: dict[str, Any]) -> list[Path]:
+def copy_new_frames(
+    home: Home, job: dict[str, Any], flags: list[str], updates: dict[str, Any], tag: str = ""
+) -> list[Path]:
+    """Copy the frames named in `flags` into the job's inputs as `<role>-<tag>.ext` (default tag: the next
+    attempt's number); `updates` then points at the copies. All copies or none."""
+    tag = tag or str(job["attempts_count"] + 1)
     copies = []
     inputs = home.inputs_dir(job["id"])
     inputs.mkdir(parents=True, exist_ok=True)
     for flag in flags:
         source = Path(updates[flag])
         role = flag.split("_")[0]
-        target = inputs / f"{role}-{job['attempts_count'] + 1}{source.suffix.lower() or '.img'}"
+        target = inputs / f"{role}-{tag}{source.suffix.lower() or '.img'}"
         try:
             copy_input(source, target, inputs)
         except BaseException:
@@ -311,7 +316,7 @@ def retry_job(
     if job["state"] not in FINISHED:
         raise BadInputError(f"job {job_id} is {job['state']}; only finished jobs can be retried")
     updates, new_frames = retry_changes(job, given, gpus, home, other_worker)
-    copies = _copy_new_frames(home, job, new_frames, updates)
+    copies = copy_new_frames(home, job, new_frames, updates)
     if priority is not None:
         updates["priority"] = priority
     if hold:

@@ -1,4 +1,4 @@
-"""`flf2v submit` and `flf2v retry`."""
+"""`flf2v submit`, `flf2v retry` and `flf2v edit`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from flf2v_tui.commands.options import (
     with_engine_options,
     with_queue_options,
 )
+from flf2v_tui.job_edit import edit_job
 from flf2v_tui.submission import build_specs, fill_tiny_checkpoint, retry_job
 from storage.jobs import insert_jobs
 
@@ -73,6 +74,39 @@ def retry(
         typer.echo(message)
 
 
+@handles_errors
+@with_engine_options
+def edit(
+    job_id: Annotated[int, typer.Argument(help="a queued job id")],
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            "--gpus", help="change the number of ranks", rich_help_panel=QUEUE_PANEL, callback=in_bounds("gpus")
+        ),
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option("--priority", rich_help_panel=QUEUE_PANEL, callback=in_bounds("priority"))
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", help="replace the labels (repeatable)", rich_help_panel=QUEUE_PANEL),
+    ] = None,
+    other_worker: Annotated[
+        bool,
+        typer.Option(
+            "--other-worker", help="do not check a changed --gpus against this machine", rich_help_panel=QUEUE_PANEL
+        ),
+    ] = False,
+    **kwargs: Any,
+) -> None:
+    """Change a queued job before it starts (the same checks as submit). A job that has started is refused."""
+    home, conn = open_home()
+    given = engine_values(kwargs)
+    typer.echo(
+        edit_job(conn, home, job_id, given, gpus=gpus, priority=priority, labels=label, other_worker=other_worker)
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("submit", epilog=SUBMIT_EPILOG)(submit)
     app.command(
@@ -80,3 +114,8 @@ def register(app: typer.Typer) -> None:
         epilog="Examples:\n\n  flf2v retry 12\n\n  flf2v retry 12 --gpus 4 --offload_model True\n\n"
         "  flf2v retry 12 --base_seed 7 --sample_steps 30",
     )(retry)
+    app.command(
+        "edit",
+        epilog="Examples:\n\n  flf2v edit 12 --prompt \"a heron lands on the water\" --sample_steps 30\n\n"
+        "  flf2v edit 12 --priority 5 --label night",
+    )(edit)
