@@ -48,8 +48,9 @@ def with_worker(job: dict[str, Any], attempts: list[dict[str, Any]]) -> dict[str
     return {**job, **{k: latest.get(k) for k in ("worker_host", "worker_pid", "worker_started")}}
 
 
-def note(job: dict[str, Any], now: float) -> str:
-    """What the job is doing, or why it is not."""
+def note(job: dict[str, Any], now: float, waiting: str = "waiting for a worker") -> str:
+    """What the job is doing, or why it is not; `waiting` for a queued job nothing more is known about
+    (flf2v_tui.ls_table.waiting_text says why, from the workers)."""
     state = display_state(job)
     if state in ACTIVE and job.get("stage"):
         text = job["stage"]
@@ -63,7 +64,7 @@ def note(job: dict[str, Any], now: float) -> str:
     if state == "queued":
         if job.get("not_before") and job["not_before"] > now:
             return f"retry in {duration(job['not_before'] - now)}"
-        return one_line(job.get("state_reason")) or "waiting for a worker"
+        return one_line(job.get("state_reason")) or waiting
     if state == "held":
         return "held"
     if state == "succeeded":
@@ -88,7 +89,7 @@ def gpus_text(job: dict[str, Any], state: str) -> str:
     return str(job["gpus"])
 
 
-def _time(job: dict[str, Any], state: str, now: float) -> str:
+def job_time(job: dict[str, Any], state: str, now: float) -> str:
     if state in ACTIVE:
         return age(job.get("attempt_started") or job.get("started_at"), now)
     if state in WAITING:
@@ -98,28 +99,13 @@ def _time(job: dict[str, Any], state: str, now: float) -> str:
     return "-"
 
 
-def ls_text(jobs: list[dict[str, Any]], width: int = 0, now: float | None = None) -> str:
-    now = now or time.time()
-    rows, colours = [], []
-    for job in jobs:
-        state = display_state(job)
-        eta = duration(job["eta_seconds"]) if state == "running" and job.get("eta_seconds") is not None else "-"
-        prompt = short_prompt(job.get("prompt"))
-        labels = ",".join(job.get("labels") or []) or "-"
-        rows.append([str(job["id"]), state, gpus_text(job, state), eta, _time(job, state, now), labels, prompt,
-                     note(job, now)])  # fmt: skip
-        colours.append(STATE_COLOURS.get(state))
-    # The note (what it does, or why it waits) comes last so that it is never cut short when piped.
-    return table(rows, ["ID", "STATE", "GPUS", "ETA", "TIME", "LABELS", "PROMPT", "NOTE"], colours, width)
-
-
-def ls_json(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def ls_json(jobs: list[dict[str, Any]], waiting: str = "waiting for a worker") -> list[dict[str, Any]]:
     out = []
     now = time.time()
     for job in jobs:
         item = {k: v for k, v in job.items() if k not in ("worker_started",)}
         item["display_state"] = display_state(job)
-        item["note"] = note(job, now)
+        item["note"] = note(job, now, waiting)
         out.append(item)
     return out
 

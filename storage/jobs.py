@@ -188,7 +188,7 @@ _UNMET = "SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.after_id WHERE d.job_
 
 _LIST_SQL = """
 SELECT j.id, j.state, j.state_reason, j.held, j.cancel_requested, j.priority, j.seq, j.labels, j.gpus,
-       j.task, j.size, j.frame_num, j.base_seed, substr(j.prompt, 1, 200) AS prompt, j.created_at, j.queued_at,
+       j.task, j.size, j.frame_num, j.base_seed, {prompt} AS prompt, j.created_at, j.queued_at,
        j.started_at, j.finished_at, j.output_path, j.failure_class, j.not_before, j.attempts_count,
        a.number AS attempt, a.stage, a.step, a.steps_total, a.sec_per_it, a.eta_seconds, a.progress_at,
        a.worker_host, a.worker_pid, a.worker_started, a.failing_rank, a.exit_code, a.device,
@@ -214,9 +214,11 @@ def list_jobs(
     labels: Sequence[str] = (),
     recent_finished: int | None = None,
     ids: Sequence[int] = (),
+    whole_prompts: bool = False,
 ) -> list[Row]:
     """Jobs for `ls`: filtered by state (held counts as a state) and label. With `recent_finished`, only
-    that many of the most recently finished jobs are included alongside every unfinished one."""
+    that many of the most recently finished jobs are included alongside every unfinished one. Prompts are cut
+    to 200 characters (a table shows fewer) unless `whole_prompts`."""
     where: list[str] = []
     params: list[Any] = []
     if states:
@@ -242,7 +244,8 @@ def list_jobs(
             f"(SELECT id FROM jobs WHERE state IN {sql_list(FINISHED)} ORDER BY finished_at DESC LIMIT ?))"
         )
         params.append(recent_finished)
-    sql = _LIST_SQL + (" WHERE " + " AND ".join(where) if where else "") + _ORDER
+    prompt = "j.prompt" if whole_prompts else "substr(j.prompt, 1, 200)"
+    sql = _LIST_SQL.format(prompt=prompt) + (" WHERE " + " AND ".join(where) if where else "") + _ORDER
     # Plain tuples zipped with the column names: a third of the time of sqlite3.Row -> dict at 10,000 rows.
     cur = conn.cursor()
     cur.row_factory = None

@@ -1,0 +1,96 @@
+"""`flf2v ls` as a user reads it: why a queued job waits while the worker is busy, the 80-column layout, and
+the columns chosen for scripts (--format, --no-header, --parsable)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+
+from tests.functional.cli_in_process import run_cli
+from tests.functional.queue_helpers import REPO, SCRIPTED, env_for, job_row, start_worker, stop, wait_for
+
+LONG_PROMPT = "a grey heron lifts off the river at dawn, wings wide, mist over the water, slow camera pan"
+
+
+def submit(home: Path, ckpt: Path, frames: tuple[Path, Path], prompt: str, *extra: str) -> int:
+    code, out, err = run_cli(["submit", "--task", "flf2v-tiny", "--ckpt_dir", str(ckpt), "--first_frame",
+                              str(frames[0]), "--last_frame", str(frames[1]), "--prompt", prompt, "-q",
+                              "--other-worker", *extra], home)  # fmt: skip
+    assert code == 0, err
+    return int(out)
+
+
+def ls_at_width(home: Path, columns: int, *args: str) -> str:
+    """`flf2v ls` in a real terminal (a pty) `columns` wide, as a person at it sees it (no colour)."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "flf2v_tui.cli", "ls", *args], stdout=follower,
+                            stderr=follower, env=env_for(home), cwd=REPO)  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the pty's other end closed: the command is done
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=60)
+    os.close(leader)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_queued_jobs_say_they_wait_for_a_busy_slot_and_the_note_fits_80_columns(qhome, stub_ckpt, qframes, tmp_path):
+    gate = tmp_path / "finish"
+    running = submit(qhome, stub_ckpt, qframes, f"script: steps=3 step_s=0.05 gate={gate}", "--retries", "0")
+    queued = submit(qhome, stub_ckpt, qframes, LONG_PROMPT)
+    code, out, _ = run_cli(["ls", "--format", "id,note", "--parsable", "--no-header"], qhome)
+    assert f"{queued}|waiting for a worker (flf2v worker)" in out.splitlines()
+    worker = start_worker(qhome, "--cpu-slots", "1", engine=SCRIPTED)
+    try:
+        wait_for(lambda: job_row(qhome, running)["state"] == "running", what="the first job's start")
+        line = f"{queued}|waiting for a CPU slot (1 busy)"
+        wait_for(lambda: line in run_cli(["ls", "-o", "id,note", "-p", "--no-header"], qhome)[1].splitlines(),
+                 what="the busy slot's note")  # fmt: skip
+        screen = ls_at_width(qhome, 80)
+        row = next(r for r in screen.splitlines() if r.startswith(str(queued)))
+        assert len(row) <= 80 and row.endswith("waiting for a CPU slot (1 busy)"), screen
+        assert "a grey" in row and LONG_PROMPT not in row, row  # the prompt gave way, not the note
+        wide = next(r for r in ls_at_width(qhome, 200).splitlines() if r.startswith(str(queued)))
+        assert "a grey heron lifts off the rive…" in wide  # 32 characters of prompt where there is room
+        gate.touch()
+        wait_for(lambda: job_row(qhome, running)["state"] == "succeeded", what="the first job's end")
+    finally:
+        gate.touch()
+        run_cli(["cancel", str(queued)], qhome)
+        stop(worker)
+
+
+def test_format_no_header_and_parsable(qhome, stub_ckpt, qframes):
+    first = submit(qhome, stub_ckpt, qframes, "a | b\nc", "--label", "x", "--label", "y")
+    second = submit(qhome, stub_ckpt, qframes, LONG_PROMPT, "--hold")
+    code, out, err = run_cli(["ls", "--format", "id,state,label,step,eta,note,prompt", "--parsable"], qhome)
+    assert code == 0, err
+    assert out.splitlines() == [
+        "ID|STATE|LABELS|STEP|ETA|NOTE|PROMPT",
+        f"{first}|queued|x,y|-|-|waiting for a worker (flf2v worker)|a \\| b c",
+        f"{second}|held|-|-|-|held|{LONG_PROMPT}",
+    ]
+    code, out, err = run_cli(["ls", "-o", "id,state", "--no-header"], qhome)
+    assert [line.split() for line in out.splitlines()] == [[str(first), "queued"], [str(second), "held"]]
+
+
+@pytest.mark.parametrize("bad", ["id,colour", "", "id,,nope"])
+def test_an_unknown_column_is_one_line_listing_the_valid_ones(qhome, bad):
+    code, out, err = run_cli(["ls", "--format", bad], qhome)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "choose from id,state,gpus,eta,time,labels,prompt,note,step" in err
