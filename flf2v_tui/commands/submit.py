@@ -116,6 +116,6 @@ def register(app: typer.Typer) -> None:
     )(retry)
     app.command(
         "edit",
-        epilog="Examples:\n\n  flf2v edit 12 --prompt \"a heron lands on the water\" --sample_steps 30\n\n"
+        epilog='Examples:\n\n  flf2v edit 12 --prompt "a heron lands on the water" --sample_steps 30\n\n'
         "  flf2v edit 12 --priority 5 --label night",
     )(edit)

@@ -49,7 +49,7 @@ def test_edit_refuses_a_started_job(qhome, stub_ckpt, qframes):
     with conn:
         conn.execute("UPDATE jobs SET state = 'running' WHERE id = ?", (job,))
     conn.close()
-    code, out, err = run_cli(["edit", str(job), "--prompt", "late"], qhome)
+    code, _out, err = run_cli(["edit", str(job), "--prompt", "late"], qhome)
     assert code == 2 and err.strip() == (
         f"error: job {job} is running; only a queued job can be edited "
         f"(flf2v retry {job} queues a finished one again with changes)"

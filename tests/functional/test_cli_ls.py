@@ -53,7 +53,7 @@ def test_queued_jobs_say_they_wait_for_a_busy_slot_and_the_note_fits_80_columns(
     gate = tmp_path / "finish"
     running = submit(qhome, stub_ckpt, qframes, f"script: steps=3 step_s=0.05 gate={gate}", "--retries", "0")
     queued = submit(qhome, stub_ckpt, qframes, LONG_PROMPT)
-    code, out, _ = run_cli(["ls", "--format", "id,note", "--parsable", "--no-header"], qhome)
+    _code, out, _ = run_cli(["ls", "--format", "id,note", "--parsable", "--no-header"], qhome)
     assert f"{queued}|waiting for a worker (flf2v worker)" in out.splitlines()
     worker = start_worker(qhome, "--cpu-slots", "1", engine=SCRIPTED)
     try:
@@ -91,6 +91,6 @@ def test_format_no_header_and_parsable(qhome, stub_ckpt, qframes):
 
 @pytest.mark.parametrize("bad", ["id,colour", "", "id,,nope"])
 def test_an_unknown_column_is_one_line_listing_the_valid_ones(qhome, bad):
-    code, out, err = run_cli(["ls", "--format", bad], qhome)
+    code, _out, err = run_cli(["ls", "--format", bad], qhome)
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "choose from id,state,gpus,eta,time,labels,prompt,note,step" in err
