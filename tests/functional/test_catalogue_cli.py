@@ -37,6 +37,7 @@ def test_rerun_queue_flags_reach_the_job_row(world):
     home = world.home.root
     video = add_videos(world)[1]
     after = world.ids["queued"]
+    assert flf2v(home, "videos", "tag", str(video), "tagged").returncode == 0
     proc = flf2v(home, "videos", "rerun", str(video), "--base_seed", "9", "--after", str(after), "--retries", "5",
                  "--retry-on", "oom,comm", "--retry-backoff", "7.5", "--nodes", "1", "--priority", "3",
                  "--label", "again", "--hold", "--json")  # fmt: skip
@@ -44,7 +45,10 @@ def test_rerun_queue_flags_reach_the_job_row(world):
     (job,) = json.loads(proc.stdout)["ids"]
     row = job_row(home, job)
     assert (row["max_retries"], row["retry_on"], row["retry_backoff"]) == (5, "oom,comm", 7.5)
-    assert (row["nodes"], row["priority"], row["held"], json.loads(row["labels"])) == (1, 3, 1, ["again"])
+    # The video's labels and tags stay with the new job, beside the one given.
+    assert (row["nodes"], row["priority"], row["held"]) == (1, 3, 1)
+    its_job = json.loads(job_row(home, world.ids["succeeded"])["labels"])
+    assert json.loads(row["labels"]) == sorted({"again", "bird", "keeper", "tagged", *its_job})
     assert (row["base_seed"], row["gpus"]) == (9, 2)  # the seed changed; the ranks as the video was made
     conn = connect(home / "flf2v.db")
     assert [r[0] for r in conn.execute("SELECT after_id FROM job_deps WHERE job_id = ?", (job,))] == [after]
