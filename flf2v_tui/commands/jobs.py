@@ -9,13 +9,13 @@ import typer
 
 from engine.errors import BadInputError
 from flf2v_tui.commands.common import handles_errors, open_home, parse_ids, print_json
-from flf2v_tui.job_text import ls_json, show_json, show_text
+from flf2v_tui.job_text import display_state, ls_json, show_json, show_text
 from flf2v_tui.ls_table import COLUMNS, ls_parsable, ls_text, parse_columns, waiting_text
 from flf2v_tui.term import echo, terminal_width
 from flf2v_tui.worker import KILL_GRACE_S
 from storage import ops
 from storage.jobs import attempts_of, list_jobs, require_job
-from storage.states import LISTED, UNSUCCESSFUL
+from storage.states import FINISHED, LISTED, UNSUCCESSFUL
 from storage.workers import is_paused, live_workers, set_paused
 
 
@@ -95,10 +95,24 @@ def wait(
         require_job(conn, job_id)
     finals = follow_jobs(conn, ids, timeout=timeout, quiet=quiet)
     if finals is None:
-        echo(f"timed out after {timeout:g} s; the jobs keep running", err=True)
+        echo(f"timed out after {timeout:g} s; {_still_unfinished(conn, ids)}", err=True)
         raise typer.Exit(1)
     if any(state != "succeeded" for state in finals.values()):
         raise typer.Exit(1)
+
+
+def _still_unfinished(conn: Any, ids: list[int]) -> str:
+    """What the jobs a wait gave up on are doing: held ones say so (they never start by themselves)."""
+    parts = []
+    for job in list_jobs(conn, ids=ids):
+        state = display_state(job)
+        if state == "held" and job.get("waiting_on"):
+            parts.append(f"job {job['id']} is held: it waits for job {job['waiting_on']}")
+        elif state == "held":
+            parts.append(f"job {job['id']} is held and never starts until released (flf2v release {job['id']})")
+        elif state not in FINISHED:
+            parts.append(f"job {job['id']} is {state}")
+    return "; ".join(parts) if parts else "the jobs have finished since"
 
 
 class _Countdown:
