@@ -22,17 +22,19 @@ def ls_text(videos: list[dict[str, Any]], width: int = 0) -> str:
             stars(v.get("rating")),
             "♥" if v.get("favourite") else "",
             time.strftime("%Y-%m-%d %H:%M", time.localtime(v["created_at"])),
-            v["task"],
+            str(v["seed"]),
             f"{v['width']}x{v['height']}",
             str(v["frames"]),
-            str(v["seed"]),
+            v["task"],
             ",".join(v.get("tags") or []),
             one_line(v["prompt"], PROMPT_WIDTH),
         ]
         for v in videos
     ]
-    header = ["ID", "RATING", "FAV", "CREATED", "TASK", "SIZE", "FRAMES", "SEED", "TAGS", "PROMPT"]
-    return table(rows, header, width=width)
+    header = ["ID", "RATING", "FAV", "CREATED", "SEED", "SIZE", "FRAMES", "TASK", "TAGS", "PROMPT"]
+    # SEED is never cut: at a narrow terminal the columns that do not fit whole are left out (`flf2v videos
+    # show ID` has them all), and only the prompt, last, is cut.
+    return table(rows, header, width=width, whole_cells=True)
 
 
 def _pairs(title: str, values: dict[str, Any]) -> list[str]:
@@ -56,6 +58,7 @@ def show_text(video: dict[str, Any]) -> str:
     lines += [
         f"  video      {video['width']}x{video['height']}, {video['frames']} frames at {video['fps']:g} fps "
         f"({video['duration']:.2f} s), {human_size(video['size_bytes'])}",
+        f"  seed       {video['seed']}",
         f"  sha256     {video['sha256']}",
         f"  made       {clock(video['created_at'])} by job {video.get('job_id') or '-'} "
         f"(attempt id {video.get('attempt_id') or '-'}), engine {recipe.get('engine_version') or '-'}",

@@ -3,19 +3,12 @@ the columns chosen for scripts (--format, --no-header, --parsable)."""
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
-import struct
-import subprocess
-import sys
-import termios
 from pathlib import Path
 
 import pytest
 
 from tests.functional.cli_in_process import run_cli
-from tests.functional.queue_helpers import REPO, SCRIPTED, env_for, job_row, start_worker, stop, wait_for
+from tests.functional.queue_helpers import SCRIPTED, in_terminal, job_row, start_worker, stop, wait_for
 
 LONG_PROMPT = "a grey heron lifts off the river at dawn, wings wide, mist over the water, slow camera pan"
 
@@ -26,27 +19,6 @@ def submit(home: Path, ckpt: Path, frames: tuple[Path, Path], prompt: str, *extr
                               "--other-worker", *extra], home)  # fmt: skip
     assert code == 0, err
     return int(out)
-
-
-def ls_at_width(home: Path, columns: int, *args: str) -> str:
-    """`flf2v ls` in a real terminal (a pty) `columns` wide, as a person at it sees it (no colour)."""
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "flf2v_tui.cli", "ls", *args], stdout=follower,
-                            stderr=follower, env=env_for(home), cwd=REPO)  # fmt: skip
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the pty's other end closed: the command is done
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    proc.wait(timeout=60)
-    os.close(leader)
-    return b"".join(chunks).decode().replace("\r\n", "\n")
 
 
 def test_queued_jobs_say_they_wait_for_a_busy_slot_and_the_note_fits_80_columns(qhome, stub_ckpt, qframes, tmp_path):
@@ -61,11 +33,11 @@ def test_queued_jobs_say_they_wait_for_a_busy_slot_and_the_note_fits_80_columns(
         line = f"{queued}|waiting for a CPU slot (1 busy)"
         wait_for(lambda: line in run_cli(["ls", "-o", "id,note", "-p", "--no-header"], qhome)[1].splitlines(),
                  what="the busy slot's note")  # fmt: skip
-        screen = ls_at_width(qhome, 80)
+        screen = in_terminal(qhome, 80, "ls")
         row = next(r for r in screen.splitlines() if r.startswith(str(queued)))
         assert len(row) <= 80 and row.endswith("waiting for a CPU slot (1 busy)"), screen
         assert "a grey" in row and LONG_PROMPT not in row, row  # the prompt gave way, not the note
-        wide = next(r for r in ls_at_width(qhome, 200).splitlines() if r.startswith(str(queued)))
+        wide = next(r for r in in_terminal(qhome, 200, "ls").splitlines() if r.startswith(str(queued)))
         assert "a grey heron lifts off the rive…" in wide  # 32 characters of prompt where there is room
         gate.touch()
         wait_for(lambda: job_row(qhome, running)["state"] == "succeeded", what="the first job's end")
