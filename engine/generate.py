@@ -66,12 +66,14 @@ def _failure(exc: BaseException, runtime: Runtime) -> tuple[BaseException, str]:
 
 
 def _report(reporter: Reporter, exc: BaseException, failure: str, trace: str) -> None:
+    from engine.failures import log_line
+
     # The event first: it is what the worker acts on, and logging can block (a full pipe) or be cut short
     # by the peer watch ending the process.
     if isinstance(exc, BadInputError):
         trace = ""  # bad input found at load is the user's to fix: one line, as before any weights load
     reporter.error(exc, failure, trace)
-    log.error(f"Generation failed ({failure}): {type(exc).__name__}: {exc}" + (f"\n{trace}" if trace else ""))
+    log.log(*log_line(exc, failure, trace, reporter.position()))
 
 
 def run(args: argparse.Namespace) -> int:
