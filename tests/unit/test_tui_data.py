@@ -239,6 +239,14 @@ def test_telemetry_timeline_steps_and_memory(tmp_path):
     from_db = progress_of(None, {"state": "failed", "stage_seconds": {"encode_text": 1.5}, "step": 2,
                                  "steps_total": 4, "sec_per_it": 1.0, "eta_seconds": None}, now=0)  # fmt: skip
     assert [s.state for s in from_db.spans] == ["pending", "done", "pending", "pending", "pending"]
+    # A render that stopped: the stage it was in says how, timed up to its last event (14.0), not up to now.
+    for shown in ("failed", "cancelled", "interrupted"):
+        spans = progress_of(tel, None, now=20.0, shown_state=shown).spans
+        assert [(s.name, s.seconds, s.state) for s in spans][2] == ("denoise", 2.0, shown)
+    failed_db = progress_of(None, {"state": "failed", "stage": "decode", "stage_seconds": {"denoise": 4.0},
+                                   "step": 4, "steps_total": 4, "sec_per_it": 1.0, "eta_seconds": None},
+                            now=0, shown_state="failed")  # fmt: skip
+    assert [s.state for s in failed_db.spans] == ["pending", "pending", "done", "failed", "pending"]
 
 
 def test_machine_monitor_keeps_history_and_falls_back_to_cpu(tmp_path):
