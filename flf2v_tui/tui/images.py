@@ -20,6 +20,9 @@ from pathlib import Path
 from PIL import Image as PILImage
 from textual.widget import Widget
 
+from storage.db import database_file_named
+from storage.paths import Home
+
 
 def _tmux_pane_title() -> str | None:
     """The title of the tmux pane this runs in (None outside tmux, or without a terminal). tmux takes the
@@ -48,9 +51,6 @@ from textual_image.widget import HalfcellImage, Image, SixelImage, TGPImage, Uni
 
 if _title is not None:
     _set_title(_title)  # the probe's APC string became the pane's title: put the old one back
-
-from storage.db import database_file_named
-from storage.paths import Home
 
 MODES: dict[str, type[Widget]] = {
     "auto": Image,
