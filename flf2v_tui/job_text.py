@@ -59,6 +59,9 @@ def note(job: dict[str, Any], now: float, waiting: str = "waiting for a worker")
             if job.get("sec_per_it"):
                 text += f" {job['sec_per_it']:.2f}s/it"
         return text
+    if state == "held" and job.get("never_on"):
+        ended = ", ".join(f"job {part}" for part in job["never_on"].split(","))  # "5 failed"
+        return f"never starts: {ended} (retry it, or cancel this job)"
     if state == "held" and job.get("waiting_on"):
         return f"after {job['waiting_on']}" + (" (and held)" if job.get("held") else "")
     if state == "queued":
@@ -157,13 +160,21 @@ def attempt_rows(attempts: list[dict[str, Any]], now: float) -> list[list[str]]:
     return rows
 
 
+def _show_reason(job: dict[str, Any], state: str, now: float) -> str:
+    """Why the job is in its state: a dependency that holds it (or never will let it start), else the
+    stored reason."""
+    if state == "held" and (job.get("never_on") or job.get("waiting_on")):
+        return note(job, now)
+    return job.get("state_reason") or ""
+
+
 def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
     now = time.time()
     state = display_state(with_worker(job, attempts))
     job, attempts = inert_row(job), inert_row(attempts)
     latest = attempts[-1] if attempts else {}
     lines = [
-        f"job {job['id']}: {state}" + (f" — {job['state_reason']}" if job.get("state_reason") else ""),
+        f"job {job['id']}: {state}" + (f" — {reason}" if (reason := _show_reason(job, state, now)) else ""),
         f"  prompt     {job['prompt']}",
     ]
     if job.get("neg_prompt"):
@@ -174,8 +185,9 @@ def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
         f"  created    {clock(job['created_at'])}   started {clock(job['started_at'])}   "
         f"finished {clock(job['finished_at'])}",
     ]
-    if job.get("after"):
-        lines.append(f"  after      {', '.join(map(str, job['after']))}")
+    for name, what in (("after", "succeeded"), ("after_any", "ended"), ("after_fail", "failed")):
+        if job.get(name):
+            lines.append(f"  after      {', '.join(map(str, job[name]))} {what}")
     if job.get("output_path"):
         lines.append(f"  output     {job['output_path']}")
     lines.append("  parameters")

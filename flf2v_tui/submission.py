@@ -221,6 +221,8 @@ def build_specs(
                 priority=queue.priority,
                 labels=list(queue.labels),
                 after=list(queue.after),
+                after_any=list(queue.after_any),
+                after_fail=list(queue.after_fail),
                 held=queue.held,
                 max_retries=queue.max_retries,
                 retry_on=queue.retry_on,

@@ -102,6 +102,10 @@ QUEUE_OPTIONS: list[inspect.Parameter] = [
     _queue("nodes", _DEFAULT.nodes, int, "--nodes", help_text="machines (only 1 is supported)"),
     _queue("priority", _DEFAULT.priority, int, "--priority", help_text="higher runs first"),
     _queue("after", None, list[str] | None, "--after", help_text="start only after these jobs succeeded"),
+    _queue("after_any", None, list[str] | None, "--after-any", "--after_any",
+           help_text="start after these jobs ended, whichever way (Slurm's afterany)"),
+    _queue("after_fail", None, list[str] | None, "--after-fail", "--after_fail",
+           help_text="start only after these jobs failed (Slurm's afternotok)"),
     _queue("hold", _DEFAULT.held, bool, "--hold", help_text="queue it held (flf2v release ID)"),
     _queue("label", None, list[str] | None, "--label", help_text="a label (repeatable)"),
     _queue("retries", _DEFAULT.max_retries, int, "--retries", help_text="automatic retries"),
@@ -134,12 +138,14 @@ def with_queue_options(gpus_default: int | None, gpus_help: str) -> Callable[[Ca
 def queue_values(kwargs: dict[str, Any], gpus: int) -> QueueOptions:
     """The QueueOptions the queue options in kwargs describe (with `gpus` already resolved). Typer passes every
     option of QUEUE_OPTIONS (its declared default, QueueSettings', when not given)."""
-    after = kwargs["after"]
+    after, after_any, after_fail = kwargs["after"], kwargs["after_any"], kwargs["after_fail"]
     return QueueOptions(
         gpus=gpus,
         nodes=kwargs["nodes"],
         priority=kwargs["priority"],
         after=parse_ids(after) if after else [],
+        after_any=parse_ids(after_any) if after_any else [],
+        after_fail=parse_ids(after_fail) if after_fail else [],
         held=kwargs["hold"],
         labels=[x for x in (kwargs["label"] or []) if x.strip()],
         max_retries=kwargs["retries"],
