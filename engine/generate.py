@@ -209,6 +209,7 @@ def _save(
     reporter: Reporter,
     started: float,
 ) -> None:
+    from engine.fidelity import endpoint_psnr
     from engine.mp4 import write_mp4
     from engine.recipe import build_recipe, checkpoint_fingerprint, recipe_comment
     from engine.video import default_file_name, to_uint8_frames
@@ -239,6 +240,7 @@ def _save(
         width=int(frames.shape[2]),
         height=int(frames.shape[1]),
         recipe=recipe,
+        **endpoint_psnr(frames, args.first_frame, args.last_frame),
     )
 
 

@@ -124,6 +124,24 @@ SHOWN_ELSEWHERE = ("prompt", "neg_prompt")  # a heading of their own
 _BOOLS = frozenset(flag.name for flag in JOB_FLAGS if flag.type is bool)
 
 
+# Below this a generated end frame visibly differs from its input (a shift of colour or composition).
+LOW_PSNR_DB = 20.0
+
+
+def psnr_text(first: float | None, last: float | None) -> str:
+    """`first 31.5 dB, last 18.2 dB (low)`: how close a render's end frames came to its inputs; "" if unknown."""
+    if first is None or last is None:
+        return ""
+    parts = [f"{name} {value:.1f} dB" + (" (low)" if value < LOW_PSNR_DB else "") for name, value in
+             (("first", first), ("last", last))]  # fmt: skip
+    return ", ".join(parts)
+
+
+def psnr_cell(first: float | None, last: float | None) -> str:
+    """`31.5/28.3` for a table: the first and last frames' PSNR against the inputs in dB; `-` when unknown."""
+    return "-" if first is None or last is None else f"{first:.1f}/{last:.1f}"
+
+
 def job_params(job: dict[str, Any]) -> list[tuple[str, str]]:
     """The recipe's engine parameters worth showing, as (name, text)."""
     return [
@@ -201,6 +219,9 @@ def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
     if attempts:
         lines.append("  attempts")
         lines += ["    " + line for line in table(attempt_rows(attempts, now), ATTEMPT_HEADER).splitlines()]
+        fidelity = psnr_text(latest.get("psnr_first"), latest.get("psnr_last"))
+        if fidelity:
+            lines.append(f"  psnr       {fidelity} (the render's end frames against the inputs)")
         if latest.get("failure_message"):
             lines.append(f"  last error {latest['failure_message'].splitlines()[0][:300]}")
         if latest.get("stage_seconds"):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.errors import BadInputError
-from flf2v_tui.job_text import PROMPT_WIDTH, STATE_COLOURS, display_state, gpus_text, job_time, note
+from flf2v_tui.job_text import PROMPT_WIDTH, STATE_COLOURS, display_state, gpus_text, job_time, note, psnr_cell
 from flf2v_tui.term import duration, one_line, table
 
 Job = dict[str, Any]
@@ -22,11 +22,6 @@ def _eta(job: Job, state: str, now: float, waiting: str) -> str:
 
 def _step(job: Job, state: str, now: float, waiting: str) -> str:
     return f"{job['step']}/{job['steps_total']}" if job.get("step") and job.get("steps_total") else "-"
-
-
-def _psnr(job: Job, state: str, now: float, waiting: str) -> str:
-    values = [job.get("psnr_first"), job.get("psnr_last")]
-    return "/".join(f"{v:.1f}" for v in values) if None not in values else "-"
 
 
 COLUMNS: dict[str, tuple[str, Cell]] = {
@@ -45,7 +40,7 @@ COLUMNS: dict[str, tuple[str, Cell]] = {
     "size": ("SIZE", lambda j, s, n, w: one_line(j.get("size"))),
     "frames": ("FRAMES", lambda j, s, n, w: str(j["frame_num"])),
     "attempt": ("ATTEMPT", lambda j, s, n, w: str(j.get("attempt") or "-")),
-    "psnr": ("PSNR", _psnr),
+    "psnr": ("PSNR", lambda j, s, n, w: psnr_cell(j.get("psnr_first"), j.get("psnr_last"))),
 }
 ALIASES = {"label": "labels", "priority": "priority", "prio": "priority", "frame_num": "frames"}
 # The note (what a job does, or why it waits) comes last so that piped output never cuts it.

@@ -16,7 +16,10 @@ import imageio_ffmpeg
 import psutil
 import pytest
 
+from engine.fidelity import PSNR_CAP_DB
+from engine.telemetry import read_events, validate_event
 from flf2v_tui.demo import DEMO_FRAMES
+from flf2v_tui.job_text import psnr_cell, psnr_text
 from tests.functional.queue_helpers import (
     HOOK,
     REPO,
@@ -89,6 +92,16 @@ def test_end_to_end(qhome, tiny_ckpt, qframes, tmp_path):
     assert "--nproc_per_node=2" in (folder / "command.txt").read_text()
     shown = flf2v(qhome, "show", str(job))
     assert shown.returncode == 0 and "succeeded" in shown.stdout
+    # How close the end frames came to the inputs: from the done event, on the attempt and the video.
+    (done,) = [e for e in read_events(folder / "events.jsonl") if e["kind"] == "done"]
+    assert not validate_event(done) and 0 < done["psnr_first"] <= PSNR_CAP_DB and 0 < done["psnr_last"]
+    assert (attempt["psnr_first"], attempt["psnr_last"]) == (done["psnr_first"], done["psnr_last"])
+    fidelity = psnr_text(done["psnr_first"], done["psnr_last"])
+    assert f"psnr       {fidelity}" in shown.stdout
+    assert fidelity in flf2v(qhome, "videos", "show", "1").stdout
+    cell = psnr_cell(done["psnr_first"], done["psnr_last"])
+    assert flf2v(qhome, "ls", "-o", "id,psnr", "-p", "--no-header").stdout.split() == [f"{job}|{cell}"]
+    assert cell in flf2v(qhome, "videos", "ls").stdout
     assert "Finished." in flf2v(qhome, "logs", str(job), "--rank", "1").stdout
     merged = flf2v(qhome, "logs", str(job), "--all").stdout
     assert "[r0]" in merged and "[r1]" in merged
