@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import typer
 
 from engine.flags import BOOL, BY_NAME, JOB_FLAGS, SWITCH, Flag, word_to_bool
 from flf2v_tui.commands.common import parse_ids, print_json
+from flf2v_tui.flf_guards import FlfWarning
 from flf2v_tui.submission import QueueOptions, parse_retry_on, parse_seeds
+from flf2v_tui.term import echo
 from storage.spec import BOUNDS
 
 _PANEL = "Engine flags (as in the official generate.py)"
@@ -159,14 +161,19 @@ def queue_seeds(kwargs: dict[str, Any]) -> list[int] | None:
     return parse_seeds(kwargs.get("seeds"), kwargs.get("seed_range"))
 
 
-def echo_queued(ids: list[int], kwargs: dict[str, Any], source: str = "") -> None:
-    """What submit and rerun print: JSON (--json), bare ids (-q), or a sentence."""
+def echo_queued(ids: list[int], kwargs: dict[str, Any], source: str = "", warnings: Sequence[FlfWarning] = ()) -> None:
+    """What submit and rerun print: JSON (--json, the FLF warnings as fields), bare ids (-q, no warnings), or
+    a sentence (the warnings on stderr)."""
     held = " (held)" if kwargs.get("hold") else ""
     if kwargs.get("json_out"):
-        print_json({"ids": ids})
-    elif kwargs.get("quiet"):
+        print_json({"ids": ids, "warnings": [w.as_dict() for w in warnings]})
+        return
+    if kwargs.get("quiet"):
         typer.echo("\n".join(map(str, ids)))
-    elif len(ids) == 1:
+        return
+    if len(ids) == 1:
         typer.echo(f"queued job {ids[0]}{source}{held}")
     else:
         typer.echo(f"queued {len(ids)} jobs: {ids[0]}..{ids[-1]}{source}{held}")
+    for warning in warnings:
+        echo(f"warning: {warning.message}", err=True)

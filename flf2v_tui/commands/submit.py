@@ -17,9 +17,11 @@ from flf2v_tui.commands.options import (
     with_engine_options,
     with_queue_options,
 )
+from flf2v_tui.flf_guards import flf_warnings
 from flf2v_tui.job_edit import edit_job
 from flf2v_tui.submission import build_specs, fill_tiny_checkpoint, retry_job
-from storage.jobs import insert_jobs
+from flf2v_tui.term import echo
+from storage.jobs import insert_jobs, require_job
 
 SUBMIT_EPILOG = """Examples:
 
@@ -39,7 +41,7 @@ def submit(**kwargs: Any) -> None:
     given = engine_values(kwargs)
     fill_tiny_checkpoint(home, given)
     specs = build_specs(given, queue_values(kwargs, kwargs["gpus"]), queue_seeds(kwargs), home=home)
-    echo_queued(insert_jobs(conn, home, specs), kwargs)
+    echo_queued(insert_jobs(conn, home, specs), kwargs, warnings=flf_warnings(specs[0].engine_values()))
 
 
 @handles_errors
@@ -105,6 +107,9 @@ def edit(
     typer.echo(
         edit_job(conn, home, job_id, given, gpus=gpus, priority=priority, labels=label, other_worker=other_worker)
     )
+    if any(given.get(k) is not None for k in ("first_frame", "last_frame", "frame_num")):
+        for warning in flf_warnings(require_job(conn, job_id)):
+            echo(f"warning: {warning.message}", err=True)
 
 
 def register(app: typer.Typer) -> None:

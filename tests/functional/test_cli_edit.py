@@ -41,6 +41,13 @@ def test_edit_changes_a_queued_job_with_the_checks_of_submit(qhome, stub_ckpt, q
         code, out, err = run_cli(["edit", str(job), *argv], qhome)
         assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, (argv, err)
     assert job_row(qhome, job) == after
+    # The FLF guards of submit, as warnings: the edit is made.
+    code, out, err = run_cli(["edit", str(job), "--first_frame", str(qframes[0]), "--frame_num", "85"], qhome)
+    assert code == 0 and out.strip() == f"job {job} edited (first_frame, first_frame_src, frame_num)", err
+    assert [line.split(";")[0] for line in err.splitlines()] == [
+        "warning: the first and last frame are the same picture or nearly so (they differ by 0.0%)",
+        "warning: --frame_num 85 is more than the 81 frames the model was trained on",
+    ]
 
 
 def test_edit_refuses_a_started_job(qhome, stub_ckpt, qframes):
