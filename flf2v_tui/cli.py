@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from flf2v_tui.commands import jobs, logs, submit, system, tui, videos
+from flf2v_tui.commands import jobs, logs, service, submit, system, tui, videos
 from flf2v_tui.commands.common import START_OVER, one_line_error
 from flf2v_tui.commands.help_layout import help_wanted, names_one_per_line
 from flf2v_tui.term import echo, inert, use_colour
@@ -28,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for module in (submit, jobs, logs, system, videos, tui):
+for module in (submit, jobs, logs, system, videos, service, tui):
     module.register(app)
 
 
