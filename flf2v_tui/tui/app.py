@@ -32,6 +32,8 @@ HOLDERS_EVERY_S = 5.0
 class Flf2vApp(App[None]):
     CSS_PATH = Path(__file__).with_name("flf2v.tcss")
     TITLE = "flf2v"
+    # Under 100 columns a screen has the class -narrow (flf2v.tcss gives the job view's side panels less room).
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (100, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", show=False)]
 
     def __init__(

@@ -1,6 +1,6 @@
 """Snapshots (pytest-textual-snapshot) of the dashboard, the job view (running, failed, out of memory and
-interrupted), the submit form and the catalogue, on fixed data at a frozen time with two fake GPUs. After a
-deliberate change of the screens, refresh them with
+interrupted), the submit form and the catalogue, and of the dashboard and a job view at 80 columns, on fixed
+data at a frozen time with two fake GPUs. After a deliberate change of the screens, refresh them with
 `.venv/bin/python -m pytest tests/functional/test_tui_snapshots.py --snapshot-update` and look at the SVGs."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tests.functional.failure_world import add_failures
 from tests.functional.tui_world import STATES, settle
 
 SIZE = (140, 40)
+NARROW = 80  # the 80-column terminal: its own layout (queue_view.NARROW_COLUMNS, the job view's -narrow rules)
 GIB = 1 << 30
 
 
@@ -52,6 +53,18 @@ def test_dashboard_snapshot(snapshot_world, make_app, snap_compare):
         app.screen.query_one(JobTable).select(snapshot_world.ids["running"])
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_dashboard_80x24_snapshot(snapshot_world, make_app, snap_compare):
+    """At 80×24: why each job waits or how it ended (NOTE) comes whole; the prompt gets what is left."""
+    app = _app(snapshot_world, make_app)
+
+    async def ready(pilot):
+        await settle(pilot, lambda: app.screen.query_one(JobTable).row_count == len(STATES), what="the jobs")
+        await settle(pilot, lambda: len(app.screen.query(".gpu-row")) == 2, what="the GPUs")
+        app.screen.query_one(JobTable).select(snapshot_world.ids["queued"])
+
+    assert snap_compare(app, terminal_size=(NARROW, 24), run_before=ready)
 
 
 def test_job_view_snapshot(snapshot_world, make_app, snap_compare):
@@ -101,6 +114,19 @@ def test_failed_job_snapshot(snapshot_world, make_app, snap_compare):
         await _open_job_view(app, pilot, job, 1, lines, wide_lines=True)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_failed_job_80_columns_snapshot(snapshot_world, make_app, snap_compare):
+    """The failed job at 80 columns: its reason and advice wrap whole, the stage it failed in says so, the
+    live panel keeps its width (the preview waits for a wider terminal)."""
+    job = add_failures(snapshot_world)["engine_error"]
+    app = _app(snapshot_world, make_app)
+    lines = _log_lines(snapshot_world, job, 1)
+
+    async def ready(pilot):
+        await _open_job_view(app, pilot, job, 1, lines, wide_lines=True)
+
+    assert snap_compare(app, terminal_size=(NARROW, 40), run_before=ready)
 
 
 def test_oom_job_snapshot(snapshot_world, make_app, snap_compare):

@@ -13,9 +13,11 @@ from flf2v_tui.screen_data import form, queue_view
 from flf2v_tui.screen_data.machine import MachineMonitor
 from flf2v_tui.screen_data.queue_view import (
     MAX_ROWS,
+    NARROW_COLUMNS,
     JobFilter,
     bar,
     job_cells,
+    prompt_room,
     queue_eta,
     read_snapshot,
     status_line,
@@ -42,10 +44,20 @@ def test_bars_and_cells():
     job = {"id": 3, "state": "running", "labels": ["a", "b"], "prompt": "x " * 40, "gpus": 2, "assigned": "0,1",
            "device": "cuda", "step": 5, "steps_total": 50, "sec_per_it": 1.234, "eta_seconds": 61,
            "created_at": 100}  # fmt: skip
-    cells = job_cells(job, "running", now=3800)
-    assert cells[:3] == ("3", "running", "a,b") and cells[3].endswith("…") and len(cells[3]) == 40
-    assert cells[4:] == ("0,1", "█········· 5/50", "1.23", "1m01s", "1h01m")
-    assert job_cells({**job, "state": "queued"}, "queued", 3700)[4:8] == ("2", "", "", "")
+    cells = job_cells({**job, "stage": "denoise"}, "running", now=3800)
+    assert [cells[c] for c in ("id", "state", "label", "note")] == ["3", "running", "a,b", "denoise"]
+    assert cells["prompt"] == " ".join(["x"] * 40)  # whole: the table cuts it to its room
+    assert [cells[c] for c in ("gpus", "step", "s/it", "eta", "age")] == ["0,1", "█········· 5/50", "1.23", "1m01s",
+                                                                           "1h01m"]  # fmt: skip
+    queued = job_cells({**job, "state": "queued"}, "queued", 3700, "waiting for a CPU slot (2 busy)", narrow=True)
+    assert [queued[c] for c in ("gpus", "step", "s/it", "eta")] == ["2", "", "", ""]
+    assert queued["note"] == "waiting for a CPU slot (2 busy)"
+    narrow = job_cells({**job, "stage": "denoise"}, "running", 3800, narrow=True)
+    assert (narrow["step"], narrow["note"]) == ("▌···· 5/50", "denoise · ETA 1m01s")  # no ETA column at 80
+    # The prompt gets what the other columns leave, never under 10 characters nor over 40.
+    rows = [{c: "x" * 10 for c in NARROW_COLUMNS}]  # four other columns of 10, each padded a cell each side
+    assert prompt_room(rows, NARROW_COLUMNS, 80) == 80 - 4 * 12 - 4 and prompt_room(rows, NARROW_COLUMNS, 30) == 10
+    assert prompt_room(rows, NARROW_COLUMNS, 200) == 40
 
 
 def _running(conn, job_id: int, eta: float | None, started: float) -> None:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from flf2v_tui.screen_data.queue_view import JobFilter, QueueSnapshot, read_snapshot, status_line
 from flf2v_tui.tui.db import deliver
@@ -15,6 +15,7 @@ from flf2v_tui.tui.messages import OpenJob, OpenSubmit, OpenVideos
 from flf2v_tui.tui.screens import actions
 from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.text import notify_plain, plain
+from flf2v_tui.tui.widgets.footer import FitFooter
 from flf2v_tui.tui.widgets.gpupanel import GpuPanel
 from flf2v_tui.tui.widgets.jobtable import JobTable
 from storage.db import STORAGE_ERRORS
@@ -55,7 +56,7 @@ class DashboardScreen(AppScreen[None]):
                     "(enter applies, esc clears)", id="filter", classes="hidden")  # fmt: skip
         yield JobTable(id="jobs")
         yield GpuPanel(self.flf2v.monitor, self.flf2v.gpu_holders, id="gpu-panel")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         self.title = "flf2v"

@@ -14,7 +14,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+from textual.widgets import DataTable, Header, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from engine.diskspace import human_size
@@ -29,6 +29,7 @@ from flf2v_tui.tui.messages import OpenSubmit
 from flf2v_tui.tui.screens import actions
 from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.text import plain
+from flf2v_tui.tui.widgets.footer import FitFooter
 from flf2v_tui.tui.widgets.logpane import TORCHRUN_LOG, LogPane
 from flf2v_tui.tui.widgets.spark import ScaledSparkline
 from storage.db import STORAGE_ERRORS
@@ -44,7 +45,7 @@ ATTEMPT_WIDTHS = (3, 11, 19, 7, 16, 6, 5, 5, 13, 10)
 STAGE_STYLE = {"done": "green", "running": "bold cyan", "pending": "dim", "failed": "bold red",
                "cancelled": "yellow", "interrupted": "yellow"}  # fmt: skip
 LIVE = (RUNNING, CANCELLING)  # a render is under way and its worker watches it: only then are ETAs and bars live
-LOG_TABS = Binding.Group("Log tab", compact=True)
+LOG_TABS = Binding.Group("Log tab")
 MAX_RANK_KEYS = 8  # keys 0..7 switch to a rank's own log
 
 
@@ -117,7 +118,7 @@ class JobScreen(AppScreen[None]):
                 yield picture_class()(id="preview-image")
         yield DataTable(id="attempts", cursor_type="none", show_cursor=False)
         yield Vertical(Static("no attempt yet: the job has not started", classes="muted"), id="logs")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#attempts", DataTable)
@@ -328,11 +329,7 @@ def title_text(detail: JobDetail) -> Text:
     title = Text.assemble((f"job {job['id']} ", "bold"), (detail.state, STATE_COLOURS.get(detail.state) or ""))
     reason = one_line(job.get("state_reason") or "")
     if detail.state == INTERRUPTED and job["state"] == RUNNING:  # the worker died under it; nobody wrote why
-        latest = detail.attempts[-1] if detail.attempts else {}
-        reason = (
-            f"its worker (pid {latest.get('worker_pid', '?')}) died; a worker that starts re-attaches the render if "
-            "it still runs, or requeues it"
-        )
+        reason = "its worker died; a worker that starts re-attaches the render if it still runs, or requeues it"
     if reason:
         title.append(f" — {reason}", style="dim")
     if job.get("output_path"):

@@ -11,13 +11,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import Suggester
-from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Checkbox, Header, Input, Label, Select, Static, TextArea
 
 from engine.tasks import TASKS
 from flf2v_tui.screen_data import form
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.text import plain
+from flf2v_tui.tui.widgets.footer import FitFooter
 from storage.db import STORAGE_ERRORS
 
 
@@ -89,7 +90,7 @@ class SubmitScreen(AppScreen[list[int] | None]):
             with Horizontal(id="form-buttons"):
                 yield Button("Save (ctrl+s)" if self.edit_job else "Submit (ctrl+s)", variant="primary", id="submit")
                 yield Button("Back (esc)", id="back")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         self.title = f"flf2v · edit job {self.edit_job}" if self.edit_job else "flf2v · new job"

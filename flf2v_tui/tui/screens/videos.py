@@ -13,7 +13,7 @@ from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from engine.errors import BadInputError
 from flf2v_tui.catalogue.player import player_command
@@ -32,6 +32,7 @@ from flf2v_tui.tui.messages import OpenSubmit
 from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.screens.player import PlayerScreen
 from flf2v_tui.tui.text import notify_plain, plain
+from flf2v_tui.tui.widgets.footer import FitFooter
 from flf2v_tui.tui.widgets.jobtable import KeyedTable
 from flf2v_tui.tui.widgets.videogrid import VideoGrid
 from storage.db import STORAGE_ERRORS
@@ -79,7 +80,7 @@ class VideosScreen(AppScreen[None]):
                 yield picture_class()(id="video-sheet")
                 with VerticalScroll(id="video-recipe-box"):
                     yield Static("", id="video-recipe")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         self.title = "flf2v · videos"
