@@ -31,7 +31,7 @@ COLUMNS: dict[str, tuple[str, Cell]] = {
     "eta": ("ETA", _eta),
     "time": ("TIME", lambda j, s, n, w: job_time(j, s, n)),
     "labels": ("LABELS", lambda j, s, n, w: ",".join(j.get("labels") or []) or "-"),
-    "prompt": ("PROMPT", lambda j, s, n, w: one_line(j.get("prompt"))),
+    "prompt": ("PROMPT", lambda j, s, n, w: j.get("prompt") or ""),  # made one line where it is cut or written
     "note": ("NOTE", lambda j, s, n, w: note(j, n, w)),
     "step": ("STEP", _step),
     "priority": ("PRIO", lambda j, s, n, w: str(j["priority"])),
@@ -82,12 +82,13 @@ def ls_text(
     is cut at the line's end."""
     now = now or time.time()
     rows, states = _cells(jobs, columns, waiting, now)
-    if "prompt" in columns:
+    if "prompt" in columns:  # its cells are the whole prompts (cut to 200 by the query), cut here once
         at = list(columns).index("prompt")
-        heads = [COLUMNS[c][0] for c in columns]
-        widths = [max([len(heads[i]), *(len(r[i]) for r in rows)]) for i in range(len(columns))]
-        room = width - (sum(widths) - widths[at]) - 2 * (len(columns) - 1) if width else PROMPT_WIDTH
-        keep = max(MIN_PROMPT, min(PROMPT_WIDTH, room))
+        keep = PROMPT_WIDTH
+        if width:
+            heads = [COLUMNS[c][0] for c in columns]
+            others = sum(max([len(heads[i]), *(len(r[i]) for r in rows)]) for i in range(len(columns)) if i != at)
+            keep = max(MIN_PROMPT, min(PROMPT_WIDTH, width - others - 2 * (len(columns) - 1)))
         for row in rows:
             row[at] = one_line(row[at], keep)
     colours = [STATE_COLOURS.get(s) for s in states]
