@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from engine.errors import BadInputError
-from flf2v_tui.submission import copy_new_frames, retry_changes
+from flf2v_tui.submission import retry_changes, write_with_frames
 from storage.jobs import require_job
 from storage.ops import update_queued
 from storage.paths import Home
@@ -50,10 +50,5 @@ def edit_job(
     if not updates:
         raise BadInputError(f"nothing to change for job {job_id}; give a flag to change, e.g. --prompt or --priority")
     # A name of its own for each edit's copies: the copies the job points at now stay until the edit is written.
-    copies = copy_new_frames(home, job, new_frames, updates, tag=f"edit-{uuid.uuid4().hex[:8]}")
-    try:
-        return update_queued(conn, job_id, updates)
-    except BaseException:
-        for copy in copies:
-            copy.unlink(missing_ok=True)
-        raise
+    tag = f"edit-{uuid.uuid4().hex[:8]}"
+    return write_with_frames(home, job, new_frames, updates, lambda: update_queued(conn, job_id, updates), tag)

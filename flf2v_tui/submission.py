@@ -12,7 +12,7 @@ import io
 import random
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -318,13 +318,26 @@ def retry_job(
     if job["state"] not in FINISHED:
         raise BadInputError(f"job {job_id} is {job['state']}; only finished jobs can be retried")
     updates, new_frames = retry_changes(job, given, gpus, home, other_worker)
-    copies = copy_new_frames(home, job, new_frames, updates)
     if priority is not None:
         updates["priority"] = priority
     if hold:
         updates["held"] = 1
+    return write_with_frames(home, job, new_frames, updates, lambda: requeue(conn, job_id, updates))
+
+
+def write_with_frames(
+    home: Home,
+    job: dict[str, Any],
+    new_frames: list[str],
+    updates: dict[str, Any],
+    write: Callable[[], str],
+    tag: str = "",
+) -> str:
+    """Copy a job's new frames in (copy_new_frames, which points `updates` at them), then `write` the
+    updates; if that fails, the copies go again. Returns what `write` says."""
+    copies = copy_new_frames(home, job, new_frames, updates, tag)
     try:
-        return requeue(conn, job_id, updates)
+        return write()
     except BaseException:
         for copy in copies:
             copy.unlink(missing_ok=True)

@@ -23,6 +23,21 @@ from flf2v_tui.submission import build_specs, fill_tiny_checkpoint, retry_job
 from flf2v_tui.term import echo
 from storage.jobs import insert_jobs, require_job
 
+# The queue options of retry and edit, which change a job that exists (None: unchanged).
+ChangedGpus = Annotated[
+    int | None,
+    typer.Option("--gpus", help="change the number of ranks", rich_help_panel=QUEUE_PANEL, callback=in_bounds("gpus")),
+]
+ChangedPriority = Annotated[
+    int | None, typer.Option("--priority", rich_help_panel=QUEUE_PANEL, callback=in_bounds("priority"))
+]
+OtherWorker = Annotated[
+    bool,
+    typer.Option(
+        "--other-worker", help="do not check a changed --gpus against this machine", rich_help_panel=QUEUE_PANEL
+    ),
+]
+
 SUBMIT_EPILOG = """Examples:
 
   flf2v submit --task flf2v-14B --ckpt_dir ~/Wan2.1-FLF2V-14B-720P --size 1280*720 --first_frame a.png
@@ -48,22 +63,10 @@ def submit(**kwargs: Any) -> None:
 @with_engine_options
 def retry(
     job_ids: Annotated[list[str], typer.Argument(help="finished job ids")],
-    gpus: Annotated[
-        int | None,
-        typer.Option(
-            "--gpus", help="change the number of ranks", rich_help_panel=QUEUE_PANEL, callback=in_bounds("gpus")
-        ),
-    ] = None,
-    priority: Annotated[
-        int | None, typer.Option("--priority", rich_help_panel=QUEUE_PANEL, callback=in_bounds("priority"))
-    ] = None,
+    gpus: ChangedGpus = None,
+    priority: ChangedPriority = None,
     hold: Annotated[bool, typer.Option("--hold", help="queue it held", rich_help_panel=QUEUE_PANEL)] = False,
-    other_worker: Annotated[
-        bool,
-        typer.Option(
-            "--other-worker", help="do not check a changed --gpus against this machine", rich_help_panel=QUEUE_PANEL
-        ),
-    ] = False,
+    other_worker: OtherWorker = False,
     **kwargs: Any,
 ) -> None:
     """Queue a finished job again as a new attempt, optionally with changed flags."""
@@ -80,25 +83,13 @@ def retry(
 @with_engine_options
 def edit(
     job_id: Annotated[int, typer.Argument(help="a queued job id")],
-    gpus: Annotated[
-        int | None,
-        typer.Option(
-            "--gpus", help="change the number of ranks", rich_help_panel=QUEUE_PANEL, callback=in_bounds("gpus")
-        ),
-    ] = None,
-    priority: Annotated[
-        int | None, typer.Option("--priority", rich_help_panel=QUEUE_PANEL, callback=in_bounds("priority"))
-    ] = None,
+    gpus: ChangedGpus = None,
+    priority: ChangedPriority = None,
     label: Annotated[
         list[str] | None,
         typer.Option("--label", help="replace the labels (repeatable)", rich_help_panel=QUEUE_PANEL),
     ] = None,
-    other_worker: Annotated[
-        bool,
-        typer.Option(
-            "--other-worker", help="do not check a changed --gpus against this machine", rich_help_panel=QUEUE_PANEL
-        ),
-    ] = False,
+    other_worker: OtherWorker = False,
     **kwargs: Any,
 ) -> None:
     """Change a queued job before it starts (the same checks as submit). A job that has started is refused."""
