@@ -4,25 +4,22 @@ through real submits and a real worker running the scripted engine."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from tests.functional.cli_in_process import run_cli
+from tests.functional.cli_in_process import run_cli, submit_tiny
 from tests.functional.queue_helpers import SCRIPTED, flf2v, job_row
 
 
-def submit(home: Path, ckpt: Path, frames: tuple[Path, Path], prompt: str, *extra: str) -> int:
-    code, out, err = run_cli(["submit", "--task", "flf2v-tiny", "--ckpt_dir", str(ckpt), "--first_frame",
-                              str(frames[0]), "--last_frame", str(frames[1]), "--prompt", prompt, "-q",
-                              "--retries", "0", "--other-worker", *extra], home)  # fmt: skip
-    assert code == 0, err
-    return int(out)
-
-
 def test_after_any_and_after_fail_start_on_a_failure_and_after_says_it_never_will(qhome, stub_ckpt, qframes):
-    failing = submit(qhome, stub_ckpt, qframes, "script: steps=1 fail=exit")
-    on_any = submit(qhome, stub_ckpt, qframes, "script: steps=1", "--after-any", str(failing))
-    on_fail = submit(qhome, stub_ckpt, qframes, "script: steps=1", "--after-fail", str(failing))
-    on_success = submit(qhome, stub_ckpt, qframes, "script: steps=1", "--after", str(failing))
+    failing = submit_tiny(qhome, stub_ckpt, qframes, "--retries", "0", prompt="script: steps=1 fail=exit")
+    on_any = submit_tiny(
+        qhome, stub_ckpt, qframes, "--after-any", str(failing), "--retries", "0", prompt="script: steps=1"
+    )
+    on_fail = submit_tiny(
+        qhome, stub_ckpt, qframes, "--after-fail", str(failing), "--retries", "0", prompt="script: steps=1"
+    )
+    on_success = submit_tiny(
+        qhome, stub_ckpt, qframes, "--after", str(failing), "--retries", "0", prompt="script: steps=1"
+    )
     shown = run_cli(["show", str(on_fail)], qhome)[1]
     assert f"job {on_fail}: held — after {failing}" in shown and f"after      {failing} failed" in shown
     run = flf2v(qhome, "worker", "--once", "--cpu-slots", "1", engine=SCRIPTED, timeout=180)

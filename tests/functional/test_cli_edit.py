@@ -6,20 +6,12 @@ import json
 import sqlite3
 from pathlib import Path
 
-from tests.functional.cli_in_process import run_cli
+from tests.functional.cli_in_process import run_cli, submit_tiny
 from tests.functional.queue_helpers import job_row
 
 
-def submit(home: Path, ckpt: Path, frames: tuple[Path, Path], *extra: str) -> int:
-    code, out, err = run_cli(["submit", "--task", "flf2v-tiny", "--ckpt_dir", str(ckpt), "--first_frame",
-                              str(frames[0]), "--last_frame", str(frames[1]), "--prompt", "a heron lands", "-q",
-                              *extra], home)  # fmt: skip
-    assert code == 0, err
-    return int(out)
-
-
 def test_edit_changes_a_queued_job_with_the_checks_of_submit(qhome, stub_ckpt, qframes, tmp_path):
-    job = submit(qhome, stub_ckpt, qframes, "--label", "a")
+    job = submit_tiny(qhome, stub_ckpt, qframes, "--label", "a")
     before = job_row(qhome, job)
     code, out, err = run_cli(["edit", str(job), "--prompt", "a heron takes off", "--sample_steps", "7",
                               "--priority", "5", "--label", "b", "--last_frame", str(qframes[0])], qhome)  # fmt: skip
@@ -51,7 +43,7 @@ def test_edit_changes_a_queued_job_with_the_checks_of_submit(qhome, stub_ckpt, q
 
 
 def test_edit_refuses_a_started_job(qhome, stub_ckpt, qframes):
-    job = submit(qhome, stub_ckpt, qframes)
+    job = submit_tiny(qhome, stub_ckpt, qframes)
     conn = sqlite3.connect(qhome / "flf2v.db")
     with conn:
         conn.execute("UPDATE jobs SET state = 'running' WHERE id = ?", (job,))

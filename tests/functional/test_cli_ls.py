@@ -3,28 +3,20 @@ the columns chosen for scripts (--format, --no-header, --parsable)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.functional.cli_in_process import run_cli
+from tests.functional.cli_in_process import run_cli, submit_tiny
 from tests.functional.queue_helpers import SCRIPTED, in_terminal, job_row, start_worker, stop, wait_for
 
 LONG_PROMPT = "a grey heron lifts off the river at dawn, wings wide, mist over the water, slow camera pan"
 
 
-def submit(home: Path, ckpt: Path, frames: tuple[Path, Path], prompt: str, *extra: str) -> int:
-    code, out, err = run_cli(["submit", "--task", "flf2v-tiny", "--ckpt_dir", str(ckpt), "--first_frame",
-                              str(frames[0]), "--last_frame", str(frames[1]), "--prompt", prompt, "-q",
-                              "--other-worker", *extra], home)  # fmt: skip
-    assert code == 0, err
-    return int(out)
-
-
 def test_queued_jobs_say_they_wait_for_a_busy_slot_and_the_note_fits_80_columns(qhome, stub_ckpt, qframes, tmp_path):
     gate = tmp_path / "finish"
-    running = submit(qhome, stub_ckpt, qframes, f"script: steps=3 step_s=0.05 gate={gate}", "--retries", "0")
-    queued = submit(qhome, stub_ckpt, qframes, LONG_PROMPT)
+    running = submit_tiny(
+        qhome, stub_ckpt, qframes, "--retries", "0", prompt=f"script: steps=3 step_s=0.05 gate={gate}"
+    )
+    queued = submit_tiny(qhome, stub_ckpt, qframes, prompt=LONG_PROMPT)
     _code, out, _ = run_cli(["ls", "--format", "id,note", "--parsable", "--no-header"], qhome)
     assert f"{queued}|waiting for a worker (flf2v worker)" in out.splitlines()
     worker = start_worker(qhome, "--cpu-slots", "1", engine=SCRIPTED)
@@ -48,8 +40,8 @@ def test_queued_jobs_say_they_wait_for_a_busy_slot_and_the_note_fits_80_columns(
 
 
 def test_format_no_header_and_parsable(qhome, stub_ckpt, qframes):
-    first = submit(qhome, stub_ckpt, qframes, "a | b\nc", "--label", "x", "--label", "y")
-    second = submit(qhome, stub_ckpt, qframes, LONG_PROMPT, "--hold")
+    first = submit_tiny(qhome, stub_ckpt, qframes, "--label", "x", "--label", "y", prompt="a | b\nc")
+    second = submit_tiny(qhome, stub_ckpt, qframes, "--hold", prompt=LONG_PROMPT)
     code, out, err = run_cli(["ls", "--format", "id,state,label,step,eta,note,prompt", "--parsable"], qhome)
     assert code == 0, err
     assert out.splitlines() == [
