@@ -53,9 +53,11 @@ def _check_worker_args(args: list[str]) -> None:
     in the journal after the service failed to start."""
     import typer.main
 
-    from flf2v_tui.cli import app
+    from flf2v_tui.commands.system import worker as worker_command
 
-    worker = typer.main.get_command(app).commands["worker"]  # type: ignore[attr-defined]
+    alone = typer.Typer(context_settings={"help_option_names": ["-h", "--help"]})
+    alone.command("worker")(worker_command)
+    worker = typer.main.get_command(alone)  # a Typer of one command is that command
     try:
         worker.make_context("flf2v worker", list(args))
     except Exception as exc:  # click's usage errors, recognised by shape as in flf2v_tui.cli.main
