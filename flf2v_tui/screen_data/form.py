@@ -80,6 +80,17 @@ def select_value(name: str, text: str) -> str:
     return text if text in choices_of(name) else ("" if flag.kind == BOOL else flag.default)
 
 
+def shown_text(name: str, text: str) -> str:
+    """A field's text as its widget holds it once opened with `text` (a select shows one of its choices, a
+    switch is on or off): what the form reads back before anything is typed."""
+    kind = widget_of(name)
+    if kind == "select":
+        return select_value(name, text)
+    if kind == "checkbox":
+        return "1" if text else ""
+    return text
+
+
 def field_for(error: BadInputError) -> str:
     """The field an error goes under: the one its flag fills, or the whole form."""
     name = _FIELD_OF.get(error.field or "", error.field)

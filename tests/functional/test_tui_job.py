@@ -421,3 +421,18 @@ def test_a_job_that_failed_before_its_ranks_wrote_opens_on_torchruns_output(worl
             await settle(pilot, lambda: screen.query_one(TabbedContent).active == "log-all", what="all ranks")
 
     asyncio.run(scenario())
+
+
+def test_a_finished_render_shows_how_close_its_end_frames_came_to_the_inputs(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            await _open(app, pilot, world.ids["succeeded"])
+            said = "psnr    first 31.5 dB, last 18.2 dB (low) (end frames vs inputs)"
+            await settle(pilot, lambda: said in screen_text(app), what="the PSNR")
+            await pilot.press("escape")
+            screen = await _open(app, pilot, world.ids["running"])  # not known before the render ends: not said
+            await settle(pilot, lambda: "step 12/50" in screen_text(app), what="the running job")
+            assert "psnr" not in screen_text(app) and screen.query_one("#fidelity").has_class("hidden")
+
+    asyncio.run(scenario())

@@ -30,7 +30,8 @@ def _error(screen: SubmitScreen, name: str) -> str:
 
 
 def _form_ready(app) -> bool:
-    return isinstance(app.screen, SubmitScreen) and bool(app.screen.query("#form-buttons"))
+    """The form is on screen and mounted (its on_mount titled it): keys pressed before that go elsewhere."""
+    return isinstance(app.screen, SubmitScreen) and bool(app.screen.query("#form-buttons")) and bool(app.screen.title)
 
 
 def _count(world) -> int:
@@ -221,6 +222,8 @@ def test_e_edits_a_queued_job_in_place_and_y_copies_a_job(world, make_app):
             form = app.screen
             assert form.edit_job == queued and form.title == f"flf2v · edit job {queued}"
             assert form.query_one("#prompt", TextArea).text == "waves roll over black volcanic sand"
+            await pilot.pause()
+            assert form.values() == form.original  # the form reads back as it opened: nothing counts as changed
             _fill(form, sample_steps="x")
             await pilot.press("ctrl+s")
             await settle(pilot, lambda: _error(form, "sample_steps"), what="submit's check")
@@ -241,7 +244,7 @@ def test_e_edits_a_queued_job_in_place_and_y_copies_a_job(world, make_app):
             conn.close()
             _fill(form, priority="9")
             await pilot.press("ctrl+s")
-            await settle(pilot, lambda: _error(form, "form"), what=f"the refusal {app.screen} {_job(world, queued)}")
+            await settle(pilot, lambda: _error(form, "form"), what="the refusal")
             assert "only a queued job can be edited" in _error(form, "form")
             assert _job(world, queued)["priority"] == 5
             await pilot.press("escape")

@@ -254,3 +254,28 @@ def test_the_grid_of_thumbnails_shares_the_selection_with_the_list(world, make_a
             assert screen.selected_id == ids[1] and grid.has_class("hidden")
 
     asyncio.run(scenario())
+
+
+def test_the_psnr_of_each_video_is_listed_and_beside_the_selection(world, make_app):
+    """How close the end frames came to the inputs (the engine's figures, as the worker stores them): in the
+    list as first/last dB, and said in words beside the selection, a low one marked."""
+    ids = add_videos(world)
+    conn = connect(world.home.db)
+    conn.execute("UPDATE videos SET psnr_first = 31.46, psnr_last = 17.94 WHERE id = ?", (ids[1],))
+    conn.commit()
+    conn.close()
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=SIZE) as pilot:
+            await _open_videos(app, pilot, 3)
+            await settle(pilot, lambda: "PSNR" in screen_text(app), what="the PSNR column")
+            rows = {line.split()[0]: line for line in screen_text(app).splitlines() if line.split()[:1] in
+                    ([str(i)] for i in ids)}  # fmt: skip
+            assert "31.5/17.9" in rows[str(ids[1])] and "31.5/17.9" not in rows[str(ids[2])]
+            await pilot.press("down")
+            await settle(pilot, lambda: "seed        42" in screen_text(app), what="the selected recipe")
+            recipe = " ".join(str(app.screen.query_one("#video-recipe").render()).split())
+            assert "psnr first 31.5 dB, last 17.9 dB (low) (end frames vs inputs)" in recipe
+
+    asyncio.run(scenario())

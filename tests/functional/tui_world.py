@@ -149,7 +149,7 @@ def build_world(root: Path) -> World:
         job = ids["succeeded"]
         _attempt(conn, job, 1, home.attempt_dir(job, 1), state="succeeded", exit_code=0, stage="done", step=50,
                  steps_total=50, sec_per_it=20.0, stage_seconds=done, peak_memory={"0": 3 << 30, "1": 3 << 30},
-                 started_at=NOW - 3000, ended_at=NOW - 1900)  # fmt: skip
+                 started_at=NOW - 3000, ended_at=NOW - 1900, psnr_first=31.46, psnr_last=18.2)  # fmt: skip
         conn.execute("UPDATE jobs SET state = 'succeeded', started_at = ?, finished_at = ?, output_path = ? "
                      "WHERE id = ?", (NOW - 3000, NOW - 1900, f"/videos/job{job}.mp4", job))  # fmt: skip
         job = ids["failed"]

@@ -20,6 +20,7 @@ from textual.worker import get_current_worker
 from engine.diskspace import human_size
 from engine.errors import BadInputError
 from flf2v_tui.job_text import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, display_state, job_params, with_worker
+from flf2v_tui.screen_data.catalogue_view import fidelity_text
 from flf2v_tui.screen_data.form import prefill_from_job
 from flf2v_tui.screen_data.telemetry import JobTelemetry, ProgressInfo, StageSpan, progress_of
 from flf2v_tui.term import duration, inert_row, one_line
@@ -111,6 +112,7 @@ class JobScreen(AppScreen[None]):
                 with Horizontal(id="step-row"):
                     yield ProgressBar(total=None, show_eta=False, id="steps")
                     yield Static("", id="step-text")
+                yield Static("", id="fidelity", classes="hidden")
                 yield Static("memory in use per rank, sampled each step", id="memory-title", classes="section")
                 yield Vertical(id="memory")
             with Vertical(id="job-preview"):
@@ -227,6 +229,10 @@ class JobScreen(AppScreen[None]):
         text += f" · {p.sec_per_it:.2f} s/it" if p.sec_per_it else " · - s/it"
         text += f" · ETA {duration(p.eta)}" if live and p.eta is not None else ""
         self.query_one("#step-text", Static).update(text)
+        latest = detail.attempts[-1] if detail.attempts else {}
+        fidelity = self.query_one("#fidelity", Static)
+        fidelity.set_class(latest.get("psnr_first") is None, "hidden")
+        fidelity.update(Text.assemble(("psnr    ", "bold"), fidelity_text(latest)))
         self._show_memory(p)
         self._show_preview(p.preview, detail.preview)
 

@@ -45,6 +45,8 @@ class SubmitScreen(AppScreen[list[int] | None]):
         super().__init__()
         self.prefill = {name: "" for name in form.FIELDS} | {k: v for k, v in (prefill or {}).items() if v}
         self.edit_job = edit_job
+        # What values() reads from the widgets as they open: an edit changes only the fields changed from these.
+        self.original = {name: form.shown_text(name, text) for name, text in self.prefill.items()}
         self.busy = False
         self.shown_errors = False  # after a refused submit, every change is checked again at once
 
@@ -94,7 +96,6 @@ class SubmitScreen(AppScreen[list[int] | None]):
 
     def on_mount(self) -> None:
         self.title = f"flf2v · edit job {self.edit_job}" if self.edit_job else "flf2v · new job"
-        self._original = self.values()  # an edit changes only the fields changed from these
         self.query_one("#first_frame", Input).focus()
         for name in form.FRAMES:
             if self.prefill[name]:
@@ -116,7 +117,7 @@ class SubmitScreen(AppScreen[list[int] | None]):
 
     def _changed(self) -> None:
         """After a refused submit, check the form again as it is now: an error a change fixed goes at once."""
-        if self.shown_errors and not self.busy:
+        if self.shown_errors and not self.busy and self.is_attached:  # not on a form already left
             self._check(self.values())
 
     @work(thread=True, exclusive=True, group="check")
@@ -125,7 +126,7 @@ class SubmitScreen(AppScreen[list[int] | None]):
         deliver(self.app, self._checked, values, errors)
 
     def _checked(self, values: dict[str, str], errors: dict[str, str]) -> None:
-        if not self.busy and self.is_mounted and self.values() == values:  # not about a form changed since
+        if not self.busy and self.is_attached and self.values() == values:  # not about a form changed since
             self.show_errors(errors)
 
     @work(thread=True, exclusive=False, group="frames")
@@ -194,7 +195,7 @@ class SubmitScreen(AppScreen[list[int] | None]):
             if job_id is None:
                 ids, errors = self.flf2v.db.write(lambda conn: form.submit(conn, home, values))
             else:
-                said, errors = self.flf2v.db.write(lambda conn: form.edit(conn, home, job_id, self._original, values))
+                said, errors = self.flf2v.db.write(lambda conn: form.edit(conn, home, job_id, self.original, values))
                 ids = [] if errors else [job_id]
                 if said:
                     deliver(self.app, self.notify, said)

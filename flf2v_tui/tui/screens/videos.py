@@ -38,8 +38,9 @@ from flf2v_tui.tui.widgets.videogrid import VideoGrid
 from storage.db import STORAGE_ERRORS
 
 # The prompt first after the marks: it is what people know a video by; the rest scrolls in from the right.
-COLUMNS = (("ID", 4), ("RATING", 6), ("♥", 1), ("PROMPT", 36), ("CREATED", 16), ("TAGS", 14), ("SIZE", 9),
-           ("SEED", 20))  # fmt: skip
+# PSNR beside the prompt: the first/last frames against the inputs, in dB (a bad render shows without playing it).
+COLUMNS = (("ID", 4), ("RATING", 6), ("♥", 1), ("PROMPT", 36), ("PSNR", 9), ("CREATED", 16), ("TAGS", 14),
+           ("SIZE", 9), ("SEED", 20))  # fmt: skip
 
 
 class VideosScreen(AppScreen[None]):
