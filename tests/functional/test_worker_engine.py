@@ -6,6 +6,7 @@ A "slow" job is made long enough to interrupt mid-denoise with more steps and fr
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -130,6 +131,12 @@ def test_cancel_during_denoise_leaves_nothing_behind(qhome, tiny_ckpt, qframes):
     attempt = attempt_rows(qhome, slow)[0]
     assert attempt["state"] == "cancelled" and attempt["ended_at"]
     assert attempt_processes(qhome) == []
+    # A cancel is no crash: each rank's log ends on one line naming the signal and the step, no traceback.
+    for rank in (0, 1):
+        log = (Path(attempt["log_dir"]) / f"rank{rank}.log").read_text()
+        assert "Traceback" not in log and "engine.failures.Killed" not in log, log[-3000:]
+        stopped = [line for line in log.splitlines() if "Render stopped by" in line]
+        assert len(stopped) == 1 and re.search(r"Render stopped by SIGTERM in denoise after step \d+/400", stopped[0])
 
 
 def test_cancel_with_no_worker_running_stops_the_render_itself(qhome, tiny_ckpt, qframes):
