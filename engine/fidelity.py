@@ -8,11 +8,13 @@ frames to it the same way) and the generated frame is resized to that crop.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 from PIL import Image
 
+log = logging.getLogger("flf2v.engine")
 # Identical frames have an infinite PSNR, which JSON cannot carry; anything above this is "the same".
 PSNR_CAP_DB = 99.0
 
@@ -41,6 +43,11 @@ def psnr(generated: np.ndarray, reference: Image.Image) -> float:
 
 
 def endpoint_psnr(frames: np.ndarray, first_frame: str, last_frame: str) -> dict[str, float]:
-    """{"psnr_first": dB, "psnr_last": dB} for a video's frames ([F, H, W, 3] uint8) and its two inputs."""
-    with Image.open(first_frame) as first, Image.open(last_frame) as last:
-        return {"psnr_first": psnr(frames[0], first), "psnr_last": psnr(frames[-1], last)}
+    """{"psnr_first": dB, "psnr_last": dB} for a video's frames ([F, H, W, 3] uint8) and its two inputs; {}
+    (and a warning in the log) if an input can no longer be read: the measure never fails a finished render."""
+    try:
+        with Image.open(first_frame) as first, Image.open(last_frame) as last:
+            return {"psnr_first": psnr(frames[0], first), "psnr_last": psnr(frames[-1], last)}
+    except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+        log.warning(f"PSNR against the inputs not measured: {type(exc).__name__}: {exc}")
+        return {}

@@ -40,3 +40,9 @@ def test_endpoint_psnr_reads_both_inputs(tmp_path):
     frames = np.stack([first, first, first])
     result = endpoint_psnr(frames, str(tmp_path / "a.png"), str(tmp_path / "b.png"))
     assert result["psnr_first"] == PSNR_CAP_DB and result["psnr_last"] == psnr(first, Image.fromarray(last))
+
+
+def test_an_input_gone_by_the_end_is_no_failure(tmp_path):
+    frame = gradient(16, 16)
+    Image.fromarray(frame).save(tmp_path / "a.png")
+    assert endpoint_psnr(np.stack([frame]), str(tmp_path / "a.png"), str(tmp_path / "gone.png")) == {}
