@@ -43,14 +43,16 @@ def flf_warnings(values: dict[str, Any]) -> list[FlfWarning]:
     """The warnings for a job's engine values (frames as readable paths, frame_num resolved)."""
     warnings = []
     first, last = values.get("first_frame"), values.get("last_frame")
-    if first and last:
-        difference = frame_difference(first, last)
-        if difference < SAME_FRAMES_BELOW:
-            warnings.append(FlfWarning(
-                "same_frames",
-                f"the first and last frame are the same picture or nearly so (they differ by {difference:.1%}); "
-                "the model tends to make a still clip from them",
-            ))  # fmt: skip
+    try:  # the frames were read as images by submit's checks; a warning is never worth failing for
+        difference = frame_difference(first, last) if first and last else 1.0
+    except (OSError, ValueError):
+        difference = 1.0
+    if difference < SAME_FRAMES_BELOW:
+        warnings.append(FlfWarning(
+            "same_frames",
+            f"the first and last frame are the same picture or nearly so (they differ by {difference:.1%}); "
+            "the model tends to make a still clip from them",
+        ))  # fmt: skip
     frames = values.get("frame_num")
     if isinstance(frames, int) and frames > TRAINED_FRAMES:
         warnings.append(FlfWarning(
