@@ -173,6 +173,16 @@ COLUMNS = ("id", "state", "label", "prompt", "gpus", "step", "s/it", "eta", "age
 # Under 100 columns the table keeps what says where a job is and why: the note before the prompt's end.
 NARROW_COLUMNS = ("id", "state", "step", "note", "prompt")  # a running job's ETA is in its note
 NARROW_BELOW = 100
+# From 100 to WIDE_FROM columns: s/it and age give way, so that the prompt keeps some room beside the note.
+MEDIUM_COLUMNS = ("id", "state", "label", "gpus", "step", "eta", "note", "prompt")
+WIDE_FROM = 140
+
+
+def columns_for(width: int) -> tuple[str, ...]:
+    """The dashboard's columns at a terminal `width` cells wide."""
+    if width < NARROW_BELOW:
+        return NARROW_COLUMNS
+    return MEDIUM_COLUMNS if width < WIDE_FROM else COLUMNS
 
 
 def job_note(job: Row, state: str, now: float, waiting: str, eta: str = "") -> str:
@@ -189,8 +199,9 @@ def job_cells(job: Row, state: str, now: float, waiting: str = "", narrow: bool 
     """The dashboard cells of a job, by column (COLUMNS; `narrow`: for NARROW_COLUMNS, a shorter bar and the
     ETA in the note). The prompt comes whole, on one line: the table cuts it to the room the others leave."""
     active = state in ACTIVE
+    live = active and state != INTERRUPTED  # an interrupted render's worker is gone: no speed, no ETA to trust
     bar_width = NARROW_BAR_WIDTH if narrow else BAR_WIDTH
-    eta = duration(job["eta_seconds"]) if active and job.get("eta_seconds") is not None else ""
+    eta = duration(job["eta_seconds"]) if live and job.get("eta_seconds") is not None else ""
     total = job.get("steps_total")
     step = job.get("steps_total") if job["state"] == "succeeded" and total else job.get("step")
     shown = (active or job["state"] in (SUCCEEDED, FAILED)) and total
@@ -201,7 +212,7 @@ def job_cells(job: Row, state: str, now: float, waiting: str = "", narrow: bool 
         "prompt": one_line(job.get("prompt")),
         "gpus": gpus_text(job, state),
         "step": progress_text(step, total, bar_width) if shown else "",
-        "s/it": f"{job['sec_per_it']:.2f}" if active and job.get("sec_per_it") else "",
+        "s/it": f"{job['sec_per_it']:.2f}" if live and job.get("sec_per_it") else "",
         "eta": eta,
         "age": duration(now - job["created_at"]) if job.get("created_at") else "-",
         "note": one_line(job_note(job, state, now, waiting, eta if narrow else ""), NOTE_CHARS),

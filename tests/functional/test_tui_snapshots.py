@@ -19,9 +19,9 @@ from flf2v_tui.tui.widgets.jobtable import JobTable
 from flf2v_tui.tui.widgets.logview import LogView
 from storage.db import connect
 from storage.jobs import get_job
-from tests.functional.catalogue_world import add_videos
+from tests.functional.catalogue_world import add_psnr, add_videos
 from tests.functional.failure_world import add_failures
-from tests.functional.tui_world import STATES, settle
+from tests.functional.tui_world import STATES, footer_ready, settle
 
 SIZE = (140, 40)
 NARROW = 80  # the 80-column terminal: its own layout (queue_view.NARROW_COLUMNS, the job view's -narrow rules)
@@ -63,6 +63,7 @@ def test_dashboard_80x24_snapshot(snapshot_world, make_app, snap_compare):
         await settle(pilot, lambda: app.screen.query_one(JobTable).row_count == len(STATES), what="the jobs")
         await settle(pilot, lambda: len(app.screen.query(".gpu-row")) == 2, what="the GPUs")
         app.screen.query_one(JobTable).select(snapshot_world.ids["queued"])
+        await settle(pilot, lambda: footer_ready(app), what="the footer's keys")
 
     assert snap_compare(app, terminal_size=(NARROW, 24), run_before=ready)
 
@@ -96,6 +97,7 @@ async def _open_job_view(app, pilot, job_id: int, attempts: int, log_lines: int,
         return view.follow and view.scroll_y == view.max_scroll_y and view.show_horizontal_scrollbar == wide_lines
 
     await settle(pilot, at_end, what="the log at its end")
+    await settle(pilot, lambda: footer_ready(app), what="the footer's keys")
     await pilot.pause()
 
 
@@ -172,11 +174,7 @@ def test_submit_form_snapshot(snapshot_world, make_app, snap_compare):
 
 def test_catalogue_snapshot(snapshot_world, make_app, snap_compare):
     ids = add_videos(snapshot_world)
-    conn = connect(snapshot_world.home.db)  # the PSNR the engine measured (one video's last frame drifted)
-    for video_id, first, last in ((ids[1], 31.46, 17.94), (ids[2], 29.03, 27.5)):
-        conn.execute("UPDATE videos SET psnr_first = ?, psnr_last = ? WHERE id = ?", (first, last, video_id))
-    conn.commit()
-    conn.close()
+    add_psnr(snapshot_world, ids)
     app = _app(snapshot_world, make_app)
 
     async def ready(pilot):

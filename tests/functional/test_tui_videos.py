@@ -21,7 +21,7 @@ from flf2v_tui.tui.widgets.jobtable import JobTable
 from flf2v_tui.tui.widgets.videogrid import VideoGrid, VideoTile
 from storage.catalogue import get_video
 from storage.db import connect
-from tests.functional.catalogue_world import add_videos
+from tests.functional.catalogue_world import add_psnr, add_videos
 from tests.functional.tui_world import STATES, screen_text, settle
 
 SIZE = (150, 45)
@@ -260,10 +260,7 @@ def test_the_psnr_of_each_video_is_listed_and_beside_the_selection(world, make_a
     """How close the end frames came to the inputs (the engine's figures, as the worker stores them): in the
     list as first/last dB, and said in words beside the selection, a low one marked."""
     ids = add_videos(world)
-    conn = connect(world.home.db)
-    conn.execute("UPDATE videos SET psnr_first = 31.46, psnr_last = 17.94 WHERE id = ?", (ids[1],))
-    conn.commit()
-    conn.close()
+    add_psnr(world, ids)
 
     async def scenario():
         app = make_app(world)
@@ -272,7 +269,7 @@ def test_the_psnr_of_each_video_is_listed_and_beside_the_selection(world, make_a
             await settle(pilot, lambda: "PSNR" in screen_text(app), what="the PSNR column")
             rows = {line.split()[0]: line for line in screen_text(app).splitlines() if line.split()[:1] in
                     ([str(i)] for i in ids)}  # fmt: skip
-            assert "31.5/17.9" in rows[str(ids[1])] and "31.5/17.9" not in rows[str(ids[2])]
+            assert "31.5/17.9" in rows[str(ids[1])] and "29.0/27.5" in rows[str(ids[2])]
             await pilot.press("down")
             await settle(pilot, lambda: "seed        42" in screen_text(app), what="the selected recipe")
             recipe = " ".join(str(app.screen.query_one("#video-recipe").render()).split())

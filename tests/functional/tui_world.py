@@ -236,3 +236,15 @@ async def settle(pilot, until, timeout: float = 30.0, what: str = "the condition
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await pilot.pause(0.05)
+
+
+def footer_ready(app: object) -> bool:
+    """The screen's footer shows its keys, in the layout of the terminal's width (compact under NARROW_BELOW):
+    it draws them a moment after the screen, and again when it turns compact."""
+    from flf2v_tui.screen_data.queue_view import NARROW_BELOW
+
+    footers = app.screen.query("Footer")  # type: ignore[attr-defined]
+    if not footers:
+        return False
+    footer = footers.first()
+    return bool(footer.query("FooterKey")) and footer.compact == (app.size.width < NARROW_BELOW)  # type: ignore[attr-defined]

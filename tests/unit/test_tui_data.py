@@ -52,6 +52,8 @@ def test_bars_and_cells():
     queued = job_cells({**job, "state": "queued"}, "queued", 3700, "waiting for a CPU slot (2 busy)", narrow=True)
     assert [queued[c] for c in ("gpus", "step", "s/it", "eta")] == ["2", "", "", ""]
     assert queued["note"] == "waiting for a CPU slot (2 busy)"
+    lost = job_cells({**job, "stage": "denoise"}, "interrupted", 3800)  # its worker died: no speed nor ETA
+    assert [lost[c] for c in ("s/it", "eta", "note")] == ["", "", "its worker died"]
     narrow = job_cells({**job, "stage": "denoise"}, "running", 3800, narrow=True)
     assert (narrow["step"], narrow["note"]) == ("▌···· 5/50", "denoise · ETA 1m01s")  # no ETA column at 80
     # The prompt gets what the other columns leave, never under 10 characters nor over 40.

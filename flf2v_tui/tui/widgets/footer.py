@@ -10,5 +10,8 @@ from flf2v_tui.screen_data.queue_view import NARROW_BELOW
 
 
 class FitFooter(Footer):
-    def on_resize(self, event: events.Resize) -> None:
+    def on_mount(self) -> None:
+        self.compact = self.app.size.width < NARROW_BELOW  # from the start: a late switch redraws every key
+
+    def on_resize(self, _event: events.Resize) -> None:
         self.compact = self.app.size.width < NARROW_BELOW

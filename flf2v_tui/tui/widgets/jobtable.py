@@ -12,10 +12,9 @@ from textual.widgets.data_table import CellDoesNotExist
 
 from flf2v_tui.job_text import STATE_COLOURS
 from flf2v_tui.screen_data.queue_view import (
-    COLUMNS,
-    NARROW_BELOW,
     NARROW_COLUMNS,
     QueueSnapshot,
+    columns_for,
     job_cells,
     prompt_room,
 )
@@ -60,8 +59,8 @@ class KeyedTable(DataTable[Any]):
 
 
 class JobTable(KeyedTable):
-    """Its columns follow the width: every column from NARROW_BELOW cells on, fewer below, where the note (why a
-    job waits) comes before the prompt; the prompt gets the room the other columns leave."""
+    """Its columns follow the width (queue_view.columns_for): fewer on a narrower terminal, where the note (why
+    a job waits) comes before the prompt; the prompt gets the room the other columns leave."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kw)
@@ -73,7 +72,7 @@ class JobTable(KeyedTable):
         self._last: tuple[QueueSnapshot, float] | None = None
 
     def _layout(self) -> tuple[str, ...]:
-        return NARROW_COLUMNS if self.app.size.width < NARROW_BELOW else COLUMNS
+        return columns_for(self.app.size.width)
 
     def _set_columns(self, columns: tuple[str, ...]) -> None:
         self.clear(columns=True)
