@@ -266,3 +266,28 @@ def test_e_edits_a_queued_job_in_place_and_y_copies_a_job(world, make_app):
             assert app.screen.query_one("#prompt", TextArea).text == "a small blue bird takes off from a branch"
 
     asyncio.run(scenario())
+
+
+def test_the_form_warns_of_a_still_clip_and_a_long_one_once_queued(world, make_app):
+    """The same picture as first and last frame, and more frames than the model was trained on: warnings after
+    the job is queued, as `flf2v submit` gives them, never a refusal."""
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(140, 50)) as pilot:
+            app.open_submit()
+            await settle(pilot, lambda: _form_ready(app), what="the form")
+            form = app.screen
+            first = str(world.frames[0])
+            _fill(form, first_frame=first, last_frame=first, prompt="a still lake", task="flf2v-tiny",
+                  ckpt_dir=str(world.ckpt), size="64*48", frame_num="85", sample_steps="4")  # fmt: skip
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: isinstance(app.screen, DashboardScreen), what="queued")
+            said = lambda: [n.message for n in app._notifications if n.severity == "warning"]  # noqa: E731
+            await settle(pilot, lambda: len(said()) == 2, what="the two warnings")
+            job = len(STATES) + 1
+            assert any(m.startswith(f"job {job}: the first and last frame are the same picture") for m in said())
+            assert any("--frame_num 85 is more than the 81 frames" in m for m in said())
+            assert _count(world) == len(STATES) + 1
+
+    asyncio.run(scenario())

@@ -13,13 +13,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import Suggester
 from textual.widgets import Button, Checkbox, Header, Input, Label, Select, Static, TextArea
 
+from engine.errors import BadInputError
 from engine.tasks import TASKS
+from flf2v_tui.flf_guards import flf_warnings
 from flf2v_tui.screen_data import form
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.screens.base import AppScreen
-from flf2v_tui.tui.text import plain
+from flf2v_tui.tui.text import notify_plain, plain
 from flf2v_tui.tui.widgets.footer import FitFooter
 from storage.db import STORAGE_ERRORS
+from storage.jobs import require_job
 
 
 class PathSuggester(Suggester):
@@ -203,6 +206,18 @@ class SubmitScreen(AppScreen[list[int] | None]):
             frames = [values[name] for name in form.FRAMES]
             ids, errors = [], {form.FORM_LEVEL: form.storage_refused(home, exc, frames)}
         deliver(self.app, self._submitted, ids, errors)
+        if ids:
+            self._warn(ids[0])
+
+    def _warn(self, job_id: int) -> None:
+        """What `flf2v submit` warns of for first-last-frame video (the same picture twice, a clip longer than
+        the model was trained on), said once the job is queued: warnings, never refusals."""
+        try:
+            warnings = self.flf2v.db.read(lambda conn: flf_warnings(require_job(conn, job_id)))
+        except (BadInputError, *STORAGE_ERRORS):  # the job went already; nothing to warn of
+            return
+        for warning in warnings:
+            deliver(self.app, notify_plain, self.app, f"job {job_id}: {warning.message}", "warning", 12)
 
     def _submitted(self, ids: list[int], errors: dict[str, str]) -> None:
         self.busy = False
