@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Annotated, Any
 
 import typer
 
 from engine.errors import BadInputError
 from flf2v_tui.commands.common import handles_errors, open_home, parse_ids, print_json
-from flf2v_tui.job_text import display_state, ls_json, show_json, show_text
+from flf2v_tui.job_text import display_state, ls_json, note, show_json, show_text
 from flf2v_tui.ls_table import COLUMNS, ls_parsable, ls_text, parse_columns, waiting_text
 from flf2v_tui.term import echo, terminal_width
 from flf2v_tui.worker import KILL_GRACE_S
@@ -106,7 +107,9 @@ def _still_unfinished(conn: Any, ids: list[int]) -> str:
     parts = []
     for job in list_jobs(conn, ids=ids):
         state = display_state(job)
-        if state == "held" and job.get("waiting_on"):
+        if state == "held" and job.get("never_on"):
+            parts.append(f"job {job['id']} {note(job, time.time())}")  # "never starts: job 5 failed (...)"
+        elif state == "held" and job.get("waiting_on"):
             parts.append(f"job {job['id']} is held: it waits for job {job['waiting_on']}")
         elif state == "held":
             parts.append(f"job {job['id']} is held and never starts until released (flf2v release {job['id']})")

@@ -30,6 +30,8 @@ def test_after_any_and_after_fail_start_on_a_failure_and_after_says_it_never_wil
     (listed,) = json.loads(run_cli(["ls", "--json", "--state", "held"], qhome)[1])
     assert (listed["id"], listed["note"]) == (on_success, never)
     assert f"job {on_success}: held — {never}" in run_cli(["show", str(on_success)], qhome)[1]
+    code, _, err = run_cli(["wait", str(on_success), "--timeout", "0.2", "-q"], qhome)
+    assert code == 1 and err.strip() == f"timed out after 0.2 s; job {on_success} {never}"
     # A job already finished the wrong way is refused at submit, naming the option, as --after always was.
     done = on_any
     for option, verb in (("--after", None), ("--after-fail", "fail")):
