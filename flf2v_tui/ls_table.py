@@ -42,6 +42,7 @@ COLUMNS: dict[str, tuple[str, Cell]] = {
     "attempt": ("ATTEMPT", lambda j, s, n, w: str(j.get("attempt") or "-")),
     "psnr": ("PSNR", lambda j, s, n, w: psnr_cell(j.get("psnr_first"), j.get("psnr_last"))),
 }
+TEXT_COLUMNS = frozenset({"state", "labels", "prompt", "note", "task", "size"})
 ALIASES = {"label": "labels", "priority": "priority", "prio": "priority", "frame_num": "frames"}
 # The note (what a job does, or why it waits) comes last so that piped output never cuts it.
 DEFAULT_COLUMNS = ("id", "state", "gpus", "eta", "time", "labels", "prompt", "note")
@@ -92,7 +93,10 @@ def ls_text(
         for row in rows:
             row[at] = one_line(row[at], keep)
     colours = [STATE_COLOURS.get(s) for s in states]
-    text = table(rows, [COLUMNS[c][0] for c in columns], colours, width)
+    # No number is ever cut short (it would read as another number): a column of numbers that does not fit
+    # whole is left out; only text (a prompt, a note) is cut at the end of the line.
+    last_whole = columns[-1] not in TEXT_COLUMNS
+    text = table(rows, [COLUMNS[c][0] for c in columns], colours, width, whole_cells=True, last_whole=last_whole)
     return text if header else "\n".join(text.splitlines()[1:])
 
 

@@ -3,6 +3,8 @@ the columns chosen for scripts (--format, --no-header, --parsable)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.functional.cli_in_process import run_cli, submit_tiny
@@ -40,7 +42,8 @@ def test_queued_jobs_say_they_wait_for_a_busy_slot_and_the_note_fits_80_columns(
 
 
 def test_format_no_header_and_parsable(qhome, stub_ckpt, qframes):
-    first = submit_tiny(qhome, stub_ckpt, qframes, "--label", "x", "--label", "y", prompt="a | b\nc")
+    first = submit_tiny(qhome, stub_ckpt, qframes, "--label", "x", "--label", "y", "--base_seed",
+                        "3435997493682481077", prompt="a | b\nc")  # fmt: skip
     second = submit_tiny(qhome, stub_ckpt, qframes, "--hold", prompt=LONG_PROMPT)
     code, out, err = run_cli(["ls", "--format", "id,state,label,step,eta,note,prompt", "--parsable"], qhome)
     assert code == 0, err
@@ -49,6 +52,13 @@ def test_format_no_header_and_parsable(qhome, stub_ckpt, qframes):
         f"{first}|queued|x,y|-|-|waiting for a worker (flf2v worker)|a \\| b c",
         f"{second}|held|-|-|-|held|{LONG_PROMPT}",
     ]
+    # At a narrow terminal a number is shown whole or not at all; only text is cut at the line's end.
+    # ID(2) PROMPT(at least 6) SEED(19), two spaces between: 31 columns show the seed whole, 30 leave it out.
+    for columns, shown in ((31, True), (30, False)):
+        screen = in_terminal(qhome, columns, "ls", "-o", "id,prompt,seed")
+        assert all(len(line) <= columns for line in screen.splitlines()), screen
+        assert ("3435997493682481077" in screen) is shown and ("SEED" in screen) is shown, screen
+        assert not re.search(r"\d…", screen), screen
     code, out, err = run_cli(["ls", "-o", "id,state", "--no-header"], qhome)
     assert [line.split() for line in out.splitlines()] == [[str(first), "queued"], [str(second), "held"]]
 
