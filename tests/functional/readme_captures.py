@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fcntl
-import json
 import os
 import shutil
 import sys
@@ -25,7 +24,6 @@ from typing import Any
 
 from textual.widgets import DataTable
 
-from flf2v_tui.gpus import FakeSource
 from flf2v_tui.screen_data.form import prefill_from_job
 from flf2v_tui.tui.app import Flf2vApp
 from flf2v_tui.tui.screens.job import JobScreen
@@ -37,13 +35,21 @@ from storage.db import connect
 from storage.jobs import get_job
 from tests.functional.catalogue_world import add_psnr, add_videos
 from tests.functional.failure_world import add_failures
-from tests.functional.tui_world import NOW, STATES, World, build_world, footer_ready, screen_text, settle
+from tests.functional.tui_world import (
+    NOW,
+    STATES,
+    World,
+    build_world,
+    footer_ready,
+    screen_text,
+    settle,
+    two_fake_gpus,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BEGIN = "<!-- TUI captures: made by tests/functional/readme_captures.py; do not edit by hand -->"
 END = "<!-- end of the TUI captures -->"
 ROOT = Path(tempfile.gettempdir()) / "flf2v-readme"
-GIB = 1 << 30
 
 Pilot = Any
 Ready = Callable[[Flf2vApp, Pilot, World], Awaitable[None]]
@@ -75,13 +81,7 @@ def fixed_world() -> Iterator[World]:
 
 
 def _app(world: World) -> Flf2vApp:
-    fake = world.home.root / "gpus.json"
-    fake.write_text(json.dumps([
-        {"index": i, "name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-{i}", "memory_total": 80 * GIB,
-         "memory_used": (61 - 50 * i) * GIB, "utilization": 93 - 90 * i}
-        for i in (0, 1)
-    ]))  # fmt: skip
-    app = Flf2vApp(world.home, gpu_source=FakeSource(fake), clock=lambda: NOW, poll_s=60, log_interval_s=0.05)
+    app = Flf2vApp(world.home, gpu_source=two_fake_gpus(world), clock=lambda: NOW, poll_s=60, log_interval_s=0.05)  # type: ignore[arg-type]
     app.animation_level = "none"
     return app
 

@@ -5,11 +5,8 @@ data at a frozen time with two fake GPUs. After a deliberate change of the scree
 
 from __future__ import annotations
 
-import json
-
 from textual.widgets import DataTable, Input, TextArea
 
-from flf2v_tui.gpus import FakeSource
 from flf2v_tui.screen_data.form import prefill_from_job
 from flf2v_tui.tui.images import load_picture
 from flf2v_tui.tui.screens.job import JobScreen
@@ -21,21 +18,14 @@ from storage.db import connect
 from storage.jobs import get_job
 from tests.functional.catalogue_world import add_psnr, add_videos
 from tests.functional.failure_world import add_failures
-from tests.functional.tui_world import STATES, footer_ready, settle
+from tests.functional.tui_world import STATES, footer_ready, settle, two_fake_gpus
 
 SIZE = (140, 40)
 NARROW = 80  # the 80-column terminal: its own layout (queue_view.NARROW_COLUMNS, the job view's -narrow rules)
-GIB = 1 << 30
 
 
 def _app(world, make_app):
-    fake = world.home.root / "gpus.json"
-    fake.write_text(json.dumps([
-        {"index": i, "name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-{i}", "memory_total": 80 * GIB,
-         "memory_used": (61 - 50 * i) * GIB, "utilization": 93 - 90 * i}
-        for i in (0, 1)
-    ]))  # fmt: skip
-    return make_app(world, gpu_source=FakeSource(fake), poll_s=60)
+    return make_app(world, gpu_source=two_fake_gpus(world), poll_s=60)
 
 
 def _still_cursors(app) -> None:
@@ -44,13 +34,19 @@ def _still_cursors(app) -> None:
             widget.cursor_blink = False
 
 
+async def _dashboard_ready(app, pilot, selected: int) -> None:
+    """The dashboard with every job, both GPUs and the footer's keys drawn, the cursor on `selected`."""
+    await settle(pilot, lambda: app.screen.query_one(JobTable).row_count == len(STATES), what="the jobs")
+    await settle(pilot, lambda: len(app.screen.query(".gpu-row")) == 2, what="the GPUs")
+    app.screen.query_one(JobTable).select(selected)
+    await settle(pilot, lambda: footer_ready(app), what="the footer's keys")
+
+
 def test_dashboard_snapshot(snapshot_world, make_app, snap_compare):
     app = _app(snapshot_world, make_app)
 
     async def ready(pilot):
-        await settle(pilot, lambda: app.screen.query_one(JobTable).row_count == len(STATES), what="the jobs")
-        await settle(pilot, lambda: len(app.screen.query(".gpu-row")) == 2, what="the GPUs")
-        app.screen.query_one(JobTable).select(snapshot_world.ids["running"])
+        await _dashboard_ready(app, pilot, snapshot_world.ids["running"])
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
@@ -60,10 +56,7 @@ def test_dashboard_80x24_snapshot(snapshot_world, make_app, snap_compare):
     app = _app(snapshot_world, make_app)
 
     async def ready(pilot):
-        await settle(pilot, lambda: app.screen.query_one(JobTable).row_count == len(STATES), what="the jobs")
-        await settle(pilot, lambda: len(app.screen.query(".gpu-row")) == 2, what="the GPUs")
-        app.screen.query_one(JobTable).select(snapshot_world.ids["queued"])
-        await settle(pilot, lambda: footer_ready(app), what="the footer's keys")
+        await _dashboard_ready(app, pilot, snapshot_world.ids["queued"])
 
     assert snap_compare(app, terminal_size=(NARROW, 24), run_before=ready)
 

@@ -248,3 +248,18 @@ def footer_ready(app: object) -> bool:
         return False
     footer = footers.first()
     return bool(footer.query("FooterKey")) and footer.compact == (app.size.width < NARROW_BELOW)  # type: ignore[attr-defined]
+
+
+def two_fake_gpus(world: World) -> object:
+    """A GpuSource of two H100s, one busy and one nearly idle (flf2v_tui.gpus.FakeSource reads them from a
+    file): the snapshots' and the README captures' GPU panel."""
+    from flf2v_tui.gpus import FakeSource
+
+    gib = 1 << 30
+    fake = world.home.root / "gpus.json"
+    fake.write_text(json.dumps([
+        {"index": i, "name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-{i}", "memory_total": 80 * gib,
+         "memory_used": (61 - 50 * i) * gib, "utilization": 93 - 90 * i}
+        for i in (0, 1)
+    ]))  # fmt: skip
+    return FakeSource(fake)
