@@ -270,6 +270,9 @@ def test_the_psnr_of_each_video_is_listed_and_beside_the_selection(world, make_a
             rows = {line.split()[0]: line for line in screen_text(app).splitlines() if line.split()[:1] in
                     ([str(i)] for i in ids)}  # fmt: skip
             assert "31.5/17.9" in rows[str(ids[1])] and "29.0/27.5" in rows[str(ids[2])]
+            table = app.screen.query_one("#videos", DataTable)
+            low, fine = (table.get_cell(str(ids[n]), "PSNR") for n in (1, 2))  # 17.9 dB: its last frame drifted
+            assert any("yellow" in str(span.style) for span in low.spans) and not fine.spans
             await pilot.press("down")
             await settle(pilot, lambda: "seed        42" in screen_text(app), what="the selected recipe")
             recipe = " ".join(str(app.screen.query_one("#video-recipe").render()).split())

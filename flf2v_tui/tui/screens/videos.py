@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Header, Input, Static
 from engine.errors import BadInputError
 from flf2v_tui.catalogue.player import player_command
 from flf2v_tui.catalogue.record import save_user_fields
+from flf2v_tui.job_text import LOW_PSNR_DB
 from flf2v_tui.screen_data.catalogue_view import (
     SORT_NAMES,
     next_sort,
@@ -41,6 +42,15 @@ from storage.db import STORAGE_ERRORS
 # PSNR beside the prompt: the first/last frames against the inputs, in dB (a bad render shows without playing it).
 COLUMNS = (("ID", 4), ("RATING", 6), ("♥", 1), ("PROMPT", 36), ("PSNR", 9), ("CREATED", 16), ("TAGS", 14),
            ("SIZE", 9), ("SEED", 20))  # fmt: skip
+
+
+def _cells(video: dict[str, Any]) -> list[Text]:
+    """A video's row; its PSNR in the warning colour where an end frame drifted from its input (a low PSNR)."""
+    cells = [plain(value) for value in row_cells(video)]
+    figures = [video.get(k) for k in ("psnr_first", "psnr_last")]
+    if any(isinstance(x, int | float) and x < LOW_PSNR_DB for x in figures):
+        cells[[name for name, _ in COLUMNS].index("PSNR")].stylize("bold yellow")
+    return cells
 
 
 class VideosScreen(AppScreen[None]):
@@ -133,12 +143,12 @@ class VideosScreen(AppScreen[None]):
         if list(self.videos) != order:
             table.clear()
             for video in videos:
-                table.add_row(*map(plain, row_cells(video)), key=str(video["id"]))
+                table.add_row(*_cells(video), key=str(video["id"]))
         else:
             for video in videos:
                 if video != self.videos.get(video["id"]):
-                    for (name, _), value in zip(COLUMNS, row_cells(video), strict=True):
-                        table.update_cell(str(video["id"]), name, plain(value))
+                    for (name, _), value in zip(COLUMNS, _cells(video), strict=True):
+                        table.update_cell(str(video["id"]), name, value)
         self.videos = {v["id"]: v for v in videos}
         wanted = self._want_selected if self._want_selected in self.videos else selected
         if wanted is not None and table.select(wanted):

@@ -108,8 +108,8 @@ class LogPane(Vertical):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Escape closes the search only while it is open; otherwise it goes on to the screen (back)."""
-        if action == "close_search":
-            return not self.query_one("#log-search", Input).has_class("hidden")
+        if action == "close_search":  # asked for the footer too, maybe before the box is composed
+            return any(not box.has_class("hidden") for box in self.query("#log-search"))
         return True
 
     def action_search(self) -> None:
