@@ -186,11 +186,21 @@ CREATE TRIGGER videos_fts_update AFTER UPDATE OF prompt, tags, notes ON videos B
 END;
 """
 
+# Dependencies of three kinds, as Slurm's afterok, afterany and afternotok (storage.deps); and how close each
+# render's first and last frames came to the inputs (PSNR, dB), on the attempt that made it and its video.
+_V4_DEPENDENCY_KINDS_AND_PSNR = """
+ALTER TABLE job_deps ADD COLUMN kind TEXT NOT NULL DEFAULT 'ok' CHECK (kind IN ('ok', 'any', 'fail'));
+ALTER TABLE attempts ADD COLUMN psnr_first REAL;
+ALTER TABLE attempts ADD COLUMN psnr_last REAL;
+ALTER TABLE videos ADD COLUMN psnr_first REAL;
+ALTER TABLE videos ADD COLUMN psnr_last REAL;
+"""
+
 # Warm groups (issue 13): the group folder an attempt was handed to and its job number there (what a restarted
 # worker needs to re-attach to it, or to requeue it if the group died before the job began), whether the
 # engine was already loaded when it began (1 warm, 0 cold, NULL: not known yet or a one-shot run before this
 # version), and the load seconds that saved.
-_V4_WARM_GROUPS = """
+_V5_WARM_GROUPS = """
 ALTER TABLE attempts ADD COLUMN group_dir TEXT;
 ALTER TABLE attempts ADD COLUMN group_seq INTEGER;
 ALTER TABLE attempts ADD COLUMN warm INTEGER;
@@ -198,5 +208,11 @@ ALTER TABLE attempts ADD COLUMN load_saved_s REAL;
 """
 
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
-MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH, _V4_WARM_GROUPS)
+MIGRATIONS: tuple[str, ...] = (
+    _V1_QUEUE,
+    _V2_CATALOGUE,
+    _V3_CATALOGUE_SEARCH,
+    _V4_DEPENDENCY_KINDS_AND_PSNR,
+    _V5_WARM_GROUPS,
+)
 LATEST = len(MIGRATIONS)

@@ -153,10 +153,15 @@ def _seed_v3(conn: sqlite3.Connection) -> None:
 
 
 def _seed_v4(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE attempts SET psnr_first = 31.5, psnr_last = 28.25")
+    conn.execute("UPDATE videos SET psnr_first = 31.5, psnr_last = 28.25")
+
+
+def _seed_v5(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE attempts SET group_dir = '/g/1', group_seq = 3, warm = 1, load_saved_s = 12.5")
 
 
-SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4}
+SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4, 5: _seed_v5}
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -195,6 +200,8 @@ def test_migrations_from_every_earlier_version(tmp_path, start):
         assert upgraded.execute("SELECT files FROM videos").fetchone()[0] == '{"sheet": "/s.png"}'
         assert upgraded.execute("SELECT rowid FROM videos_fts WHERE videos_fts MATCH 'sunrise'").fetchall()
     if start >= 4:
+        assert upgraded.execute("SELECT psnr_first, psnr_last FROM videos").fetchone()[:] == (31.5, 28.25)
+    if start >= 5:
         row = upgraded.execute("SELECT group_dir, group_seq, warm, load_saved_s FROM attempts").fetchone()
         assert tuple(row) == ("/g/1", 3, 1, 12.5)
     elif start >= 1:  # attempts from before warm groups: not known to be warm or cold
