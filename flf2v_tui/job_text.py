@@ -58,7 +58,7 @@ def note(job: dict[str, Any], now: float, waiting: str = "waiting for a worker")
             text += f" {job['step']}/{job['steps_total']}"
             if job.get("sec_per_it"):
                 text += f" {job['sec_per_it']:.2f}s/it"
-        return text
+        return " · ".join(x for x in (text, warm_mark(job)) if x)
     if state == "held" and job.get("never_on"):
         ended = ", ".join(f"job {part}" for part in job["never_on"].split(","))  # "5 failed"
         return f"never starts: {ended} (retry it, or cancel this job)"
@@ -71,7 +71,8 @@ def note(job: dict[str, Any], now: float, waiting: str = "waiting for a worker")
     if state == "held":
         return "held"
     if state == "succeeded":
-        return Path(job["output_path"]).name if job.get("output_path") else "done"
+        done = Path(job["output_path"]).name if job.get("output_path") else "done"
+        return " · ".join(x for x in (done, warm_mark(job)) if x)
     if state == "failed":
         rank = f" rank {job['failing_rank']}" if job.get("failing_rank") is not None else ""
         return one_line(f"{job.get('failure_class') or 'failed'}{rank}")
@@ -84,14 +85,17 @@ def short_prompt(text: str | None, width: int = PROMPT_WIDTH) -> str:
 
 
 def gpus_text(job: dict[str, Any], state: str) -> str:
-    """The GPUs a running job holds (or its CPU ranks); the number it asks for otherwise. `warm` when its
-    attempt ran in a warm group whose models were already loaded."""
-    warm = " warm" if job.get("warm") and state not in WAITING else ""
+    """The GPUs a running job holds (or its CPU ranks); the number it asks for otherwise."""
     if state in ACTIVE and job.get("assigned"):
         if job.get("device") == "cpu":
-            return f"cpu×{job['gpus']}{warm}"
-        return job["assigned"] + warm
-    return f"{job['gpus']}{warm}"
+            return f"cpu×{job['gpus']}"
+        return job["assigned"]
+    return str(job["gpus"])
+
+
+def warm_mark(job: dict[str, Any]) -> str:
+    """`warm` for a job whose current attempt found the engine loaded in a warm group, else ""."""
+    return "warm" if job.get("warm") else ""
 
 
 def held_by(holder: int | str) -> str:

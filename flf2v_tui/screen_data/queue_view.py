@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from flf2v_tui.job_text import display_state, gpus_text, note
+from flf2v_tui.job_text import display_state, gpus_text, note, warm_mark
 from flf2v_tui.ls_table import waiting_text
 from flf2v_tui.term import duration, one_line
 from storage.db import read_tx
@@ -208,7 +208,7 @@ def job_note(job: Row, state: str, now: float, waiting: str, eta: str = "") -> s
     if state == INTERRUPTED:
         return "its worker died"
     if state in ACTIVE:
-        return " · ".join(x for x in (one_line(job.get("stage")), eta and f"ETA {eta}") if x)
+        return " · ".join(x for x in (one_line(job.get("stage")), warm_mark(job), eta and f"ETA {eta}") if x)
     return note(job, now, waiting)
 
 

@@ -19,7 +19,15 @@ from textual.worker import get_current_worker
 
 from engine.diskspace import human_size
 from engine.errors import BadInputError
-from flf2v_tui.job_text import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, display_state, job_params, with_worker
+from flf2v_tui.job_text import (
+    ATTEMPT_HEADER,
+    STATE_COLOURS,
+    attempt_rows,
+    display_state,
+    job_params,
+    load_text,
+    with_worker,
+)
 from flf2v_tui.screen_data.catalogue_view import fidelity_text
 from flf2v_tui.screen_data.form import prefill_from_job
 from flf2v_tui.screen_data.telemetry import JobTelemetry, ProgressInfo, StageSpan, progress_of
@@ -37,12 +45,15 @@ from storage.db import STORAGE_ERRORS
 from storage.jobs import attempts_of, require_job
 from storage.states import CANCELLING, INTERRUPTED, QUEUED, RUNNING
 
-ATTEMPT_COLUMNS = ATTEMPT_HEADER[:-1]  # the log folder is the log pane's business
+# The log folder is the log pane's business, and warm or cold is said beside the queue settings (the table
+# has no room for it at 120 columns).
+ATTEMPT_COLUMNS = [c for c in ATTEMPT_HEADER[:-1] if c != "LOAD"]
+_SHOWN = [ATTEMPT_HEADER.index(c) for c in ATTEMPT_COLUMNS]
 # PEAK is the highest rank's high-water mark (the allocator's peak on CUDA, the peak RSS on CPU), caught between
 # samples too; the memory panel's "top sample" is the highest of its per-step samples, so it can be lower.
 ATTEMPT_LABELS = {"PEAK": "HIGH-WATER"}
 # Fixed widths: a table that sizes itself to rows arriving a moment later redraws its header a moment later too.
-ATTEMPT_WIDTHS = (3, 11, 19, 7, 15, 16, 6, 5, 5, 13, 10)
+ATTEMPT_WIDTHS = (3, 11, 19, 7, 16, 6, 5, 5, 13, 10)
 STAGE_STYLE = {"done": "green", "running": "bold cyan", "pending": "dim", "failed": "bold red",
                "cancelled": "yellow", "interrupted": "yellow"}  # fmt: skip
 LIVE = (RUNNING, CANCELLING)  # a render is under way and its worker watches it: only then are ETAs and bars live
@@ -189,15 +200,17 @@ class JobScreen(AppScreen[None]):
             self.refresh_bindings()  # edit is for a queued job only; the log tabs' keys come with the logs
         self.detail = detail
         self.query_one("#job-title", Static).update(title_text(detail))
-        self._show_params(job)
+        self._show_params(job, detail.attempts)
         self._show_attempts(detail.attempts, now, detail.state)
         self._show_progress(detail)
         self._show_logs(detail.attempts)
 
-    def _show_params(self, job: dict[str, Any]) -> None:
+    def _show_params(self, job: dict[str, Any], attempts: list[dict[str, Any]]) -> None:
         lines = Text()
         lines.append("prompt  ", style="bold").append(one_line(job["prompt"]) + "\n")
         queue = f"{job['gpus']} rank(s) · priority {job['priority']} · labels {','.join(job['labels']) or '-'}"
+        if attempts and attempts[-1].get("warm") is not None:  # the latest attempt's engine: loaded before, or not
+            queue += f" · {load_text(attempts[-1])}"
         lines.append("queue   ", style="bold").append(queue + "\n")
         for name, value in job_params(job):
             lines.append(f"{name:<19}", style="dim").append(value + "\n")
@@ -205,7 +218,7 @@ class JobScreen(AppScreen[None]):
 
     def _show_attempts(self, attempts: list[dict[str, Any]], now: float, state: str) -> None:
         table = self.query_one("#attempts", DataTable)
-        rows = [row[:-1] for row in attempt_rows(attempts, now)]
+        rows = [[row[i] for i in _SHOWN] for row in attempt_rows(attempts, now)]
         if state == INTERRUPTED and rows and rows[-1][1] == RUNNING:
             rows[-1][1] = INTERRUPTED  # its worker died: nothing watches the attempt, whatever the row still says
         for attempt, row in zip(attempts, rows, strict=True):
