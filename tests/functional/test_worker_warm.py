@@ -207,3 +207,26 @@ def events_of(folder: Path) -> list[dict]:
 
 def group_processes(home: Path) -> list[psutil.Process]:
     return [p for p in attempt_processes(home) if "#group-" in p.environ().get("FLF2V_ATTEMPT", "")]
+
+
+def test_a_higher_priority_job_of_another_key_goes_first_and_takes_the_idle_groups_slot(qhome, tiny_ckpt, qframes):
+    """Warm preference never goes against priority: with the group of `first` idle on the one slot, a queued
+    job of another key at a higher priority runs before a warm one, and the idle group is stopped for it."""
+    first = submit(qhome, tiny_ckpt, qframes, 1, *QUICK, "--prompt", "a bird")
+    worker = start_worker(qhome, "--cpu-slots", "1", "--keep-warm", "5")
+    try:
+        wait_for(lambda: slow_one(qhome, first) or job_row(qhome, first)["state"] != "queued", timeout=300,
+                 what="the first job started")  # fmt: skip
+        other_high = submit(qhome, tiny_ckpt, qframes, 1, *QUICK, "--prompt", "a heron", "--t5_cpu",
+                            "--priority", "5")  # fmt: skip
+        warm_low = submit(qhome, tiny_ckpt, qframes, 1, *QUICK, "--prompt", "a kite")
+        wait_for(lambda: job_row(qhome, warm_low)["state"] == "succeeded", timeout=400, what="the warm job")
+    finally:
+        stop(worker)
+    (a,), (high,), (low,) = (attempt_rows(qhome, j) for j in (first, other_high, warm_low))
+    assert job_row(qhome, other_high)["state"] == "succeeded"
+    assert high["started_at"] < low["started_at"]  # priority first
+    assert (high["group_seq"], high["warm"]) == (1, 0) and high["group_dir"] != a["group_dir"]
+    # The first key's group was stopped for the other key's job, so the lower-priority job started cold.
+    assert (low["group_seq"], low["warm"]) == (1, 0) and len(groups_of(qhome)) == 3
+    assert "its slots are wanted by a job of another key" in (qhome / "worker.log").read_text()
