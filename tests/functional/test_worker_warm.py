@@ -230,3 +230,16 @@ def test_a_higher_priority_job_of_another_key_goes_first_and_takes_the_idle_grou
     # The first key's group was stopped for the other key's job, so the lower-priority job started cold.
     assert (low["group_seq"], low["warm"]) == (1, 0) and len(groups_of(qhome)) == 3
     assert "its slots are wanted by a job of another key" in (qhome / "worker.log").read_text()
+
+
+def test_an_idle_group_left_by_a_killed_worker_is_stopped_by_the_next_one(qhome, tiny_ckpt, qframes):
+    job = submit(qhome, tiny_ckpt, qframes, 1, *QUICK, "--prompt", "a bird")
+    worker = start_worker(qhome, "--cpu-slots", "1", "--keep-warm", "5")
+    try:
+        wait_for(lambda: job_row(qhome, job)["state"] == "succeeded", timeout=300, what="the job")
+    finally:
+        stop(worker, signal.SIGKILL)
+    assert group_processes(qhome), "the group stays loaded after its worker died"
+    out = warm_once(qhome)
+    assert "an earlier worker's idle group, stopped" in out
+    wait_for(lambda: not group_processes(qhome), timeout=60, what="the group's exit")
