@@ -361,6 +361,7 @@ class Worker:
         if attempt.get("group_dir"):
             r.group, r.seq = self.groups.adopt(attempt), attempt["group_seq"]
             r.tracker.waited_for_load = r.seq == 1
+            r.tracker.load_dir = r.group.folder if r.seq == 1 else None
             r.tag = r.group.tag
         r.tracker.poll(time.time())
         if r.tracker.progress_at is None:

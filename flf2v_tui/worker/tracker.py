@@ -27,8 +27,10 @@ class Tracker:
     errors: list[dict[str, Any]] = field(default_factory=list)
     done: dict[str, Any] | None = None
     start: dict[str, Any] | None = None
-    # The job waited for its group's load (job 1 of a group started for it): cold, whatever its start event says.
+    # The job waited for its group's load (job 1 of a group started for it): cold, whatever its start event says;
+    # the group's own rank logs (in `load_dir`) then count as its progress too, while the models load.
     waited_for_load: bool = False
+    load_dir: Path | None = None
     _recent_steps: list[float] = field(default_factory=list)
     _log_sizes: int = -1
     tail: EventTail = field(init=False)
@@ -49,9 +51,10 @@ class Tracker:
         """Rank logs that grow also count as progress for the stall timer (long loads emit no events)."""
         total = 0
         try:
-            for entry in os.scandir(self.log_dir):
-                if entry.name.endswith(".log"):
-                    total += entry.stat().st_size
+            for folder in (self.log_dir, *([self.load_dir] if self.load_dir else [])):
+                for entry in os.scandir(folder):
+                    if entry.name.endswith(".log"):
+                        total += entry.stat().st_size
         except OSError:
             return False
         grew = total != self._log_sizes

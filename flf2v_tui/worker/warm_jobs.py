@@ -37,6 +37,7 @@ def prepare(
     group.attempt_id = r.attempt_id
     r.group, r.seq = group, group.next_seq
     r.tracker.waited_for_load = r.seq == 1
+    r.tracker.load_dir = group.folder if r.seq == 1 else None
     group.next_seq += 1
     r.save_file = launch.output_path(job, videos, r.number)
     r.hand_pending = launch.engine_args(job, r.folder, r.save_file, assignment.device)

@@ -10,6 +10,7 @@ from pathlib import Path
 from engine.warm_protocol import JobEnd, JobFile
 from flf2v_tui.shim import EXIT_FILE
 from flf2v_tui.worker.settle import settle_unwatched
+from flf2v_tui.worker.tracker import Tracker
 from storage import attempts as store
 from storage.claim import Assignment, claim_next
 from storage.workers import WorkerIdentity
@@ -66,3 +67,16 @@ def test_a_job_that_ended_before_its_group_died_keeps_its_own_end(conn, home, qu
     JobEnd(3, ok=False, failure="engine_error", healthy=True).write(group)
     settled, _ = settle_unwatched(conn, str(home.root), attempt)
     assert (settled.new_state, settled.outcome.failure_class) == ("failed", "engine_error")
+
+
+def test_a_job_waiting_for_its_groups_load_counts_the_load_log_as_progress(tmp_path):
+    """The stall timer of a group's first job: its own folder is silent while the group loads the models, and
+    the group's rank logs growing is progress, as a one-shot render's load lines are."""
+    attempt, group = tmp_path / "attempt-1", tmp_path / "groups" / "g1"
+    attempt.mkdir()
+    group.mkdir(parents=True)
+    tracker = Tracker(attempt / "events.jsonl", attempt, waited_for_load=True, load_dir=group)
+    tracker.log_activity(1.0)
+    (group / "rank0.log").write_text("Loading the transformer\n")
+    assert tracker.log_activity(2.0) and tracker.progress_at == 2.0
+    assert not tracker.log_activity(3.0)  # nothing new
