@@ -130,6 +130,7 @@ SHOWN_PARAMS = (
     "task", "size", "frame_num", "sample_steps", "sample_shift", "sample_guide_scale", "sample_solver",
     "base_seed", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "ckpt_dir",
     "first_frame", "first_frame_src", "last_frame", "last_frame_src", "save_file", "preview_every",
+    "collective_timeout",
 )  # fmt: skip
 SHOWN_ELSEWHERE = ("prompt", "neg_prompt")  # a heading of their own
 _BOOLS = frozenset(flag.name for flag in JOB_FLAGS if flag.type is bool)

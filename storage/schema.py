@@ -186,6 +186,18 @@ CREATE TRIGGER videos_fts_update AFTER UPDATE OF prompt, tags, notes ON videos B
 END;
 """
 
+# Multi-node renders and the Slurm backend: the job's collective timeout (engine flag --collective_timeout,
+# seconds; no value: the engine's default), and per attempt the launcher that ran it and, on Slurm, its job id,
+# state, the reason it waits ("why pending") and the nodes it runs on.
+_V4_LAUNCHERS = """
+ALTER TABLE jobs ADD COLUMN collective_timeout REAL;
+ALTER TABLE attempts ADD COLUMN backend TEXT NOT NULL DEFAULT 'local';
+ALTER TABLE attempts ADD COLUMN slurm_job TEXT;
+ALTER TABLE attempts ADD COLUMN slurm_state TEXT;
+ALTER TABLE attempts ADD COLUMN slurm_reason TEXT;
+ALTER TABLE attempts ADD COLUMN node_list TEXT;
+"""
+
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
-MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH)
+MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH, _V4_LAUNCHERS)
 LATEST = len(MIGRATIONS)

@@ -152,7 +152,14 @@ def _seed_v3(conn: sqlite3.Connection) -> None:
     conn.execute('UPDATE videos SET tags = \'["sunrise"]\', files = \'{"sheet": "/s.png"}\'')
 
 
-SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3}
+def _seed_v4(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE jobs SET collective_timeout = 30.5 WHERE id = 7")
+    conn.execute(
+        "UPDATE attempts SET backend = 'slurm', slurm_job = '41', slurm_state = 'RUNNING', node_list = 'n[1-2]'"
+    )
+
+
+SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4}
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str]]:
