@@ -93,6 +93,8 @@ def resolve(
         sbatch_args=list(extra),
         device="cpu" if cpu_slots is not None else str(pick(None, "device") or "cuda"),
         max_jobs=cpu_slots if cpu_slots is not None else int(pick(None, "max_jobs") or 16),
+        # At least half a second: a worker must never hammer the cluster's controller.
+        poll_s=max(0.5, float(pick(None, "poll_s") or 2.0)),
     )
     if options.device not in ("cuda", "cpu"):
         raise BadInputError(f"Slurm device {options.device!r}: expected cuda or cpu")

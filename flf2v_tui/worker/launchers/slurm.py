@@ -35,7 +35,6 @@ from storage import slurm_attempts
 from storage.attempts import Outcome
 from storage.claim import Assignment
 
-POLL_S = 2.0  # the least time between two squeue calls for one job: the controller serves the whole cluster
 _NODE_OF_RANK = re.compile(r"rank (\d+) of \d+ on node (\S+)")
 
 
@@ -71,8 +70,8 @@ class SlurmLauncher:
     name = "slurm"
     max_nodes = 1 << 16
 
-    def __init__(self, options: SlurmOptions, env: dict[str, str] | None = None, poll_s: float = POLL_S) -> None:
-        self.options, self.env, self.poll_s = options, env, poll_s
+    def __init__(self, options: SlurmOptions, env: dict[str, str] | None = None) -> None:
+        self.options, self.env, self.poll_s = options, env, options.poll_s
         self.jobs: dict[int, _Watched] = {}
 
     # ---- start -------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ class SlurmOptions:
     sbatch_args: list[str] = field(default_factory=list)  # passed to sbatch as they are, one option each
     device: str = "cuda"  # what the nodes render on; "cpu" asks for CPUs instead of GPUs (tests, demos)
     max_jobs: int = 16  # Slurm jobs this worker keeps submitted at once
+    poll_s: float = 2.0  # the least time between two squeue calls about one job (the controller serves everyone)
 
 
 def job_name(home_root: str, attempt_id: int) -> str:
