@@ -142,12 +142,24 @@ def gpus(json_out: Annotated[bool, typer.Option("--json", help="machine-readable
 
 
 @handles_errors
-def doctor() -> None:
-    """Check python, torch, torchrun, ffmpeg, NVML, the database, disk space and the worker."""
+def doctor(
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="also check this launcher (default: FLF2V_BACKEND, worker.toml)")
+    ] = None,
+) -> None:
+    """Check python, torch, torchrun, ffmpeg, NVML, the database, disk space and the worker; with the Slurm
+    backend configured, also Slurm's commands, its controller and that a compute node sees FLF2V_HOME."""
     from flf2v_tui.doctor import run_checks
+    from flf2v_tui.worker.launchers.settings import resolve
     from storage.paths import Home
 
-    checks = run_checks(Home.resolve())
+    home = Home.resolve()
+    settings = resolve(home.root, backend=backend)
+    checks = run_checks(home)
+    if settings.backend == "slurm":
+        from flf2v_tui.slurm_doctor import slurm_checks
+
+        checks += slurm_checks(home.root, settings.slurm)
     colour = use_colour()
     marks = {"ok": ("ok", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "red")}
     for c in checks:

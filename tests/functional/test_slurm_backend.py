@@ -90,7 +90,8 @@ def test_two_nodes_render_the_one_process_video_and_every_rank_reports(slurm, qh
     assert np.array_equal(frames_of(row["output_path"]), frames_of(str(alone)))
     # ls and show name the Slurm job and its nodes.
     shown = run(qhome, slurm, "show", str(job)).stdout
-    assert f"slurm {slurm_job}" in shown and "flf2v-n[1-2]" in shown
+    assert f"slurm {slurm_job}" in shown and f"slurm      {slurm_job} COMPLETED on flf2v-n[1-2]" in shown
+    assert "2 nodes × 1 rank(s)" in shown
 
 
 def test_bad_input_fails_as_user_input_on_one_node(slurm, qhome, tiny_ckpt, qframes):
