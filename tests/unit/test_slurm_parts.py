@@ -77,7 +77,7 @@ def test_bad_settings_are_one_line(tmp_path, monkeypatch, given, said):
 
 def test_a_broken_config_file_is_named(tmp_path):
     (tmp_path / "worker.toml").write_text("backend = \n")
-    with pytest.raises(BadInputError, match="worker.toml"):
+    with pytest.raises(BadInputError, match=r"worker\.toml"):
         resolve(tmp_path)
 
 
@@ -127,7 +127,8 @@ def test_show_names_the_slurm_job_and_its_nodes():
            "labels": [], "retries_used": 0, "max_retries": 2, "retry_on": "comm", "created_at": 1.0,
            "started_at": 2.0, "finished_at": None}  # fmt: skip
     attempt = {"number": 1, "state": "running", "started_at": 2.0, "device": "cpu", "gpus": "slurm0",
-               "peak_memory": {}, "log_dir": "/x", "slurm_job": "41", "slurm_state": "RUNNING", "node_list": "n[1-2]"}  # fmt: skip
+               "peak_memory": {}, "log_dir": "/x", "slurm_job": "41", "slurm_state": "RUNNING",
+               "node_list": "n[1-2]"}  # fmt: skip
     text = show_text(job, [attempt])
     assert "  slurm      41 RUNNING on n[1-2]" in text and "2 nodes × 1 rank(s) = 2 rank(s)" in text
     assert "slurm 41" in text  # the attempts table
