@@ -189,6 +189,26 @@ class SlurmLauncher:
             r.port = rdzv_port(r.attempt_id)
 
 
+def unwatched_alive(attempt: dict[str, Any]) -> bool:
+    """For `flf2v cancel` with no worker: whether the Slurm job of a running attempt row still runs (or waits)."""
+    if not attempt.get("slurm_job"):
+        return False
+    try:
+        status = slurm_status.status(str(attempt["slurm_job"]))
+    except SlurmCommandError:
+        return False
+    return status is not None and not status.ended
+
+
+def cancel_unwatched(attempt: dict[str, Any], kill: bool = False) -> bool:
+    """scancel the Slurm job of a running attempt row that no worker watches; False when it has none."""
+    if not attempt.get("slurm_job"):
+        return False
+    with contextlib.suppress(SlurmCommandError):
+        slurm_status.cancel(str(attempt["slurm_job"]), kill=kill)
+    return True
+
+
 def slurm_outcome(job_id: str, status: SlurmStatus | None, returncode: int | None, folder: Path) -> Outcome | None:
     """What Slurm's end of the job says beyond the render's own files, or None when those tell it all."""
     state = status.state if status else ""
