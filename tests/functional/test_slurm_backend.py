@@ -1,9 +1,9 @@
 """The Slurm backend on a real Slurm (tests/functional/slurm_cluster.py): real sbatch, srun, torchrun's c10d
 rendezvous across two network namespaces, the tiny checkpoint on gloo, real mp4s.
 
-Renders are kept few and short: one 2-node success (compared with a one-process render), one failure of bad
-input, one long render that outlives its worker and is then cancelled, and one whose rank on the second node
-is killed.
+Renders are kept few and short: one 2-node success (compared with a one-process render), a 1-node success
+beside a failure of bad input, one long render that outlives its worker and is then cancelled, and one whose
+rank on the second node is killed.
 """
 
 from __future__ import annotations
@@ -94,14 +94,19 @@ def test_two_nodes_render_the_one_process_video_and_every_rank_reports(slurm, qh
     assert "2 nodes × 1 rank(s)" in shown
 
 
-def test_bad_input_fails_as_user_input_on_one_node(slurm, qhome, tiny_ckpt, qframes):
-    job = submit(qhome, slurm, tiny_ckpt, qframes, QUICK)
-    Path(job_row(qhome, job)["first_frame"]).unlink()  # the job's own copy of the frame goes missing
-    done = run(qhome, slurm, "worker", *WORKER, "--once")
+def test_one_node_jobs_succeed_or_fail_as_user_input(slurm, qhome, tiny_ckpt, qframes):
+    good = submit(qhome, slurm, tiny_ckpt, qframes, QUICK)
+    bad = submit(qhome, slurm, tiny_ckpt, qframes, QUICK)
+    Path(job_row(qhome, bad)["first_frame"]).unlink()  # the job's own copy of the frame goes missing
+    done = run(qhome, slurm, "worker", *WORKER, "--once")  # two slots: both Slurm jobs at once
     assert done.returncode == 0, done.stdout + done.stderr
-    (attempt,) = attempt_rows(qhome, job)
-    assert (job_row(qhome, job)["state"], attempt["failure_class"], attempt["exit_code"]) == ("failed", "user_input", 2)
-    assert "first frame" in attempt["failure_message"] and attempt["node_list"] in slurm.node_names
+    (ok,), (failed,) = attempt_rows(qhome, good), attempt_rows(qhome, bad)
+    assert (job_row(qhome, good)["state"], ok["slurm_state"], ok["node_list"] in slurm.node_names) == (
+        "succeeded", "COMPLETED", True,
+    )  # fmt: skip
+    assert Path(job_row(qhome, good)["output_path"]).exists()
+    assert (job_row(qhome, bad)["state"], failed["failure_class"], failed["exit_code"]) == ("failed", "user_input", 2)
+    assert "first frame" in failed["failure_message"] and failed["node_list"] in slurm.node_names
 
 
 def test_a_restarted_worker_reattaches_and_a_cancel_stops_every_process(slurm, qhome, tiny_ckpt, qframes):
