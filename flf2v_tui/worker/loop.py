@@ -283,7 +283,8 @@ class Worker:
         except (OSError, RuntimeError) as exc:
             self._not_launched(r, exc)
             return
-        r.save_file, r.launch_unrecorded = plan.save_file, True
+        # A process group must be recorded for a later worker to re-attach; a Slurm job is, by start() itself.
+        r.save_file, r.launch_unrecorded = plan.save_file, r.pgid is not None
         self.record_launch(r)
         nodes = int(job.get("nodes") or 1)
         ranks = f"{nodes} node(s) x {job['gpus']} rank(s)" if nodes > 1 else f"{job['gpus']} rank(s)"

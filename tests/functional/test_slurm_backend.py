@@ -115,8 +115,9 @@ def test_a_restarted_worker_reattaches_and_a_cancel_stops_every_process(slurm, q
     try:
         wait_for(lambda: denoising(qhome, job), timeout=240, what="the denoise stage")
     finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
+        assert stop(worker) == 0  # SIGTERM: the worker goes, its Slurm job runs on
+    assert "keeps running (its Slurm job)" in (qhome / "worker.log").read_text()
+    assert job_row(qhome, job)["state"] == "interrupted"
     assert attempt_processes(qhome), "the Slurm job must outlive its worker"
     second = start_worker(qhome, *WORKER, **slurm_env(slurm))
     try:
