@@ -87,8 +87,16 @@ def worker(
     )  # fmt: skip
     launcher = None
     if settings.backend == "slurm":
+        import shutil
+
         from flf2v_tui.worker.launchers.slurm import SlurmLauncher, slurm_pool
 
+        missing = [c for c in ("sbatch", "squeue", "sacct", "scancel") if shutil.which(c) is None]
+        if missing:
+            raise BadInputError(
+                f"--backend slurm: {', '.join(missing)} not found on PATH; run the worker where Slurm's commands "
+                "are (a login node); flf2v doctor --backend slurm checks it"
+            )
         pool, launcher = slurm_pool(settings.slurm), SlurmLauncher(settings.slurm)
     else:
         try:

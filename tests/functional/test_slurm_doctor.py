@@ -29,3 +29,11 @@ def test_doctor_says_when_the_slurm_controller_does_not_answer(slurm: SlurmClust
 def test_doctor_without_the_slurm_backend_does_not_look_for_slurm(qhome) -> None:
     done = flf2v(qhome, "doctor", timeout=180)
     assert [line for line in done.stdout.splitlines() if line[6:11] in ("slurm", "share")] == []
+
+
+def test_a_slurm_worker_where_slurm_is_not_installed_is_one_line(qhome, tmp_path) -> None:
+    done = flf2v(qhome, "worker", "--backend", "slurm", "--once", env={"PATH": str(tmp_path)})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: --backend slurm: sbatch, squeue, sacct, scancel not found on PATH")
+    doctor = flf2v(qhome, "doctor", "--backend", "slurm", timeout=180, env={"PATH": str(tmp_path)})
+    assert doctor.returncode == 1 and "FAIL  slurm      sbatch, squeue, sacct, scancel, srun not found" in doctor.stdout
