@@ -80,6 +80,7 @@ class SlurmCluster:
     cpus_per_node: int = 2
     members: list[Node] = field(default_factory=list)
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _slurmds: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _munged: subprocess.Popen[bytes] | None = None
     _lock: int | None = None
     _netns_mounted_before: bool = False
@@ -133,12 +134,35 @@ class SlurmCluster:
         ctld = ["slurmctld", "-D", "-c", "-i", "-f", str(self.conf)]
         self._spawn(ctld, self.scratch / "slurmctld.out")
         for node in self.members:
-            # nsenter, not `ip netns exec`, which remounts /sys and hides the cgroup tree slurmd looks at; the
-            # UTS namespace gives the node its own hostname, which torch's rendezvous resolves to its address.
-            inner = f"hostname {node.name} && exec slurmd -D -N {node.name} -f {self.conf}"
-            argv = ["nsenter", f"--net=/run/netns/{node.netns}", "unshare", "--uts", "--", "sh", "-c", inner]
-            self._spawn(argv, self.scratch / f"slurmd-{node.name}.out")
+            self._slurmds[node.name] = self._start_slurmd(node)
         self._wait_idle(timeout=40)
+
+    def _start_slurmd(self, node: Node) -> subprocess.Popen[bytes]:
+        # nsenter, not `ip netns exec`, which remounts /sys and hides the cgroup tree slurmd looks at; the UTS
+        # namespace gives the node its own hostname, which torch's rendezvous resolves to its address.
+        inner = f"hostname {node.name} && exec slurmd -D -N {node.name} -f {self.conf}"
+        argv = ["nsenter", f"--net=/run/netns/{node.netns}", "unshare", "--uts", "--", "sh", "-c", inner]
+        self._spawn(argv, self.scratch / f"slurmd-{node.name}.out")
+        return self._procs[-1]
+
+    def kill_slurmd(self, name: str) -> None:
+        """kill -9 a node's slurmd: the controller finds the node lost after SlurmdTimeout."""
+        proc = self._slurmds[name]
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def revive(self, name: str) -> None:
+        """Start the node's slurmd again and return the node to service (for the tests after a lost node)."""
+        self._procs.remove(self._slurmds[name])
+        self._slurmds[name] = self._start_slurmd(self.member(name))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            self.command("scontrol", "update", f"nodename={name}", "state=resume", check=False)
+            state = self.command("sinfo", "-h", "-n", name, "-o", "%t", check=False).stdout.strip()
+            if state == "idle":
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"{name} did not come back to service")
 
     def stop(self) -> None:
         """Cancel every job (slurmstepd outlives slurmd), stop the daemons by their pids, undo the network
@@ -264,7 +288,7 @@ AccountingStorageType=accounting_storage/none
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 MinJobAge=600
 KillWait=2
-SlurmdTimeout=30
+SlurmdTimeout=10
 ReturnToService=2
 MpiDefault=none
 SlurmdParameters=config_overrides

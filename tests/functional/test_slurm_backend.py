@@ -169,3 +169,25 @@ def test_a_rank_killed_on_the_second_node_fails_the_attempt_quickly_naming_rank_
     assert (attempt["failure_class"], attempt["failing_rank"]) == ("killed", 1), attempt["failure_message"]
     assert "flf2v-n2" in attempt["failure_message"]
     wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
+
+
+def test_a_lost_node_is_the_clusters_failure_and_retryable(slurm, qhome, tiny_ckpt, qframes):
+    """kill -9 of the second node's slurmd: Slurm finds the node lost (SlurmdTimeout) and ends the job NODE_FAIL,
+    which is recorded as worker_lost (retried by the default policy; here --retries 0 to see it end)."""
+    job = submit(qhome, slurm, tiny_ckpt, qframes, LONG, "--nodes", "2", "--gpus-per-node", "1",
+                 "--collective-timeout", "20", "--retries", "0")  # fmt: skip
+    worker = start_worker(qhome, *WORKER, "--once", **slurm_env(slurm))
+    try:
+        wait_for(lambda: denoising(qhome, job), timeout=240, what="the denoise stage")
+        slurm.kill_slurmd("flf2v-n2")
+        wait_for(lambda: attempt_rows(qhome, job)[0]["state"] != "running", timeout=90, what="the attempt's end")
+        assert worker.wait(timeout=60) == 0
+    finally:
+        stop(worker)
+        try:
+            wait_for(lambda: not attempt_processes(qhome), timeout=60, what="no process of the render on any node")
+        finally:
+            slurm.revive("flf2v-n2")
+    (attempt,) = attempt_rows(qhome, job)
+    assert (attempt["state"], attempt["failure_class"]) == ("interrupted", "worker_lost"), attempt["failure_message"]
+    assert "NODE_FAIL" in attempt["failure_message"] and "the cluster's failure" in attempt["failure_message"]

@@ -29,8 +29,8 @@ def test_the_batch_script_asks_for_the_nodes_and_runs_the_same_engine_arguments(
     options = SlurmOptions(partition="gpu", account="vision", time="2:00:00", sbatch_args=["--qos=high"])
     script = _script(tmp_path, options)
     sbatch = [line for line in script.splitlines() if line.startswith("#SBATCH")]
-    assert sbatch[:4] == ["#SBATCH --job-name=flf2v-abc-a17", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1",
-                          "#SBATCH --gpus-per-node=4"]  # fmt: skip
+    assert sbatch[:5] == ["#SBATCH --job-name=flf2v-abc-a17", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1",
+                          "#SBATCH --no-requeue", "#SBATCH --gpus-per-node=4"]  # fmt: skip
     assert sbatch[-4:] == ["#SBATCH --partition=gpu", "#SBATCH --account=vision", "#SBATCH --time=2:00:00",
                            "#SBATCH --qos=high"]  # fmt: skip
     assert "CUDA_VISIBLE_DEVICES" not in script  # Slurm hands out the GPUs

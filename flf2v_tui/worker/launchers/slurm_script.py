@@ -75,6 +75,9 @@ def batch_script(
         f"--job-name={name}",
         f"--nodes={nodes}",
         "--ntasks-per-node=1",
+        # Our retry policy decides about another attempt (in a folder of its own); Slurm's requeue would rerun
+        # this one into the same folder after a node failure.
+        "--no-requeue",
         f"--gpus-per-node={ranks_per_node}" if options.device == "cuda" else f"--cpus-per-task={ranks_per_node}",
         f"--output={folder / LOG_FILE}",
         f"--chdir={folder}",
