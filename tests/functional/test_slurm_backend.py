@@ -34,6 +34,8 @@ pytestmark = pytest.mark.slow
 QUICK = ("--size", "64*64", "--frame_num", "9", "--sample_steps", "4")
 # Long enough to act on mid-denoise; ended by a cancel or a kill, never waited out.
 LONG = ("--size", "64*64", "--frame_num", "9", "--sample_steps", "600", "--sample_solver", "dpm++")
+# Outlasts Slurm's detection of a lost node (SlurmdTimeout), which the ranks themselves do not notice.
+LONGEST = ("--size", "128*128", "--frame_num", "17", "--sample_steps", "1000", "--sample_solver", "dpm++")
 WORKER = ("--backend", "slurm", "--cpu-slots", "2")
 
 
@@ -174,7 +176,7 @@ def test_a_rank_killed_on_the_second_node_fails_the_attempt_quickly_naming_rank_
 def test_a_lost_node_is_the_clusters_failure_and_retryable(slurm, qhome, tiny_ckpt, qframes):
     """kill -9 of the second node's slurmd: Slurm finds the node lost (SlurmdTimeout) and ends the job NODE_FAIL,
     which is recorded as worker_lost (retried by the default policy; here --retries 0 to see it end)."""
-    job = submit(qhome, slurm, tiny_ckpt, qframes, LONG, "--nodes", "2", "--gpus-per-node", "1",
+    job = submit(qhome, slurm, tiny_ckpt, qframes, LONGEST, "--nodes", "2", "--gpus-per-node", "1",
                  "--collective-timeout", "20", "--retries", "0")  # fmt: skip
     worker = start_worker(qhome, *WORKER, "--once", **slurm_env(slurm))
     try:
