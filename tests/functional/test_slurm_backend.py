@@ -2,8 +2,8 @@
 rendezvous across two network namespaces, the tiny checkpoint on gloo, real mp4s.
 
 Renders are kept few and short: one 2-node success (compared with a one-process render), a 1-node success
-beside a failure of bad input, one long render that outlives its worker and is then cancelled, and one whose
-rank on the second node is killed.
+beside a failure of bad input, a long render that outlives its worker (found again by its job name) and is then
+cancelled, one cancelled with no worker running, and two 2-node renders that lose a rank or a node.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import psutil
 import pytest
 
+from storage.db import connect, write_tx
 from tests.functional.engine_helpers import run_engine, tiny_args
 from tests.functional.queue_helpers import (
     attempt_processes,
@@ -121,6 +122,12 @@ def test_a_restarted_worker_reattaches_and_a_cancel_stops_every_process(slurm, q
     assert "keeps running (its Slurm job)" in (qhome / "worker.log").read_text()
     assert job_row(qhome, job)["state"] == "interrupted"
     assert attempt_processes(qhome), "the Slurm job must outlive its worker"
+    # As if the worker had died between sbatch and recording the job id: the next one finds it by its name.
+    slurm_job = attempt_rows(qhome, job)[0]["slurm_job"]
+    conn = connect(qhome / "flf2v.db")
+    with write_tx(conn):
+        conn.execute("UPDATE attempts SET slurm_job = NULL")
+    conn.close()
     second = start_worker(qhome, *WORKER, **slurm_env(slurm))
     try:
         wait_for(lambda: "re-attached" in (qhome / "worker.log").read_text(), timeout=60, what="a re-attach")
@@ -131,9 +138,27 @@ def test_a_restarted_worker_reattaches_and_a_cancel_stops_every_process(slurm, q
     finally:
         stop(second)
     (attempt,) = attempt_rows(qhome, job)  # one attempt, one Slurm job: nothing was submitted twice
-    assert attempt["state"] == "cancelled" and attempt["slurm_job"]
+    assert attempt["state"] == "cancelled" and attempt["slurm_job"] == slurm_job
     named = slurm.command("squeue", "-h", "--states=all", "-o", "%i").stdout.split()
     assert named.count(attempt["slurm_job"]) == 1
+    assert slurm.wait_job(attempt["slurm_job"]) == "CANCELLED"
+    wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
+
+
+def test_a_cancel_with_no_worker_running_scancels_the_slurm_job(slurm, qhome, tiny_ckpt, qframes):
+    job = submit(qhome, slurm, tiny_ckpt, qframes, LONG)
+    worker = start_worker(qhome, *WORKER, **slurm_env(slurm))
+    try:
+        wait_for(lambda: denoising(qhome, job), timeout=240, what="the denoise stage")
+    finally:
+        assert stop(worker) == 0  # the Slurm job runs on, and nothing watches it
+    cancel = run(qhome, slurm, "cancel", str(job), "--kill-grace", "10", timeout=120)
+    assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+    (attempt,) = attempt_rows(qhome, job)
+    assert (
+        f"scancel of its Slurm job {attempt['slurm_job']}" in cancel.stdout and f"job {job} cancelled" in cancel.stdout
+    )
+    assert (job_row(qhome, job)["state"], attempt["state"]) == ("cancelled", "cancelled")
     assert slurm.wait_job(attempt["slurm_job"]) == "CANCELLED"
     wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
 
