@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -179,6 +180,10 @@ class SlurmCluster:
         if self._munged is not None:
             _end(self._munged)
             self._munged = None
+        # A slurmstepd whose slurmd was killed (a lost-node test) never hears the cancel: whatever still runs
+        # in a node's namespace is ours, and goes before the namespace does.
+        for node in self.members:
+            _kill_all(list(self.node_pids(node.name)) if Path(f"/run/netns/{node.netns}").exists() else [])
         self._remove_network()
         self._remove_hosts_lines()
         if self._lock is not None:
@@ -354,6 +359,23 @@ def _is_mount(path: Path) -> bool:
     with contextlib.suppress(OSError):
         return any(line.split()[1] == str(path) for line in Path("/proc/mounts").read_text().splitlines())
     return False
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie of a dead parent is reaped late here, but holds nothing)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _end(proc: subprocess.Popen[bytes]) -> None:
