@@ -146,14 +146,21 @@ class SlurmCluster:
         self._spawn(argv, self.scratch / f"slurmd-{node.name}.out")
         return self._procs[-1]
 
-    def kill_slurmd(self, name: str) -> None:
-        """kill -9 a node's slurmd: the controller finds the node lost after SlurmdTimeout."""
+    def lose_node(self, name: str) -> None:
+        """The node hangs: kill -9 its slurmd, and stop (SIGSTOP) everything else on it, so that nothing there
+        answers or gets on. The controller finds the node lost after SlurmdTimeout; its peers would only
+        notice at their collective timeout."""
         proc = self._slurmds[name]
         proc.kill()
         proc.wait(timeout=10)
+        for pid in self.node_pids(name):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
 
     def revive(self, name: str) -> None:
-        """Start the node's slurmd again and return the node to service (for the tests after a lost node)."""
+        """The node reboots: what ran there is gone, its slurmd starts again and the node returns to service
+        (for the tests after a lost node)."""
+        _kill_all(list(self.node_pids(name)))
         self._procs.remove(self._slurmds[name])
         self._slurmds[name] = self._start_slurmd(self.member(name))
         deadline = time.monotonic() + 60
