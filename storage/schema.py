@@ -186,10 +186,20 @@ CREATE TRIGGER videos_fts_update AFTER UPDATE OF prompt, tags, notes ON videos B
 END;
 """
 
+# Dependencies of three kinds, as Slurm's afterok, afterany and afternotok (storage.deps); and how close each
+# render's first and last frames came to the inputs (PSNR, dB), on the attempt that made it and its video.
+_V4_DEPENDENCY_KINDS_AND_PSNR = """
+ALTER TABLE job_deps ADD COLUMN kind TEXT NOT NULL DEFAULT 'ok' CHECK (kind IN ('ok', 'any', 'fail'));
+ALTER TABLE attempts ADD COLUMN psnr_first REAL;
+ALTER TABLE attempts ADD COLUMN psnr_last REAL;
+ALTER TABLE videos ADD COLUMN psnr_first REAL;
+ALTER TABLE videos ADD COLUMN psnr_last REAL;
+"""
+
 # Multi-node renders and the Slurm backend: the job's collective timeout (engine flag --collective_timeout,
 # seconds; no value: the engine's default), and per attempt the launcher that ran it and, on Slurm, its job id,
 # state, the reason it waits ("why pending") and the nodes it runs on.
-_V4_LAUNCHERS = """
+_V5_LAUNCHERS = """
 ALTER TABLE jobs ADD COLUMN collective_timeout REAL;
 ALTER TABLE attempts ADD COLUMN backend TEXT NOT NULL DEFAULT 'local';
 ALTER TABLE attempts ADD COLUMN slurm_job TEXT;
@@ -199,5 +209,7 @@ ALTER TABLE attempts ADD COLUMN node_list TEXT;
 """
 
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
-MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH, _V4_LAUNCHERS)
+MIGRATIONS: tuple[str, ...] = (
+    _V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH, _V4_DEPENDENCY_KINDS_AND_PSNR, _V5_LAUNCHERS,
+)  # fmt: skip
 LATEST = len(MIGRATIONS)
