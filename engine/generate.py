@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from engine import __version__
 from engine.checks import check_checkpoint, check_image, check_save_file
-from engine.cli_args import apply_defaults, build_parser, resolve_cfg_batch, validate
+from engine.cli_args import apply_defaults, build_parser, resolve_cfg_batch, resolve_dtype, validate
 from engine.devices import check_device
 from engine.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, BadInputError, PeerLostError
 from engine.tasks import TaskConfig
@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     failed = False
     # `auto` becomes what this device runs, so the start event and the recipe say which it was.
     args.cfg_batch = resolve_cfg_batch(args.cfg_batch, runtime.device.type)
+    args.dtype = resolve_dtype(args.dtype, runtime.device.type)
     try:
         start_peer_watch(runtime, lambda exc: _report(reporter, exc, classify(exc), ""))
         reporter.emit(
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         log.info(f"Input last frame: {args.last_frame}")
         log.info(f"Seed: {seed}")
         plan = ParallelPlan.of(world_size, rank, args.dit_fsdp, args.t5_fsdp, args.ulysses_size)
-        pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan)
+        pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan, args.dtype)
         log.info("Creating WanFLF2V pipeline.")
         pipeline.load(t5_cpu=args.t5_cpu)
         log.info("Generating video ...")

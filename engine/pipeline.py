@@ -23,10 +23,12 @@ from transformers import CLIPVisionModel, PreTrainedTokenizerBase, UMT5EncoderMo
 from engine import conditioning as C
 from engine import loaders
 from engine.checks import CheckpointLayout
+from engine.cli_args import resolve_dtype
 from engine.loaders import IMAGE_ENCODER, TEXT_ENCODER, TRANSFORMER, VAE, Component
 from engine.parallel import ParallelPlan, fsdp_mesh, ulysses_split
 from engine.parallel.sharded_load import load_shard
 from engine.parallel.ulysses import enable_ulysses
+from engine.precision import Precision, keep_fp32_islands
 from engine.preview import LatentPreviewer, fit_projection
 from engine.reporting import Reporter
 from engine.runtime import Runtime
@@ -39,22 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flf2v.engine")
 M = TypeVar("M", bound=nn.Module)
-
-
-@dataclass(frozen=True)
-class Precision:
-    """The official dtypes on GPU (bf16 DiT and T5, fp16 CLIP, fp32 VAE); fp32 everywhere on CPU."""
-
-    dit: torch.dtype
-    t5: torch.dtype
-    clip: torch.dtype
-    vae: torch.dtype = torch.float32
-
-    @classmethod
-    def for_device(cls, device: torch.device, task: TaskConfig) -> Precision:
-        if device.type != "cuda":
-            return cls(torch.float32, torch.float32, torch.float32)
-        return cls(getattr(torch, task.param_dtype), getattr(torch, task.t5_dtype), getattr(torch, task.clip_dtype))
 
 
 @dataclass(frozen=True)
@@ -96,13 +82,14 @@ class FLF2VPipeline:
         runtime: Runtime,
         reporter: Reporter,
         plan: ParallelPlan | None = None,
+        dtype: str = "auto",
     ) -> None:
         self.task = task
         self.layout = layout
         self.runtime = runtime
         self.reporter = reporter
         self.device = runtime.device
-        self.precision = Precision.for_device(self.device, task)
+        self.precision = Precision.of(resolve_dtype(dtype, self.device.type), task)
         self._models: Models | None = None  # set by load()
         self.plan = plan or ParallelPlan(world_size=runtime.world_size, rank=runtime.rank)
         self.sp_size = self.plan.ulysses_size
@@ -135,6 +122,7 @@ class FLF2VPipeline:
         with stage("load_transformer"):
             log.info(f"Creating WanModel from {self.layout.root}")
             transformer = self._whole_on_cpu_or_shard(TRANSFORMER, prec.dit, mesh if plan.dit_fsdp else None)
+            keep_fp32_islands(transformer)
         self._models = Models(tokenizer, text_encoder, image_encoder, vae, transformer)
         with stage("shard"):
             self.shard()
@@ -188,7 +176,9 @@ class FLF2VPipeline:
             image_size = m.image_encoder.config.image_size
             pixels = C.clip_pixels([first, last], image_size).to(dev, self.precision.clip)
             hidden = m.image_encoder(pixel_values=pixels, output_hidden_states=True).hidden_states
-            image_embeds = hidden[-2].to(self.precision.dit)  # the penultimate block, as the official code
+            # The penultimate block, as the official code; widened to float32 (not rounded to bf16), so the image
+            # embedding's float32 LayerNorm sees the fp16 features' own values (see engine.precision).
+            image_embeds = hidden[-2].float()
             if req.offload:
                 m.image_encoder.to("cpu")
         with stage("encode_condition"):
@@ -215,7 +205,7 @@ class FLF2VPipeline:
                 timesteps,
                 req.guide_scale,
                 self.cfg,
-                autocast_dtype=self.precision.dit if dev.type == "cuda" else None,
+                autocast_dtype=self.precision.autocast,
                 on_step=lambda i, n, s, lat: self._after_step(i, n, s, lat, previewer),
                 waiting=self.runtime.waiting if self.plan.distributed_dit else None,
             )

@@ -186,6 +186,11 @@ CREATE TRIGGER videos_fts_update AFTER UPDATE OF prompt, tags, notes ON videos B
 END;
 """
 
+# --dtype (engine.flags): the precision recipe; 'auto' resolves per device in the engine.
+_V4_DTYPE = """
+ALTER TABLE jobs ADD COLUMN dtype TEXT NOT NULL DEFAULT 'auto';
+"""
+
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
-MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH)
+MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH, _V4_DTYPE)
 LATEST = len(MIGRATIONS)

@@ -152,7 +152,11 @@ def _seed_v3(conn: sqlite3.Connection) -> None:
     conn.execute('UPDATE videos SET tags = \'["sunrise"]\', files = \'{"sheet": "/s.png"}\'')
 
 
-SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3}
+def _seed_v4(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE jobs SET dtype = 'bf16' WHERE id = 7")
+
+
+SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4}
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -190,5 +194,9 @@ def test_migrations_from_every_earlier_version(tmp_path, start):
     if start >= 3:
         assert upgraded.execute("SELECT files FROM videos").fetchone()[0] == '{"sheet": "/s.png"}'
         assert upgraded.execute("SELECT rowid FROM videos_fts WHERE videos_fts MATCH 'sunrise'").fetchall()
+    if start >= 1:  # jobs from before --dtype keep the engine's default, resolved per device
+        assert upgraded.execute("SELECT dtype FROM jobs WHERE id = 7").fetchone()[0] == (
+            "bf16" if start >= 4 else "auto"
+        )
     assert upgraded.execute("PRAGMA foreign_key_check").fetchall() == []
     assert len(MIGRATIONS) == LATEST
