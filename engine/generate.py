@@ -222,7 +222,8 @@ def _save(
         frames = to_uint8_frames(video)
         files = [path for paths in layout.files.values() for path in paths]
         fingerprint = checkpoint_fingerprint(layout.root, files)
-        recipe = build_recipe(vars(args), seed, reporter.runtime.world_size, __version__, fingerprint)
+        runtime = reporter.runtime
+        recipe = build_recipe(vars(args), seed, runtime.world_size, __version__, fingerprint, runtime.gpu_name)
         # The recipe travels inside the mp4, so a copied or renamed video still says how it was made.
         path = write_mp4(frames, out, fps=task.sample_fps, metadata={"comment": recipe_comment(recipe)})
         if args.dump_video:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from engine import conditioning as C
 from engine import loaders
 from engine.checks import CheckpointLayout
 from engine.cli_args import resolve_dtype
+from engine.delay_hook import delay_point
 from engine.loaders import IMAGE_ENCODER, TEXT_ENCODER, TRANSFORMER, VAE, Component
 from engine.parallel import ParallelPlan, fsdp_mesh, ulysses_split
 from engine.parallel.sharded_load import load_shard
@@ -31,7 +33,7 @@ from engine.parallel.ulysses import enable_ulysses
 from engine.precision import Precision, keep_fp32_islands
 from engine.preview import LatentPreviewer, fit_projection
 from engine.reporting import Reporter
-from engine.runtime import Runtime
+from engine.runtime import LOAD_TIMEOUT_KNOB, Runtime
 from engine.sampler import CfgBatch, Conditioning, denoise
 from engine.schedulers import make_scheduler
 from engine.tasks import TaskConfig, latent_grid
@@ -107,6 +109,7 @@ class FLF2VPipeline:
         compute device, rank by rank, so no rank ever holds a whole sharded model (see engine.parallel)."""
         stage = self.reporter.stage
         plan, dev, prec = self.plan, self.device, self.precision
+        started = time.monotonic()
         mesh = None
         if plan.fsdp:
             with self.runtime.waiting("creating the FSDP device mesh"):
@@ -124,6 +127,14 @@ class FLF2VPipeline:
             transformer = self._whole_on_cpu_or_shard(TRANSFORMER, prec.dit, mesh if plan.dit_fsdp else None)
             keep_fp32_islands(transformer)
         self._models = Models(tokenizer, text_encoder, image_encoder, vae, transformer)
+        delay_point("load", self.runtime.rank)
+        # Ranks finish loading at different times (page cache, disk): they meet here with a limit of its own, so
+        # the difference never counts against the first timed collective.
+        self.runtime.rendezvous(
+            f"waiting for the other ranks to finish loading (this rank took {time.monotonic() - started:.0f} s)",
+            self.runtime.load_timeout_s,
+            LOAD_TIMEOUT_KNOB,
+        )
         with stage("shard"):
             self.shard()
         heads = transformer.config.num_attention_heads
@@ -216,11 +227,14 @@ class FLF2VPipeline:
                 gc.collect()
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
+        # Rank 0's tail (the decode here, the save after) is its own: every rank leaves the process group first,
+        # so no rank waits on the tail in a timed region, however long it takes, and none may see it as hung.
+        self.runtime.finish()
         video_out = None
         if self.runtime.is_main:
             with stage("decode"):
+                delay_point("decode", self.runtime.rank)
                 video_out = self._vae_decode(latent)
-        self.runtime.barrier()
         return video_out
 
     def _previewer(self, req: GenerationRequest) -> LatentPreviewer | None:

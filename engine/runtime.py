@@ -23,6 +23,11 @@ from engine.errors import BadInputError, PeerLostError
 
 LOG_FORMAT = "[%(asctime)s] %(levelname)s: %(message)s"
 DEFAULT_TIMEOUT_S = 600.0
+DIST_TIMEOUT_KNOB = "FLF2V_DIST_TIMEOUT"
+# The wait for the other ranks to finish loading is not a collective's: loading differs between ranks (a cold
+# page cache, a slow disk) by more than any collective takes, so it has a limit of its own.
+LOAD_TIMEOUT_KNOB = "FLF2V_LOAD_TIMEOUT"
+DEFAULT_LOAD_TIMEOUT_S = 3600.0
 # NCCL's own watchdog aborts the process at its timeout without a word; ours reports first (see parallel.watch).
 NCCL_TIMEOUT_MARGIN_S = 60.0
 
@@ -31,7 +36,9 @@ class RankWatch(Protocol):
     """What the runtime and the error path ask of the peer watch. engine.parallel.watch.PeerWatch is one; it
     builds on the runtime, so the runtime names only this."""
 
-    def waiting(self, what: str) -> contextlib.AbstractContextManager[None]: ...
+    def waiting(
+        self, what: str, limit_s: float | None = None, knob: str = DIST_TIMEOUT_KNOB
+    ) -> contextlib.AbstractContextManager[None]: ...
 
     def stop(self) -> None: ...
 
@@ -49,6 +56,10 @@ class Runtime:
     log_file: TextIO | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     watch: RankWatch | None = None
+    load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S
+    # A gloo group for waits longer than a collective's timeout (NCCL's watchdog would end those); None: the
+    # default group is gloo already.
+    cpu_group: Any = None
 
     @property
     def distributed(self) -> bool:
@@ -57,6 +68,11 @@ class Runtime:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def gpu_name(self) -> str | None:
+        """The GPU model this rank computes on (None on the CPU), as the recipe records it."""
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
 
     def waiting(self, what: str) -> contextlib.AbstractContextManager[None]:
         """A region spent waiting on the other ranks, timed by the peer watch when there is one."""
@@ -73,6 +89,16 @@ class Runtime:
             with self.waiting(what):
                 dist.barrier()
                 self.synchronize()
+
+    def rendezvous(self, what: str, limit_s: float, knob: str) -> None:
+        """Every rank meets here, waiting up to `limit_s` rather than the collective timeout (a barrier on the
+        CPU group with its own timeout, timed by the peer watch with that limit; a dead peer still ends the
+        wait at once). `knob` names the setting that raises the limit."""
+        if not self.distributed:
+            return
+        region = self.watch.waiting(what, limit_s, knob) if self.watch is not None else contextlib.nullcontext()
+        with region:
+            dist.monitored_barrier(group=self.cpu_group, timeout=timedelta(seconds=limit_s), wait_all_ranks=True)
 
     def broadcast_object(self, value: Any) -> Any:
         """Rank 0's value, on every rank."""
@@ -96,13 +122,18 @@ class Runtime:
         return {"rss": rss, "peak_rss": max(rss, peak_rss_bytes())}
 
     def finish(self) -> None:
-        """Every rank is done. The peer watch stops before any rank may exit, so no rank's normal exit looks
-        like a lost peer to another."""
+        """The collective part of the run is over: every rank meets, the peer watch stops, and the process
+        group is left. Called once the latent is denoised, before rank 0's tail (decode and save), so the other
+        ranks never wait on that tail, however long it takes, and may exit. The watch stops before any rank may
+        exit, so no rank's normal exit looks like a lost peer to another. Again after that: nothing to do."""
+        if not self.distributed:
+            return
         self.barrier("the last barrier")
         if self.watch is not None:
             self.watch.stop()
             self.watch = None
         self.barrier()
+        dist.destroy_process_group()
 
     def close(self, failed: bool = False) -> None:
         """Stop the watch and leave the process group. After a failure the group is not destroyed:
@@ -145,6 +176,7 @@ def init_runtime(device_choice: str, log_dir: str | None) -> Runtime:
     device = pick_device(device_choice, local_rank)
     log_file = setup_logging(rank, log_dir)
     timeout_s = dist_timeout_s()
+    load_timeout_s = seconds_from_env(LOAD_TIMEOUT_KNOB, DEFAULT_LOAD_TIMEOUT_S)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         margin = NCCL_TIMEOUT_MARGIN_S if backend == "nccl" else 0.0
@@ -156,20 +188,35 @@ def init_runtime(device_choice: str, log_dir: str | None) -> Runtime:
         if device.type == "cuda":
             kwargs["device_id"] = device
         dist.init_process_group(rank=rank, world_size=world_size, **kwargs)
+    cpu_group = None
+    if dist.is_initialized() and dist.get_backend() != "gloo":
+        cpu_group = dist.new_group(backend="gloo")
     return Runtime(
-        rank=rank, local_rank=local_rank, world_size=world_size, device=device, log_file=log_file, timeout_s=timeout_s
+        rank=rank,
+        local_rank=local_rank,
+        world_size=world_size,
+        device=device,
+        log_file=log_file,
+        timeout_s=timeout_s,
+        load_timeout_s=load_timeout_s,
+        cpu_group=cpu_group,
     )
 
 
 def dist_timeout_s() -> float:
     """FLF2V_DIST_TIMEOUT: the longest any rank waits on the others (seconds, default 600)."""
-    raw = os.environ.get("FLF2V_DIST_TIMEOUT", "")
+    return seconds_from_env(DIST_TIMEOUT_KNOB, DEFAULT_TIMEOUT_S)
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """A positive number of seconds from the environment variable `name`; `default` when unset or blank."""
+    raw = os.environ.get(name, "")
     try:
-        value = float(raw) if raw.strip() else DEFAULT_TIMEOUT_S
+        value = float(raw) if raw.strip() else default
     except ValueError:
-        raise BadInputError(f"FLF2V_DIST_TIMEOUT={raw!r} is not a number of seconds") from None
+        raise BadInputError(f"{name}={raw!r} is not a number of seconds") from None
     if not 0 < value < float("inf"):
-        raise BadInputError(f"FLF2V_DIST_TIMEOUT={raw!r} must be a positive number of seconds")
+        raise BadInputError(f"{name}={raw!r} must be a positive number of seconds")
     return value
 
 

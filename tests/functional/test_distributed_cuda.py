@@ -37,6 +37,11 @@ def test_one_gpu_with_offload_reports_cuda_memory(tiny_official_ckpt, frames, tm
     run = _render(tiny_official_ckpt, frames, tmp_path, ["--offload_model", "True"], 1)
     memory = [e for e in run["events"] if e["kind"] == "memory"]
     assert memory and all({"allocated", "reserved", "peak"} <= e.keys() for e in memory)
+    import torch
+
+    # The recipe names the GPU model (the same seed can draw other noise on another one) and the bf16 recipe.
+    recipe = run["events"][-1]["recipe"]
+    assert recipe["gpu"] == torch.cuda.get_device_name(0) and recipe["dtype"] == "bf16"
 
 
 @pytest.mark.skipif("_gpus() < 2", reason="needs 2 GPUs")

@@ -69,6 +69,7 @@ def test_recipe_is_embedded_and_previews_are_written(single_run, tiny_official_c
     # --cfg_batch auto (the default) on the CPU is one batch of 2, and the record says so, not "auto".
     assert recipe["cfg_batch"] is True and events[0]["args"]["cfg_batch"] is True
     assert recipe["ckpt_dir"] == str(Path(tiny_official_ckpt).resolve()) and len(recipe["ckpt_fingerprint"]) == 16
+    assert "gpu" in recipe and recipe["gpu"] is None  # ran on the CPU (test_distributed_cuda.py: the GPU's name)
     height, width = read_frames(out / "v.mp4").shape[1:3]
     assert (events[-1]["width"], events[-1]["height"]) == (width, height)
     # Due every 3 steps and at the last: steps 3 and 4 of 4, beside the events file. The first due one is always
