@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         plan = ParallelPlan.of(world_size, rank, args.dit_fsdp, args.t5_fsdp, args.ulysses_size)
         pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan, args.dtype)
         log.info("Creating WanFLF2V pipeline.")
-        pipeline.load(t5_cpu=args.t5_cpu)
+        pipeline.load(t5_cpu=args.t5_cpu, offload=args.offload_model)
         log.info("Generating video ...")
         request = GenerationRequest(
             first_frame=load_rgb(args.first_frame),

@@ -28,6 +28,7 @@ from engine.cli_args import resolve_dtype
 from engine.delay_hook import delay_point
 from engine.loaders import IMAGE_ENCODER, TEXT_ENCODER, TRANSFORMER, VAE, Component
 from engine.parallel import ParallelPlan, fsdp_mesh, ulysses_split
+from engine.parallel.fsdp import reshard_root
 from engine.parallel.sharded_load import load_shard
 from engine.parallel.ulysses import enable_ulysses
 from engine.precision import Precision, keep_fp32_islands
@@ -104,9 +105,12 @@ class FLF2VPipeline:
         return self._models
 
     # ---- loading -------------------------------------------------------------------------------------
-    def load(self, t5_cpu: bool = False) -> None:
-        """Whole models go to the CPU first, as in the official code; FSDP shards are read straight to the
-        compute device, rank by rank, so no rank ever holds a whole sharded model (see engine.parallel)."""
+    def load(self, t5_cpu: bool = False, offload: bool = True) -> None:
+        """FSDP shards are read straight to the compute device, rank by rank, so no rank ever holds a whole
+        sharded model (see engine.parallel). Whole models go to the CPU first under `offload`, as in the official
+        code; without it the DiT, and T5 unless `t5_cpu`, are read straight to this rank's device, where they stay
+        for the whole run: a rank never holds a whole DiT or T5 in host memory (8 ranks of the 14B model would
+        otherwise hold about 350 GB of host RAM until denoising)."""
         stage = self.reporter.stage
         plan, dev, prec = self.plan, self.device, self.precision
         started = time.monotonic()
@@ -117,14 +121,16 @@ class FLF2VPipeline:
         with stage("load_text_encoder"):
             tokenizer = loaders.load_tokenizer(self.layout, self.task)
             # The official code builds T5 on the CPU and moves it to the GPU only to encode.
-            text_encoder = self._whole_on_cpu_or_shard(TEXT_ENCODER, prec.t5, mesh if plan.t5_fsdp else None)
+            text_encoder = self._whole_or_shard(
+                TEXT_ENCODER, prec.t5, mesh if plan.t5_fsdp else None, on_device=not (offload or t5_cpu)
+            )
         with stage("load_image_encoder"):
             image_encoder = loaders.load(IMAGE_ENCODER, self.layout, self.task, prec.clip, dev)
         with stage("load_vae"):
             vae = loaders.load(VAE, self.layout, self.task, prec.vae, dev)
         with stage("load_transformer"):
             log.info(f"Creating WanModel from {self.layout.root}")
-            transformer = self._whole_on_cpu_or_shard(TRANSFORMER, prec.dit, mesh if plan.dit_fsdp else None)
+            transformer = self._whole_or_shard(TRANSFORMER, prec.dit, mesh if plan.dit_fsdp else None, not offload)
             keep_fp32_islands(transformer)
         self._models = Models(tokenizer, text_encoder, image_encoder, vae, transformer)
         delay_point("load", self.runtime.rank)
@@ -140,12 +146,14 @@ class FLF2VPipeline:
         heads = transformer.config.num_attention_heads
         log.info(f"Loaded the {self.layout.kind}-layout checkpoint (DiT: {heads} heads)")
 
-    def _whole_on_cpu_or_shard(self, component: Component[M], dtype: torch.dtype, mesh: DeviceMesh | None) -> M:
+    def _whole_or_shard(
+        self, component: Component[M], dtype: torch.dtype, mesh: DeviceMesh | None, on_device: bool
+    ) -> M:
         """This rank's FSDP shard of `component` on the compute device when there is a mesh, else the whole
-        model on the CPU."""
+        model, read tensor by tensor straight to the compute device if `on_device`, else to the CPU."""
         if mesh is not None:
             return load_shard(component, self.layout, self.task, dtype, self.device, mesh)
-        return loaders.load(component, self.layout, self.task, dtype, torch.device("cpu"))
+        return loaders.load(component, self.layout, self.task, dtype, self.device if on_device else torch.device("cpu"))
 
     def shard(self) -> None:
         """FSDP shards are made while loading; here the DiT becomes sequence-parallel."""
@@ -180,6 +188,7 @@ class FLF2VPipeline:
             ).to(dev, self.precision.dit)
             # On NCCL the all-gathers are only queued so far: a hung one must block here, inside the region.
             self.runtime.synchronize()
+            reshard_root(m.text_encoder)  # a sharded T5 must not keep its shared embedding whole
             if req.offload and not req.t5_cpu:
                 m.text_encoder.to("cpu")
         with stage("encode_image"):
@@ -220,6 +229,7 @@ class FLF2VPipeline:
                 on_step=lambda i, n, s, lat: self._after_step(i, n, s, lat, previewer),
                 waiting=self.runtime.waiting if self.plan.distributed_dit else None,
             )
+            reshard_root(m.transformer)
             if previewer is not None:
                 previewer.close()
             if req.offload:
