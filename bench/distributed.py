@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.telemetry import read_events  # noqa: E402
+from engine.telemetry import LOAD_STAGES, read_events  # noqa: E402
 from engine.tiny import write_tiny_checkpoint  # noqa: E402
 from tests.functional.engine_helpers import draw_frame, engine_command, tiny_args  # noqa: E402
 
@@ -75,7 +75,8 @@ def run_once(config: Config, ckpt: Path, frames: tuple[Path, Path], size: str, s
     for rank in range(config.nproc):
         memory = [e for e in events if e["kind"] == "memory" and e["rank"] == rank and "stage" in e]
         before = next(e["rss"] for e in memory if (e["stage"], e["phase"]) == ("load_text_encoder", "begin"))
-        loaded = next(e["peak_rss"] for e in memory if (e["stage"], e["phase"]) == ("shard", "end"))
+        # Each stage's end event holds that stage's own peak (the peak starts again at each stage).
+        loaded = max(e["peak_rss"] for e in memory if e["phase"] == "end" and e["stage"] in LOAD_STAGES)
         config.load_growth.setdefault(rank, []).append(loaded - before)
         config.peak.setdefault(rank, []).append(max(e["peak_rss"] for e in memory))
 

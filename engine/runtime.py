@@ -7,19 +7,18 @@ import faulthandler
 import logging
 import os
 import random
-import resource
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-import psutil
 import torch
 import torch.distributed as dist
 
 from engine.devices import check_device
 from engine.errors import BadInputError, PeerLostError
+from engine.memory_stats import NvmlProcessMemory, memory_figures, reset_peak
 
 LOG_FORMAT = "[%(asctime)s] %(levelname)s: %(message)s"
 DEFAULT_TIMEOUT_S = 600.0
@@ -60,6 +59,7 @@ class Runtime:
     # A gloo group for waits longer than a collective's timeout (NCCL's watchdog would end those); None: the
     # default group is gloo already.
     cpu_group: Any = None
+    nvml: NvmlProcessMemory | None = None  # made at the first CUDA memory figure
 
     @property
     def distributed(self) -> bool:
@@ -110,16 +110,14 @@ class Runtime:
         return box[0]
 
     def memory(self) -> dict[str, int]:
-        """This rank's memory: allocated/reserved/peak on CUDA, resident set size on CPU."""
-        if self.device.type == "cuda":
-            return {
-                "allocated": int(torch.cuda.memory_allocated(self.device)),
-                "reserved": int(torch.cuda.memory_reserved(self.device)),
-                "peak": int(torch.cuda.max_memory_allocated(self.device)),
-            }
-        rss = int(psutil.Process().memory_info().rss)
-        # ru_maxrss is updated lazily by the kernel, so it can trail the current figure for a moment.
-        return {"rss": rss, "peak_rss": max(rss, peak_rss_bytes())}
+        """This rank's memory figures (engine.memory_stats): CUDA allocator and NVML, or RSS on the CPU."""
+        if self.nvml is None and self.device.type == "cuda":
+            self.nvml = NvmlProcessMemory(self.device)
+        return memory_figures(self.device, self.nvml)
+
+    def reset_peak(self) -> None:
+        """Peaks count from now: each stage reports its own (engine.memory_stats)."""
+        reset_peak(self.device)
 
     def finish(self) -> None:
         """The collective part of the run is over: every rank meets, the peer watch stops, and the process
@@ -154,11 +152,6 @@ class Runtime:
         if self.log_file is not None:
             self.log_file.close()
             self.log_file = None
-
-
-def peak_rss_bytes() -> int:
-    # ru_maxrss is in kilobytes on Linux.
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def pick_device(choice: str, local_rank: int) -> torch.device:

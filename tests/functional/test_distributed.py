@@ -14,7 +14,7 @@ import numpy as np
 import psutil
 import pytest
 
-from engine.telemetry import STAGES, read_events, validate_event
+from engine.telemetry import LOAD_STAGES, STAGES, read_events, validate_event
 from engine.tiny import write_tiny_checkpoint
 from tests.functional.engine_helpers import REPO, draw_frame, engine_command, free_port, run_engine, tiny_args
 
@@ -103,7 +103,8 @@ def _load_growth(events: list[dict], rank: int) -> int:
     """Peak resident memory while loading, above the resident memory just before loading began."""
     memory = [e for e in events if e["kind"] == "memory" and e["rank"] == rank and "stage" in e]
     before = next(e["rss"] for e in memory if (e["stage"], e["phase"]) == ("load_text_encoder", "begin"))
-    peak = next(e["peak_rss"] for e in memory if (e["stage"], e["phase"]) == ("shard", "end"))
+    # Each stage's end event holds that stage's own peak (the peak starts again at each stage).
+    peak = max(e["peak_rss"] for e in memory if e["phase"] == "end" and e["stage"] in LOAD_STAGES)
     return peak - before
 
 
