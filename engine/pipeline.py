@@ -172,7 +172,19 @@ class FLF2VPipeline:
     # ---- generation ----------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, req: GenerationRequest) -> torch.Tensor | None:
-        """The decoded video [3, F, H, W] in [-1, 1] on rank 0; None on the other ranks."""
+        """The decoded video [3, F, H, W] in [-1, 1] on rank 0; None on the other ranks.
+
+        Rank 0's tail (the decode here, the save after) is its own: every rank leaves the process group once
+        the latent is denoised (Runtime.finish), so no rank waits on the tail in a timed region, however long
+        it takes, and none may see it as hung. A caller that keeps the group for more videos calls `sample`
+        and `decode` itself, with no rank in a timed wait while rank 0 decodes."""
+        latent = self.sample(req)
+        self.runtime.finish()
+        return self.decode(latent) if self.runtime.is_main else None
+
+    @torch.no_grad()
+    def sample(self, req: GenerationRequest) -> torch.Tensor:
+        """The denoised latent [16, T, h, w], on every rank (a collective where the DiT or T5 is distributed)."""
         m, dev, stage = self.models, self.device, self.reporter.stage
         first = C.image_to_tensor(req.first_frame)
         last = C.match_last_frame(first, C.image_to_tensor(req.last_frame))
@@ -237,15 +249,14 @@ class FLF2VPipeline:
                 gc.collect()
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
-        # Rank 0's tail (the decode here, the save after) is its own: every rank leaves the process group first,
-        # so no rank waits on the tail in a timed region, however long it takes, and none may see it as hung.
-        self.runtime.finish()
-        video_out = None
-        if self.runtime.is_main:
-            with stage("decode"):
-                delay_point("decode", self.runtime.rank)
-                video_out = self._vae_decode(latent)
-        return video_out
+        return latent
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """The video [3, F, H, W] in [-1, 1] from a denoised latent (rank 0's work: it waits on no other rank)."""
+        with self.reporter.stage("decode"):
+            delay_point("decode", self.runtime.rank)
+            return self._vae_decode(latent)
 
     def _previewer(self, req: GenerationRequest) -> LatentPreviewer | None:
         """Rank 0 only; the projection is fitted to this checkpoint's VAE once per job (see engine/preview.py)."""
