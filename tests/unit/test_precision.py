@@ -10,7 +10,7 @@ from engine import loaders
 from engine.checks import check_checkpoint
 from engine.cli_args import resolve_dtype
 from engine.loaders import TRANSFORMER
-from engine.precision import Precision, island_dtypes, island_problems, keep_fp32_islands
+from engine.precision import Precision, check_islands, island_dtypes, island_problems, keep_fp32_islands
 from engine.tasks import TASKS
 
 TASK = TASKS["flf2v-tiny"]
@@ -58,6 +58,14 @@ def test_without_the_islands_diffusers_rounds_those_points_to_bf16(tiny_official
     _, seen = _forward(_transformer(tiny_official_ckpt, torch.bfloat16), torch.bfloat16, clip=torch.bfloat16)
     problems = {p.split(":")[0] for p in island_problems(seen)}
     assert problems == {"time_embedding", "time_projection", "clip_features", "residual_stream", "velocity"}
+
+
+def test_check_islands_is_one_call(tiny_official_ckpt):
+    """What bench/gpu_proof.py calls on a GPU: one forward under autocast, the problems found (none)."""
+    model = keep_fp32_islands(_transformer(tiny_official_ckpt, torch.bfloat16))
+    assert check_islands(model, torch.bfloat16, **_inputs(model, torch.bfloat16, torch.float16)) == []
+    plain = _transformer(tiny_official_ckpt, torch.bfloat16)
+    assert check_islands(plain, torch.bfloat16, **_inputs(plain, torch.bfloat16, torch.bfloat16)) != []
 
 
 def test_islands_change_nothing_in_fp32(tiny_official_ckpt):
