@@ -25,6 +25,8 @@ PROGRESS_FIELDS = (
     "peak_memory",
     "stage_seconds",
     "engine_version",
+    "psnr_first",
+    "psnr_last",
 )
 
 

@@ -186,11 +186,27 @@ CREATE TRIGGER videos_fts_update AFTER UPDATE OF prompt, tags, notes ON videos B
 END;
 """
 
+# Dependencies of three kinds, as Slurm's afterok, afterany and afternotok (storage.deps); and how close each
+# render's first and last frames came to the inputs (PSNR, dB), on the attempt that made it and its video.
+_V4_DEPENDENCY_KINDS_AND_PSNR = """
+ALTER TABLE job_deps ADD COLUMN kind TEXT NOT NULL DEFAULT 'ok' CHECK (kind IN ('ok', 'any', 'fail'));
+ALTER TABLE attempts ADD COLUMN psnr_first REAL;
+ALTER TABLE attempts ADD COLUMN psnr_last REAL;
+ALTER TABLE videos ADD COLUMN psnr_first REAL;
+ALTER TABLE videos ADD COLUMN psnr_last REAL;
+"""
+
 # --dtype (engine.flags): the precision recipe; 'auto' resolves per device in the engine.
-_V4_DTYPE = """
+_V5_DTYPE = """
 ALTER TABLE jobs ADD COLUMN dtype TEXT NOT NULL DEFAULT 'auto';
 """
 
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
-MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH, _V4_DTYPE)
+MIGRATIONS: tuple[str, ...] = (
+    _V1_QUEUE,
+    _V2_CATALOGUE,
+    _V3_CATALOGUE_SEARCH,
+    _V4_DEPENDENCY_KINDS_AND_PSNR,
+    _V5_DTYPE,
+)
 LATEST = len(MIGRATIONS)
