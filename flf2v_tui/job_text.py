@@ -135,7 +135,7 @@ def ls_json(jobs: list[dict[str, Any]], waiting: str = "waiting for a worker") -
 # is here or in SHOWN_ELSEWHERE (tests/unit/test_flags.py checks it), so a new flag is not left out.
 SHOWN_PARAMS = (
     "task", "size", "frame_num", "sample_steps", "sample_shift", "sample_guide_scale", "sample_solver",
-    "base_seed", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "ckpt_dir",
+    "base_seed", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "dtype", "ckpt_dir",
     "first_frame", "first_frame_src", "last_frame", "last_frame_src", "save_file", "preview_every",
     "collective_timeout",
 )  # fmt: skip

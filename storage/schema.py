@@ -208,8 +208,18 @@ ALTER TABLE attempts ADD COLUMN slurm_reason TEXT;
 ALTER TABLE attempts ADD COLUMN node_list TEXT;
 """
 
+# --dtype (engine.flags): the precision recipe; 'auto' resolves per device in the engine.
+_V6_DTYPE = """
+ALTER TABLE jobs ADD COLUMN dtype TEXT NOT NULL DEFAULT 'auto';
+"""
+
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
 MIGRATIONS: tuple[str, ...] = (
-    _V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH, _V4_DEPENDENCY_KINDS_AND_PSNR, _V5_LAUNCHERS,
-)  # fmt: skip
+    _V1_QUEUE,
+    _V2_CATALOGUE,
+    _V3_CATALOGUE_SEARCH,
+    _V4_DEPENDENCY_KINDS_AND_PSNR,
+    _V5_LAUNCHERS,
+    _V6_DTYPE,
+)
 LATEST = len(MIGRATIONS)
