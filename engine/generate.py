@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.runtime import init_runtime
 
     try:
-        runtime = init_runtime(args.device, args.log_dir)
+        runtime = init_runtime(args.device, args.log_dir, args.collective_timeout)
     except BaseException as exc:
         return not_started(args, rank, exc)
     reporter = Reporter(runtime, args.events)
@@ -138,12 +138,13 @@ def report_bad_input(args: argparse.Namespace, rank: int, exc: BadInputError) ->
 def start_job(args: argparse.Namespace, task: TaskConfig, reporter: Reporter, load_saved_s: float | None) -> int:
     """The job's `start` event and opening log lines; its seed, the same on every rank (a collective).
     `load_saved_s`: None for a cold job, else the load seconds of the warm group that renders it."""
-    from engine.cli_args import resolve_cfg_batch
+    from engine.cli_args import resolve_cfg_batch, resolve_dtype
     from engine.runtime import resolve_seed
 
     runtime = reporter.runtime
     # `auto` becomes what this device runs, so the start event and the recipe say which it was.
     args.cfg_batch = resolve_cfg_batch(args.cfg_batch, runtime.device.type)
+    args.dtype = resolve_dtype(args.dtype, runtime.device.type)
     reporter.emit(
         "start",
         task=task.name,
@@ -172,9 +173,9 @@ def load_models(args: argparse.Namespace, task: TaskConfig, layout: CheckpointLa
 
     runtime = reporter.runtime
     plan = ParallelPlan.of(runtime.world_size, runtime.rank, args.dit_fsdp, args.t5_fsdp, args.ulysses_size)
-    pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan)
+    pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan, args.dtype)
     log.info("Creating WanFLF2V pipeline.")
-    pipeline.load(t5_cpu=args.t5_cpu)
+    pipeline.load(t5_cpu=args.t5_cpu, offload=args.offload_model)
     return pipeline
 
 
@@ -186,8 +187,11 @@ def render_job(
     seed: int,
     reporter: Reporter,
     started: float,
+    keep_group: bool = False,
 ) -> None:
-    """Render one job with loaded models, its events going to `reporter`; rank 0 saves the video."""
+    """Render one job with loaded models, its events going to `reporter`; rank 0 saves the video.
+    `keep_group`: a warm group's job, whose ranks stay in the process group for the next job (a one-shot run
+    leaves it once the latent is denoised, before rank 0's decode: FLF2VPipeline.generate)."""
     from engine.conditioning import load_rgb
     from engine.pipeline import GenerationRequest
 
@@ -211,7 +215,11 @@ def render_job(
         preview_every=args.preview_every,
         preview_dir=args.preview_dir,
     )
-    video = pipeline.generate(request)
+    if keep_group:
+        latent = pipeline.sample(request)
+        video = pipeline.decode(latent) if reporter.runtime.is_main else None
+    else:
+        video = pipeline.generate(request)
     if pipeline.cfg is not None and pipeline.cfg.fell_back_at is not None:
         args.cfg_batch = False  # the recipe: the steps from the OOM on ran as separate forwards
     if reporter.runtime.is_main and video is not None:
@@ -269,7 +277,8 @@ def _save(
         frames = to_uint8_frames(video)
         files = [path for paths in layout.files.values() for path in paths]
         fingerprint = checkpoint_fingerprint(layout.root, files)
-        recipe = build_recipe(vars(args), seed, reporter.runtime.world_size, __version__, fingerprint)
+        runtime = reporter.runtime
+        recipe = build_recipe(vars(args), seed, runtime.world_size, __version__, fingerprint, runtime.gpu_name)
         # The recipe travels inside the mp4, so a copied or renamed video still says how it was made.
         path = write_mp4(frames, out, fps=task.sample_fps, metadata={"comment": recipe_comment(recipe)})
         if args.dump_video:

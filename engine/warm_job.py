@@ -34,7 +34,7 @@ from engine.failures import reporting_failure
 from engine.generate import check_inputs, exit_code, failure_of, render_job, report_failure, start_job
 from engine.pipeline import FLF2VPipeline
 from engine.reporting import Reporter
-from engine.runtime import Runtime, setup_logging
+from engine.runtime import TAIL_TIMEOUT_KNOB, Runtime, setup_logging
 from engine.telemetry import CANCELLED
 from engine.warm_protocol import WARM_CLASSES, JobEnd, JobFile, cancel_path, key_differences, key_values
 
@@ -115,8 +115,11 @@ def run_job(group: Group, job: JobFile) -> Outcome:
         reporter.after_step = step_hook(group, job, args)
         ranks_in_step = False
         seed = start_job(args, task, reporter, load_saved_s=group.load_seconds)
-        render_job(args, task, layout, group.pipeline, seed, reporter, started)
-        runtime.barrier("the job's last barrier")  # rank 0's save is done before any rank takes the next job
+        render_job(args, task, layout, group.pipeline, seed, reporter, started, keep_group=True)
+        # Rank 0's save is done before any rank takes the next job. The other ranks wait here through rank 0's
+        # decode and save, which is rank 0's work alone: with the tail's own limit, not a collective's.
+        runtime.rendezvous("waiting for rank 0 to decode and save the video", runtime.tail_timeout_s,
+                           f"{TAIL_TIMEOUT_KNOB} (seconds)")  # fmt: skip
         log.info("Finished.")
         outcome = Outcome(True, None, True, EXIT_OK)
     except BaseException as exc:

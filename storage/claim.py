@@ -61,9 +61,11 @@ def claim_next(
     now: float | None = None,
     reserve_after_s: float = RESERVE_AFTER_S,
     warm_fit: WarmFit | None = None,
+    max_nodes: int = 1,
 ) -> Claimed | None:
-    """Claim one job for this worker, or None. Two workers can never claim the same job: the pick and the
-    state change happen under one write lock, and the update re-checks the state.
+    """Claim one job for this worker, or None; `max_nodes`: the most nodes its launcher can give a job. Two
+    workers can never claim the same job: the pick and the state change happen under one write lock, and the
+    update re-checks the state.
 
     With `warm_fit`, a job that an idle warm group can run is preferred, but never against priority: only over
     jobs of the same priority, and not over one that has waited `reserve_after_s` already."""
@@ -93,8 +95,11 @@ def claim_next(
                 if wait is not None and not wait.ready:
                     reasons[job["id"]] = wait.note()  # and jobs behind it may run: they may write elsewhere
                     continue
-            if job["nodes"] != 1:
-                reasons[job["id"]] = f"never: needs {job['nodes']} nodes; the worker runs single-node jobs only"
+            if job["nodes"] > max_nodes:
+                reasons[job["id"]] = (
+                    f"never: needs {job['nodes']} nodes; the local backend runs on one machine: start "
+                    "`flf2v worker --backend slurm` to run it on a Slurm cluster"
+                )
                 continue
             warm_answer = _warm_answer(job, warm_fit)
             if warm_answer is not None:

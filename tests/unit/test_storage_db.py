@@ -158,10 +158,21 @@ def _seed_v4(conn: sqlite3.Connection) -> None:
 
 
 def _seed_v5(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE jobs SET collective_timeout = 30.5 WHERE id = 7")
+    conn.execute(
+        "UPDATE attempts SET backend = 'slurm', slurm_job = '41', slurm_state = 'RUNNING', node_list = 'n[1-2]'"
+    )
+
+
+def _seed_v6(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE jobs SET dtype = 'bf16' WHERE id = 7")
+
+
+def _seed_v7(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE attempts SET group_dir = '/g/1', group_seq = 3, warm = 1, load_saved_s = 12.5")
 
 
-SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4, 5: _seed_v5}
+SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4, 5: _seed_v5, 6: _seed_v6, 7: _seed_v7}
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -201,7 +212,11 @@ def test_migrations_from_every_earlier_version(tmp_path, start):
         assert upgraded.execute("SELECT rowid FROM videos_fts WHERE videos_fts MATCH 'sunrise'").fetchall()
     if start >= 4:
         assert upgraded.execute("SELECT psnr_first, psnr_last FROM videos").fetchone()[:] == (31.5, 28.25)
-    if start >= 5:
+    if start >= 1:  # jobs from before --dtype keep the engine's default, resolved per device
+        assert upgraded.execute("SELECT dtype FROM jobs WHERE id = 7").fetchone()[0] == (
+            "bf16" if start >= 6 else "auto"
+        )
+    if start >= 7:
         row = upgraded.execute("SELECT group_dir, group_seq, warm, load_saved_s FROM attempts").fetchone()
         assert tuple(row) == ("/g/1", 3, 1, 12.5)
     elif start >= 1:  # attempts from before warm groups: not known to be warm or cold

@@ -26,6 +26,7 @@ from flf2v_tui.job_text import (
     display_state,
     job_params,
     load_text,
+    slurm_text,
     with_worker,
 )
 from flf2v_tui.screen_data.catalogue_view import fidelity_text
@@ -351,6 +352,9 @@ def title_text(detail: JobDetail) -> Text:
         reason = "its worker died; a worker that starts re-attaches the render if it still runs, or requeues it"
     if reason:
         title.append(f" — {reason}", style="dim")
+    on_slurm = slurm_text(detail.attempts[-1]) if detail.attempts else ""
+    if on_slurm:  # its Slurm job: why it is pending, or the nodes it runs on
+        title.append(f" — {one_line(on_slurm)}", style="dim")
     if job.get("output_path"):
         title.append(f"  → {job['output_path']}", style="green")
     return title
