@@ -132,3 +132,17 @@ def test_show_names_the_slurm_job_and_its_nodes():
     text = show_text(job, [attempt])
     assert "  slurm      41 RUNNING on n[1-2]" in text and "2 nodes × 1 rank(s) = 2 rank(s)" in text
     assert "slurm 41" in text  # the attempts table
+
+
+def test_warm_groups_are_the_local_backends_only(conn, home):
+    # --keep-warm keeps torchrun groups loaded on this machine; on Slurm every attempt is one sbatch job.
+    from flf2v_tui.worker.launchers.local import LocalLauncher
+    from flf2v_tui.worker.launchers.slurm import SlurmLauncher, slurm_pool
+    from flf2v_tui.worker.loop import Worker, WorkerConfig
+    from flf2v_tui.worker.pool import Pool
+
+    config = WorkerConfig(quiet=True, keep_warm_s=600.0)
+    local = Worker(home, conn, Pool("cpu", ["cpu0"]), config, lambda _: None, LocalLauncher())
+    options = SlurmOptions(device="cpu", max_jobs=2)
+    slurm = Worker(home, conn, slurm_pool(options), config, lambda _: None, SlurmLauncher(options))
+    assert local.groups.enabled and not slurm.groups.enabled
