@@ -31,6 +31,23 @@ def resolve_cfg_batch(choice: str | bool, device_type: str) -> bool:
     return bool(choice)
 
 
+def layout_ranks(cfg_size: int, ulysses_size: int, ring_size: int) -> int:
+    return cfg_size * ulysses_size * ring_size
+
+
+def layout_problem(cfg_size: int, ulysses_size: int, ring_size: int, world_size: int) -> str | None:
+    """The parallel layout must use every rank once: cfg x ulysses x ring ranks, as the official code asserts
+    for ulysses x ring. More ranks would compute the same video twice. With no layout at all (every size 1),
+    any number of ranks share the models' memory (FSDP) and each computes the whole video, as officially."""
+    ranks = layout_ranks(cfg_size, ulysses_size, ring_size)
+    if ranks == 1 or ranks == world_size:
+        return None
+    return (
+        f"cfg_size {cfg_size} x ulysses_size {ulysses_size} x ring_size {ring_size} needs {ranks} ranks, not "
+        f"{world_size}: run {ranks} (flf2v --gpus {ranks}, torchrun --nproc_per_node {ranks}) or change the sizes"
+    )
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """Bad flags give one line naming the problem and exit code 2, as bad input does everywhere."""
 
@@ -113,11 +130,9 @@ def validate(args: argparse.Namespace, world_size: int) -> TaskConfig:
         raise BadInputError(
             "ring attention is not implemented; use --ulysses_size for sequence parallelism", field="ring_size"
         )
-    if world_size % args.ulysses_size:
-        raise BadInputError(
-            f"ulysses_size {args.ulysses_size} must divide the number of processes ({world_size})",
-            field="ulysses_size",
-        )
+    problem = layout_problem(args.cfg_size, args.ulysses_size, args.ring_size, world_size)
+    if problem:
+        raise BadInputError(problem, field="gpus")
     if args.t5_cpu and args.t5_fsdp:
         raise BadInputError(
             "--t5_cpu keeps the whole T5 on the CPU and --t5_fsdp shards it across the ranks' devices; give one of "

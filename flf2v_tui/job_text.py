@@ -128,7 +128,8 @@ def ls_json(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # is here or in SHOWN_ELSEWHERE (tests/unit/test_flags.py checks it), so a new flag is not left out.
 SHOWN_PARAMS = (
     "task", "size", "frame_num", "sample_steps", "sample_shift", "sample_guide_scale", "sample_solver",
-    "base_seed", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "ckpt_dir",
+    "base_seed", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "cfg_size", "attn",
+    "compile", "ckpt_dir",
     "first_frame", "first_frame_src", "last_frame", "last_frame_src", "save_file", "preview_every",
 )  # fmt: skip
 SHOWN_ELSEWHERE = ("prompt", "neg_prompt")  # a heading of their own
@@ -192,6 +193,8 @@ def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
         lines.append(f"  after      {', '.join(map(str, job['after']))}")
     if job.get("output_path"):
         lines.append(f"  output     {job['output_path']}")
+    if latest.get("attention"):  # what --attn auto picked on the card that ran the latest attempt
+        lines.append(f"  attention  {latest['attention']}")
     lines.append("  parameters")
     lines += [f"    {k:<19}{v}" for k, v in job_params(job)]
     if latest and latest.get("state") == "running":

@@ -186,6 +186,15 @@ CREATE TRIGGER videos_fts_update AFTER UPDATE OF prompt, tags, notes ON videos B
 END;
 """
 
+# The GPU fast path (issue 14): CFG-parallel, the attention kernel and regional compilation, per job; the
+# attention kernel an attempt really ran (its start event's `attention`), since `auto` depends on the machine.
+_V4_FAST_PATH = """
+ALTER TABLE jobs ADD COLUMN cfg_size INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE jobs ADD COLUMN attn TEXT NOT NULL DEFAULT 'auto';
+ALTER TABLE jobs ADD COLUMN compile INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN attention TEXT;
+"""
+
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
-MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH)
+MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH, _V4_FAST_PATH)
 LATEST = len(MIGRATIONS)

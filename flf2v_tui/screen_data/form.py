@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.checks import check_image
+from engine.cli_args import layout_ranks
 from engine.errors import BadInputError
 from engine.flags import BOOL, CHOICE, FLAGS, PATH, SWITCH, TEXT, Flag
 from engine.tasks import TASKS
@@ -43,6 +44,8 @@ _ROWS: tuple[tuple[str, ...], ...] = (
     ("gpus", "priority", "labels"), ("sample_solver", "ulysses_size", "offload_model"),
     # How a job spreads over its ranks and memory; a re-run of a 14B render on 8 GPUs needs them as they were.
     ("dit_fsdp", "t5_fsdp", "t5_cpu", OTHER_WORKER),
+    # The GPU fast path: guidance branches on two halves of the ranks, the attention kernel, compiled blocks.
+    ("cfg_size", "attn", "compile"),
 )  # fmt: skip
 LAYOUT = _ROWS + tuple((name,) for name in FORM_FLAGS if all(name not in row for row in _ROWS))
 FIELDS = tuple(name for row in LAYOUT for name in row)
@@ -96,7 +99,7 @@ def placeholders(task_name: str) -> dict[str, str]:
             hints[name] = f"{value:g}" if isinstance(value, float) else str(value)
     return hints | {
         "seeds": "random; or 7, or 1,2,3, or 10..19",
-        "gpus": str(queue.gpus),
+        "gpus": "cfg x ulysses x ring (1)",
         "priority": str(queue.priority),
         "labels": "comma-separated",
         "ckpt_dir": "the embedded model" if task_name == "flf2v-tiny" else "checkpoint folder",
@@ -169,6 +172,8 @@ def parse_form(values: dict[str, str]) -> Submission:
     _parse_seeds(values.get("seeds", "").strip(), out)
     numbers = {name: values.get(name, "").strip() for name in QUEUE_NUMBERS}
     given = {name: _number(text, int, name, out.errors) for name, text in numbers.items() if text}
+    if "gpus" not in given:  # an empty field: as many ranks as the layout uses (engine.cli_args.layout_problem)
+        given["gpus"] = layout_ranks(*(out.given.get(name) or 1 for name in ("cfg_size", "ulysses_size", "ring_size")))
     out.queue = QueueOptions(
         **{name: number for name, number in given.items() if number is not None},
         labels=[x for x in re.split(r"[,\s]+", values.get("labels", "")) if x],

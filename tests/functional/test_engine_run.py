@@ -218,6 +218,8 @@ def _bad_inputs(ckpt: Path, frames: tuple[Path, Path], tmp: Path) -> dict[str, d
         "missing ckpt_dir": {"ckpt_dir": str(tmp / "no-such-ckpt")},
         "missing ckpt file": {"ckpt_dir": str(_without(ckpt, tmp / "partial", "models_t5_umt5-xxl-enc-bf16.pth"))},
         "ulysses not dividing": {"ulysses_size": "3"},
+        "layout needing more ranks": {"cfg_size": "2"},
+        "attention kernel of CUDA only": {"attn": "flash"},
     }
 
 

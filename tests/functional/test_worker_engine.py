@@ -73,7 +73,7 @@ def test_end_to_end(qhome, tiny_ckpt, qframes, tmp_path):
     assert frames == 9
     complete = (
         "worker_host", "worker_pid", "worker_started", "pgid", "pgid_started", "gpus", "master_port",
-        "log_dir", "save_file", "engine_version", "sec_per_it", "progress_at", "started_at", "ended_at",
+        "log_dir", "save_file", "engine_version", "sec_per_it", "progress_at", "started_at", "ended_at", "attention",
     )  # fmt: skip
     assert [f for f in complete if attempt[f] in (None, "")] == []
     assert (attempt["state"], attempt["exit_code"], attempt["device"], attempt["nproc"]) == ("succeeded", 0, "cpu", 2)
@@ -89,6 +89,7 @@ def test_end_to_end(qhome, tiny_ckpt, qframes, tmp_path):
     assert "--nproc_per_node=2" in (folder / "command.txt").read_text()
     shown = flf2v(qhome, "show", str(job))
     assert shown.returncode == 0 and "succeeded" in shown.stdout
+    assert "  attention  sdpa (native)" in shown.stdout  # the kernel the attempt ran, from its start event
     assert "Finished." in flf2v(qhome, "logs", str(job), "--rank", "1").stdout
     merged = flf2v(qhome, "logs", str(job), "--all").stdout
     assert "[r0]" in merged and "[r1]" in merged

@@ -152,7 +152,12 @@ def _seed_v3(conn: sqlite3.Connection) -> None:
     conn.execute('UPDATE videos SET tags = \'["sunrise"]\', files = \'{"sheet": "/s.png"}\'')
 
 
-SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3}
+def _seed_v4(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE jobs SET cfg_size = 2, attn = 'cudnn', compile = 1")
+    conn.execute("UPDATE attempts SET attention = 'cudnn (_native_cudnn)'")
+
+
+SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4}
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -190,5 +195,9 @@ def test_migrations_from_every_earlier_version(tmp_path, start):
     if start >= 3:
         assert upgraded.execute("SELECT files FROM videos").fetchone()[0] == '{"sheet": "/s.png"}'
         assert upgraded.execute("SELECT rowid FROM videos_fts WHERE videos_fts MATCH 'sunrise'").fetchall()
+    if start == 3:  # jobs from before the fast path run as they always did
+        assert tuple(upgraded.execute("SELECT cfg_size, attn, compile FROM jobs").fetchone()) == (1, "auto", 0)
+    if start >= 4:
+        assert tuple(upgraded.execute("SELECT cfg_size, attn, compile FROM jobs").fetchone()) == (2, "cudnn", 1)
     assert upgraded.execute("PRAGMA foreign_key_check").fetchall() == []
     assert len(MIGRATIONS) == LATEST

@@ -80,7 +80,8 @@ def attempt(tmp_path, events: list[tuple[int, str, dict]], returncode: int | Non
 
 def test_tracker_follows_stages_steps_and_memory(tmp_path):
     tracker = attempt(tmp_path, [
-        (0, "start", {"task": "flf2v-tiny", "world_size": 2, "device": "cpu", "args": {}, "engine_version": "1"}),
+        (0, "start", {"task": "flf2v-tiny", "world_size": 2, "device": "cpu", "args": {}, "engine_version": "1",
+                      "attention": "cudnn (_native_cudnn)"}),
         (0, "stage", {"name": "load_vae", "phase": "begin"}),
         (0, "stage", {"name": "load_vae", "phase": "end", "seconds": 0.5}),
         (0, "stage", {"name": "denoise", "phase": "begin"}),
@@ -97,7 +98,7 @@ def test_tracker_follows_stages_steps_and_memory(tmp_path):
     assert p["sec_per_it"] == 1.5  # the warm-up step is left out
     assert p["stage_seconds"] == {"load_vae": 0.5}
     assert p["peak_memory"] == {"0": 150, "1": 9}
-    assert p["engine_version"] == "1"
+    assert (p["engine_version"], p["attention"]) == ("1", "cudnn (_native_cudnn)")
 
 
 def test_killed_rank_is_the_failing_rank(tmp_path):
