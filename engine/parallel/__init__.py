@@ -54,7 +54,7 @@ class ParallelPlan:
         return self.world_size // self.cfg_size
 
     def describe(self) -> str:
-        if self.world_size == 1:
+        if self.world_size == 1 and not self.fsdp:
             return "a single process: every model is loaded whole"
         parts = [
             f"DiT {'sharded with FSDP2' if self.dit_fsdp else 'whole on every rank'}",
