@@ -53,8 +53,8 @@ def denoising(home: Path, job_id: int, number: int = 1) -> bool:
 def test_end_to_end(qhome, tiny_ckpt, qframes, tmp_path):
     """Paused, the queue keeps the job; resumed, a worker renders it: the mp4, a complete attempts row, the
     finish hook, and the commands that read a finished job. (The pause rides on this render, so that it
-    costs no render of its own.)"""
-    job = submit(qhome, tiny_ckpt, qframes, QUICK)
+    costs no render of its own.) Its 2 ranks run CFG-parallel: the worker passes --cfg_size on."""
+    job = submit(qhome, tiny_ckpt, qframes, QUICK, "--cfg_size", "2")
     assert flf2v(qhome, "pause").returncode == 0
     assert "queue paused" in flf2v(qhome, "ls").stdout
     started = time.monotonic()
@@ -87,6 +87,9 @@ def test_end_to_end(qhome, tiny_ckpt, qframes, tmp_path):
         p.name for p in folder.iterdir()
     }
     assert "--nproc_per_node=2" in (folder / "command.txt").read_text()
+    assert (
+        "--cfg_size 2" in (folder / "command.txt").read_text() and "CFG-parallel" in (folder / "rank1.log").read_text()
+    )
     shown = flf2v(qhome, "show", str(job))
     assert shown.returncode == 0 and "succeeded" in shown.stdout
     assert "  attention  sdpa (native)" in shown.stdout  # the kernel the attempt ran, from its start event
