@@ -43,6 +43,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         memory = ", ".join(f"{k} {v}" for k, v in (record.get("memory") or {}).items())
         lines.append(f"| {name} | {record['status']} | {record.get('seconds', '-')} | {memory} |")
     dit = sections.get("dit", {})
+    dit = {**dit, "runs": dit.get("runs", []) + sections.get("dit_kernels", {}).get("runs", [])}
     if dit.get("runs"):
         lines += [
             "",
@@ -77,6 +78,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         out.append(f"{name:<7} {record['status'][:160]} ({record.get('seconds', '-')} s){extra}")
         if name == "dit":
             out.append(f"  dtypes {record.get('dtypes')}")
+        if name in ("dit", "dit_kernels"):
             for run in record.get("runs", []):
                 out.append(
                     f"  {run['attention']:<34} compile={run['compile']!s:<5} "

@@ -70,7 +70,7 @@ BAD = {
     "no checkpoint": ({"--task": "flf2v-14B", "--size": "1280*720", "--ckpt_dir": None}, "--ckpt_dir is required"),
     "checkpoint missing": ({"--ckpt_dir": "/no/such/ckpt"}, "does not exist"),
     "checkpoint incomplete": ({"--ckpt_dir": "{broken}"}, "Wan2.1_VAE.pth \\(missing\\)"),
-    "ulysses": ({"--ulysses_size": "3"}, "needs 3 ranks, not 1: run 3 \\(flf2v --gpus 3"),
+    "ulysses": ({"--ulysses_size": "3"}, "needs 3 ranks, not 2: run 3 \\(flf2v --gpus 3"),
     "cfg": ({"--cfg_size": "2", "--gpus": "4"}, "needs 2 ranks, not 4"),
     "ring": ({"--ring_size": "2"}, "ring attention"),
     "offload": ({"--offload_model": "maybe"}, "True or False"),

@@ -34,11 +34,12 @@ def test_the_dry_run_runs_every_section_and_writes_both_reports(tmp_path):
     results = json.loads((tmp_path / "proof" / "gpu_proof.json").read_text())
     sections = results["sections"]
     assert {name: s["status"] for name, s in sections.items()} == {
-        "env": "ok", "tests": "skipped (--skip)", "engine": "ok", "dit": "ok", "t5": "ok", "vae": "ok"
+        "env": "ok", "tests": "skipped (--skip)", "engine": "ok", "dit": "ok", "t5": "ok", "vae": "ok",
+        "dit_kernels": "ok",
     }  # fmt: skip
     assert sections["engine"]["backend"] == "gloo" and sections["engine"]["watch"]
     assert sections["engine"]["dit_class"].startswith("FSDP") and "denoise" in sections["engine"]["stages"]
-    runs = sections["dit"]["runs"]
+    runs = sections["dit"]["runs"] + sections["dit_kernels"]["runs"]
     assert [r["attention"] for r in runs] == ["sdpa (native)", "math (_native_math)"]
     assert all(r["status"] == "ok" and len(r["step_seconds"]) == 2 and r["tflops"] > 0 for r in runs)
     assert set(sections["dit"]["dtypes"]) == {"time_embedding_in", "time_embedding_out", "residual_stream",
