@@ -57,12 +57,12 @@ from bench.gpu_models import (  # noqa: E402
     dry_geometry,
     real_geometry,
 )
+from bench.gpu_precision import fp32_points, install_recipe  # noqa: E402
 from bench.gpu_report import summary_lines, write_markdown  # noqa: E402
 from engine.attention import DIFFUSERS_BACKENDS, Kernel, apply_attention, auto_candidates, resolve_attention  # noqa: E402
 from engine.regional_compile import compile_blocks  # noqa: E402
 from engine.sampler import denoise  # noqa: E402
 from engine.schedulers import make_scheduler  # noqa: E402
-from engine.time_embedding import use_float64_sinusoid  # noqa: E402
 
 SECTIONS = ("env", "engine", "tests", "dit", "t5", "vae", "dit_kernels")
 
@@ -180,7 +180,7 @@ class Proof:
         g, dev = self.geometry, self.device
         built = time.monotonic()
         model = build_dit(g, dev)
-        use_float64_sinusoid(model)
+        install_recipe(model)
         params = sum(p.numel() for p in model.parameters())
         out: dict[str, Any] = {"parameters_b": round(params / 1e9, 3), "tokens": g.tokens,
                                "build_s": round(time.monotonic() - built, 1),
@@ -260,38 +260,6 @@ class Proof:
         write_markdown(self.results, self.out / "gpu_proof.md")
         print("\n".join(summary_lines(self.results)), flush=True)
         return self.results
-
-
-def fp32_points(model: Any, noise: torch.Tensor, cond: Any, g: Geometry) -> dict[str, str]:
-    """The dtypes at the points where the official code computes in fp32 (issue 17, item 1), seen by hooks in
-    one guided forward under the run's autocast: the time embedding's input and output, the residual stream
-    after the first block, the output head. Reported as found: issue 17 makes them float32."""
-    seen: dict[str, str] = {}
-
-    def record(name: str, pick: Callable[[Any, Any], torch.Tensor]) -> Callable[..., None]:
-        def hook(_module: Any, args: Any, output: Any) -> None:  # returns None: the output stays as it is
-            seen.setdefault(name, str(pick(args, output).dtype))
-
-        return hook
-
-    hooks = [
-        model.condition_embedder.time_embedder.register_forward_hook(record("time_embedding_in", lambda a, o: a[0])),
-        model.condition_embedder.time_embedder.register_forward_hook(record("time_embedding_out", lambda a, o: o)),
-        model.blocks[0].register_forward_hook(record("residual_stream", lambda a, o: o)),
-        model.proj_out.register_forward_hook(record("output_head", lambda a, o: o)),
-    ]
-    small = noise[:, :1]  # one latent frame is enough to see the dtypes
-    x = torch.cat([small, cond.condition[:, :1]])[None]
-    amp = torch.autocast(noise.device.type, dtype=g.dit_dtype, enabled=g.dit_dtype != torch.float32)
-    try:
-        with torch.no_grad(), amp:
-            t = torch.tensor([999.0], device=noise.device)
-            model(hidden_states=x, timestep=t, encoder_hidden_states=cond.context,
-                  encoder_hidden_states_image=cond.image_embeds, return_dict=False)  # fmt: skip
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return seen
 
 
 def nvml_process_gib() -> float | None:
