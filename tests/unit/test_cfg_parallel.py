@@ -14,28 +14,14 @@ from engine.parallel.cfg import CONDITIONAL, UNCONDITIONAL
 from engine.parallel.ulysses import enable_ulysses
 from engine.sampler import Conditioning, denoise
 from engine.schedulers import make_scheduler
-from engine.tasks import TASKS
-from engine.time_embedding import use_float64_sinusoid
-from engine.tiny.presets import PRESETS, transformer_config
 from tests.unit.gloo_ranks import run_ranks
+from tests.unit.tiny_dit import tiny_dit_and_inputs
 
-TINY = PRESETS["tiny"]
 STEPS = 4
 
 
 def _setup() -> tuple[WanTransformer3DModel, torch.Tensor, Conditioning]:
-    torch.manual_seed(0)  # the same random weights on every rank
-    model = WanTransformer3DModel.from_config(transformer_config(TINY, TASKS["flf2v-tiny"])).eval()
-    use_float64_sinusoid(model)
-    g = torch.Generator().manual_seed(2)
-    noise = torch.randn(16, 3, 8, 8, generator=g)
-    cond = Conditioning(
-        condition=torch.randn(20, 3, 8, 8, generator=g),
-        context=torch.randn(1, 512, TINY.t5_dim, generator=g),
-        context_null=torch.randn(1, 512, TINY.t5_dim, generator=g),
-        image_embeds=torch.randn(2, 5, TINY.clip_dim, generator=g),
-    )
-    return model, noise, cond
+    return tiny_dit_and_inputs(float64_sinusoid=True)  # the same random weights on every rank
 
 
 def _steps(model: torch.nn.Module, noise: torch.Tensor, cond: Conditioning, **kwargs) -> list[torch.Tensor]:
