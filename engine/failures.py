@@ -34,6 +34,22 @@ class Killed(BaseException):
         self.signum = signum
 
 
+def log_line(exc: BaseException, failure: str, trace: str, where: str = "") -> tuple[int, str]:
+    """What a rank's log says about the end of a failed run. A stop by signal (a user's cancel, a worker or
+    torchrun stopping the ranks) is no crash: one line naming the signal and where the run was, not the
+    traceback of the frame the signal happened to interrupt, and a warning. Anything else: the error and its
+    traceback. Returns (logging level, text)."""
+    if isinstance(exc, Killed | KeyboardInterrupt):
+        name = signal.Signals(exc.signum).name if isinstance(exc, Killed) else "SIGINT"
+        return (
+            logging.WARNING,
+            f"Render stopped by {name}{f' {where}' if where else ''} (a cancel or a stop, not a crash)",
+        )
+    return logging.ERROR, f"Generation failed ({failure}): {type(exc).__name__}: {exc}" + (
+        f"\n{trace}" if trace else ""
+    )
+
+
 def classify(exc: BaseException) -> str:
     if isinstance(exc, BadInputError):
         return "user_input"

@@ -66,12 +66,14 @@ def _failure(exc: BaseException, runtime: Runtime) -> tuple[BaseException, str]:
 
 
 def _report(reporter: Reporter, exc: BaseException, failure: str, trace: str) -> None:
+    from engine.failures import log_line
+
     # The event first: it is what the worker acts on, and logging can block (a full pipe) or be cut short
     # by the peer watch ending the process.
     if isinstance(exc, BadInputError):
         trace = ""  # bad input found at load is the user's to fix: one line, as before any weights load
     reporter.error(exc, failure, trace)
-    log.error(f"Generation failed ({failure}): {type(exc).__name__}: {exc}" + (f"\n{trace}" if trace else ""))
+    log.log(*log_line(exc, failure, trace, reporter.position()))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -213,6 +215,7 @@ def _save(
     reporter: Reporter,
     started: float,
 ) -> None:
+    from engine.fidelity import endpoint_psnr
     from engine.mp4 import write_mp4
     from engine.recipe import build_recipe, checkpoint_fingerprint, recipe_comment
     from engine.video import default_file_name, to_uint8_frames
@@ -243,6 +246,7 @@ def _save(
         width=int(frames.shape[2]),
         height=int(frames.shape[1]),
         recipe=recipe,
+        **endpoint_psnr(frames, args.first_frame, args.last_frame),
     )
 
 

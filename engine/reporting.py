@@ -34,6 +34,9 @@ class Reporter:
         # The main thread and the peer watch may both report the failure that ends the run; one event is kept.
         self._error_lock = threading.Lock()
         self.error_reported = False
+        # Where the run is, for the one line a stop by signal leaves in the log (engine.failures.log_line).
+        self.current_stage: str | None = None
+        self.last_step: tuple[int, int] | None = None
 
     def emit(self, kind: str, **fields: Any) -> None:
         """Job-level events come from rank 0 only."""
@@ -61,7 +64,9 @@ class Reporter:
         # The figures at the start are the baseline against which the stage's own growth is read.
         self.memory(stage=name, phase="begin")
         started = time.perf_counter()
-        yield
+        self.current_stage = name
+        yield  # an exception leaves current_stage naming the stage it ended
+        self.current_stage = None
         seconds = time.perf_counter() - started
         self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + seconds
         self.emit("stage", name=name, phase="end", seconds=round(seconds, 4))
@@ -69,6 +74,7 @@ class Reporter:
         log.info(f"Stage {name} took {seconds:.2f} s")
 
     def step(self, i: int, n: int, seconds: float) -> None:
+        self.last_step = (i, n)
         self._step_seconds.append(seconds)
         # The first step includes one-off warm-up costs, so it is left out of the estimate when possible.
         recent = self._step_seconds[1:] or self._step_seconds
@@ -79,6 +85,14 @@ class Reporter:
         filled = int(width * i / n)
         bar = "#" * filled + "-" * (width - filled)
         log.info(f"Sampling {i:>3}/{n} [{bar}] {seconds:.2f} s/it, ETA {format_duration(eta)}")
+
+    def position(self) -> str:
+        """Where the run is now, e.g. "in denoise after step 12/50"; "" before the first stage."""
+        where = f"in {self.current_stage}" if self.current_stage else ""
+        if self.last_step is not None and self.current_stage in (None, "denoise"):
+            i, n = self.last_step
+            where += f" after step {i}/{n}"
+        return where.strip()
 
     def close(self) -> None:
         self.events.close()

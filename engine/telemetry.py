@@ -59,7 +59,8 @@ OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
     },
     # Additions within version 1 (readers that predate them ignore them): the video's pixel size, and the
     # recipe the engine embedded in the mp4, so the catalogue can check the file against both.
-    "done": {"width": (int,), "height": (int,), "recipe": (dict,)},
+    # And how close the first and last generated frames came to the inputs (PSNR in dB, engine.fidelity).
+    "done": {"width": (int,), "height": (int,), "recipe": (dict,), "psnr_first": _NUMBER, "psnr_last": _NUMBER},
 }
 
 

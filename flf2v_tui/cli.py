@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 
-from flf2v_tui.commands import jobs, logs, submit, system, tui, videos
+from flf2v_tui.commands import jobs, logs, service, submit, system, tui, videos
 from flf2v_tui.commands.common import START_OVER, one_line_error
+from flf2v_tui.commands.help_layout import help_wanted, names_one_per_line
 from flf2v_tui.term import echo, inert, use_colour
 
 app = typer.Typer(
@@ -27,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for module in (submit, jobs, logs, system, videos, tui):
+for module in (submit, jobs, logs, system, videos, service, tui):
     module.register(app)
 
 
@@ -54,6 +55,8 @@ def _inert_traceback(kind: type[BaseException], exc: BaseException, tb: Tracebac
 def main(argv: list[str] | None = None) -> None:
     """Usage errors become one line on stderr (exit 2), like every other bad input, not a framed box."""
     sys.excepthook = _inert_traceback
+    if help_wanted(sys.argv[1:] if argv is None else argv):
+        names_one_per_line()
     try:
         # click strips escapes from output that is not a terminal; use_colour decides instead, so that
         # FORCE_COLOR works through a pipe and NO_COLOR strips any colour that reaches typer.echo.
@@ -67,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         ctx = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            names_one_per_line()
             typer.echo(ctx.get_help())
             code = 0
         else:

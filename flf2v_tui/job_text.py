@@ -48,8 +48,9 @@ def with_worker(job: dict[str, Any], attempts: list[dict[str, Any]]) -> dict[str
     return {**job, **{k: latest.get(k) for k in ("worker_host", "worker_pid", "worker_started")}}
 
 
-def note(job: dict[str, Any], now: float) -> str:
-    """What the job is doing, or why it is not."""
+def note(job: dict[str, Any], now: float, waiting: str = "waiting for a worker") -> str:
+    """What the job is doing, or why it is not; `waiting` for a queued job nothing more is known about
+    (flf2v_tui.ls_table.waiting_text says why, from the workers)."""
     state = display_state(job)
     if state in ACTIVE and job.get("stage"):
         text = job["stage"]
@@ -58,12 +59,15 @@ def note(job: dict[str, Any], now: float) -> str:
             if job.get("sec_per_it"):
                 text += f" {job['sec_per_it']:.2f}s/it"
         return text
+    if state == "held" and job.get("never_on"):
+        ended = ", ".join(f"job {part}" for part in job["never_on"].split(","))  # "5 failed"
+        return f"never starts: {ended} (retry it, or cancel this job)"
     if state == "held" and job.get("waiting_on"):
         return f"after {job['waiting_on']}" + (" (and held)" if job.get("held") else "")
     if state == "queued":
         if job.get("not_before") and job["not_before"] > now:
             return f"retry in {duration(job['not_before'] - now)}"
-        return one_line(job.get("state_reason")) or "waiting for a worker"
+        return one_line(job.get("state_reason")) or waiting
     if state == "held":
         return "held"
     if state == "succeeded":
@@ -88,7 +92,7 @@ def gpus_text(job: dict[str, Any], state: str) -> str:
     return str(job["gpus"])
 
 
-def _time(job: dict[str, Any], state: str, now: float) -> str:
+def job_time(job: dict[str, Any], state: str, now: float) -> str:
     if state in ACTIVE:
         return age(job.get("attempt_started") or job.get("started_at"), now)
     if state in WAITING:
@@ -98,28 +102,13 @@ def _time(job: dict[str, Any], state: str, now: float) -> str:
     return "-"
 
 
-def ls_text(jobs: list[dict[str, Any]], width: int = 0, now: float | None = None) -> str:
-    now = now or time.time()
-    rows, colours = [], []
-    for job in jobs:
-        state = display_state(job)
-        eta = duration(job["eta_seconds"]) if state == "running" and job.get("eta_seconds") is not None else "-"
-        prompt = short_prompt(job.get("prompt"))
-        labels = ",".join(job.get("labels") or []) or "-"
-        rows.append([str(job["id"]), state, gpus_text(job, state), eta, _time(job, state, now), labels, prompt,
-                     note(job, now)])  # fmt: skip
-        colours.append(STATE_COLOURS.get(state))
-    # The note (what it does, or why it waits) comes last so that it is never cut short when piped.
-    return table(rows, ["ID", "STATE", "GPUS", "ETA", "TIME", "LABELS", "PROMPT", "NOTE"], colours, width)
-
-
-def ls_json(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def ls_json(jobs: list[dict[str, Any]], waiting: str = "waiting for a worker") -> list[dict[str, Any]]:
     out = []
     now = time.time()
     for job in jobs:
         item = {k: v for k, v in job.items() if k not in ("worker_started",)}
         item["display_state"] = display_state(job)
-        item["note"] = note(job, now)
+        item["note"] = note(job, now, waiting)
         out.append(item)
     return out
 
@@ -134,6 +123,24 @@ SHOWN_PARAMS = (
 )  # fmt: skip
 SHOWN_ELSEWHERE = ("prompt", "neg_prompt")  # a heading of their own
 _BOOLS = frozenset(flag.name for flag in JOB_FLAGS if flag.type is bool)
+
+
+# Below this a generated end frame visibly differs from its input (a shift of colour or composition).
+LOW_PSNR_DB = 20.0
+
+
+def psnr_text(first: float | None, last: float | None) -> str:
+    """`first 31.5 dB, last 18.2 dB (low)`: how close a render's end frames came to its inputs; "" if unknown."""
+    if first is None or last is None:
+        return ""
+    parts = [f"{name} {value:.1f} dB" + (" (low)" if value < LOW_PSNR_DB else "") for name, value in
+             (("first", first), ("last", last))]  # fmt: skip
+    return ", ".join(parts)
+
+
+def psnr_cell(first: float | None, last: float | None) -> str:
+    """`31.5/28.3` for a table: the first and last frames' PSNR against the inputs in dB; `-` when unknown."""
+    return "-" if first is None or last is None else f"{first:.1f}/{last:.1f}"
 
 
 def job_params(job: dict[str, Any]) -> list[tuple[str, str]]:
@@ -172,13 +179,21 @@ def attempt_rows(attempts: list[dict[str, Any]], now: float) -> list[list[str]]:
     return rows
 
 
+def _show_reason(job: dict[str, Any], state: str, now: float) -> str:
+    """Why the job is in its state: a dependency that holds it (or never will let it start), else the
+    stored reason."""
+    if state == "held" and (job.get("never_on") or job.get("waiting_on")):
+        return note(job, now)
+    return job.get("state_reason") or ""
+
+
 def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
     now = time.time()
     state = display_state(with_worker(job, attempts))
     job, attempts = inert_row(job), inert_row(attempts)
     latest = attempts[-1] if attempts else {}
     lines = [
-        f"job {job['id']}: {state}" + (f" — {job['state_reason']}" if job.get("state_reason") else ""),
+        f"job {job['id']}: {state}" + (f" — {reason}" if (reason := _show_reason(job, state, now)) else ""),
         f"  prompt     {job['prompt']}",
     ]
     if job.get("neg_prompt"):
@@ -189,8 +204,9 @@ def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
         f"  created    {clock(job['created_at'])}   started {clock(job['started_at'])}   "
         f"finished {clock(job['finished_at'])}",
     ]
-    if job.get("after"):
-        lines.append(f"  after      {', '.join(map(str, job['after']))}")
+    for name, what in (("after", "succeeded"), ("after_any", "ended"), ("after_fail", "failed")):
+        if job.get(name):
+            lines.append(f"  after      {', '.join(map(str, job[name]))} {what}")
     if job.get("output_path"):
         lines.append(f"  output     {job['output_path']}")
     if latest.get("attention"):  # what --attn auto picked on the card that ran the latest attempt
@@ -206,6 +222,9 @@ def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
     if attempts:
         lines.append("  attempts")
         lines += ["    " + line for line in table(attempt_rows(attempts, now), ATTEMPT_HEADER).splitlines()]
+        fidelity = psnr_text(latest.get("psnr_first"), latest.get("psnr_last"))
+        if fidelity:
+            lines.append(f"  psnr       {fidelity} (the render's end frames against the inputs)")
         if latest.get("failure_message"):
             lines.append(f"  last error {latest['failure_message'].splitlines()[0][:300]}")
         if latest.get("stage_seconds"):

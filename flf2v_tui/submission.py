@@ -12,7 +12,7 @@ import io
 import random
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +221,8 @@ def build_specs(
                 priority=queue.priority,
                 labels=list(queue.labels),
                 after=list(queue.after),
+                after_any=list(queue.after_any),
+                after_fail=list(queue.after_fail),
                 held=queue.held,
                 max_retries=queue.max_retries,
                 retry_on=queue.retry_on,
@@ -275,14 +277,19 @@ def fill_tiny_checkpoint(home: Home, given: dict[str, Any]) -> None:
             given["ckpt_dir"] = str(ensure_tiny_checkpoint(home))
 
 
-def _copy_new_frames(home: Home, job: dict[str, Any], flags: list[str], updates: dict[str, Any]) -> list[Path]:
+def copy_new_frames(
+    home: Home, job: dict[str, Any], flags: list[str], updates: dict[str, Any], tag: str = ""
+) -> list[Path]:
+    """Copy the frames named in `flags` into the job's inputs as `<role>-<tag>.ext` (default tag: the next
+    attempt's number); `updates` then points at the copies. All copies or none."""
+    tag = tag or str(job["attempts_count"] + 1)
     copies = []
     inputs = home.inputs_dir(job["id"])
     inputs.mkdir(parents=True, exist_ok=True)
     for flag in flags:
         source = Path(updates[flag])
         role = flag.split("_")[0]
-        target = inputs / f"{role}-{job['attempts_count'] + 1}{source.suffix.lower() or '.img'}"
+        target = inputs / f"{role}-{tag}{source.suffix.lower() or '.img'}"
         try:
             copy_input(source, target, inputs)
         except BaseException:
@@ -311,13 +318,26 @@ def retry_job(
     if job["state"] not in FINISHED:
         raise BadInputError(f"job {job_id} is {job['state']}; only finished jobs can be retried")
     updates, new_frames = retry_changes(job, given, gpus, home, other_worker)
-    copies = _copy_new_frames(home, job, new_frames, updates)
     if priority is not None:
         updates["priority"] = priority
     if hold:
         updates["held"] = 1
+    return write_with_frames(home, job, new_frames, updates, lambda: requeue(conn, job_id, updates))
+
+
+def write_with_frames(
+    home: Home,
+    job: dict[str, Any],
+    new_frames: list[str],
+    updates: dict[str, Any],
+    write: Callable[[], str],
+    tag: str = "",
+) -> str:
+    """Copy a job's new frames in (copy_new_frames, which points `updates` at them), then `write` the
+    updates; if that fails, the copies go again. Returns what `write` says."""
+    copies = copy_new_frames(home, job, new_frames, updates, tag)
     try:
-        return requeue(conn, job_id, updates)
+        return write()
     except BaseException:
         for copy in copies:
             copy.unlink(missing_ok=True)

@@ -117,16 +117,33 @@ def clock(t: float | None) -> str:
     return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
-def table(rows: list[list[str]], header: list[str], colours: list[str | None] | None = None, width: int = 0) -> str:
-    """Plain aligned columns (fast at 10,000 rows, unlike a rich Table). The last column is cut to `width`."""
+def table(
+    rows: list[list[str]],
+    header: list[str],
+    colours: list[str | None] | None = None,
+    width: int = 0,
+    whole_cells: bool = False,
+    last_whole: bool = False,
+) -> str:
+    """Plain aligned columns (fast at 10,000 rows, unlike a rich Table). The line is cut to `width`; with
+    `whole_cells` only the last column may be cut, and the columns before it that do not fit are left out
+    whole (a number cut short reads as another number); with `last_whole` too, the last column is left out
+    rather than cut."""
     colour_on = use_colour()
     # No cell spans lines or moves the cursor, whatever a prompt or an engine message holds.
     all_rows = [[one_line(cell) for cell in row] for row in (header, *rows)]
     widths = [max(len(r[i]) for r in all_rows) for i in range(len(header) - 1)]
+    shown = len(header)
+    if width and whole_cells:
+        ends = [sum(widths[: i + 1]) + 2 * i for i in range(len(widths))]  # where each padded column ends
+        shown = next((i for i, end in enumerate(ends) if end > width), len(header))
+        last = max(len(r[-1]) for r in all_rows)
+        if last_whole and shown == len(header) and (ends[-1] if ends else -2) + 2 + last > width:
+            shown = len(header) - 1
     lines = []
     for n, row in enumerate(all_rows):
-        cells = [row[i].ljust(widths[i]) for i in range(len(header) - 1)]
-        line = "  ".join([*cells, row[-1]])
+        cells = [row[i].ljust(widths[i]) for i in range(min(shown, len(header) - 1))]
+        line = "  ".join([*cells, row[-1]]) if shown == len(header) else "  ".join(cells).rstrip()
         if width and len(line) > width:
             line = line[: max(width - 1, 0)] + "…"
         if n == 0:

@@ -26,6 +26,8 @@ PROGRESS_FIELDS = (
     "stage_seconds",
     "engine_version",
     "attention",
+    "psnr_first",
+    "psnr_last",
 )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.db import write_tx
+from storage.deps import UNMET
 from storage.space import WAITS_FOR_SPACE, space_wait
 from storage.workers import WorkerIdentity, is_paused
 
@@ -16,14 +17,13 @@ from storage.workers import WorkerIdentity, is_paused
 # starting ahead of it (otherwise a stream of 1-GPU jobs could starve a 4-GPU job forever).
 RESERVE_AFTER_S = 600.0
 
-_CANDIDATES = """
+_CANDIDATES = f"""
 SELECT j.id, j.gpus, j.nodes, j.queued_at, j.state_reason, j.attempts_count, j.failure_class,
        a.failure_message, a.save_file, a.log_dir
 FROM jobs j LEFT JOIN attempts a ON a.id = j.current_attempt_id
 WHERE j.state = 'queued' AND j.held = 0 AND j.cancel_requested = 0
   AND (j.not_before IS NULL OR j.not_before <= ?)
-  AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.after_id
-                  WHERE d.job_id = j.id AND p.state != 'succeeded')
+  AND NOT EXISTS ({UNMET})
 ORDER BY j.priority DESC, j.seq ASC
 """
 

@@ -10,15 +10,16 @@ import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from engine.errors import BadInputError
 from storage.db import write_tx
+from storage.deps import FIELDS, NEVER_ON, UNMET, WAITING_ON, check_deps, deps_of
 from storage.paths import Home
 from storage.spec import ENGINE_FLAGS, JobSpec
-from storage.states import FINISHED, HELD, UNFINISHED, UNSUCCESSFUL, sql_list
+from storage.states import FINISHED, HELD, UNFINISHED, sql_list
 
 Row = dict[str, Any]
 
@@ -80,13 +81,13 @@ def _claim_folder(target: Path) -> None:
         target.rename(target.with_name(f"{target.name}.orphan-{int(time.time())}-{uuid.uuid4().hex[:6]}"))
 
 
-def _check_deps(conn: sqlite3.Connection, after: Iterable[int]) -> None:
-    for dep in after:
-        row = conn.execute("SELECT state FROM jobs WHERE id = ?", (dep,)).fetchone()
-        if row is None:
-            raise BadInputError(f"--after {dep}: there is no job {dep} (see flf2v ls --all)")
-        if row[0] in UNSUCCESSFUL:
-            raise BadInputError(f"--after {dep}: job {dep} is {row[0]} and will never succeed; retry it first")
+def _deps(spec: JobSpec) -> list[tuple[int, str]]:
+    """(job id, kind) for each job `spec` waits for; a job named under two kinds keeps the first."""
+    deps: dict[int, str] = {}
+    for kind, name in FIELDS.items():
+        for dep in getattr(spec, name):
+            deps.setdefault(dep, kind)
+    return sorted(deps.items())
 
 
 def insert_jobs(conn: sqlite3.Connection, home: Home, specs: Sequence[JobSpec]) -> list[int]:
@@ -103,7 +104,7 @@ def insert_jobs(conn: sqlite3.Connection, home: Home, specs: Sequence[JobSpec]) 
         ids: list[int] = []
         with write_tx(conn):
             for spec, (stage, first, last) in zip(specs, staged, strict=True):
-                _check_deps(conn, spec.after)
+                check_deps(conn, _deps(spec))
                 job_id = _insert_row(conn, spec, now)
                 final = home.job_dir(job_id)
                 _claim_folder(final)
@@ -114,8 +115,8 @@ def insert_jobs(conn: sqlite3.Connection, home: Home, specs: Sequence[JobSpec]) 
                     (str(final / "inputs" / first.name), str(final / "inputs" / last.name), job_id),
                 )
                 conn.executemany(
-                    "INSERT INTO job_deps (job_id, after_id) VALUES (?, ?)",
-                    [(job_id, d) for d in sorted(set(spec.after))],
+                    "INSERT INTO job_deps (job_id, after_id, kind) VALUES (?, ?, ?)",
+                    [(job_id, d, kind) for d, kind in _deps(spec)],
                 )
                 ids.append(job_id)
         return ids
@@ -152,7 +153,12 @@ def get_job(conn: sqlite3.Connection, job_id: int) -> Row | None:
         return None
     job = dict(row)
     job["labels"] = json.loads(job["labels"])
-    job["after"] = [r[0] for r in conn.execute("SELECT after_id FROM job_deps WHERE job_id = ? ORDER BY 1", (job_id,))]
+    job["waiting_on"], job["never_on"] = conn.execute(
+        f"SELECT {WAITING_ON}, {NEVER_ON} FROM jobs j WHERE j.id = ?", (job_id,)
+    ).fetchone()
+    deps = deps_of(conn, job_id)
+    for kind, name in FIELDS.items():
+        job[name] = deps.get(kind, [])
     return job
 
 
@@ -184,17 +190,14 @@ def get_attempt(conn: sqlite3.Connection, job_id: int, number: int | None = None
     return next((a for a in attempts if a["number"] == number), None)
 
 
-_UNMET = "SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.after_id WHERE d.job_id = j.id AND p.state != 'succeeded'"
-
 _LIST_SQL = """
 SELECT j.id, j.state, j.state_reason, j.held, j.cancel_requested, j.priority, j.seq, j.labels, j.gpus,
-       j.task, j.size, j.frame_num, j.base_seed, substr(j.prompt, 1, 200) AS prompt, j.created_at, j.queued_at,
+       j.task, j.size, j.frame_num, j.base_seed, {prompt} AS prompt, j.created_at, j.queued_at,
        j.started_at, j.finished_at, j.output_path, j.failure_class, j.not_before, j.attempts_count,
        a.number AS attempt, a.stage, a.step, a.steps_total, a.sec_per_it, a.eta_seconds, a.progress_at,
        a.worker_host, a.worker_pid, a.worker_started, a.failing_rank, a.exit_code, a.device,
        a.gpus AS assigned, a.started_at AS attempt_started,
-       (SELECT group_concat(d.after_id) FROM job_deps d JOIN jobs p ON p.id = d.after_id
-         WHERE d.job_id = j.id AND p.state != 'succeeded') AS waiting_on
+       a.psnr_first, a.psnr_last, {waiting_on} AS waiting_on, {never_on} AS never_on
 FROM jobs j LEFT JOIN attempts a ON a.id = j.current_attempt_id
 """
 
@@ -214,15 +217,17 @@ def list_jobs(
     labels: Sequence[str] = (),
     recent_finished: int | None = None,
     ids: Sequence[int] = (),
+    whole_prompts: bool = False,
 ) -> list[Row]:
     """Jobs for `ls`: filtered by state (held counts as a state) and label. With `recent_finished`, only
-    that many of the most recently finished jobs are included alongside every unfinished one."""
+    that many of the most recently finished jobs are included alongside every unfinished one. Prompts are cut
+    to 200 characters (a table shows fewer) unless `whole_prompts`."""
     where: list[str] = []
     params: list[Any] = []
     if states:
         parts = []
         # "held" is a queued job the scheduler skips: held by the user, or waiting for a dependency.
-        held = f"(j.state = 'queued' AND (j.held OR EXISTS ({_UNMET})))"
+        held = f"(j.state = 'queued' AND (j.held OR EXISTS ({UNMET})))"
         plain = [s for s in states if s != HELD]
         if plain:
             parts.append(f"(j.state IN ({','.join('?' * len(plain))}) AND NOT {held})")
@@ -242,7 +247,12 @@ def list_jobs(
             f"(SELECT id FROM jobs WHERE state IN {sql_list(FINISHED)} ORDER BY finished_at DESC LIMIT ?))"
         )
         params.append(recent_finished)
-    sql = _LIST_SQL + (" WHERE " + " AND ".join(where) if where else "") + _ORDER
+    prompt = "j.prompt" if whole_prompts else "substr(j.prompt, 1, 200)"
+    sql = (
+        _LIST_SQL.format(prompt=prompt, waiting_on=WAITING_ON, never_on=NEVER_ON)
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + _ORDER
+    )
     # Plain tuples zipped with the column names: a third of the time of sqlite3.Row -> dict at 10,000 rows.
     cur = conn.cursor()
     cur.row_factory = None
@@ -263,7 +273,7 @@ def unfinished_work(conn: sqlite3.Connection, typical: float, now: float) -> tup
     SELECT COALESCE(SUM(CASE WHEN j.state != 'queued' THEN j.gpus * COALESCE(a.eta_seconds,
                         MAX(:typical - (:now - COALESCE(a.started_at, :now)), 0)) END), 0),
            COALESCE(SUM(CASE WHEN j.state != 'queued' AND a.eta_seconds IS NULL THEN 1 END), 0),
-           COALESCE(SUM(CASE WHEN j.state = 'queued' AND NOT j.held AND NOT EXISTS ({_UNMET}) THEN j.gpus END), 0)
+           COALESCE(SUM(CASE WHEN j.state = 'queued' AND NOT j.held AND NOT EXISTS ({UNMET}) THEN j.gpus END), 0)
     FROM jobs j LEFT JOIN attempts a ON a.id = j.current_attempt_id
     WHERE j.state IN {sql_list(UNFINISHED)}
     """
@@ -274,7 +284,7 @@ def unfinished_work(conn: sqlite3.Connection, typical: float, now: float) -> tup
 def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
     """Jobs per state as `ls` names them (held: by the user or by an unmet dependency)."""
     counts: dict[str, int] = {}
-    sql = f"SELECT state, held OR EXISTS ({_UNMET}) AS h, COUNT(*) FROM jobs j GROUP BY state, h"
+    sql = f"SELECT state, held OR EXISTS ({UNMET}) AS h, COUNT(*) FROM jobs j GROUP BY state, h"
     for state, held, n in conn.execute(sql):
         key = HELD if held and state == "queued" else state
         counts[key] = counts.get(key, 0) + n

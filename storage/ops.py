@@ -90,6 +90,23 @@ def remove(conn: sqlite3.Connection, home: Home, job_id: int, keep_files: bool =
     return f"job {job_id} removed" + (f"; its folder {folder} was kept" if folder.exists() else "")
 
 
+def update_queued(conn: sqlite3.Connection, job_id: int, changes: dict[str, Any]) -> str:
+    """Apply `changes` (already validated, as a submit validates) to a job that has not started; the state is
+    checked under the write lock, so a worker that claims the job first wins and the edit is refused."""
+    with write_tx(conn):
+        job = require_job(conn, job_id)
+        if job["state"] != "queued":
+            raise BadInputError(
+                f"job {job_id} is {job['state']}; only a queued job can be edited "
+                f"(flf2v retry {job_id} queues a finished one again with changes)"
+            )
+        if changes:
+            assignments = ", ".join(f"{k} = :{k}" for k in changes)
+            conn.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", {**changes, "id": job_id})
+    changed = ", ".join(sorted(changes)) or "nothing"
+    return f"job {job_id} edited ({changed})"
+
+
 def requeue(conn: sqlite3.Connection, job_id: int, changes: dict[str, Any]) -> str:
     """Queue a finished job again as a new attempt, with `changes` (already validated) applied."""
     with write_tx(conn):

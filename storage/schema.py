@@ -186,9 +186,19 @@ CREATE TRIGGER videos_fts_update AFTER UPDATE OF prompt, tags, notes ON videos B
 END;
 """
 
+# Dependencies of three kinds, as Slurm's afterok, afterany and afternotok (storage.deps); and how close each
+# render's first and last frames came to the inputs (PSNR, dB), on the attempt that made it and its video.
+_V4_DEPENDENCY_KINDS_AND_PSNR = """
+ALTER TABLE job_deps ADD COLUMN kind TEXT NOT NULL DEFAULT 'ok' CHECK (kind IN ('ok', 'any', 'fail'));
+ALTER TABLE attempts ADD COLUMN psnr_first REAL;
+ALTER TABLE attempts ADD COLUMN psnr_last REAL;
+ALTER TABLE videos ADD COLUMN psnr_first REAL;
+ALTER TABLE videos ADD COLUMN psnr_last REAL;
+"""
+
 # The GPU fast path (issue 14): CFG-parallel, the attention kernel and regional compilation, per job; the
 # attention kernel an attempt really ran (its start event's `attention`), since `auto` depends on the machine.
-_V4_FAST_PATH = """
+_V5_FAST_PATH = """
 ALTER TABLE jobs ADD COLUMN cfg_size INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE jobs ADD COLUMN attn TEXT NOT NULL DEFAULT 'auto';
 ALTER TABLE jobs ADD COLUMN compile INTEGER NOT NULL DEFAULT 0;
@@ -196,5 +206,11 @@ ALTER TABLE attempts ADD COLUMN attention TEXT;
 """
 
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
-MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH, _V4_FAST_PATH)
+MIGRATIONS: tuple[str, ...] = (
+    _V1_QUEUE,
+    _V2_CATALOGUE,
+    _V3_CATALOGUE_SEARCH,
+    _V4_DEPENDENCY_KINDS_AND_PSNR,
+    _V5_FAST_PATH,
+)
 LATEST = len(MIGRATIONS)

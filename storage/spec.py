@@ -42,7 +42,9 @@ class QueueSettings:
     nodes: int = 1
     priority: int = 0
     labels: list[str] = field(default_factory=list)
-    after: list[int] = field(default_factory=list)
+    after: list[int] = field(default_factory=list)  # start after these succeeded (storage.deps)
+    after_any: list[int] = field(default_factory=list)  # ... ended, whichever way
+    after_fail: list[int] = field(default_factory=list)  # ... failed
     held: bool = False
     max_retries: int = 2
     retry_on: tuple[str, ...] = DEFAULT_RETRY_ON
@@ -96,11 +98,13 @@ def check_values(values: dict[str, Any]) -> None:
             check_text(f"--{flag}", value, path=name in PATH_FIELDS, field=flag)
     for label in values.get("labels") or ():
         check_text("--label", label, field="labels")
-    for dep in values.get("after") or ():
-        if JOB_ID.problem(dep):
-            raise BadInputError(
-                f"--after {shown(dep)}: there is no such job (ids are 1 or more; see flf2v ls --all)", field="after"
-            )
+    for name in ("after", "after_any", "after_fail"):
+        for dep in values.get(name) or ():
+            if JOB_ID.problem(dep):
+                option = "--" + name.replace("_", "-")
+                raise BadInputError(
+                    f"{option} {shown(dep)}: there is no such job (ids are 1 or more; see flf2v ls --all)", field=name
+                )
 
 
 def engine_argv(values: dict[str, Any]) -> list[str]:

@@ -101,6 +101,8 @@ def prepare_row(
         recipe=recipe,
         stage_seconds=stage_seconds,
         total_seconds=done.get("seconds"),
+        psnr_first=done.get("psnr_first"),
+        psnr_last=done.get("psnr_last"),
         peak_memory=peak_memory,
         tags=list(job.get("labels") or []),
         files=files,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,12 @@ def recipe_values(video: dict[str, Any], need_frames: bool = True) -> dict[str, 
 
 def recipe_gpus(video: dict[str, Any]) -> int:
     return int(video["recipe"].get("world_size") or video.get("world_size") or 1)
+
+
+def rerun_labels(conn: sqlite3.Connection, video: dict[str, Any], given: list[str]) -> list[str]:
+    """The new job's labels: the video's tags (its job's labels when it was catalogued, and the user's tags
+    since), its job's labels now if the job is still there, and those given."""
+    from storage.jobs import get_job
+
+    job = get_job(conn, video["job_id"]) if video.get("job_id") is not None else None
+    return sorted({*(video.get("tags") or []), *((job or {}).get("labels") or []), *given})

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from engine.diskspace import human_size
+from flf2v_tui.job_text import psnr_cell, psnr_text
 from flf2v_tui.term import clock, duration, inert_row, one_line, table
 
 PROMPT_WIDTH = 40
@@ -22,17 +23,20 @@ def ls_text(videos: list[dict[str, Any]], width: int = 0) -> str:
             stars(v.get("rating")),
             "♥" if v.get("favourite") else "",
             time.strftime("%Y-%m-%d %H:%M", time.localtime(v["created_at"])),
-            v["task"],
+            str(v["seed"]),
             f"{v['width']}x{v['height']}",
             str(v["frames"]),
-            str(v["seed"]),
+            psnr_cell(v.get("psnr_first"), v.get("psnr_last")),
+            v["task"],
             ",".join(v.get("tags") or []),
             one_line(v["prompt"], PROMPT_WIDTH),
         ]
         for v in videos
     ]
-    header = ["ID", "RATING", "FAV", "CREATED", "TASK", "SIZE", "FRAMES", "SEED", "TAGS", "PROMPT"]
-    return table(rows, header, width=width)
+    header = ["ID", "RATING", "FAV", "CREATED", "SEED", "SIZE", "FRAMES", "PSNR", "TASK", "TAGS", "PROMPT"]
+    # SEED is never cut: at a narrow terminal the columns that do not fit whole are left out (`flf2v videos
+    # show ID` has them all), and only the prompt, last, is cut.
+    return table(rows, header, width=width, whole_cells=True)
 
 
 def _pairs(title: str, values: dict[str, Any]) -> list[str]:
@@ -56,11 +60,15 @@ def show_text(video: dict[str, Any]) -> str:
     lines += [
         f"  video      {video['width']}x{video['height']}, {video['frames']} frames at {video['fps']:g} fps "
         f"({video['duration']:.2f} s), {human_size(video['size_bytes'])}",
+        f"  seed       {video['seed']}",
         f"  sha256     {video['sha256']}",
         f"  made       {clock(video['created_at'])} by job {video.get('job_id') or '-'} "
         f"(attempt id {video.get('attempt_id') or '-'}), engine {recipe.get('engine_version') or '-'}",
         f"  took       {duration(video.get('total_seconds'))}",
     ]
+    fidelity = psnr_text(video.get("psnr_first"), video.get("psnr_last"))
+    if fidelity:
+        lines.append(f"  psnr       {fidelity} (the end frames against the inputs)")
     lines += _pairs("recipe", {k: recipe[k] for k in sorted(recipe) if k not in ("prompt", "neg_prompt")})
     stages = video.get("stage_seconds") or {}
     if stages:

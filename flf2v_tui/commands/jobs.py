@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Annotated, Any
 
 import typer
 
 from engine.errors import BadInputError
 from flf2v_tui.commands.common import handles_errors, open_home, parse_ids, print_json
-from flf2v_tui.job_text import ls_json, ls_text, show_json, show_text
+from flf2v_tui.job_text import display_state, ls_json, note, show_json, show_text
+from flf2v_tui.ls_table import COLUMNS, ls_parsable, ls_text, parse_columns, waiting_text
 from flf2v_tui.term import echo, terminal_width
 from flf2v_tui.worker import KILL_GRACE_S
 from storage import ops
 from storage.jobs import attempts_of, list_jobs, require_job
-from storage.states import LISTED, UNSUCCESSFUL
+from storage.states import FINISHED, LISTED, UNSUCCESSFUL
 from storage.workers import is_paused, live_workers, set_paused
 
 
@@ -26,23 +28,39 @@ def ls(
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="only jobs with this label")] = None,
     all_jobs: Annotated[bool, typer.Option("--all", "-a", help="every finished job too, not just the last 20")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    columns: Annotated[
+        str | None,
+        typer.Option("--format", "-o", help=f"columns, e.g. id,state,label,step,eta,note; of {','.join(COLUMNS)}"),
+    ] = None,
+    no_header: Annotated[bool, typer.Option("--no-header", help="no heading line")] = False,
+    parsable: Annotated[
+        bool, typer.Option("--parsable", "-p", help="for scripts: fields separated by |, nothing cut, no colour")
+    ] = False,
 ) -> None:
     """List jobs: finished ones first, then running, then the queue in the order it will run."""
+    chosen = parse_columns(columns)
     states = [s.strip() for v in (state or []) for s in v.split(",") if s.strip()]
     unknown = [s for s in states if s not in LISTED]
     if unknown:
         raise BadInputError(f"unknown state {unknown[0]!r}; choose from {', '.join(LISTED)}")
     _, conn = open_home()
     recent = None if (all_jobs or states or label) else 20
-    jobs = list_jobs(conn, states=states, labels=label or [], recent_finished=recent)
+    whole = parsable and "prompt" in chosen
+    jobs = list_jobs(conn, states=states, labels=label or [], recent_finished=recent, whole_prompts=whole)
+    paused = is_paused(conn)
+    waiting = waiting_text(live_workers(conn), paused) if any(j["state"] == "queued" for j in jobs) else ""
     if json_out:
-        print_json(ls_json(jobs))
+        print_json(ls_json(jobs, waiting))
+        return
+    if parsable:
+        if jobs or not no_header:
+            typer.echo(ls_parsable(jobs, chosen, header=not no_header, waiting=waiting))
         return
     if not jobs:
         echo("no jobs" + (" match" if states or label else " yet; queue one with flf2v submit (or flf2v demo)"))
         return
-    typer.echo(ls_text(jobs, terminal_width()))
-    if is_paused(conn):
+    typer.echo(ls_text(jobs, terminal_width(), columns=chosen, header=not no_header, waiting=waiting))
+    if paused:
         echo("queue paused: running jobs finish, nothing new starts (flf2v resume)")
 
 
@@ -78,10 +96,26 @@ def wait(
         require_job(conn, job_id)
     finals = follow_jobs(conn, ids, timeout=timeout, quiet=quiet)
     if finals is None:
-        echo(f"timed out after {timeout:g} s; the jobs keep running", err=True)
+        echo(f"timed out after {timeout:g} s; {_still_unfinished(conn, ids)}", err=True)
         raise typer.Exit(1)
     if any(state != "succeeded" for state in finals.values()):
         raise typer.Exit(1)
+
+
+def _still_unfinished(conn: Any, ids: list[int]) -> str:
+    """What the jobs a wait gave up on are doing: held ones say so (they never start by themselves)."""
+    parts = []
+    for job in list_jobs(conn, ids=ids):
+        state = display_state(job)
+        if state == "held" and job.get("never_on"):
+            parts.append(f"job {job['id']} {note(job, time.time())}")  # "never starts: job 5 failed (...)"
+        elif state == "held" and job.get("waiting_on"):
+            parts.append(f"job {job['id']} is held: it waits for job {job['waiting_on']}")
+        elif state == "held":
+            parts.append(f"job {job['id']} is held and never starts until released (flf2v release {job['id']})")
+        elif state not in FINISHED:
+            parts.append(f"job {job['id']} is {state}")
+    return "; ".join(parts) if parts else "the jobs have finished since"
 
 
 class _Countdown:
@@ -205,7 +239,8 @@ def resume() -> None:
 
 def register(app: typer.Typer) -> None:
     examples = {
-        "ls": "flf2v ls --state running,queued --label sweep\n\n  flf2v ls --all --json",
+        "ls": "flf2v ls --state running,queued --label sweep\n\n  flf2v ls --all --json\n\n"
+        "  flf2v ls --format id,state,label,step,eta,note --parsable --no-header",
         "show": "flf2v show 12\n\n  flf2v show 12 --json | jq .attempts",
         "wait": "flf2v wait 12 13 --timeout 3600",
         "cancel": "flf2v cancel 12\n\n  flf2v cancel 20..29 --kill-grace 10",

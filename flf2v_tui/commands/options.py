@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import typer
 
 from engine.flags import BOOL, BY_NAME, JOB_FLAGS, SWITCH, Flag, word_to_bool
 from flf2v_tui.commands.common import parse_ids, print_json
+from flf2v_tui.flf_guards import FlfWarning
 from flf2v_tui.submission import QueueOptions, parse_retry_on, parse_seeds
+from flf2v_tui.term import echo
 from storage.spec import BOUNDS
 
 _PANEL = "Engine flags (as in the official generate.py)"
@@ -102,6 +104,10 @@ QUEUE_OPTIONS: list[inspect.Parameter] = [
     _queue("nodes", _DEFAULT.nodes, int, "--nodes", help_text="machines (only 1 is supported)"),
     _queue("priority", _DEFAULT.priority, int, "--priority", help_text="higher runs first"),
     _queue("after", None, list[str] | None, "--after", help_text="start only after these jobs succeeded"),
+    _queue("after_any", None, list[str] | None, "--after-any", "--after_any",
+           help_text="start after these jobs ended, whichever way (Slurm's afterany)"),
+    _queue("after_fail", None, list[str] | None, "--after-fail", "--after_fail",
+           help_text="start only after these jobs failed (Slurm's afternotok)"),
     _queue("hold", _DEFAULT.held, bool, "--hold", help_text="queue it held (flf2v release ID)"),
     _queue("label", None, list[str] | None, "--label", help_text="a label (repeatable)"),
     _queue("retries", _DEFAULT.max_retries, int, "--retries", help_text="automatic retries"),
@@ -134,12 +140,14 @@ def with_queue_options(gpus_default: int | None, gpus_help: str) -> Callable[[Ca
 def queue_values(kwargs: dict[str, Any], gpus: int) -> QueueOptions:
     """The QueueOptions the queue options in kwargs describe (with `gpus` already resolved). Typer passes every
     option of QUEUE_OPTIONS (its declared default, QueueSettings', when not given)."""
-    after = kwargs["after"]
+    after, after_any, after_fail = kwargs["after"], kwargs["after_any"], kwargs["after_fail"]
     return QueueOptions(
         gpus=gpus,
         nodes=kwargs["nodes"],
         priority=kwargs["priority"],
         after=parse_ids(after) if after else [],
+        after_any=parse_ids(after_any) if after_any else [],
+        after_fail=parse_ids(after_fail) if after_fail else [],
         held=kwargs["hold"],
         labels=[x for x in (kwargs["label"] or []) if x.strip()],
         max_retries=kwargs["retries"],
@@ -153,14 +161,19 @@ def queue_seeds(kwargs: dict[str, Any]) -> list[int] | None:
     return parse_seeds(kwargs.get("seeds"), kwargs.get("seed_range"))
 
 
-def echo_queued(ids: list[int], kwargs: dict[str, Any], source: str = "") -> None:
-    """What submit and rerun print: JSON (--json), bare ids (-q), or a sentence."""
+def echo_queued(ids: list[int], kwargs: dict[str, Any], source: str = "", warnings: Sequence[FlfWarning] = ()) -> None:
+    """What submit and rerun print: JSON (--json, the FLF warnings as fields), bare ids (-q, no warnings), or
+    a sentence (the warnings on stderr)."""
     held = " (held)" if kwargs.get("hold") else ""
     if kwargs.get("json_out"):
-        print_json({"ids": ids})
-    elif kwargs.get("quiet"):
+        print_json({"ids": ids, "warnings": [w.as_dict() for w in warnings]})
+        return
+    if kwargs.get("quiet"):
         typer.echo("\n".join(map(str, ids)))
-    elif len(ids) == 1:
+        return
+    if len(ids) == 1:
         typer.echo(f"queued job {ids[0]}{source}{held}")
     else:
         typer.echo(f"queued {len(ids)} jobs: {ids[0]}..{ids[-1]}{source}{held}")
+    for warning in warnings:
+        echo(f"warning: {warning.message}", err=True)

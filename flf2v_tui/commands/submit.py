@@ -1,4 +1,4 @@
-"""`flf2v submit` and `flf2v retry`."""
+"""`flf2v submit`, `flf2v retry` and `flf2v edit`."""
 
 from __future__ import annotations
 
@@ -17,8 +17,26 @@ from flf2v_tui.commands.options import (
     with_engine_options,
     with_queue_options,
 )
+from flf2v_tui.flf_guards import flf_warnings
+from flf2v_tui.job_edit import edit_job
 from flf2v_tui.submission import build_specs, fill_tiny_checkpoint, retry_job
-from storage.jobs import insert_jobs
+from flf2v_tui.term import echo
+from storage.jobs import insert_jobs, require_job
+
+# The queue options of retry and edit, which change a job that exists (None: unchanged).
+ChangedGpus = Annotated[
+    int | None,
+    typer.Option("--gpus", help="change the number of ranks", rich_help_panel=QUEUE_PANEL, callback=in_bounds("gpus")),
+]
+ChangedPriority = Annotated[
+    int | None, typer.Option("--priority", rich_help_panel=QUEUE_PANEL, callback=in_bounds("priority"))
+]
+OtherWorker = Annotated[
+    bool,
+    typer.Option(
+        "--other-worker", help="do not check a changed --gpus against this machine", rich_help_panel=QUEUE_PANEL
+    ),
+]
 
 SUBMIT_EPILOG = """Examples:
 
@@ -38,29 +56,17 @@ def submit(**kwargs: Any) -> None:
     given = engine_values(kwargs)
     fill_tiny_checkpoint(home, given)
     specs = build_specs(given, queue_values(kwargs, kwargs["gpus"]), queue_seeds(kwargs), home=home)
-    echo_queued(insert_jobs(conn, home, specs), kwargs)
+    echo_queued(insert_jobs(conn, home, specs), kwargs, warnings=flf_warnings(specs[0].engine_values()))
 
 
 @handles_errors
 @with_engine_options
 def retry(
     job_ids: Annotated[list[str], typer.Argument(help="finished job ids")],
-    gpus: Annotated[
-        int | None,
-        typer.Option(
-            "--gpus", help="change the number of ranks", rich_help_panel=QUEUE_PANEL, callback=in_bounds("gpus")
-        ),
-    ] = None,
-    priority: Annotated[
-        int | None, typer.Option("--priority", rich_help_panel=QUEUE_PANEL, callback=in_bounds("priority"))
-    ] = None,
+    gpus: ChangedGpus = None,
+    priority: ChangedPriority = None,
     hold: Annotated[bool, typer.Option("--hold", help="queue it held", rich_help_panel=QUEUE_PANEL)] = False,
-    other_worker: Annotated[
-        bool,
-        typer.Option(
-            "--other-worker", help="do not check a changed --gpus against this machine", rich_help_panel=QUEUE_PANEL
-        ),
-    ] = False,
+    other_worker: OtherWorker = False,
     **kwargs: Any,
 ) -> None:
     """Queue a finished job again as a new attempt, optionally with changed flags."""
@@ -73,6 +79,30 @@ def retry(
         typer.echo(message)
 
 
+@handles_errors
+@with_engine_options
+def edit(
+    job_id: Annotated[int, typer.Argument(help="a queued job id")],
+    gpus: ChangedGpus = None,
+    priority: ChangedPriority = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", help="replace the labels (repeatable)", rich_help_panel=QUEUE_PANEL),
+    ] = None,
+    other_worker: OtherWorker = False,
+    **kwargs: Any,
+) -> None:
+    """Change a queued job before it starts (the same checks as submit). A job that has started is refused."""
+    home, conn = open_home()
+    given = engine_values(kwargs)
+    typer.echo(
+        edit_job(conn, home, job_id, given, gpus=gpus, priority=priority, labels=label, other_worker=other_worker)
+    )
+    if any(given.get(k) is not None for k in ("first_frame", "last_frame", "frame_num")):
+        for warning in flf_warnings(require_job(conn, job_id)):
+            echo(f"warning: {warning.message}", err=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command("submit", epilog=SUBMIT_EPILOG)(submit)
     app.command(
@@ -80,3 +110,8 @@ def register(app: typer.Typer) -> None:
         epilog="Examples:\n\n  flf2v retry 12\n\n  flf2v retry 12 --gpus 4 --offload_model True\n\n"
         "  flf2v retry 12 --base_seed 7 --sample_steps 30",
     )(retry)
+    app.command(
+        "edit",
+        epilog='Examples:\n\n  flf2v edit 12 --prompt "a heron lands on the water" --sample_steps 30\n\n'
+        "  flf2v edit 12 --priority 5 --label night",
+    )(edit)

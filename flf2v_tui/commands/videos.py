@@ -231,7 +231,8 @@ def verify(json_out: Annotated[bool, typer.Option("--json", help="machine-readab
 @with_queue_options(None, "ranks (default: as the video was made)")
 def rerun(video_id: Annotated[int, typer.Argument(help="video id")], **kwargs: Any) -> None:
     """Queue a new job from a video's stored recipe, with any engine or queue flag changed."""
-    from flf2v_tui.catalogue.rerun import recipe_gpus, recipe_values
+    from flf2v_tui.catalogue.rerun import recipe_gpus, recipe_values, rerun_labels
+    from flf2v_tui.flf_guards import flf_warnings
     from flf2v_tui.submission import build_specs
     from storage.jobs import insert_jobs
 
@@ -240,8 +241,10 @@ def rerun(video_id: Annotated[int, typer.Argument(help="video id")], **kwargs: A
     changes = {k: v for k, v in engine_values(kwargs).items() if v is not None}
     values = {**recipe_values(video, need_frames=not {"first_frame", "last_frame"} <= set(changes)), **changes}
     queue = queue_values(kwargs, kwargs["gpus"] or recipe_gpus(video))
+    queue.labels = rerun_labels(conn, video, queue.labels)
     specs = build_specs(values, queue, queue_seeds(kwargs))
-    echo_queued(insert_jobs(conn, home, specs), kwargs, f" from video {video_id}")
+    warnings = flf_warnings(specs[0].engine_values())
+    echo_queued(insert_jobs(conn, home, specs), kwargs, f" from video {video_id}", warnings)
 
 
 def register(app: typer.Typer) -> None:

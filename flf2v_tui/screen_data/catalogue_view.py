@@ -9,6 +9,7 @@ from engine.diskspace import human_size
 from engine.tasks import TASKS
 from flf2v_tui.catalogue.rerun import recipe_gpus, recipe_values
 from flf2v_tui.catalogue.views import stars
+from flf2v_tui.job_text import psnr_cell, psnr_text
 from flf2v_tui.screen_data.form import SWITCHES, prefill_from_job
 from flf2v_tui.term import clock, duration, inert_row, one_line
 from storage.catalogue import VideoFilter, search
@@ -32,6 +33,7 @@ def row_cells(video: dict[str, Any]) -> tuple[str, ...]:
         stars(video.get("rating")),
         "♥" if video.get("favourite") else "",
         one_line(video["prompt"]),
+        psnr_cell(video.get("psnr_first"), video.get("psnr_last")),
         clock(video["created_at"])[:16],
         one_line(",".join(video.get("tags") or [])),
         f"{video['width']}x{video['height']}",
@@ -59,6 +61,7 @@ def recipe_rows(video: dict[str, Any]) -> list[tuple[str, str]]:
         ("layout", layout + (", " + ", ".join(flags) if flags else "")),
         ("video", f"{video['width']}x{video['height']}, {video['frames']} frames at {video['fps']:g} fps, "
                   f"{human_size(video['size_bytes'])}"),
+        ("psnr", fidelity_text(video)),
         ("took", duration(video.get("total_seconds"))),
         ("peak memory", ", ".join(f"r{r} {human_size(b)}" for r, b in sorted(peaks.items())) or "-"),
         ("checkpoint", f"{video['ckpt_dir']} ({video.get('ckpt_fingerprint') or 'no fingerprint'})"),
@@ -74,6 +77,12 @@ def recipe_rows(video: dict[str, Any]) -> list[tuple[str, str]]:
         official = task is not None and neg == task.neg_prompt
         rows.insert(1, ("negative", "the official default" if official else one_line(neg)))
     return rows
+
+
+def fidelity_text(row: dict[str, Any]) -> str:
+    """How close a render's first and last frames came to the inputs (PSNR), for a video or an attempt."""
+    said = psnr_text(row.get("psnr_first"), row.get("psnr_last"))
+    return f"{said} (end frames vs inputs)" if said else "-"
 
 
 def prefill_from_video(video: dict[str, Any]) -> dict[str, str]:

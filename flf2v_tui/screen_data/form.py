@@ -18,6 +18,7 @@ from engine.cli_args import layout_ranks
 from engine.errors import BadInputError
 from engine.flags import BOOL, CHOICE, FLAGS, PATH, SWITCH, TEXT, Flag
 from engine.tasks import TASKS
+from flf2v_tui.job_edit import edit_job
 from flf2v_tui.rank_capacity import NeverFitsHere
 from flf2v_tui.submission import QueueOptions, build_specs, expand_user, fill_tiny_checkpoint, parse_seeds
 from storage.db import STORAGE_ERRORS, DatabaseError
@@ -80,6 +81,17 @@ def select_value(name: str, text: str) -> str:
     """What a select field shows for `text`: itself when it is one of the choices, else the default."""
     flag = FORM_FLAGS[name]
     return text if text in choices_of(name) else ("" if flag.kind == BOOL else flag.default)
+
+
+def shown_text(name: str, text: str) -> str:
+    """A field's text as its widget holds it once opened with `text` (a select shows one of its choices, a
+    switch is on or off): what the form reads back before anything is typed."""
+    kind = widget_of(name)
+    if kind == "select":
+        return select_value(name, text)
+    if kind == "checkbox":
+        return "1" if text else ""
+    return text
 
 
 def field_for(error: BadInputError) -> str:
@@ -192,13 +204,74 @@ def submit(conn: sqlite3.Connection, home: Home, values: dict[str, str]) -> tupl
         fill_tiny_checkpoint(home, sub.given)
         specs = build_specs(sub.given, sub.queue, sub.seeds, home=home)
         return insert_jobs(conn, home, specs), {}
-    except NeverFitsHere as exc:  # waived here by the form's switch, not by the CLI's flag
-        return [], {"gpus": exc.saying(f'switch on "{OTHER_WORKER_LABEL}"')}
+    except (BadInputError, *STORAGE_ERRORS) as exc:
+        return [], _refusal(home, exc, sub.given)
+
+
+def check(home: Home, values: dict[str, str]) -> dict[str, str]:
+    """The errors a submit of these texts would meet, queueing nothing (the form checks again after a change,
+    so an error the change fixed goes at once). flf2v-tiny without a checkpoint folder is no error: the submit
+    writes the embedded model then."""
+    sub = parse_form(values)
+    if sub.errors:
+        return sub.errors
+    try:
+        build_specs(sub.given, sub.queue, sub.seeds, home=home)
     except BadInputError as exc:
-        return [], {field_for(exc): exc.message}
-    except STORAGE_ERRORS as exc:
-        frames = [str(expand_user(sub.given[f])) for f in FRAMES if sub.given.get(f)]
-        return [], {FORM_LEVEL: storage_refused(home, exc, frames)}
+        embedded = sub.given.get("task") == "flf2v-tiny" and not sub.given.get("ckpt_dir")
+        return {} if embedded and exc.field == "ckpt_dir" else _refusal(home, exc, sub.given)
+    return {}
+
+
+def _refusal(home: Home, exc: BaseException, given: dict[str, Any]) -> dict[str, str]:
+    """A check's or the queue's refusal, under the field it is about."""
+    if isinstance(exc, NeverFitsHere):  # waived here by the form's switch, not by the CLI's flag
+        return {"gpus": exc.saying(f'switch on "{OTHER_WORKER_LABEL}"')}
+    if isinstance(exc, BadInputError):
+        return {field_for(exc): exc.message}
+    frames = [str(expand_user(given[f])) for f in FRAMES if given.get(f)]
+    return {FORM_LEVEL: storage_refused(home, exc, frames)}
+
+
+def _default(name: str, task_name: str) -> Any:
+    """What an emptied field means in an edit: its flag's default (the task's, for flags the task decides)."""
+    flag = FORM_FLAGS[name]
+    if flag.kind == SWITCH:
+        return False
+    task = TASKS.get(task_name) or TASKS[DEFAULT_TASK]
+    return getattr(task, flag.from_task) if flag.from_task else flag.default
+
+
+def edit(
+    conn: sqlite3.Connection, home: Home, job_id: int, original: dict[str, str], values: dict[str, str]
+) -> tuple[str, dict[str, str]]:
+    """Save the form into queued job `job_id` (flf2v edit's checks, job_edit.edit_job): only the fields changed
+    from `original` (the texts the form opened with) change. Returns (what changed, {}) or ("", {field: why})."""
+    changed = [name for name in FIELDS if values.get(name, "") != original.get(name, "")]
+    if not changed:
+        return "", {FORM_LEVEL: "nothing changed: change a field to save, or esc to leave the job as it is"}
+    sub = parse_form(values)
+    if sub.errors:
+        return "", sub.errors
+    if sub.seeds is not None:
+        return "", {"seeds": "an edit keeps one job: give one seed (y on the job copies it into new jobs)"}
+    task = sub.given.get("task") or DEFAULT_TASK
+    given = {name: _default(name, task) if sub.given[name] is None else sub.given[name]
+             for name in changed if name in FORM_FLAGS}  # fmt: skip
+    if "seeds" in changed:
+        given["base_seed"] = sub.given.get("base_seed", -1)  # emptied: a new random seed, as at submit
+    queue = sub.queue
+    try:
+        if "task" in given or "ckpt_dir" in given:
+            fill_tiny_checkpoint(home, given)
+        message = edit_job(
+            conn, home, job_id, given, gpus=queue.gpus if "gpus" in changed else None,
+            priority=queue.priority if "priority" in changed else None,
+            labels=queue.labels if "labels" in changed else None, other_worker=queue.other_worker,
+        )  # fmt: skip
+    except (BadInputError, *STORAGE_ERRORS) as exc:
+        return "", _refusal(home, exc, given)
+    return message, {}
 
 
 def storage_refused(home: Home, exc: BaseException, frames: Iterable[str] = ()) -> str:

@@ -7,7 +7,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from flf2v_tui.job_text import display_state, gpus_text, short_prompt
+from flf2v_tui.job_text import display_state, gpus_text, note
+from flf2v_tui.ls_table import waiting_text
 from flf2v_tui.term import duration, one_line
 from storage.db import read_tx
 from storage.jobs import count_by_state, list_jobs, unfinished_work
@@ -21,7 +22,9 @@ RECENT_FINISHED = 200  # finished jobs listed by default; the filter `state:succ
 MAX_ROWS = 500
 TYPICAL_SAMPLE = 20  # finished jobs whose durations estimate how long a queued one will take
 BAR_WIDTH = 10
-PROMPT_CHARS = 40
+NARROW_BAR_WIDTH = 5
+PROMPT_CHARS = 40  # the most a prompt gets; less where the table is narrow (the note comes first)
+NOTE_CHARS = 44
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class QueueSnapshot:
     hidden_finished: int = 0
     left_out: int = 0  # matching jobs beyond MAX_ROWS
     states: dict[int, str] = field(default_factory=dict)  # job id -> display state
+    waiting: str = "waiting for a worker"  # why a queued job nothing more is known about waits (ls_table)
 
 
 def _typical_seconds(conn: sqlite3.Connection) -> float | None:
@@ -112,6 +116,7 @@ def read_snapshot(conn: sqlite3.Connection, flt: JobFilter, now: float) -> Queue
         counts = count_by_state(conn)
         paused = is_paused(conn)
         workers = live_workers(conn)
+        waiting = waiting_text(workers, paused)
         slots = sum(len(w["pool"].get("slots", [])) for w in workers)
         eta = queue_eta(conn, slots, _typical_seconds(conn), now)
     jobs = [j for j in jobs if flt.matches(j)]
@@ -132,6 +137,7 @@ def read_snapshot(conn: sqlite3.Connection, flt: JobFilter, now: float) -> Queue
         hidden_finished=0 if (flt.states or flt.labels) else max(finished - shown_finished, 0),
         states=states,
         left_out=matching - len(jobs),
+        waiting=waiting,
     )
 
 
@@ -163,25 +169,61 @@ def progress_text(step: int | None, total: int | None, width: int = BAR_WIDTH) -
     return f"{bar(done / total, width)} {done}/{total}"
 
 
-COLUMNS = ("id", "state", "label", "prompt", "gpus", "step", "s/it", "eta", "age")
+COLUMNS = ("id", "state", "label", "prompt", "gpus", "step", "s/it", "eta", "age", "note")
+# Under 100 columns the table keeps what says where a job is and why: the note before the prompt's end.
+NARROW_COLUMNS = ("id", "state", "step", "note", "prompt")  # a running job's ETA is in its note
+NARROW_BELOW = 100
+# From 100 to WIDE_FROM columns: s/it and age give way, so that the prompt keeps some room beside the note.
+MEDIUM_COLUMNS = ("id", "state", "label", "gpus", "step", "eta", "note", "prompt")
+WIDE_FROM = 140
 
 
-def job_cells(job: Row, state: str, now: float) -> tuple[str, ...]:
-    """The dashboard row of a job, in the order of COLUMNS."""
+def columns_for(width: int) -> tuple[str, ...]:
+    """The dashboard's columns at a terminal `width` cells wide."""
+    if width < NARROW_BELOW:
+        return NARROW_COLUMNS
+    return MEDIUM_COLUMNS if width < WIDE_FROM else COLUMNS
+
+
+def job_note(job: Row, state: str, now: float, waiting: str, eta: str = "") -> str:
+    """Why a job waits or how it ended (as `flf2v ls` says it); for a render under way, the stage it is in
+    (and `eta`, where the table has no column for it)."""
+    if state == INTERRUPTED:
+        return "its worker died"
+    if state in ACTIVE:
+        return " · ".join(x for x in (one_line(job.get("stage")), eta and f"ETA {eta}") if x)
+    return note(job, now, waiting)
+
+
+def job_cells(job: Row, state: str, now: float, waiting: str = "", narrow: bool = False) -> dict[str, str]:
+    """The dashboard cells of a job, by column (COLUMNS; `narrow`: for NARROW_COLUMNS, a shorter bar and the
+    ETA in the note). The prompt comes whole, on one line: the table cuts it to the room the others leave."""
     active = state in ACTIVE
+    live = active and state != INTERRUPTED  # an interrupted render's worker is gone: no speed, no ETA to trust
+    bar_width = NARROW_BAR_WIDTH if narrow else BAR_WIDTH
+    eta = duration(job["eta_seconds"]) if live and job.get("eta_seconds") is not None else ""
     total = job.get("steps_total")
     step = job.get("steps_total") if job["state"] == "succeeded" and total else job.get("step")
-    return (
-        str(job["id"]),
-        state,
-        one_line(",".join(job.get("labels") or [])) or "-",
-        short_prompt(job.get("prompt"), PROMPT_CHARS),
-        gpus_text(job, state),
-        progress_text(step, total) if (active or job["state"] in (SUCCEEDED, FAILED)) and total else "",
-        f"{job['sec_per_it']:.2f}" if active and job.get("sec_per_it") else "",
-        duration(job["eta_seconds"]) if active and job.get("eta_seconds") is not None else "",
-        duration(now - job["created_at"]) if job.get("created_at") else "-",
-    )
+    shown = (active or job["state"] in (SUCCEEDED, FAILED)) and total
+    return {
+        "id": str(job["id"]),
+        "state": state,
+        "label": one_line(",".join(job.get("labels") or [])) or "-",
+        "prompt": one_line(job.get("prompt")),
+        "gpus": gpus_text(job, state),
+        "step": progress_text(step, total, bar_width) if shown else "",
+        "s/it": f"{job['sec_per_it']:.2f}" if live and job.get("sec_per_it") else "",
+        "eta": eta,
+        "age": duration(now - job["created_at"]) if job.get("created_at") else "-",
+        "note": one_line(job_note(job, state, now, waiting, eta if narrow else ""), NOTE_CHARS),
+    }
+
+
+def prompt_room(rows: list[dict[str, str]], columns: tuple[str, ...], width: int) -> int:
+    """How many characters the prompt gets in a table `width` cells wide (each column has a cell of padding
+    each side, and the table a scroll bar): what the other columns leave, from 10 to PROMPT_CHARS."""
+    others = sum(max([len(c), *(len(r[c]) for r in rows)]) + 2 for c in columns if c != "prompt")
+    return max(10, min(PROMPT_CHARS, width - others - 4))
 
 
 def status_line(snap: QueueSnapshot) -> str:

@@ -26,8 +26,12 @@ _GROUP_OF = {stage: group for group, stages in STAGE_GROUPS for stage in stages}
 @dataclass(frozen=True)
 class StageSpan:
     name: str
-    seconds: float | None  # done: how long it took; running: how long so far; pending: None
-    state: str  # "done", "running" or "pending"
+    seconds: float | None  # done: how long it took; running: how long so far; halted: until it stopped; pending: None
+    state: str  # "done", "running", "pending", or how the render stopped in it: "failed", "cancelled", "interrupted"
+
+
+# How a render that is no longer under way stopped, by the job's shown state: the stage it was in is shown so.
+HALTED = {"failed": "failed", "cancelled": "cancelled", "interrupted": "interrupted"}
 
 
 def memory_figure(event: dict[str, Any]) -> int | None:
@@ -80,16 +84,19 @@ class JobTelemetry:
     def finished(self) -> bool:
         return self.tracker.done is not None or bool(self.tracker.errors)
 
-    def timeline(self, now: float) -> list[StageSpan]:
-        """load, encode, denoise, decode, save: each done (with its seconds), running (so far) or pending."""
+    def timeline(self, now: float, halted: str | None = None) -> list[StageSpan]:
+        """load, encode, denoise, decode, save: each done (with its seconds), running (so far) or pending.
+        `halted` (failed, cancelled, interrupted): the render stopped; the stage it was in is shown so, with its
+        seconds up to the last event (not up to now: nothing runs any more)."""
         took = self.tracker.stage_seconds
         spans = []
         for group, stages in STAGE_GROUPS:
             done = sum(took.get(s, 0.0) for s in stages if s in took)
             running = [s for s in stages if s in self.began and s not in self.ended]
-            if running and not self.finished:
-                so_far = done + sum(max(now - self.began[s], 0.0) for s in running)
-                spans.append(StageSpan(group, so_far, "running"))
+            if running and (halted or not self.finished):
+                until = self.last_event_t if halted and self.last_event_t is not None else now
+                so_far = done + sum(max(until - self.began[s], 0.0) for s in running)
+                spans.append(StageSpan(group, so_far, halted or "running"))
             elif any(s in took for s in stages):
                 spans.append(StageSpan(group, done, "done"))
             else:
@@ -97,14 +104,16 @@ class JobTelemetry:
         return spans
 
 
-def timeline_from_seconds(stage_seconds: dict[str, float], current: str | None) -> list[StageSpan]:
+def timeline_from_seconds(
+    stage_seconds: dict[str, float], current: str | None, halted: str | None = None
+) -> list[StageSpan]:
     """The same timeline from what the DB keeps about an attempt (for one whose events file is gone)."""
     spans = []
     current_group = _GROUP_OF.get(current or "")
     for group, stages in STAGE_GROUPS:
         took = [stage_seconds[s] for s in stages if s in stage_seconds]
         if group == current_group:
-            spans.append(StageSpan(group, sum(took) if took else None, "running"))
+            spans.append(StageSpan(group, sum(took) if took else None, halted or "running"))
         elif took:
             spans.append(StageSpan(group, sum(took), "done"))
         else:
@@ -126,16 +135,21 @@ class ProgressInfo:
     preview: dict[str, Any] | None
 
 
-def progress_of(tel: JobTelemetry | None, latest: dict[str, Any] | None, now: float) -> ProgressInfo:
-    """From the events when there are any, else from what the DB keeps of the latest attempt."""
+def progress_of(
+    tel: JobTelemetry | None, latest: dict[str, Any] | None, now: float, shown_state: str = "running"
+) -> ProgressInfo:
+    """From the events when there are any, else from what the DB keeps of the latest attempt. `shown_state`:
+    the job's state as shown (display_state); a failed, cancelled or interrupted one halts the timeline."""
+    halted = HALTED.get(shown_state)
     if tel is not None and (tel.tracker.stage or tel.tracker.stage_seconds):
         t = tel.tracker
         memory = {rank: list(series) for rank, series in tel.memory.items()}
-        return ProgressInfo(tel.timeline(now), t.step, t.steps_total, t.sec_per_it, t.eta_seconds, memory,
+        return ProgressInfo(tel.timeline(now, halted), t.step, t.steps_total, t.sec_per_it, t.eta_seconds, memory,
                             dict(tel.peak), tel.preview)  # fmt: skip
     if latest is not None:
-        current = latest.get("stage") if latest["state"] == "running" else None
-        return ProgressInfo(timeline_from_seconds(latest["stage_seconds"], current), latest.get("step"),
+        under_way = latest["state"] == "running" or (halted is not None and latest.get("stage") != "done")
+        current = latest.get("stage") if under_way else None
+        return ProgressInfo(timeline_from_seconds(latest["stage_seconds"], current, halted), latest.get("step"),
                             latest.get("steps_total"), latest.get("sec_per_it"), latest.get("eta_seconds"), {}, {},
                             None)  # fmt: skip
     return ProgressInfo(timeline_from_seconds({}, None), None, None, None, None, {}, {}, None)

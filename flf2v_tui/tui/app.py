@@ -32,6 +32,8 @@ HOLDERS_EVERY_S = 5.0
 class Flf2vApp(App[None]):
     CSS_PATH = Path(__file__).with_name("flf2v.tcss")
     TITLE = "flf2v"
+    # Under 100 columns a screen has the class -narrow (flf2v.tcss gives the job view's side panels less room).
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (100, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", show=False)]
 
     def __init__(
@@ -84,23 +86,24 @@ class Flf2vApp(App[None]):
     def open_videos(self) -> None:
         self.push_screen(VideosScreen())
 
-    def open_submit(self, prefill: dict[str, str] | None = None) -> None:
-        """The submit form, empty or prefilled with field texts (screen_data.form.prefill_from_job makes them)."""
+    def open_submit(self, prefill: dict[str, str] | None = None, edit_job: int | None = None) -> None:
+        """The submit form, empty or prefilled with field texts (screen_data.form.prefill_from_job makes them);
+        with `edit_job`, it edits that queued job and goes back to where it was opened."""
 
         def done(ids: list[int] | None) -> None:
-            if ids:
+            if ids and edit_job is None:
                 while not isinstance(self.screen, DashboardScreen):
                     self.pop_screen()
                 self.dashboard.select_job(ids[0])
 
-        self.push_screen(SubmitScreen(prefill), done)
+        self.push_screen(SubmitScreen(prefill, edit_job=edit_job), done)
 
     # What the screens ask for (tui/messages.py): they open other screens through the app, never by importing it.
     def on_open_job(self, message: OpenJob) -> None:
         self.open_job(message.job_id)
 
     def on_open_submit(self, message: OpenSubmit) -> None:
-        self.open_submit(message.prefill)
+        self.open_submit(message.prefill, message.edit_job)
 
     def on_open_videos(self, _message: OpenVideos) -> None:
         self.open_videos()

@@ -12,14 +12,45 @@ opened and decoded on the UI thread when the widget draws.
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 from PIL import Image as PILImage
 from textual.widget import Widget
-from textual_image.widget import HalfcellImage, Image, SixelImage, TGPImage, UnicodeImage
 
 from storage.db import database_file_named
 from storage.paths import Home
+
+
+def _tmux_pane_title() -> str | None:
+    """The title of the tmux pane this runs in (None outside tmux, or without a terminal). tmux takes the
+    terminal-graphics probe below (an APC string, which tmux never answers) for a new pane title."""
+    pane, out = os.environ.get("TMUX_PANE"), sys.__stdout__
+    if not os.environ.get("TMUX") or not pane or out is None or not out.isatty():
+        return None
+    try:
+        asked = subprocess.run(["tmux", "display-message", "-p", "-t", pane, "#{pane_title}"],
+                               capture_output=True, text=True, timeout=2, check=True)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "flf2v"
+    return asked.stdout.rstrip("\n")
+
+
+def _set_title(title: str) -> None:
+    """Set the pane's title (OSC 2), with no control character of the old title let through."""
+    out, plain_title = sys.__stdout__, re.sub(r"[\x00-\x1f\x7f-\x9f]", "", title)
+    if out is not None:
+        out.write("\x1b]2;" + plain_title + "\x1b\\")
+        out.flush()
+
+
+_title = _tmux_pane_title()
+from textual_image.widget import HalfcellImage, Image, SixelImage, TGPImage, UnicodeImage  # noqa: E402  (probes)
+
+if _title is not None:
+    _set_title(_title)  # the probe's APC string became the pane's title: put the old one back
 
 MODES: dict[str, type[Widget]] = {
     "auto": Image,

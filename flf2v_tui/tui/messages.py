@@ -15,11 +15,13 @@ class OpenJob(Message):
 
 
 class OpenSubmit(Message):
-    """Open the submit form, empty or prefilled with field texts (screen_data.form makes them)."""
+    """Open the submit form, empty or prefilled with field texts (screen_data.form makes them); with `edit_job`,
+    the form saves into that queued job instead of queueing a new one."""
 
-    def __init__(self, prefill: dict[str, str] | None = None) -> None:
+    def __init__(self, prefill: dict[str, str] | None = None, edit_job: int | None = None) -> None:
         super().__init__()
         self.prefill = prefill
+        self.edit_job = edit_job
 
 
 class OpenVideos(Message):

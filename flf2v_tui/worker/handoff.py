@@ -19,6 +19,7 @@ from flf2v_tui.worker.running import Running, WorkerConfig
 from storage import attempts as store
 from storage import workers
 from storage.claim import Assignment
+from storage.deps import UNMET
 
 
 class Leaving(Protocol):
@@ -87,8 +88,7 @@ def work_left(worker: Leaving) -> bool:
         return False
     sql = (
         "SELECT id, gpus FROM jobs j WHERE state = 'queued' AND held = 0 AND cancel_requested = 0 "
-        "AND not_before > ? AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.after_id "
-        "WHERE d.job_id = j.id AND p.state != 'succeeded')"
+        f"AND not_before > ? AND NOT EXISTS ({UNMET})"
     )
     only = worker.config.only_jobs
     for job_id, gpus in worker.conn.execute(sql, (worker.tick_at,)).fetchall():

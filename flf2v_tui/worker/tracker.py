@@ -112,4 +112,7 @@ class Tracker:
             "stage_seconds": self.stage_seconds,
             "engine_version": self.engine_version,
             "attention": self.attention,
+            # How close the render's first and last frames came to the inputs (the done event's).
+            "psnr_first": (self.done or {}).get("psnr_first"),
+            "psnr_last": (self.done or {}).get("psnr_last"),
         }

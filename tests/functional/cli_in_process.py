@@ -48,3 +48,12 @@ def count_jobs(home: Path) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
     finally:
         conn.close()
+
+
+def submit_tiny(home: Path, ckpt: Path, frames: tuple[Path, Path], *extra: str, prompt: str = "a heron lands") -> int:
+    """`flf2v submit` of a flf2v-tiny job (for any worker: --other-worker) in-process; its job id."""
+    code, out, err = run_cli(["submit", "--task", "flf2v-tiny", "--ckpt_dir", str(ckpt), "--first_frame",
+                              str(frames[0]), "--last_frame", str(frames[1]), "--prompt", prompt, "-q",
+                              "--other-worker", *extra], home)  # fmt: skip
+    assert code == 0, err
+    return int(out)

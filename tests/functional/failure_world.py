@@ -194,3 +194,37 @@ def add_failures(world: World) -> dict[str, int]:
     _run_attempt(conn, world, ids["interrupted"], dead_worker(), NOW - 700, Failure(rank=0, steps_done=30))
     conn.close()
     return ids
+
+
+# torchrun's own words when its rendezvous port is taken: the ranks never start, so they write nothing.
+PORT_TAKEN = (
+    "torch.distributed.DistNetworkError: The server socket has failed to listen on any local network address. "
+    f"port: {MASTER_PORT}, useIPv6: False, code: -98, name: EADDRINUSE, message: address already in use\n"
+)
+
+
+def add_launch_failure(world: World) -> int:
+    """A job whose render failed before any rank wrote a line (torchrun could not listen on its port): empty
+    rank logs, no events, only torchrun's output and exit status, classified and finished by the queue's code."""
+    conn = connect(world.home.db)
+    spec = make_spec(world.frames, prompt="a kite string snaps in the wind", labels=["demo"], gpus=2,
+                     sample_steps=50, base_seed=300, ckpt_dir=str(world.ckpt), retry_on=(), max_retries=0)  # fmt: skip
+    job_id = insert_jobs(conn, world.home, [spec])[0]
+    me, t0 = WorkerIdentity.current(), NOW - 400
+    claimed = claim_next(conn, me, lambda _n: TWO_GPUS, lambda j, n: str(world.home.attempt_dir(j, n)),
+                         only_jobs=[job_id], now=t0)  # fmt: skip
+    assert claimed is not None
+    folder = world.home.attempt_dir(job_id, claimed.number)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file = str(world.home.videos / f"job{job_id}.mp4")
+    set_launched(conn, claimed.attempt_id, me.pid, me.started, MASTER_PORT, save_file)
+    for rank in (0, 1):
+        (folder / f"rank{rank}.log").write_text("")
+    (folder / "events.jsonl").write_text("")
+    (folder / LOG_FILE).write_text(PORT_TAKEN)
+    (folder / EXIT_FILE).write_text(json.dumps({"returncode": 1}))
+    tracker = Tracker(folder / "events.jsonl", folder)
+    tracker.poll(t0 + 2)
+    assert finish(conn, claimed.attempt_id, classify(1, tracker, folder, save_file=save_file), now=t0 + 2) == "failed"
+    conn.close()
+    return job_id

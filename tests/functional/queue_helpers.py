@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -120,3 +124,24 @@ def attempt_processes(home: Path) -> list[psutil.Process]:
         if tag.startswith(f"{home.resolve()}#") and proc.status() != psutil.STATUS_ZOMBIE:
             found.append(proc)
     return found
+
+
+def in_terminal(home: Path, columns: int, *args: str) -> str:
+    """`flf2v ARGS` in a real terminal (a pty) `columns` wide, as a person at it sees it (no colour)."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "flf2v_tui.cli", *args], stdout=follower,
+                            stderr=follower, env=env_for(home), cwd=REPO)  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the pty's other end closed: the command is done
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=60)
+    os.close(leader)
+    return b"".join(chunks).decode().replace("\r\n", "\n")

@@ -13,7 +13,7 @@ import pytest
 from storage.catalogue import get_video
 from storage.db import connect
 from tests.functional.catalogue_world import add_videos
-from tests.functional.queue_helpers import REPO, env_for, flf2v, job_row
+from tests.functional.queue_helpers import REPO, env_for, flf2v, in_terminal, job_row
 
 
 def cli_options(*path: str) -> set[str]:
@@ -37,6 +37,7 @@ def test_rerun_queue_flags_reach_the_job_row(world):
     home = world.home.root
     video = add_videos(world)[1]
     after = world.ids["queued"]
+    assert flf2v(home, "videos", "tag", str(video), "tagged").returncode == 0
     proc = flf2v(home, "videos", "rerun", str(video), "--base_seed", "9", "--after", str(after), "--retries", "5",
                  "--retry-on", "oom,comm", "--retry-backoff", "7.5", "--nodes", "1", "--priority", "3",
                  "--label", "again", "--hold", "--json")  # fmt: skip
@@ -44,7 +45,10 @@ def test_rerun_queue_flags_reach_the_job_row(world):
     (job,) = json.loads(proc.stdout)["ids"]
     row = job_row(home, job)
     assert (row["max_retries"], row["retry_on"], row["retry_backoff"]) == (5, "oom,comm", 7.5)
-    assert (row["nodes"], row["priority"], row["held"], json.loads(row["labels"])) == (1, 3, 1, ["again"])
+    # The video's labels and tags stay with the new job, beside the one given.
+    assert (row["nodes"], row["priority"], row["held"]) == (1, 3, 1)
+    its_job = json.loads(job_row(home, world.ids["succeeded"])["labels"])
+    assert json.loads(row["labels"]) == sorted({"again", "bird", "keeper", "tagged", *its_job})
     assert (row["base_seed"], row["gpus"]) == (9, 2)  # the seed changed; the ranks as the video was made
     conn = connect(home / "flf2v.db")
     assert [r[0] for r in conn.execute("SELECT after_id FROM job_deps WHERE job_id = ?", (job,))] == [after]
@@ -99,3 +103,21 @@ def test_open_without_a_display_prints_the_path(world):
                           text=True, env=env, cwd=REPO, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == _video(world.home.root, video)["path"]
+
+
+def test_videos_ls_never_cuts_a_seed(world):
+    home = world.home.root
+    video = add_videos(world)[1]
+    conn = connect(home / "flf2v.db")
+    with conn:
+        conn.execute("UPDATE videos SET seed = 3435997493682481077 WHERE id = ?", (video,))
+    conn.close()
+    for columns in (60, 80, 200):
+        screen = in_terminal(home, columns, "videos", "ls")
+        header, *rows = screen.splitlines()
+        assert all(len(line) <= columns for line in (header, *rows)), screen
+        seeds = [cell for row in rows for cell in row.split() if cell.isdigit() and len(cell) > 4]
+        if "SEED" in header:  # whole, or not there at all (`videos show` has it)
+            assert "3435997493682481077" in seeds and all(len(s) in (2, 19) for s in seeds), screen
+    assert "SEED" in in_terminal(home, 80, "videos", "ls").splitlines()[0]
+    assert "3435997493682481077" in flf2v(home, "videos", "show", str(video)).stdout

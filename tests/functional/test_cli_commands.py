@@ -12,8 +12,8 @@ import pytest
 
 from tests.functional.queue_helpers import REPO, attempt_rows, env_for, flf2v, job_row
 
-COMMANDS = ("submit", "retry", "ls", "show", "wait", "logs", "cancel", "hold", "release", "top", "rm", "pause",
-            "resume", "worker", "gpus", "doctor", "demo", "tui", "videos")  # fmt: skip
+COMMANDS = ("submit", "retry", "edit", "ls", "show", "wait", "logs", "cancel", "hold", "release", "top", "rm", "pause",
+            "resume", "worker", "gpus", "doctor", "demo", "tui", "videos", "service")  # fmt: skip
 
 
 def command_paths() -> list[tuple[str, ...]]:

@@ -136,3 +136,28 @@ def test_ls_and_submit_never_import_torch(qhome, stub_ckpt, qframes):
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout, proc.stdout
     assert "queued job 1" in proc.stdout
+
+
+def test_flf_guards_warn_and_never_refuse(qhome, stub_ckpt, qframes):
+    """The same frame twice, and more frames than the model knows: warnings on stderr, fields under --json,
+    nothing under -q; the jobs are queued all the same."""
+    from tests.functional.cli_in_process import run_cli
+
+    base = ["submit", "--task", "flf2v-tiny", "--ckpt_dir", str(stub_ckpt), "--prompt", "x", "--other-worker"]
+    same = [*base, "--first_frame", str(qframes[0]), "--last_frame", str(qframes[0]), "--frame_num", "85"]
+    code, out, err = run_cli(same, qhome)
+    assert code == 0 and out.strip() == "queued job 1", err
+    assert err.splitlines() == [
+        "warning: the first and last frame are the same picture or nearly so (they differ by 0.0%); the model "
+        "tends to make a still clip from them",
+        "warning: --frame_num 85 is more than the 81 frames the model was trained on; longer clips tend to repeat "
+        "themselves and drift in colour",
+    ]
+    code, out, err = run_cli([*same, "--json"], qhome)
+    assert code == 0 and err == ""
+    assert [w["code"] for w in json.loads(out)["warnings"]] == ["same_frames", "long_clip"]
+    code, out, err = run_cli([*same, "-q"], qhome)
+    assert (code, out.strip(), err) == (0, "3", "")
+    code, out, err = run_cli([*base, "--first_frame", str(qframes[0]), "--last_frame", str(qframes[1]), "--json"],
+                             qhome)  # fmt: skip
+    assert json.loads(out) == {"ids": [4], "warnings": []} and err == ""

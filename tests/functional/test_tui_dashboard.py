@@ -192,3 +192,28 @@ def test_a_new_job_not_among_the_rows_listed_is_given_up_on_and_said(world, make
             await settle(pilot, lambda: _table(app).selected_id == world.ids["held"], what="a listed job selected")
 
     asyncio.run(scenario())
+
+
+def test_e_edits_the_selected_queued_job_and_says_why_not_for_a_started_one(world, make_app):
+    from flf2v_tui.tui.screens.submit import SubmitScreen
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(140, 36)) as pilot:
+            await settle(pilot, lambda: _table(app).row_count == len(STATES), what="the jobs")
+            dashboard = app.screen
+            _table(app).select(world.ids["running"])
+            await pilot.press("e")
+            said = lambda: [n.message for n in app._notifications]  # noqa: E731
+            await settle(pilot, lambda: any("only a queued job can be edited" in m for m in said()), what="why not")
+            assert app.screen is dashboard
+            _table(app).select(world.ids["queued"])
+            await pilot.press("e")
+            await settle(pilot, lambda: isinstance(app.screen, SubmitScreen) and bool(app.screen.title), what="form")
+            queued = world.ids["queued"]
+            assert app.screen.edit_job == queued and app.screen.title.endswith(f"edit job {queued}")
+            assert app.screen.query_one("#prompt").text == "waves roll over black volcanic sand"
+            await pilot.press("escape")
+            await settle(pilot, lambda: app.screen is dashboard, what="the dashboard again")
+
+    asyncio.run(scenario())

@@ -55,7 +55,7 @@ def test_job_view_shows_parameters_stages_progress_and_memory(world, make_app):
             assert "prompt  a small blue bird" in text and "sample_steps       50" in text
             assert "load 40.0s ▸ encode 3.5s ▸ denoise 255.0s… ▸ decode — ▸ save —" in text
             assert "step 12/50 · 20.00 s/it · ETA 12m40s" in text
-            assert "r0 1.3 GiB (peak 1.3 GiB)" in text and "r1 1.4 GiB (peak 1.4 GiB)" in text
+            assert "r0 1.3 GiB (top sample 1.3 GiB)" in text and "r1 1.4 GiB (top sample 1.4 GiB)" in text
             sparks = [spark for _, spark in screen._memory_rows.values()]
             assert {spark.ceiling for spark in sparks} == {float((900 + 40 * 12 + 100) << 20)}  # one scale: r1's peak
             assert screen.query_one("#steps").percentage == 12 / 50
@@ -293,5 +293,146 @@ def test_polls_that_overlap_apply_each_event_once(world, make_app, monkeypatch):
                 assert [len(telemetry.memory[r]) for r in (0, 1)] == [12, 12]
                 assert telemetry.tracker.step == 12 and telemetry.tracker.stage_seconds["load_transformer"] == 40.0
                 assert "load 40.0s ▸ encode 3.5s ▸ denoise" in screen_text(app)
+
+    asyncio.run(scenario())
+
+
+def _footer_keys(app) -> dict[str, str]:
+    """The footer's keys as shown: key -> description, for the keys that are on offer now."""
+    return {key: active.binding.description for key, active in app.screen.active_bindings.items()
+            if active.binding.show and active.enabled}  # fmt: skip
+
+
+def test_escape_leaves_the_job_view_while_the_log_has_focus(world, make_app):
+    """The log pane's escape closes its search only while the search is open; else it goes back."""
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            screen = await _open(app, pilot, world.ids["running"])
+            view = _view(screen)
+            await settle(pilot, lambda: view.source.count == 26, what="the merged logs")
+            view.focus()
+            await pilot.pause()
+            assert _footer_keys(app)["escape"] == "Back"
+            await pilot.press("slash")
+            await settle(pilot, lambda: app.focused is screen.query_one("#log-search"), what="the search box")
+            await pilot.press("escape")
+            await settle(pilot, lambda: app.focused is view, what="the search closed")
+            assert app.screen is screen and screen.query_one("#log-search").has_class("hidden")
+            await pilot.press("escape")
+            await settle(pilot, lambda: app.screen is not screen, what="the dashboard again")
+
+    asyncio.run(scenario())
+
+
+def test_keys_switch_the_log_tabs_and_the_footer_shows_them(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            screen = await _open(app, pilot, world.ids["running"])
+            tabs = screen.query_one(TabbedContent)
+            await settle(pilot, lambda: screen.query("Tab#--content-tab-log-torchrun"), what="the tabs")
+            await settle(pilot, lambda: "Log tab" in screen_text(app), what="the log tab keys in the footer")
+            keys = _footer_keys(app)
+            assert [keys[k] for k in ("a", "0", "1", "t")] == ["all ranks", "rank 0", "rank 1", "torchrun"]
+            assert "2" not in keys  # a two-rank attempt has no rank 2
+            for key, tab in (("1", "log-r1"), ("t", "log-torchrun"), ("0", "log-r0"), ("a", "log-all")):
+                await pilot.press(key)
+                await settle(pilot, lambda tab=tab: tabs.active == tab, what=f"the {tab} tab")
+            await pilot.press("2")  # no such rank: nothing happens
+            await pilot.pause()
+            assert tabs.active == "log-all"
+
+    asyncio.run(scenario())
+
+
+def test_only_a_render_under_way_draws_a_live_bar_and_an_eta(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            for state in ("held", "queued", "cancelled"):  # nothing started: no bar at all (it would say --%)
+                screen = await _open(app, pilot, world.ids[state])
+                await settle(pilot, lambda s=screen: "step 0/?" in str(s.query_one("#step-text").render()),
+                             what=f"the {state} job's steps")  # fmt: skip
+                assert not screen.query_one("#steps").display, state
+                await pilot.press("escape")
+                await settle(pilot, lambda s=screen: app.screen is not s, what="the dashboard")
+            screen = await _open(app, pilot, world.ids["running"])
+            await settle(pilot, lambda: "ETA 12m40s" in screen_text(app), what="the running job's ETA")
+            assert screen.query_one("#steps").display
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_job_shows_its_whole_reason_and_the_stage_it_failed_in(world, make_app):
+    from tests.functional.failure_world import add_failures
+
+    job_id = add_failures(world)["engine_error"]
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            screen = await _open(app, pilot, job_id)
+            await settle(pilot, lambda: "decode" in screen_text(app) and "top sample" in screen_text(app),
+                         what="the stages and the memory")  # fmt: skip
+            reason = " ".join(screen.detail.job["state_reason"].split())
+            text = " ".join(screen_text(app).split())
+            assert reason in text, (reason, text)  # whole, advice and all, on as many lines as it takes
+            assert "denoise 300.0s ▸ decode 2.0s failed ▸ save —" in text
+            assert "HIGH-WATER" in text and "top sample 63.0 GiB" in text  # the two peaks say what they are
+
+    asyncio.run(scenario())
+
+
+def test_an_interrupted_job_says_its_worker_died_and_shows_no_eta(world, make_app):
+    from tests.functional.failure_world import add_failures
+
+    job_id = add_failures(world)["interrupted"]
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            await _open(app, pilot, job_id)
+            await settle(pilot, lambda: "denoise" in screen_text(app), what="the stages")
+            text = screen_text(app)
+            assert "interrupted — its worker died; a worker that starts re-attaches the render" in text
+            assert "denoise 180.0s interrupted" in text and "ETA" not in text and "…" not in text
+            rows = [line.split() for line in text.splitlines() if re.match(r"\s*#1 ", line)]
+            assert rows[0][1] == "interrupted"
+
+    asyncio.run(scenario())
+
+
+def test_a_job_that_failed_before_its_ranks_wrote_opens_on_torchruns_output(world, make_app):
+    from tests.functional.failure_world import add_launch_failure
+
+    job_id = add_launch_failure(world)
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            screen = await _open(app, pilot, job_id)
+            tabs = screen.query_one(TabbedContent)
+            await settle(pilot, lambda: tabs.active == "log-torchrun", what="the torchrun tab")
+            await settle(pilot, lambda: "EADDRINUSE" in screen_text(app), what="torchrun's output")
+            await pilot.press("escape")
+            screen = await _open(app, pilot, world.ids["running"])  # ranks that wrote: all ranks, as before
+            await settle(pilot, lambda: screen.query_one(TabbedContent).active == "log-all", what="all ranks")
+
+    asyncio.run(scenario())
+
+
+def test_a_finished_render_shows_how_close_its_end_frames_came_to_the_inputs(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            await _open(app, pilot, world.ids["succeeded"])
+            said = "psnr    first 31.5 dB, last 18.2 dB (low) (end frames vs inputs)"
+            await settle(pilot, lambda: said in screen_text(app), what="the PSNR")
+            await pilot.press("escape")
+            screen = await _open(app, pilot, world.ids["running"])  # not known before the render ends: not said
+            await settle(pilot, lambda: "step 12/50" in screen_text(app), what="the running job")
+            assert "psnr" not in screen_text(app) and screen.query_one("#fidelity").has_class("hidden")
 
     asyncio.run(scenario())

@@ -1,15 +1,12 @@
 """Snapshots (pytest-textual-snapshot) of the dashboard, the job view (running, failed, out of memory and
-interrupted), the submit form and the catalogue, on fixed data at a frozen time with two fake GPUs. After a
-deliberate change of the screens, refresh them with
+interrupted), the submit form and the catalogue, and of the dashboard and a job view at 80 columns, on fixed
+data at a frozen time with two fake GPUs. After a deliberate change of the screens, refresh them with
 `.venv/bin/python -m pytest tests/functional/test_tui_snapshots.py --snapshot-update` and look at the SVGs."""
 
 from __future__ import annotations
 
-import json
-
 from textual.widgets import DataTable, Input, TextArea
 
-from flf2v_tui.gpus import FakeSource
 from flf2v_tui.screen_data.form import prefill_from_job
 from flf2v_tui.tui.images import load_picture
 from flf2v_tui.tui.screens.job import JobScreen
@@ -19,22 +16,16 @@ from flf2v_tui.tui.widgets.jobtable import JobTable
 from flf2v_tui.tui.widgets.logview import LogView
 from storage.db import connect
 from storage.jobs import get_job
-from tests.functional.catalogue_world import add_videos
+from tests.functional.catalogue_world import add_psnr, add_videos
 from tests.functional.failure_world import add_failures
-from tests.functional.tui_world import STATES, settle
+from tests.functional.tui_world import STATES, footer_ready, settle, two_fake_gpus
 
 SIZE = (140, 40)
-GIB = 1 << 30
+NARROW = 80  # the 80-column terminal: its own layout (queue_view.NARROW_COLUMNS, the job view's -narrow rules)
 
 
 def _app(world, make_app):
-    fake = world.home.root / "gpus.json"
-    fake.write_text(json.dumps([
-        {"index": i, "name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-{i}", "memory_total": 80 * GIB,
-         "memory_used": (61 - 50 * i) * GIB, "utilization": 93 - 90 * i}
-        for i in (0, 1)
-    ]))  # fmt: skip
-    return make_app(world, gpu_source=FakeSource(fake), poll_s=60)
+    return make_app(world, gpu_source=two_fake_gpus(world), poll_s=60)
 
 
 def _still_cursors(app) -> None:
@@ -43,15 +34,31 @@ def _still_cursors(app) -> None:
             widget.cursor_blink = False
 
 
+async def _dashboard_ready(app, pilot, selected: int) -> None:
+    """The dashboard with every job, both GPUs and the footer's keys drawn, the cursor on `selected`."""
+    await settle(pilot, lambda: app.screen.query_one(JobTable).row_count == len(STATES), what="the jobs")
+    await settle(pilot, lambda: len(app.screen.query(".gpu-row")) == 2, what="the GPUs")
+    app.screen.query_one(JobTable).select(selected)
+    await settle(pilot, lambda: footer_ready(app), what="the footer's keys")
+
+
 def test_dashboard_snapshot(snapshot_world, make_app, snap_compare):
     app = _app(snapshot_world, make_app)
 
     async def ready(pilot):
-        await settle(pilot, lambda: app.screen.query_one(JobTable).row_count == len(STATES), what="the jobs")
-        await settle(pilot, lambda: len(app.screen.query(".gpu-row")) == 2, what="the GPUs")
-        app.screen.query_one(JobTable).select(snapshot_world.ids["running"])
+        await _dashboard_ready(app, pilot, snapshot_world.ids["running"])
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_dashboard_80x24_snapshot(snapshot_world, make_app, snap_compare):
+    """At 80×24: why each job waits or how it ended (NOTE) comes whole; the prompt gets what is left."""
+    app = _app(snapshot_world, make_app)
+
+    async def ready(pilot):
+        await _dashboard_ready(app, pilot, snapshot_world.ids["queued"])
+
+    assert snap_compare(app, terminal_size=(NARROW, 24), run_before=ready)
 
 
 def test_job_view_snapshot(snapshot_world, make_app, snap_compare):
@@ -83,6 +90,7 @@ async def _open_job_view(app, pilot, job_id: int, attempts: int, log_lines: int,
         return view.follow and view.scroll_y == view.max_scroll_y and view.show_horizontal_scrollbar == wide_lines
 
     await settle(pilot, at_end, what="the log at its end")
+    await settle(pilot, lambda: footer_ready(app), what="the footer's keys")
     await pilot.pause()
 
 
@@ -101,6 +109,19 @@ def test_failed_job_snapshot(snapshot_world, make_app, snap_compare):
         await _open_job_view(app, pilot, job, 1, lines, wide_lines=True)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_failed_job_80_columns_snapshot(snapshot_world, make_app, snap_compare):
+    """The failed job at 80 columns: its reason and advice wrap whole, the stage it failed in says so, the
+    live panel keeps its width (the preview waits for a wider terminal)."""
+    job = add_failures(snapshot_world)["engine_error"]
+    app = _app(snapshot_world, make_app)
+    lines = _log_lines(snapshot_world, job, 1)
+
+    async def ready(pilot):
+        await _open_job_view(app, pilot, job, 1, lines, wide_lines=True)
+
+    assert snap_compare(app, terminal_size=(NARROW, 40), run_before=ready)
 
 
 def test_oom_job_snapshot(snapshot_world, make_app, snap_compare):
@@ -146,6 +167,7 @@ def test_submit_form_snapshot(snapshot_world, make_app, snap_compare):
 
 def test_catalogue_snapshot(snapshot_world, make_app, snap_compare):
     ids = add_videos(snapshot_world)
+    add_psnr(snapshot_world, ids)
     app = _app(snapshot_world, make_app)
 
     async def ready(pilot):

@@ -30,7 +30,8 @@ def _error(screen: SubmitScreen, name: str) -> str:
 
 
 def _form_ready(app) -> bool:
-    return isinstance(app.screen, SubmitScreen) and bool(app.screen.query("#form-buttons"))
+    """The form is on screen and mounted (its on_mount titled it): keys pressed before that go elsewhere."""
+    return isinstance(app.screen, SubmitScreen) and bool(app.screen.query("#form-buttons")) and bool(app.screen.title)
 
 
 def _count(world) -> int:
@@ -162,5 +163,131 @@ def test_the_other_worker_switch_waives_the_check_of_gpus_against_this_machine(w
             job = get_job(conn, len(STATES) + 1)
             conn.close()
             assert (job["gpus"], job["prompt"]) == (2, "two ranks elsewhere")
+
+    asyncio.run(scenario())
+
+
+def test_switches_say_their_state_and_a_task_change_clears_a_stale_error(world, make_app):
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(140, 50)) as pilot:
+            app.open_submit()
+            await settle(pilot, lambda: _form_ready(app), what="the form")
+            form = app.screen
+            switch = form.query_one("#other_worker", Checkbox)
+            assert str(switch.label) == "off" and not switch.value
+            switch.focus()
+            await pilot.press("space")
+            await settle(pilot, lambda: str(switch.label) == "on", what="the switch to say on")
+            await pilot.press("space")
+            await settle(pilot, lambda: str(switch.label) == "off", what="the switch to say off")
+
+            first, last = (str(p) for p in world.frames)
+            _fill(form, first_frame=first, last_frame=last, prompt="a kite rises", task="flf2v-14B", size="1280*720",
+                  frame_num="9", sample_steps="4")  # fmt: skip
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: _error(form, "ckpt_dir"), what="the missing checkpoint")
+            assert "--ckpt_dir is required" in _error(form, "ckpt_dir")
+            _fill(form, task="flf2v-tiny", size="64*48")  # the embedded model needs no folder: no submit needed
+            await settle(pilot, lambda: not _error(form, "ckpt_dir"), what="the stale error to go")
+            assert _count(world) == len(STATES)
+
+    asyncio.run(scenario())
+
+
+def _job(world, job_id: int) -> dict:
+    conn = connect(world.home.db)
+    try:
+        return get_job(conn, job_id)
+    finally:
+        conn.close()
+
+
+def test_e_edits_a_queued_job_in_place_and_y_copies_a_job(world, make_app):
+    from flf2v_tui.tui.screens.job import JobScreen
+
+    queued = world.ids["queued"]
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(140, 50)) as pilot:
+            app.open_job(queued)
+            await settle(pilot, lambda: isinstance(app.screen, JobScreen) and app.screen.detail is not None,
+                         what="the job view")  # fmt: skip
+            job_view = app.screen
+            keys = {k: a.binding.description for k, a in job_view.active_bindings.items() if a.enabled}
+            assert keys["e"] == "Edit" and keys["y"] == "Copy"
+            await pilot.press("e")
+            await settle(pilot, lambda: _form_ready(app), what="the form")
+            form = app.screen
+            assert form.edit_job == queued and form.title == f"flf2v · edit job {queued}"
+            assert form.query_one("#prompt", TextArea).text == "waves roll over black volcanic sand"
+            await pilot.pause()
+            assert form.values() == form.original  # the form reads back as it opened: nothing counts as changed
+            _fill(form, sample_steps="x")
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: _error(form, "sample_steps"), what="submit's check")
+            _fill(form, prompt="waves roll over white sand", sample_steps="8", priority="5")
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: app.screen is job_view, what="back in the job view")
+            job = _job(world, queued)
+            assert (job["prompt"], job["sample_steps"], job["priority"]) == ("waves roll over white sand", 8, 5)
+            assert job["base_seed"] == 105 and _count(world) == len(STATES)  # the rest as it was; no new job
+
+            # Started while the form was open: the edit is refused, and said so on the form.
+            await pilot.press("e")
+            await settle(pilot, lambda: _form_ready(app), what="the form again")
+            form = app.screen
+            conn = connect(world.home.db)
+            conn.execute("UPDATE jobs SET state = 'running' WHERE id = ?", (queued,))
+            conn.commit()
+            conn.close()
+            _fill(form, priority="9")
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: _error(form, "form"), what="the refusal")
+            assert "only a queued job can be edited" in _error(form, "form")
+            assert _job(world, queued)["priority"] == 5
+            await pilot.press("escape")
+            await settle(pilot, lambda: app.screen is job_view, what="the job view")
+
+            # A job that has started offers no edit; y copies it into a new job.
+            await pilot.press("escape")
+            app.open_job(world.ids["running"])
+            await settle(pilot, lambda: isinstance(app.screen, JobScreen) and app.screen.detail is not None
+                         and app.screen.job_id == world.ids["running"], what="the running job")  # fmt: skip
+            await pilot.pause()
+            assert "e" not in app.screen.active_bindings  # not offered (nor in the footer)
+            await pilot.press("e")
+            await pilot.pause()
+            assert isinstance(app.screen, JobScreen)
+            await pilot.press("y")
+            await settle(pilot, lambda: _form_ready(app), what="the copy's form")
+            assert app.screen.edit_job is None and app.screen.title == "flf2v · new job"
+            assert app.screen.query_one("#prompt", TextArea).text == "a small blue bird takes off from a branch"
+
+    asyncio.run(scenario())
+
+
+def test_the_form_warns_of_a_still_clip_and_a_long_one_once_queued(world, make_app):
+    """The same picture as first and last frame, and more frames than the model was trained on: warnings after
+    the job is queued, as `flf2v submit` gives them, never a refusal."""
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=(140, 50)) as pilot:
+            app.open_submit()
+            await settle(pilot, lambda: _form_ready(app), what="the form")
+            form = app.screen
+            first = str(world.frames[0])
+            _fill(form, first_frame=first, last_frame=first, prompt="a still lake", task="flf2v-tiny",
+                  ckpt_dir=str(world.ckpt), size="64*48", frame_num="85", sample_steps="4")  # fmt: skip
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: isinstance(app.screen, DashboardScreen), what="queued")
+            said = lambda: [n.message for n in app._notifications if n.severity == "warning"]  # noqa: E731
+            await settle(pilot, lambda: len(said()) == 2, what="the two warnings")
+            job = len(STATES) + 1
+            assert any(m.startswith(f"job {job}: the first and last frame are the same picture") for m in said())
+            assert any("--frame_num 85 is more than the 81 frames" in m for m in said())
+            assert _count(world) == len(STATES) + 1
 
     asyncio.run(scenario())

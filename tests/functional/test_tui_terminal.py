@@ -49,12 +49,16 @@ class Tmux:
 def test_flf2v_tui_in_tmux_opens_a_job_reads_its_log_and_quits(world):
     tmux = Tmux({**env_for(world.home.root), "TERM": "xterm-256color"})
     exit_file = world.home.root / "tui.exit"
-    command = f"{shlex.quote(sys.executable)} -m flf2v_tui.cli tui; echo $? > {shlex.quote(str(exit_file))}"
+    # The pane gets a title of its own first: the TUI's probe of the terminal's graphics must leave it as it was.
+    command = (f"printf '\\033]2;my shell\\033\\\\'; {shlex.quote(sys.executable)} -m flf2v_tui.cli tui; "
+               f"echo $? > {shlex.quote(str(exit_file))}")  # fmt: skip
     try:
         tmux("new-session", "-d", "-s", "tui", "-x", "150", "-y", "45", command)
         tmux("set-option", "-t", "tui", "remain-on-exit", "on")
         wait_for(lambda: "a small blue bird" in tmux.screen(), tmux, "the dashboard", timeout=60)
         assert "1 worker(s), 2 slot(s)" in tmux.screen()
+        # Not `Gi=…;AAAA`: tmux takes the graphics probe (an APC string) for a title, and the TUI puts it back.
+        assert tmux("display-message", "-p", "-t", "tui", "#{pane_title}").strip() == "my shell"
 
         tmux.keys("/")
         wait_for(lambda: "filter:" in tmux.screen(), tmux, "the filter box", timeout=20)

@@ -21,7 +21,7 @@ from flf2v_tui.tui.widgets.jobtable import JobTable
 from flf2v_tui.tui.widgets.videogrid import VideoGrid, VideoTile
 from storage.catalogue import get_video
 from storage.db import connect
-from tests.functional.catalogue_world import add_videos
+from tests.functional.catalogue_world import add_psnr, add_videos
 from tests.functional.tui_world import STATES, screen_text, settle
 
 SIZE = (150, 45)
@@ -252,5 +252,30 @@ def test_the_grid_of_thumbnails_shares_the_selection_with_the_list(world, make_a
             table = screen.query_one("#videos", DataTable)
             await settle(pilot, lambda: table.has_focus, what="the list again")
             assert screen.selected_id == ids[1] and grid.has_class("hidden")
+
+    asyncio.run(scenario())
+
+
+def test_the_psnr_of_each_video_is_listed_and_beside_the_selection(world, make_app):
+    """How close the end frames came to the inputs (the engine's figures, as the worker stores them): in the
+    list as first/last dB, and said in words beside the selection, a low one marked."""
+    ids = add_videos(world)
+    add_psnr(world, ids)
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=SIZE) as pilot:
+            await _open_videos(app, pilot, 3)
+            await settle(pilot, lambda: "PSNR" in screen_text(app), what="the PSNR column")
+            rows = {line.split()[0]: line for line in screen_text(app).splitlines() if line.split()[:1] in
+                    ([str(i)] for i in ids)}  # fmt: skip
+            assert "31.5/17.9" in rows[str(ids[1])] and "29.0/27.5" in rows[str(ids[2])]
+            table = app.screen.query_one("#videos", DataTable)
+            low, fine = (table.get_cell(str(ids[n]), "PSNR") for n in (1, 2))  # 17.9 dB: its last frame drifted
+            assert any("yellow" in str(span.style) for span in low.spans) and not fine.spans
+            await pilot.press("down")
+            await settle(pilot, lambda: "seed        42" in screen_text(app), what="the selected recipe")
+            recipe = " ".join(str(app.screen.query_one("#video-recipe").render()).split())
+            assert "psnr first 31.5 dB, last 17.9 dB (low) (end frames vs inputs)" in recipe
 
     asyncio.run(scenario())

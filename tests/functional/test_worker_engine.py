@@ -6,6 +6,7 @@ A "slow" job is made long enough to interrupt mid-denoise with more steps and fr
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,10 @@ import imageio_ffmpeg
 import psutil
 import pytest
 
+from engine.fidelity import PSNR_CAP_DB
+from engine.telemetry import read_events, validate_event
 from flf2v_tui.demo import DEMO_FRAMES
+from flf2v_tui.job_text import psnr_cell, psnr_text
 from tests.functional.queue_helpers import (
     HOOK,
     REPO,
@@ -93,6 +97,16 @@ def test_end_to_end(qhome, tiny_ckpt, qframes, tmp_path):
     shown = flf2v(qhome, "show", str(job))
     assert shown.returncode == 0 and "succeeded" in shown.stdout
     assert "  attention  sdpa (native)" in shown.stdout  # the kernel the attempt ran, from its start event
+    # How close the end frames came to the inputs: from the done event, on the attempt and the video.
+    (done,) = [e for e in read_events(folder / "events.jsonl") if e["kind"] == "done"]
+    assert not validate_event(done) and 0 < done["psnr_first"] <= PSNR_CAP_DB and done["psnr_last"] > 0
+    assert (attempt["psnr_first"], attempt["psnr_last"]) == (done["psnr_first"], done["psnr_last"])
+    fidelity = psnr_text(done["psnr_first"], done["psnr_last"])
+    assert f"psnr       {fidelity}" in shown.stdout
+    assert fidelity in flf2v(qhome, "videos", "show", "1").stdout
+    cell = psnr_cell(done["psnr_first"], done["psnr_last"])
+    assert flf2v(qhome, "ls", "-o", "id,psnr", "-p", "--no-header").stdout.split() == [f"{job}|{cell}"]
+    assert cell in flf2v(qhome, "videos", "ls").stdout
     assert "Finished." in flf2v(qhome, "logs", str(job), "--rank", "1").stdout
     merged = flf2v(qhome, "logs", str(job), "--all").stdout
     assert "[r0]" in merged and "[r1]" in merged
@@ -121,6 +135,12 @@ def test_cancel_during_denoise_leaves_nothing_behind(qhome, tiny_ckpt, qframes):
     attempt = attempt_rows(qhome, slow)[0]
     assert attempt["state"] == "cancelled" and attempt["ended_at"]
     assert attempt_processes(qhome) == []
+    # A cancel is no crash: each rank's log ends on one line naming the signal and the step, no traceback.
+    for rank in (0, 1):
+        log = (Path(attempt["log_dir"]) / f"rank{rank}.log").read_text()
+        assert "Traceback" not in log and "engine.failures.Killed" not in log, log[-3000:]
+        stopped = [line for line in log.splitlines() if "Render stopped by" in line]
+        assert len(stopped) == 1 and re.search(r"Render stopped by SIGTERM in denoise after step \d+/400", stopped[0])
 
 
 def test_cancel_with_no_worker_running_stops_the_render_itself(qhome, tiny_ckpt, qframes):

@@ -149,7 +149,7 @@ def build_world(root: Path) -> World:
         job = ids["succeeded"]
         _attempt(conn, job, 1, home.attempt_dir(job, 1), state="succeeded", exit_code=0, stage="done", step=50,
                  steps_total=50, sec_per_it=20.0, stage_seconds=done, peak_memory={"0": 3 << 30, "1": 3 << 30},
-                 started_at=NOW - 3000, ended_at=NOW - 1900)  # fmt: skip
+                 started_at=NOW - 3000, ended_at=NOW - 1900, psnr_first=31.46, psnr_last=18.2)  # fmt: skip
         conn.execute("UPDATE jobs SET state = 'succeeded', started_at = ?, finished_at = ?, output_path = ? "
                      "WHERE id = ?", (NOW - 3000, NOW - 1900, f"/videos/job{job}.mp4", job))  # fmt: skip
         job = ids["failed"]
@@ -236,3 +236,30 @@ async def settle(pilot, until, timeout: float = 30.0, what: str = "the condition
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await pilot.pause(0.05)
+
+
+def footer_ready(app: object) -> bool:
+    """The screen's footer shows its keys, in the layout of the terminal's width (compact under NARROW_BELOW):
+    it draws them a moment after the screen, and again when it turns compact."""
+    from flf2v_tui.screen_data.queue_view import NARROW_BELOW
+
+    footers = app.screen.query("Footer")  # type: ignore[attr-defined]
+    if not footers:
+        return False
+    footer = footers.first()
+    return bool(footer.query("FooterKey")) and footer.compact == (app.size.width < NARROW_BELOW)  # type: ignore[attr-defined]
+
+
+def two_fake_gpus(world: World) -> object:
+    """A GpuSource of two H100s, one busy and one nearly idle (flf2v_tui.gpus.FakeSource reads them from a
+    file): the snapshots' and the README captures' GPU panel."""
+    from flf2v_tui.gpus import FakeSource
+
+    gib = 1 << 30
+    fake = world.home.root / "gpus.json"
+    fake.write_text(json.dumps([
+        {"index": i, "name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-{i}", "memory_total": 80 * gib,
+         "memory_used": (61 - 50 * i) * gib, "utilization": 93 - 90 * i}
+        for i in (0, 1)
+    ]))  # fmt: skip
+    return FakeSource(fake)

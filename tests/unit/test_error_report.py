@@ -43,10 +43,10 @@ def test_the_event_is_written_before_the_failure_is_logged(tmp_path, monkeypatch
     reporter = _reporter(tmp_path)
     seen_at_log_time: list[list[dict]] = []
 
-    def log_error(message: str) -> None:
+    def log(level: int, message: str) -> None:
         seen_at_log_time.append(read_events(tmp_path / "events.jsonl"))
 
-    monkeypatch.setattr(generate.log, "error", log_error)
+    monkeypatch.setattr(generate.log, "log", log)
     generate._report(reporter, RuntimeError("gone"), "comm", "trace")
     (events,) = seen_at_log_time
     assert [(e["kind"], e["message"]) for e in events] == [("error", "gone")]

@@ -13,9 +13,11 @@ from flf2v_tui.screen_data import form, queue_view
 from flf2v_tui.screen_data.machine import MachineMonitor
 from flf2v_tui.screen_data.queue_view import (
     MAX_ROWS,
+    NARROW_COLUMNS,
     JobFilter,
     bar,
     job_cells,
+    prompt_room,
     queue_eta,
     read_snapshot,
     status_line,
@@ -42,10 +44,22 @@ def test_bars_and_cells():
     job = {"id": 3, "state": "running", "labels": ["a", "b"], "prompt": "x " * 40, "gpus": 2, "assigned": "0,1",
            "device": "cuda", "step": 5, "steps_total": 50, "sec_per_it": 1.234, "eta_seconds": 61,
            "created_at": 100}  # fmt: skip
-    cells = job_cells(job, "running", now=3800)
-    assert cells[:3] == ("3", "running", "a,b") and cells[3].endswith("…") and len(cells[3]) == 40
-    assert cells[4:] == ("0,1", "█········· 5/50", "1.23", "1m01s", "1h01m")
-    assert job_cells({**job, "state": "queued"}, "queued", 3700)[4:8] == ("2", "", "", "")
+    cells = job_cells({**job, "stage": "denoise"}, "running", now=3800)
+    assert [cells[c] for c in ("id", "state", "label", "note")] == ["3", "running", "a,b", "denoise"]
+    assert cells["prompt"] == " ".join(["x"] * 40)  # whole: the table cuts it to its room
+    assert [cells[c] for c in ("gpus", "step", "s/it", "eta", "age")] == ["0,1", "█········· 5/50", "1.23", "1m01s",
+                                                                           "1h01m"]  # fmt: skip
+    queued = job_cells({**job, "state": "queued"}, "queued", 3700, "waiting for a CPU slot (2 busy)", narrow=True)
+    assert [queued[c] for c in ("gpus", "step", "s/it", "eta")] == ["2", "", "", ""]
+    assert queued["note"] == "waiting for a CPU slot (2 busy)"
+    lost = job_cells({**job, "stage": "denoise"}, "interrupted", 3800)  # its worker died: no speed nor ETA
+    assert [lost[c] for c in ("s/it", "eta", "note")] == ["", "", "its worker died"]
+    narrow = job_cells({**job, "stage": "denoise"}, "running", 3800, narrow=True)
+    assert (narrow["step"], narrow["note"]) == ("▌···· 5/50", "denoise · ETA 1m01s")  # no ETA column at 80
+    # The prompt gets what the other columns leave, never under 10 characters nor over 40.
+    rows = [{c: "x" * 10 for c in NARROW_COLUMNS}]  # four other columns of 10, each padded a cell each side
+    assert prompt_room(rows, NARROW_COLUMNS, 80) == 80 - 4 * 12 - 4 and prompt_room(rows, NARROW_COLUMNS, 30) == 10
+    assert prompt_room(rows, NARROW_COLUMNS, 200) == 40
 
 
 def _running(conn, job_id: int, eta: float | None, started: float) -> None:
@@ -239,6 +253,14 @@ def test_telemetry_timeline_steps_and_memory(tmp_path):
     from_db = progress_of(None, {"state": "failed", "stage_seconds": {"encode_text": 1.5}, "step": 2,
                                  "steps_total": 4, "sec_per_it": 1.0, "eta_seconds": None}, now=0)  # fmt: skip
     assert [s.state for s in from_db.spans] == ["pending", "done", "pending", "pending", "pending"]
+    # A render that stopped: the stage it was in says how, timed up to its last event (14.0), not up to now.
+    for shown in ("failed", "cancelled", "interrupted"):
+        spans = progress_of(tel, None, now=20.0, shown_state=shown).spans
+        assert [(s.name, s.seconds, s.state) for s in spans][2] == ("denoise", 2.0, shown)
+    failed_db = progress_of(None, {"state": "failed", "stage": "decode", "stage_seconds": {"denoise": 4.0},
+                                   "step": 4, "steps_total": 4, "sec_per_it": 1.0, "eta_seconds": None},
+                            now=0, shown_state="failed")  # fmt: skip
+    assert [s.state for s in failed_db.spans] == ["pending", "pending", "done", "failed", "pending"]
 
 
 def test_machine_monitor_keeps_history_and_falls_back_to_cpu(tmp_path):

@@ -7,18 +7,22 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
+from engine.errors import BadInputError
+from flf2v_tui.screen_data.form import prefill_from_job
 from flf2v_tui.screen_data.queue_view import JobFilter, QueueSnapshot, read_snapshot, status_line
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.messages import OpenJob, OpenSubmit, OpenVideos
 from flf2v_tui.tui.screens import actions
 from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.text import notify_plain, plain
+from flf2v_tui.tui.widgets.footer import FitFooter
 from flf2v_tui.tui.widgets.gpupanel import GpuPanel
 from flf2v_tui.tui.widgets.jobtable import JobTable
 from storage.db import STORAGE_ERRORS
-from storage.states import FINISHED
+from storage.jobs import require_job
+from storage.states import FINISHED, QUEUED
 
 GPU_EVERY_S = 1.0
 # Polls to wait for a job just submitted to show up before giving up on selecting it: one beyond the rows
@@ -31,6 +35,7 @@ class DashboardScreen(AppScreen[None]):
         Binding("enter", "open_job", "Open", show=True),
         Binding("c", "cancel_job", "Cancel"),
         Binding("r", "retry_job", "Retry"),
+        Binding("e", "edit_job", "Edit"),
         Binding("h", "hold_job", "Hold/release"),
         Binding("t", "top_job", "To top"),
         Binding("p", "pause_queue", "Pause/resume"),
@@ -55,7 +60,7 @@ class DashboardScreen(AppScreen[None]):
                     "(enter applies, esc clears)", id="filter", classes="hidden")  # fmt: skip
         yield JobTable(id="jobs")
         yield GpuPanel(self.flf2v.monitor, self.flf2v.gpu_holders, id="gpu-panel")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         self.title = "flf2v"
@@ -175,6 +180,26 @@ class DashboardScreen(AppScreen[None]):
     def action_pause_queue(self) -> None:
         if self.snapshot is not None:
             actions.toggle_pause(self, self.snapshot.paused, self.poll)
+
+    def action_edit_job(self) -> None:
+        """The form, filled with the selected queued job, saving into it (the job view's `e` too)."""
+        picked = self._selected()
+        if picked is None:
+            return
+        job_id, _state, row = picked
+        if row["state"] != QUEUED:
+            notify_plain(self, f"job {job_id} has started; only a queued job can be edited", "warning")
+            return
+        self._edit(job_id)
+
+    @work(thread=True, group="edit")
+    def _edit(self, job_id: int) -> None:
+        try:  # the whole row (the table's has only its columns), and the frames' paths looked at: in a thread
+            prefill = self.flf2v.db.read(lambda conn: prefill_from_job(require_job(conn, job_id)))
+        except (BadInputError, *STORAGE_ERRORS) as exc:
+            deliver(self.app, notify_plain, self, f"cannot edit job {job_id}: {exc}", "error")
+            return
+        deliver(self.app, self.post_message, OpenSubmit(prefill, edit_job=job_id))
 
     def action_new_job(self) -> None:
         self.post_message(OpenSubmit())

@@ -14,12 +14,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+from textual.widgets import DataTable, Header, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from engine.diskspace import human_size
 from engine.errors import BadInputError
 from flf2v_tui.job_text import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, display_state, job_params, with_worker
+from flf2v_tui.screen_data.catalogue_view import fidelity_text
 from flf2v_tui.screen_data.form import prefill_from_job
 from flf2v_tui.screen_data.telemetry import JobTelemetry, ProgressInfo, StageSpan, progress_of
 from flf2v_tui.term import duration, inert_row, one_line
@@ -29,16 +30,24 @@ from flf2v_tui.tui.messages import OpenSubmit
 from flf2v_tui.tui.screens import actions
 from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.text import plain
-from flf2v_tui.tui.widgets.logpane import LogPane
+from flf2v_tui.tui.widgets.footer import FitFooter
+from flf2v_tui.tui.widgets.logpane import TORCHRUN_LOG, LogPane
 from flf2v_tui.tui.widgets.spark import ScaledSparkline
 from storage.db import STORAGE_ERRORS
 from storage.jobs import attempts_of, require_job
-from storage.states import ACTIVE
+from storage.states import CANCELLING, INTERRUPTED, QUEUED, RUNNING
 
 ATTEMPT_COLUMNS = ATTEMPT_HEADER[:-1]  # the log folder is the log pane's business
+# PEAK is the highest rank's high-water mark (the allocator's peak on CUDA, the peak RSS on CPU), caught between
+# samples too; the memory panel's "top sample" is the highest of its per-step samples, so it can be lower.
+ATTEMPT_LABELS = {"PEAK": "HIGH-WATER"}
 # Fixed widths: a table that sizes itself to rows arriving a moment later redraws its header a moment later too.
 ATTEMPT_WIDTHS = (3, 11, 19, 7, 16, 6, 5, 5, 13, 10)
-STAGE_STYLE = {"done": "green", "running": "bold cyan", "pending": "dim"}
+STAGE_STYLE = {"done": "green", "running": "bold cyan", "pending": "dim", "failed": "bold red",
+               "cancelled": "yellow", "interrupted": "yellow"}  # fmt: skip
+LIVE = (RUNNING, CANCELLING)  # a render is under way and its worker watches it: only then are ETAs and bars live
+LOG_TABS = Binding.Group("Log tab")
+MAX_RANK_KEYS = 8  # keys 0..7 switch to a rank's own log
 
 
 @dataclass
@@ -49,6 +58,7 @@ class JobDetail:
     prefill: dict[str, str]
     progress: ProgressInfo
     preview: Image | None  # the newest latent preview, decoded on the reading thread
+    first_tab: str  # the log tab to open on: torchrun's output when the attempt ended before any rank wrote a line
 
 
 def timeline_text(spans: list[StageSpan]) -> Text:
@@ -57,7 +67,7 @@ def timeline_text(spans: list[StageSpan]) -> Text:
         if parts:
             parts.append(Text(" ▸ ", style="dim"))
         took = "—" if span.seconds is None else f"{span.seconds:.1f}s"
-        mark = "…" if span.state == "running" else ""
+        mark = {"running": "…", "done": "", "pending": ""}.get(span.state, f" {span.state}")
         parts.append(Text(f"{span.name} {took}{mark}", style=STAGE_STYLE[span.state]))
     return Text.assemble(*parts)
 
@@ -67,8 +77,12 @@ class JobScreen(AppScreen[None]):
         Binding("escape,backspace", "app.pop_screen", "Back"),
         Binding("c", "cancel_job", "Cancel"),
         Binding("r", "retry_job", "Retry"),
-        Binding("e", "edit_copy", "Submit a copy"),
+        Binding("e", "edit_job", "Edit"),
+        Binding("y", "copy_job", "Copy"),
         Binding("slash", "search_log", "Search log"),
+        Binding("a", "log_tab('log-all')", "all ranks", group=LOG_TABS),
+        *[Binding(str(n), f"log_tab('log-r{n}')", f"rank {n}", group=LOG_TABS) for n in range(MAX_RANK_KEYS)],
+        Binding("t", "log_tab('log-torchrun')", "torchrun", group=LOG_TABS),
         Binding("q", "app.quit", "Quit"),
     ]
 
@@ -98,19 +112,20 @@ class JobScreen(AppScreen[None]):
                 with Horizontal(id="step-row"):
                     yield ProgressBar(total=None, show_eta=False, id="steps")
                     yield Static("", id="step-text")
-                yield Static("memory per rank (0 to the highest peak)", id="memory-title", classes="section")
+                yield Static("", id="fidelity", classes="hidden")
+                yield Static("memory in use per rank, sampled each step", id="memory-title", classes="section")
                 yield Vertical(id="memory")
             with Vertical(id="job-preview"):
                 yield Static("", id="preview")
                 yield picture_class()(id="preview-image")
         yield DataTable(id="attempts", cursor_type="none", show_cursor=False)
         yield Vertical(Static("no attempt yet: the job has not started", classes="muted"), id="logs")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#attempts", DataTable)
         for column, width in zip(ATTEMPT_COLUMNS, ATTEMPT_WIDTHS, strict=True):
-            table.add_column(column, width=width, key=column)
+            table.add_column(ATTEMPT_LABELS.get(column, column), width=width, key=column)
         self.title = f"flf2v · job {self.job_id}"
         self._timer = self.set_interval(self.flf2v.poll_s, self.poll)
         self.poll()
@@ -142,10 +157,11 @@ class JobScreen(AppScreen[None]):
             assert self._telemetry is not None
             with contextlib.suppress(OSError):  # events.jsonl unreadable: what the DB keeps is shown instead
                 self._telemetry.poll()
-        progress = progress_of(self._telemetry if latest else None, latest, self.flf2v.now())
         state = display_state(with_worker(job, attempts))
+        progress = progress_of(self._telemetry if latest else None, latest, self.flf2v.now(), state)
         # The job as shown is made inert here; the form's prefill keeps the recipe exactly as it was submitted.
-        detail = JobDetail(inert_row(job), attempts, state, prefill_from_job(job), progress, self._preview(progress))
+        detail = JobDetail(inert_row(job), attempts, state, prefill_from_job(job), progress, self._preview(progress),
+                           first_log_tab(latest))  # fmt: skip
         deliver(self.app, self.show, detail)
 
     def _preview(self, progress: ProgressInfo) -> Image | None:
@@ -168,16 +184,13 @@ class JobScreen(AppScreen[None]):
     def show(self, detail: JobDetail) -> None:
         if not self.query("#job-title"):
             return  # a reading that lands while the app closes
-        self.detail = detail
         job, now = detail.job, self.flf2v.now()
-        title = Text.assemble((f"job {job['id']} ", "bold"), (detail.state, STATE_COLOURS.get(detail.state) or ""))
-        if job.get("state_reason"):
-            title.append(f" — {one_line(job['state_reason'])}", style="dim")
-        if job.get("output_path"):
-            title.append(f"  → {job['output_path']}", style="green")
-        self.query_one("#job-title", Static).update(title)
+        if self.detail is None or self.detail.state != detail.state or self._logs_shown is None:
+            self.refresh_bindings()  # edit is for a queued job only; the log tabs' keys come with the logs
+        self.detail = detail
+        self.query_one("#job-title", Static).update(title_text(detail))
         self._show_params(job)
-        self._show_attempts(detail.attempts, now)
+        self._show_attempts(detail.attempts, now, detail.state)
         self._show_progress(detail)
         self._show_logs(detail.attempts)
 
@@ -190,9 +203,11 @@ class JobScreen(AppScreen[None]):
             lines.append(f"{name:<19}", style="dim").append(value + "\n")
         self.query_one("#params", Static).update(lines)
 
-    def _show_attempts(self, attempts: list[dict[str, Any]], now: float) -> None:
+    def _show_attempts(self, attempts: list[dict[str, Any]], now: float, state: str) -> None:
         table = self.query_one("#attempts", DataTable)
         rows = [row[:-1] for row in attempt_rows(attempts, now)]
+        if state == INTERRUPTED and rows and rows[-1][1] == RUNNING:
+            rows[-1][1] = INTERRUPTED  # its worker died: nothing watches the attempt, whatever the row still says
         for attempt, row in zip(attempts, rows, strict=True):
             key = str(attempt["number"])
             if key in table.rows:
@@ -205,12 +220,19 @@ class JobScreen(AppScreen[None]):
     def _show_progress(self, detail: JobDetail) -> None:
         p = detail.progress
         self.query_one("#stages", Static).update(Text.assemble(("stages  ", "bold"), timeline_text(p.spans)))
-        self.query_one("#steps", ProgressBar).update(total=p.total or None, progress=p.step or 0)
-        running = detail.state in ACTIVE
+        live = detail.state in LIVE
+        bar = self.query_one("#steps", ProgressBar)
+        # An unknown total draws an animated "--%" bar: only for a render under way, never one that has stopped.
+        bar.display = live or bool(p.total)
+        bar.update(total=p.total or None, progress=p.step or 0)
         text = f"step {p.step or 0}/{p.total or '?'}"
         text += f" · {p.sec_per_it:.2f} s/it" if p.sec_per_it else " · - s/it"
-        text += f" · ETA {duration(p.eta)}" if running and p.eta is not None else ""
+        text += f" · ETA {duration(p.eta)}" if live and p.eta is not None else ""
         self.query_one("#step-text", Static).update(text)
+        latest = detail.attempts[-1] if detail.attempts else {}
+        fidelity = self.query_one("#fidelity", Static)
+        fidelity.set_class(latest.get("psnr_first") is None, "hidden")
+        fidelity.update(Text.assemble(("psnr    ", "bold"), fidelity_text(latest)))
         self._show_memory(p)
         self._show_preview(p.preview, detail.preview)
 
@@ -240,7 +262,7 @@ class JobScreen(AppScreen[None]):
         ceiling = float(max(p.peak.values(), default=0) or max(max(s) for s in p.memory.values()))
         for rank in sorted(p.memory):
             series = [float(v) for v in p.memory[rank]]
-            label = f"r{rank} {human_size(series[-1])} (peak {human_size(p.peak.get(rank, 0))})"
+            label = f"r{rank} {human_size(series[-1])} (top sample {human_size(p.peak.get(rank, 0))})"
             if rank in self._memory_rows:
                 text, spark = self._memory_rows[rank]
                 text.update(label)
@@ -260,7 +282,8 @@ class JobScreen(AppScreen[None]):
         self._logs_shown = folder
         box = self.query_one("#logs", Vertical)
         box.remove_children()
-        box.mount(LogPane(folder, int(latest.get("nproc") or 1), interval=self.flf2v.log_interval_s))
+        assert self.detail is not None
+        box.mount(LogPane(folder, self._ranks(), interval=self.flf2v.log_interval_s, first_tab=self.detail.first_tab))
 
     # ---- actions -------------------------------------------------------------------------------------------
 
@@ -276,6 +299,64 @@ class JobScreen(AppScreen[None]):
         if panes:
             panes.first().action_search()
 
-    def action_edit_copy(self) -> None:
+    def _ranks(self) -> int:
+        latest = self.detail.attempts[-1] if self.detail and self.detail.attempts else {}
+        return max(int(latest.get("nproc") or 1), 1)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Edit is offered for a job that has not started; a log tab's key only where the attempt has that tab."""
+        if action == "edit_job":
+            return self.detail is not None and self.detail.job["state"] == QUEUED
+        if action == "log_tab":
+            if self.detail is None or not self.detail.attempts:
+                return False
+            tab = str(parameters[0])
+            return not tab.startswith("log-r") or int(tab.removeprefix("log-r")) < self._ranks()
+        return True
+
+    def action_log_tab(self, tab: str) -> None:
+        for pane in self.query(LogPane):
+            pane.show_tab(tab)
+
+    def action_edit_job(self) -> None:
+        """The form, filled with this queued job, saving into it (the same checks as a submit)."""
+        if self.detail and self.detail.job["state"] == QUEUED:
+            self.post_message(OpenSubmit(self.detail.prefill, edit_job=self.job_id))
+
+    def action_copy_job(self) -> None:
+        """The form, filled with this job's recipe, for a new job."""
         if self.detail:
             self.post_message(OpenSubmit(self.detail.prefill))
+
+
+def title_text(detail: JobDetail) -> Text:
+    """The job's number, state and why (whole: it wraps, so a failure's advice such as `flf2v retry 9` shows)."""
+    job = detail.job
+    title = Text.assemble((f"job {job['id']} ", "bold"), (detail.state, STATE_COLOURS.get(detail.state) or ""))
+    reason = one_line(job.get("state_reason") or "")
+    if detail.state == INTERRUPTED and job["state"] == RUNNING:  # the worker died under it; nobody wrote why
+        reason = "its worker died; a worker that starts re-attaches the render if it still runs, or requeues it"
+    if reason:
+        title.append(f" — {reason}", style="dim")
+    if job.get("output_path"):
+        title.append(f"  → {job['output_path']}", style="green")
+    return title
+
+
+def first_log_tab(latest: dict[str, Any] | None) -> str:
+    """torchrun's output for an attempt that ended before any rank wrote a line (it says why); else all ranks.
+    Called on the reading thread: it looks at the files."""
+    if latest is None or latest["state"] == RUNNING:
+        return "log-all"
+    folder = Path(latest["log_dir"])
+    ranks = max(int(latest.get("nproc") or 1), 1)
+    if any(_size(folder / f"rank{r}.log") for r in range(ranks)) or not _size(folder / TORCHRUN_LOG):
+        return "log-all"
+    return "log-torchrun"
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

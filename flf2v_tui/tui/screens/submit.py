@@ -11,14 +11,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import Suggester
-from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Checkbox, Header, Input, Label, Select, Static, TextArea
 
+from engine.errors import BadInputError
 from engine.tasks import TASKS
+from flf2v_tui.flf_guards import flf_warnings
 from flf2v_tui.screen_data import form
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.screens.base import AppScreen
-from flf2v_tui.tui.text import plain
+from flf2v_tui.tui.text import notify_plain, plain
+from flf2v_tui.tui.widgets.footer import FitFooter
 from storage.db import STORAGE_ERRORS
+from storage.jobs import require_job
 
 
 class PathSuggester(Suggester):
@@ -32,17 +36,22 @@ class PathSuggester(Suggester):
 
 
 class SubmitScreen(AppScreen[list[int] | None]):
-    """Dismissed with the new job ids, or None when left without submitting."""
+    """Dismissed with the new job ids (or, editing, the edited job's), or None when left without submitting."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Submit", priority=True),
         Binding("escape", "leave", "Back"),
     ]
 
-    def __init__(self, prefill: dict[str, str] | None = None) -> None:
+    def __init__(self, prefill: dict[str, str] | None = None, edit_job: int | None = None) -> None:
+        """`edit_job`: save into that queued job (the form opens with its fields) instead of queueing a new one."""
         super().__init__()
         self.prefill = {name: "" for name in form.FIELDS} | {k: v for k, v in (prefill or {}).items() if v}
+        self.edit_job = edit_job
+        # What values() reads from the widgets as they open: an edit changes only the fields changed from these.
+        self.original = {name: form.shown_text(name, text) for name, text in self.prefill.items()}
         self.busy = False
+        self.shown_errors = False  # after a refused submit, every change is checked again at once
 
     def _field(self, name: str, widget: Input | Select[str] | TextArea | Checkbox) -> ComposeResult:
         with Vertical(classes="field", id=f"field-{name}"):
@@ -65,7 +74,7 @@ class SubmitScreen(AppScreen[list[int] | None]):
             choices = [(x or "default", x) for x in form.choices_of(name)]
             return Select(choices, value=form.select_value(name, text), allow_blank=False, id=name, compact=True)
         if kind == "checkbox":
-            return Checkbox("on", bool(text), id=name, compact=True)
+            return Checkbox(switch_label(bool(text)), bool(text), id=name, compact=True)
         suggester = PathSuggester() if kind == "path" else None
         return Input(text, placeholder=hints.get(name, ""), id=name, suggester=suggester, compact=True)
 
@@ -84,12 +93,12 @@ class SubmitScreen(AppScreen[list[int] | None]):
                         yield from self._field(name, self._widget(name, hints))
             yield Static("", id="form-error", classes="error hidden")
             with Horizontal(id="form-buttons"):
-                yield Button("Submit (ctrl+s)", variant="primary", id="submit")
+                yield Button("Save (ctrl+s)" if self.edit_job else "Submit (ctrl+s)", variant="primary", id="submit")
                 yield Button("Back (esc)", id="back")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
-        self.title = "flf2v · new job"
+        self.title = f"flf2v · edit job {self.edit_job}" if self.edit_job else "flf2v · new job"
         self.query_one("#first_frame", Input).focus()
         for name in form.FRAMES:
             if self.prefill[name]:
@@ -100,6 +109,28 @@ class SubmitScreen(AppScreen[list[int] | None]):
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id in form.FRAMES:
             self._describe(event.input.id, event.value)
+        self._changed()
+
+    def on_text_area_changed(self, _event: TextArea.Changed) -> None:
+        self._changed()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.checkbox.label = switch_label(event.value)
+        self._changed()
+
+    def _changed(self) -> None:
+        """After a refused submit, check the form again as it is now: an error a change fixed goes at once."""
+        if self.shown_errors and not self.busy and self.is_attached:  # not on a form already left
+            self._check(self.values())
+
+    @work(thread=True, exclusive=True, group="check")
+    def _check(self, values: dict[str, str]) -> None:
+        errors = form.check(self.flf2v.db.home, values)
+        deliver(self.app, self._checked, values, errors)
+
+    def _checked(self, values: dict[str, str], errors: dict[str, str]) -> None:
+        if not self.busy and self.is_attached and self.values() == values:  # not about a form changed since
+            self.show_errors(errors)
 
     @work(thread=True, exclusive=False, group="frames")
     def _describe(self, name: str, path: str) -> None:
@@ -116,6 +147,7 @@ class SubmitScreen(AppScreen[list[int] | None]):
                 widget = self.query_one(f"#{name}")
                 if isinstance(widget, Input | TextArea):
                     widget.placeholder = hint
+        self._changed()
 
     # ---- submitting ----------------------------------------------------------------------------------------
 
@@ -134,6 +166,7 @@ class SubmitScreen(AppScreen[list[int] | None]):
         return out
 
     def show_errors(self, errors: dict[str, str]) -> None:
+        self.shown_errors = self.shown_errors or bool(errors)
         for box in self.query(".error"):
             box.update("")
             box.add_class("hidden")
@@ -160,21 +193,45 @@ class SubmitScreen(AppScreen[list[int] | None]):
 
     @work(thread=True, exclusive=True, group="submit")
     def _submit(self, values: dict[str, str]) -> None:
-        home = self.flf2v.db.home
+        home, job_id = self.flf2v.db.home, self.edit_job
         try:
-            ids, errors = self.flf2v.db.write(lambda conn: form.submit(conn, home, values))
+            if job_id is None:
+                ids, errors = self.flf2v.db.write(lambda conn: form.submit(conn, home, values))
+            else:
+                said, errors = self.flf2v.db.write(lambda conn: form.edit(conn, home, job_id, self.original, values))
+                ids = [] if errors else [job_id]
+                if said:
+                    deliver(self.app, self.notify, said)
         except STORAGE_ERRORS as exc:  # the database would not even open
             frames = [values[name] for name in form.FRAMES]
             ids, errors = [], {form.FORM_LEVEL: form.storage_refused(home, exc, frames)}
         deliver(self.app, self._submitted, ids, errors)
+        if ids:
+            self._warn(ids[0])
+
+    def _warn(self, job_id: int) -> None:
+        """What `flf2v submit` warns of for first-last-frame video (the same picture twice, a clip longer than
+        the model was trained on), said once the job is queued: warnings, never refusals."""
+        try:
+            warnings = self.flf2v.db.read(lambda conn: flf_warnings(require_job(conn, job_id)))
+        except (BadInputError, *STORAGE_ERRORS):  # the job went already; nothing to warn of
+            return
+        for warning in warnings:
+            deliver(self.app, notify_plain, self.app, f"job {job_id}: {warning.message}", "warning", 12)
 
     def _submitted(self, ids: list[int], errors: dict[str, str]) -> None:
         self.busy = False
         if errors:
             self.show_errors(errors)
             return
-        self.notify(f"queued job {ids[0]}" if len(ids) == 1 else f"queued {len(ids)} jobs: {ids[0]}..{ids[-1]}")
+        if self.edit_job is None:
+            self.notify(f"queued job {ids[0]}" if len(ids) == 1 else f"queued {len(ids)} jobs: {ids[0]}..{ids[-1]}")
         self.dismiss(ids)
 
     def action_leave(self) -> None:
         self.dismiss(None)
+
+
+def switch_label(on: bool) -> str:
+    """A switch says its state: "on" or "off"."""
+    return "on" if on else "off"

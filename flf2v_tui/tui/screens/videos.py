@@ -13,11 +13,12 @@ from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from engine.errors import BadInputError
 from flf2v_tui.catalogue.player import player_command
 from flf2v_tui.catalogue.record import save_user_fields
+from flf2v_tui.job_text import LOW_PSNR_DB
 from flf2v_tui.screen_data.catalogue_view import (
     SORT_NAMES,
     next_sort,
@@ -32,13 +33,24 @@ from flf2v_tui.tui.messages import OpenSubmit
 from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.screens.player import PlayerScreen
 from flf2v_tui.tui.text import notify_plain, plain
+from flf2v_tui.tui.widgets.footer import FitFooter
 from flf2v_tui.tui.widgets.jobtable import KeyedTable
 from flf2v_tui.tui.widgets.videogrid import VideoGrid
 from storage.db import STORAGE_ERRORS
 
 # The prompt first after the marks: it is what people know a video by; the rest scrolls in from the right.
-COLUMNS = (("ID", 4), ("RATING", 6), ("♥", 1), ("PROMPT", 36), ("CREATED", 16), ("TAGS", 14), ("SIZE", 9),
-           ("SEED", 20))  # fmt: skip
+# PSNR beside the prompt: the first/last frames against the inputs, in dB (a bad render shows without playing it).
+COLUMNS = (("ID", 4), ("RATING", 6), ("♥", 1), ("PROMPT", 36), ("PSNR", 9), ("CREATED", 16), ("TAGS", 14),
+           ("SIZE", 9), ("SEED", 20))  # fmt: skip
+
+
+def _cells(video: dict[str, Any]) -> list[Text]:
+    """A video's row; its PSNR in the warning colour where an end frame drifted from its input (a low PSNR)."""
+    cells = [plain(value) for value in row_cells(video)]
+    figures = [video.get(k) for k in ("psnr_first", "psnr_last")]
+    if any(isinstance(x, int | float) and x < LOW_PSNR_DB for x in figures):
+        cells[[name for name, _ in COLUMNS].index("PSNR")].stylize("bold yellow")
+    return cells
 
 
 class VideosScreen(AppScreen[None]):
@@ -79,7 +91,7 @@ class VideosScreen(AppScreen[None]):
                 yield picture_class()(id="video-sheet")
                 with VerticalScroll(id="video-recipe-box"):
                     yield Static("", id="video-recipe")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         self.title = "flf2v · videos"
@@ -131,12 +143,12 @@ class VideosScreen(AppScreen[None]):
         if list(self.videos) != order:
             table.clear()
             for video in videos:
-                table.add_row(*map(plain, row_cells(video)), key=str(video["id"]))
+                table.add_row(*_cells(video), key=str(video["id"]))
         else:
             for video in videos:
                 if video != self.videos.get(video["id"]):
-                    for (name, _), value in zip(COLUMNS, row_cells(video), strict=True):
-                        table.update_cell(str(video["id"]), name, plain(value))
+                    for (name, _), value in zip(COLUMNS, _cells(video), strict=True):
+                        table.update_cell(str(video["id"]), name, value)
         self.videos = {v["id"]: v for v in videos}
         wanted = self._want_selected if self._want_selected in self.videos else selected
         if wanted is not None and table.select(wanted):

@@ -14,7 +14,7 @@ from textual.widgets import Static
 
 from engine.diskspace import human_size
 from flf2v_tui.screen_data.machine import MachineMonitor, MachineSample
-from flf2v_tui.screen_data.queue_view import bar
+from flf2v_tui.screen_data.queue_view import NARROW_BELOW, bar
 from flf2v_tui.tui.db import deliver
 from flf2v_tui.tui.widgets.spark import ScaledSparkline
 
@@ -81,8 +81,9 @@ class GpuPanel(Vertical):
                 holder = f"job {g.job}" if g.job is not None else (
                     f"other: pid {','.join(map(str, g.other_pids[:3]))}" if g.other_pids else "free"
                 )  # fmt: skip
+                name = "" if self.app.size.width < NARROW_BELOW else f"{g.name[:18]:<18} "  # 80 columns: no room
                 text = Text.assemble(
-                    (f"{g.index} ", "bold"), (f"{g.name[:18]:<18} ", "dim"),
+                    (f"{g.index} ", "bold"), (name, "dim"),
                     _meter("util", util, "-" if g.utilization is None else f"{g.utilization:>3}%"), "  ",
                     _meter("mem", mem, f"{human_size(g.memory_used)}/{human_size(g.memory_total)}"), "  ",
                     (holder, "cyan" if g.job is not None else "dim"),

@@ -11,7 +11,14 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
 from flf2v_tui.job_text import STATE_COLOURS
-from flf2v_tui.screen_data.queue_view import COLUMNS, QueueSnapshot, job_cells
+from flf2v_tui.screen_data.queue_view import (
+    NARROW_COLUMNS,
+    QueueSnapshot,
+    columns_for,
+    job_cells,
+    prompt_room,
+)
+from flf2v_tui.term import one_line
 from flf2v_tui.tui.text import plain
 
 _RIGHT = {"id", "gpus", "s/it", "eta", "age"}
@@ -52,22 +59,46 @@ class KeyedTable(DataTable[Any]):
 
 
 class JobTable(KeyedTable):
+    """Its columns follow the width (queue_view.columns_for): fewer on a narrower terminal, where the note (why
+    a job waits) comes before the prompt; the prompt gets the room the other columns leave."""
+
     def __init__(self, **kw: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kw)
         self._cells: dict[str, tuple[str, ...]] = {}
         self._order: list[str] = []
+        self.columns_shown: tuple[str, ...] = ()
         self.jobs: dict[int, dict[str, Any]] = {}
         self.states: dict[int, str] = {}
+        self._last: tuple[QueueSnapshot, float] | None = None
 
-    def on_mount(self) -> None:
-        for column in COLUMNS:
+    def _layout(self) -> tuple[str, ...]:
+        return columns_for(self.app.size.width)
+
+    def _set_columns(self, columns: tuple[str, ...]) -> None:
+        self.clear(columns=True)
+        self._cells, self._order, self.columns_shown = {}, [], columns
+        for column in columns:
             self.add_column(column.upper() if column != "s/it" else "S/IT", key=column)
 
+    def on_resize(self) -> None:
+        if self._last is not None and self._layout() != self.columns_shown:
+            self.show(*self._last)
+
     def show(self, snap: QueueSnapshot, now: float) -> None:
-        keep = self.selected_id
+        self._last = (snap, now)
+        keep = self.selected_id  # before a change of layout clears the rows
+        columns = self._layout()
+        if columns != self.columns_shown:
+            self._set_columns(columns)
         self.jobs = {j["id"]: j for j in snap.jobs}
         self.states = snap.states
-        fresh = {str(j["id"]): job_cells(j, snap.states[j["id"]], now) for j in snap.jobs}
+        narrow = columns == NARROW_COLUMNS
+        every = {str(j["id"]): job_cells(j, snap.states[j["id"]], now, snap.waiting, narrow) for j in snap.jobs}
+        room = prompt_room(list(every.values()), columns, self.app.size.width)
+        fresh = {
+            key: tuple(one_line(cells[c], room) if c == "prompt" else cells[c] for c in columns)
+            for key, cells in every.items()
+        }
         for key in [k for k in self._cells if k not in fresh]:
             self.remove_row(key)
             del self._cells[key]
@@ -76,9 +107,9 @@ class JobTable(KeyedTable):
             old = self._cells.get(key)
             state = cells[1]
             if old is None:
-                new_rows.append((key, [_cell(c, v, state) for c, v in zip(COLUMNS, cells, strict=True)]))
+                new_rows.append((key, [_cell(c, v, state) for c, v in zip(columns, cells, strict=True)]))
             elif old != cells:
-                for column, before, after in zip(COLUMNS, old, cells, strict=True):
+                for column, before, after in zip(columns, old, cells, strict=True):
                     if before != after or (column == "step" and old[1] != state):
                         self.update_cell(key, column, _cell(column, after, state))
             self._cells[key] = cells

@@ -28,15 +28,19 @@ class LogPane(Vertical):
         Binding("down", "search_step(False)", "Next hit", show=False),
     ]
 
-    def __init__(self, attempt_dir: Path, ranks: int, interval: float = 0.25, **kw: object) -> None:
+    def __init__(
+        self, attempt_dir: Path, ranks: int, interval: float = 0.25, first_tab: str = "log-all", **kw: object
+    ) -> None:
+        """`first_tab`: the tab shown first (the job view opens torchrun's output when no rank wrote a line)."""
         super().__init__(**kw)  # type: ignore[arg-type]
         self.attempt_dir = attempt_dir
         self.ranks = max(ranks, 1)
         self.interval = interval
+        self.first_tab = first_tab
 
     def compose(self) -> ComposeResult:
         files = {r: self.attempt_dir / f"rank{r}.log" for r in range(self.ranks)}
-        with TabbedContent(id="log-tabs"):
+        with TabbedContent(id="log-tabs", initial=self.first_tab):
             with TabPane("all ranks", id="log-all"):
                 yield LogView(MergedLines(files), colour_ranks=True, interval=self.interval, id="view-all")
             for rank, path in files.items():
@@ -95,6 +99,18 @@ class LogPane(Vertical):
             parts.append(f"hit at line {view.match + 1:,} for {view.needle!r} (n/N)")
         for status in self.query("#log-status").results(Static):  # none once the pane is being taken down
             status.update(plain(" · ".join(parts)))
+
+    def show_tab(self, tab: str) -> None:
+        """Show the tab of that id (log-all, log-rN, log-torchrun); one this attempt lacks is ignored."""
+        tabs = self.query(TabbedContent)
+        if tabs and tabs.first().query(f"TabPane#{tab}"):
+            tabs.first().active = tab
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Escape closes the search only while it is open; otherwise it goes on to the screen (back)."""
+        if action == "close_search":  # asked for the footer too, maybe before the box is composed
+            return any(not box.has_class("hidden") for box in self.query("#log-search"))
+        return True
 
     def action_search(self) -> None:
         box = self.query_one("#log-search", Input)
