@@ -44,7 +44,8 @@ def layout_problem(cfg_size: int, ulysses_size: int, ring_size: int, world_size:
         return None
     return (
         f"cfg_size {cfg_size} x ulysses_size {ulysses_size} x ring_size {ring_size} needs {ranks} ranks, not "
-        f"{world_size}: run {ranks} (flf2v --gpus {ranks}, torchrun --nproc_per_node {ranks}) or change the sizes"
+        f"{world_size}: run {ranks} (flf2v --gpus {ranks}, or --nodes x --gpus-per-node = {ranks}; torchrun "
+        f"--nproc_per_node x --nnodes = {ranks}) or change the sizes"
     )
 
 

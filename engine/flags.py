@@ -148,6 +148,11 @@ FLAGS: tuple[Flag, ...] = (
          required=True, submit_help="classifier-free guidance scale (default 5.0)", label="Guide scale"),
     Flag("neg_prompt", str, None, "negative prompt (default: the official one for flf2v)", kind=TEXT, recipe=True,
          job=True, submit_help="negative prompt (default: the official one)", label="Negative prompt"),
+    Flag("collective_timeout", float, None,
+         "seconds any rank waits on the others before the run fails (default: FLF2V_DIST_TIMEOUT, else 600); "
+         "short, so that a dead node fails the attempt quickly", bound=Bound("--collective_timeout", 0, 7 * 86400,
+         integer=False, low_open=True, why="a week"), job=True,
+         submit_help="seconds a rank waits on the others before the attempt fails (default 600)"),
     Flag("events", str, None, "append telemetry events (JSON lines) to this file", kind=PATH),
     Flag("log_dir", str, None, "also write this rank's log to LOG_DIR/rank<r>.log", kind=PATH),
     Flag("device", str, "auto", "where to run (default: cuda when available)", kind=CHOICE,

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.runtime import init_runtime, resolve_seed
 
     try:
-        runtime = init_runtime(args.device, args.log_dir)
+        runtime = init_runtime(args.device, args.log_dir, args.collective_timeout)
     except BaseException as exc:
         return _not_started(args, rank, exc)
     reporter = Reporter(runtime, args.events)

@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import resource
+import socket
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -138,13 +139,18 @@ def pick_device(choice: str, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def init_runtime(device_choice: str, log_dir: str | None) -> Runtime:
+def init_runtime(device_choice: str, log_dir: str | None, timeout_s: float | None = None) -> Runtime:
+    """`timeout_s`: the collective timeout (--collective_timeout); None takes FLF2V_DIST_TIMEOUT, else 600."""
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     device = pick_device(device_choice, local_rank)
     log_file = setup_logging(rank, log_dir)
-    timeout_s = dist_timeout_s()
+    # Every rank's log says where it ran: across nodes, the failing rank's node is found from its log alone.
+    logging.getLogger("flf2v.engine").info(
+        f"rank {rank} of {world_size} on node {socket.gethostname()} (local rank {local_rank}, pid {os.getpid()})"
+    )
+    timeout_s = timeout_s if timeout_s is not None else dist_timeout_s()
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         margin = NCCL_TIMEOUT_MARGIN_S if backend == "nccl" else 0.0

@@ -30,7 +30,10 @@ STAGES: tuple[str, ...] = (
     "save",
 )
 
-FAILURE_CLASSES: tuple[str, ...] = ("user_input", "oom", "comm", "killed", "engine_error", "worker_lost", "disk_full")
+# `timeout`: the scheduler's time limit (Slurm's TIMEOUT) ended the render; the engine itself never reports it.
+FAILURE_CLASSES: tuple[str, ...] = (
+    "user_input", "oom", "comm", "killed", "engine_error", "worker_lost", "disk_full", "timeout",
+)  # fmt: skip
 
 _NUMBER = (int, float)
 _OPT_NUMBER = (int, float, type(None))

@@ -196,9 +196,21 @@ ALTER TABLE videos ADD COLUMN psnr_first REAL;
 ALTER TABLE videos ADD COLUMN psnr_last REAL;
 """
 
+# Multi-node renders and the Slurm backend: the job's collective timeout (engine flag --collective_timeout,
+# seconds; no value: the engine's default), and per attempt the launcher that ran it and, on Slurm, its job id,
+# state, the reason it waits ("why pending") and the nodes it runs on.
+_V5_LAUNCHERS = """
+ALTER TABLE jobs ADD COLUMN collective_timeout REAL;
+ALTER TABLE attempts ADD COLUMN backend TEXT NOT NULL DEFAULT 'local';
+ALTER TABLE attempts ADD COLUMN slurm_job TEXT;
+ALTER TABLE attempts ADD COLUMN slurm_state TEXT;
+ALTER TABLE attempts ADD COLUMN slurm_reason TEXT;
+ALTER TABLE attempts ADD COLUMN node_list TEXT;
+"""
+
 # The GPU fast path (issue 14): CFG-parallel, the attention kernel and regional compilation, per job; the
 # attention kernel an attempt really ran (its start event's `attention`), since `auto` depends on the machine.
-_V5_FAST_PATH = """
+_V6_FAST_PATH = """
 ALTER TABLE jobs ADD COLUMN cfg_size INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE jobs ADD COLUMN attn TEXT NOT NULL DEFAULT 'auto';
 ALTER TABLE jobs ADD COLUMN compile INTEGER NOT NULL DEFAULT 0;
@@ -207,10 +219,6 @@ ALTER TABLE attempts ADD COLUMN attention TEXT;
 
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
 MIGRATIONS: tuple[str, ...] = (
-    _V1_QUEUE,
-    _V2_CATALOGUE,
-    _V3_CATALOGUE_SEARCH,
-    _V4_DEPENDENCY_KINDS_AND_PSNR,
-    _V5_FAST_PATH,
-)
+    _V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH, _V4_DEPENDENCY_KINDS_AND_PSNR, _V5_LAUNCHERS, _V6_FAST_PATH,
+)  # fmt: skip
 LATEST = len(MIGRATIONS)

@@ -183,7 +183,7 @@ class PeerWatch:
                     CollectiveTimeout(
                         f"rank {self.rank} waited {now - region[1]:.0f} s in {region[0]} for the other ranks: a "
                         "collective is hung (a peer is stuck or the network is down). If this much time is really "
-                        "needed, raise FLF2V_DIST_TIMEOUT (seconds)"
+                        "needed, raise --collective_timeout (seconds; FLF2V_DIST_TIMEOUT sets its default)"
                     )
                 )
 
