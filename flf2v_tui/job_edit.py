@@ -14,7 +14,7 @@ from typing import Any
 from engine.errors import BadInputError
 from flf2v_tui.submission import retry_changes, write_with_frames
 from storage.jobs import require_job
-from storage.ops import update_queued
+from storage.ops import not_editable, update_queued
 from storage.paths import Home
 from storage.spec import check_values
 
@@ -36,10 +36,7 @@ def edit_job(
     check_values({"priority": priority, "labels": labels})
     job = require_job(conn, job_id)
     if job["state"] != "queued":  # checked again under the write lock by update_queued
-        raise BadInputError(
-            f"job {job_id} is {job['state']}; only a queued job can be edited "
-            f"(flf2v retry {job_id} queues a finished one again with changes)"
-        )
+        raise BadInputError(not_editable(job_id, job["state"]))
     asked = sorted(k for k, v in given.items() if v is not None)
     updates, new_frames = retry_changes(job, given, gpus, home, other_worker)
     updates = {k: v for k, v in updates.items() if k in asked or k == "gpus"}
