@@ -63,7 +63,7 @@ def note(job: dict[str, Any], now: float, waiting: str = "waiting for a worker")
         ended = ", ".join(f"job {part}" for part in job["never_on"].split(","))  # "5 failed"
         return f"never starts: {ended} (retry it, or cancel this job)"
     if state == "held" and job.get("waiting_on"):
-        return f"after {job['waiting_on']}" + (" (and held)" if job.get("held") else "")
+        return job["waiting_on"] + (" (and held)" if job.get("held") else "")  # "after-fail 5"
     if state == "queued":
         if job.get("not_before") and job["not_before"] > now:
             return f"retry in {duration(job['not_before'] - now)}"

@@ -110,7 +110,7 @@ def _still_unfinished(conn: Any, ids: list[int]) -> str:
         if state == "held" and job.get("never_on"):
             parts.append(f"job {job['id']} {note(job, time.time())}")  # "never starts: job 5 failed (...)"
         elif state == "held" and job.get("waiting_on"):
-            parts.append(f"job {job['id']} is held: it waits for job {job['waiting_on']}")
+            parts.append(f"job {job['id']} is held: it waits ({job['waiting_on']})")
         elif state == "held":
             parts.append(f"job {job['id']} is held and never starts until released (flf2v release {job['id']})")
         elif state not in FINISHED:

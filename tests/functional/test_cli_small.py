@@ -20,7 +20,7 @@ def test_wait_on_a_held_job_says_it_is_held(qhome, stub_ckpt, qframes):
     )
     after = submit_tiny(qhome, stub_ckpt, qframes, "--after", str(held))
     code, _, err = run_cli(["wait", str(after), "--timeout", "0.3", "-q"], qhome)
-    assert code == 1 and err.strip() == f"timed out after 0.3 s; job {after} is held: it waits for job {held}"
+    assert code == 1 and err.strip() == f"timed out after 0.3 s; job {after} is held: it waits (after {held})"
     run_cli(["release", str(held)], qhome)
     code, _, err = run_cli(["wait", str(held), "--timeout", "0.3", "-q"], qhome)
     assert code == 1 and err.strip() == f"timed out after 0.3 s; job {held} is queued"
