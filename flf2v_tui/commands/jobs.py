@@ -57,9 +57,14 @@ def ls(
             typer.echo(ls_parsable(jobs, chosen, header=not no_header, waiting=waiting))
         return
     if not jobs:
-        echo("no jobs" + (" match" if states or label else " yet; queue one with flf2v submit (or flf2v demo)"))
+        # A script's output (--no-header, as squeue -h) is empty; a person is told why, on stderr for a script.
+        message = "no jobs" + (" match" if states or label else " yet; queue one with flf2v submit (or flf2v demo)")
+        echo(message, err=no_header)
         return
-    typer.echo(ls_text(jobs, terminal_width(), columns=chosen, header=not no_header, waiting=waiting))
+    text, left_out = ls_text(jobs, terminal_width(), columns=chosen, header=not no_header, waiting=waiting)
+    typer.echo(text)
+    if left_out:
+        echo(f"({', '.join(left_out)} left out: terminal too narrow; --parsable shows all)", err=True)
     if paused:
         echo("queue paused: running jobs finish, nothing new starts (flf2v resume)")
 

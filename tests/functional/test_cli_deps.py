@@ -55,7 +55,7 @@ def test_after_any_and_after_fail_start_on_a_failure_and_after_says_it_never_wil
 
 def test_one_job_under_two_kinds_of_dependency_is_refused_naming_both(qhome, stub_ckpt, qframes):
     first = submit_tiny(qhome, stub_ckpt, qframes, "--hold", prompt="x")
-    code, out, err = run_cli(["submit", "--task", "flf2v-tiny", "--ckpt_dir", str(stub_ckpt), "--first_frame",
+    code, _out, err = run_cli(["submit", "--task", "flf2v-tiny", "--ckpt_dir", str(stub_ckpt), "--first_frame",
                               str(qframes[0]), "--last_frame", str(qframes[1]), "--prompt", "y",
                               "--after", str(first), "--after-fail", str(first)], qhome)  # fmt: skip
     assert code == 2 and len(err.splitlines()) == 1, err
