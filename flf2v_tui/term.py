@@ -117,16 +117,9 @@ def clock(t: float | None) -> str:
     return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
-def table(
-    rows: list[list[str]],
-    header: list[str],
-    colours: list[str | None] | None = None,
-    width: int = 0,
-    whole_cells: bool = False,
-    last_whole: bool = False,
-) -> str:
-    """Plain aligned columns (fast at 10,000 rows, unlike a rich Table); see fitted_table."""
-    return fitted_table(rows, header, colours, width, whole_cells, last_whole)[0]
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """Plain aligned columns, nothing cut (fast at 10,000 rows, unlike a rich Table); see fitted_table."""
+    return fitted_table(rows, header)[0]
 
 
 def fitted_table(
