@@ -13,7 +13,7 @@ LOCK_FLAGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean tmux lock
+.PHONY: demo slurm-demo test lint bench clean tmux lock
 
 # The lock holds every dependency (torch's too, and the build's setuptools), so it installs with --no-deps
 # and nothing unpinned slips in; torch then finds its dependencies already there at the locked versions.
@@ -59,6 +59,11 @@ export LOCK_HEADER
 
 demo: $(STAMP)
 	$(BIN)/flf2v demo
+
+# The demo job on 2 nodes × 1 rank through a real Slurm brought up on this machine (root: slurm-wlm and munge
+# are installed with apt-get when missing), then torn down; it prints the Slurm job, its sacct line and the video.
+slurm-demo: $(STAMP)
+	$(BIN)/python -m tests.functional.slurm_demo
 
 test: $(STAMP) tmux
 	$(BIN)/python -m ruff check .

@@ -17,6 +17,8 @@ from engine.errors import BadInputError
 from engine.limits import INT64_MIN, MAX_FRAME_NUM, MAX_RANKS, MAX_SAMPLE_STEPS, SEED_MAX, Bound, check_text
 from engine.tasks import GUIDE_SCALE_RANGE, SHIFT_RANGE, SOLVERS, TASKS
 
+DTYPES = ("auto", "bf16", "fp32")
+
 # value: a number or a short text; text: prose (a prompt); path: a file or folder; bool: True or False given as
 # a word; switch: on when given (store_true; the app's CLI adds --no_NAME); choice: one of `choices`.
 Kind = Literal["value", "text", "path", "bool", "switch", "choice"]
@@ -144,6 +146,11 @@ FLAGS: tuple[Flag, ...] = (
          required=True, submit_help="classifier-free guidance scale (default 5.0)", label="Guide scale"),
     Flag("neg_prompt", str, None, "negative prompt (default: the official one for flf2v)", kind=TEXT, recipe=True,
          job=True, submit_help="negative prompt (default: the official one)", label="Negative prompt"),
+    Flag("collective_timeout", float, None,
+         "seconds any rank waits on the others before the run fails (default: FLF2V_DIST_TIMEOUT, else 600); "
+         "short, so that a dead node fails the attempt quickly", bound=Bound("--collective_timeout", 0, 7 * 86400,
+         integer=False, low_open=True, why="a week"), job=True,
+         submit_help="seconds a rank waits on the others before the attempt fails (default 600)"),
     Flag("events", str, None, "append telemetry events (JSON lines) to this file", kind=PATH),
     Flag("log_dir", str, None, "also write this rank's log to LOG_DIR/rank<r>.log", kind=PATH),
     Flag("device", str, "auto", "where to run (default: cuda when available)", kind=CHOICE,
@@ -151,6 +158,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("cfg_batch", bool, "auto", "run the conditional and unconditional passes as one batch of 2: True, False, "
          "or auto (the default: batched on the CPU, separate forwards on CUDA)", kind=BOOL, parse=bool_or_auto,
          recipe=True),
+    Flag("dtype", str, "auto", "compute precision: bf16 (the official GPU recipe: bf16 DiT and T5 under autocast "
+         "with the official float32 regions, fp16 CLIP; on the CPU too, with CPU autocast), fp32, or auto (the "
+         "default: bf16 on CUDA, fp32 on the CPU)", kind=CHOICE, choices=DTYPES, parser_choices=True, recipe=True,
+         engine_key=True, job=True, submit_help="bf16, fp32 or auto (default: bf16 on CUDA, fp32 on the CPU)"),
     Flag("dump_video", str, None,
          "also save the decoded video as float32 .npy [3, F, H, W] (for exact comparisons)", kind=PATH),
     Flag("preview_every", int, 0, "write a small preview PNG of the latent every k steps (0: off)",

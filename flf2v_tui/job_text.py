@@ -48,10 +48,24 @@ def with_worker(job: dict[str, Any], attempts: list[dict[str, Any]]) -> dict[str
     return {**job, **{k: latest.get(k) for k in ("worker_host", "worker_pid", "worker_started")}}
 
 
+def slurm_text(row: dict[str, Any]) -> str:
+    """A Slurm attempt in a few words: its job id, and why it is pending or the nodes it runs on ("" for a
+    local attempt). `row`: a job row of the list (its current attempt's columns) or an attempt row."""
+    if not row.get("slurm_job"):
+        return ""
+    state = row.get("slurm_state") or "submitted"
+    if state == "PENDING":
+        return f"slurm {row['slurm_job']} pending, why pending: {row.get('slurm_reason') or 'not said yet'}"
+    nodes = f" on {row['node_list']}" if row.get("node_list") else ""
+    return f"slurm {row['slurm_job']} {state}{nodes}"
+
+
 def note(job: dict[str, Any], now: float, waiting: str = "waiting for a worker") -> str:
     """What the job is doing, or why it is not; `waiting` for a queued job nothing more is known about
     (flf2v_tui.ls_table.waiting_text says why, from the workers)."""
     state = display_state(job)
+    if state in ACTIVE and job.get("slurm_state") == "PENDING":
+        return one_line(slurm_text(job))
     if state in ACTIVE and job.get("stage"):
         text = job["stage"]
         if job.get("step") and job.get("steps_total"):
@@ -85,11 +99,15 @@ def short_prompt(text: str | None, width: int = PROMPT_WIDTH) -> str:
 
 def gpus_text(job: dict[str, Any], state: str) -> str:
     """The GPUs a running job holds (or its CPU ranks); the number it asks for otherwise."""
+    if state in ACTIVE and job.get("slurm_job"):
+        nodes = job.get("nodes") or 1
+        return f"slurm {job['slurm_job']}" + (f" {nodes}×{job['gpus']}" if nodes > 1 else f" ×{job['gpus']}")
     if state in ACTIVE and job.get("assigned"):
         if job.get("device") == "cpu":
             return f"cpu×{job['gpus']}"
         return job["assigned"]
-    return str(job["gpus"])
+    nodes = job.get("nodes") or 1
+    return f"{nodes}×{job['gpus']}" if nodes > 1 else str(job["gpus"])
 
 
 def job_time(job: dict[str, Any], state: str, now: float) -> str:
@@ -117,8 +135,9 @@ def ls_json(jobs: list[dict[str, Any]], waiting: str = "waiting for a worker") -
 # is here or in SHOWN_ELSEWHERE (tests/unit/test_flags.py checks it), so a new flag is not left out.
 SHOWN_PARAMS = (
     "task", "size", "frame_num", "sample_steps", "sample_shift", "sample_guide_scale", "sample_solver",
-    "base_seed", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "ckpt_dir",
+    "base_seed", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "dtype", "ckpt_dir",
     "first_frame", "first_frame_src", "last_frame", "last_frame_src", "save_file", "preview_every",
+    "collective_timeout",
 )  # fmt: skip
 SHOWN_ELSEWHERE = ("prompt", "neg_prompt")  # a heading of their own
 _BOOLS = frozenset(flag.name for flag in JOB_FLAGS if flag.type is bool)
@@ -166,7 +185,7 @@ def attempt_rows(attempts: list[dict[str, Any]], now: float) -> list[list[str]]:
                 a["state"],
                 clock(a["started_at"]),
                 duration(ended - a["started_at"]),
-                f"{a['device']}:{a['gpus']}",
+                f"slurm {a['slurm_job']}" if a.get("slurm_job") else f"{a['device']}:{a['gpus']}",
                 str(a.get("master_port") or "-"),
                 "-" if a.get("exit_code") is None else str(a["exit_code"]),
                 "-" if a.get("failing_rank") is None else str(a["failing_rank"]),
@@ -176,6 +195,13 @@ def attempt_rows(attempts: list[dict[str, Any]], now: float) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def _ranks(job: dict[str, Any]) -> str:
+    nodes = int(job.get("nodes") or 1)
+    if nodes == 1:
+        return f"{job['gpus']} rank(s)"
+    return f"{nodes} nodes × {job['gpus']} rank(s) = {nodes * int(job['gpus'])} rank(s)"
 
 
 def _show_reason(job: dict[str, Any], state: str, now: float) -> str:
@@ -198,11 +224,13 @@ def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
     if job.get("neg_prompt"):
         lines.append(f"  neg_prompt {job['neg_prompt']}")
     lines += [
-        f"  gpus       {job['gpus']} rank(s), priority {job['priority']}, labels {','.join(job['labels']) or '-'}",
+        f"  gpus       {_ranks(job)}, priority {job['priority']}, labels {','.join(job['labels']) or '-'}",
         f"  retries    {job['retries_used']} of {job['max_retries']} used, on {job['retry_on'] or 'nothing'}",
         f"  created    {clock(job['created_at'])}   started {clock(job['started_at'])}   "
         f"finished {clock(job['finished_at'])}",
     ]
+    if latest.get("slurm_job"):
+        lines.append(f"  slurm      {slurm_text(latest).removeprefix('slurm ')}")
     for name, what in (("after", "succeeded"), ("after_any", "ended"), ("after_fail", "failed")):
         if job.get(name):
             lines.append(f"  after      {', '.join(map(str, job[name]))} {what}")

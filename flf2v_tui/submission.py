@@ -165,13 +165,10 @@ def _save_file_for(template: str | None, seed: int, sweep: bool) -> str | None:
 
 
 def check_queue(queue: QueueOptions) -> None:
-    """The queue's numbers within their bounds (storage.spec), one node, and ranks this machine can run."""
+    """The queue's numbers within their bounds (storage.spec), and ranks this machine can run. A job of several
+    nodes is for a Slurm worker (`flf2v worker --backend slurm`), so its GPUs per node are not checked here."""
     check_values(asdict(queue))
-    if queue.nodes != 1:
-        raise BadInputError(
-            f"--nodes {queue.nodes}: multi-node jobs are not supported yet; use --nodes 1", field="nodes"
-        )
-    if not queue.other_worker:
+    if not queue.other_worker and queue.nodes == 1:
         check_fits_here(queue.gpus)
 
 
@@ -198,7 +195,7 @@ def build_specs(
                 values[flag] = absolute(values[flag], base)
     template = values.pop("save_file", None)
     probe = {**values, "save_file": None}
-    ns = check_engine_values(probe, queue.gpus)
+    ns = check_engine_values(probe, queue.gpus * queue.nodes)  # the world: every rank of every node
     resolved = _resolved(ns, values.get("neg_prompt"))
     seed_list = list(seeds) if seeds is not None else [resolved["base_seed"]]
     folders = HomeFolders.of(home) if template else None
@@ -251,8 +248,10 @@ def retry_changes(
     values.update(changed)
     if values.get("base_seed", -1) < 0:
         values["base_seed"] = random.randint(0, sys.maxsize)
-    world = gpus or job["gpus"]
-    if gpus and not other_worker:  # an unchanged count was checked (or waived) when the job was submitted
+    nodes = int(job.get("nodes") or 1)
+    world = (gpus or job["gpus"]) * nodes
+    # An unchanged count was checked (or waived) when the job was submitted; one of several nodes is Slurm's.
+    if gpus and not other_worker and nodes == 1:
         check_fits_here(gpus)
     ns = check_engine_values({**values, "save_file": None}, world)
     if values.get("save_file"):

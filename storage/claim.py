@@ -57,9 +57,11 @@ def claim_next(
     only_jobs: Collection[int] | None = None,
     now: float | None = None,
     reserve_after_s: float = RESERVE_AFTER_S,
+    max_nodes: int = 1,
 ) -> Claimed | None:
-    """Claim one job for this worker, or None. Two workers can never claim the same job: the pick and the
-    state change happen under one write lock, and the update re-checks the state."""
+    """Claim one job for this worker, or None; `max_nodes`: the most nodes its launcher can give a job. Two
+    workers can never claim the same job: the pick and the state change happen under one write lock, and the
+    update re-checks the state."""
     now = time.time() if now is None else now
     with write_tx(conn):
         if is_paused(conn):
@@ -77,8 +79,11 @@ def claim_next(
                 if wait is not None and not wait.ready:
                     reasons[job["id"]] = wait.note()  # and jobs behind it may run: they may write elsewhere
                     continue
-            if job["nodes"] != 1:
-                reasons[job["id"]] = f"never: needs {job['nodes']} nodes; the worker runs single-node jobs only"
+            if job["nodes"] > max_nodes:
+                reasons[job["id"]] = (
+                    f"never: needs {job['nodes']} nodes; the local backend runs on one machine: start "
+                    "`flf2v worker --backend slurm` to run it on a Slurm cluster"
+                )
                 continue
             gpus = job["gpus"]
             if gpus not in answers:

@@ -192,7 +192,8 @@ SELECT j.id, j.state, j.state_reason, j.held, j.cancel_requested, j.priority, j.
        j.started_at, j.finished_at, j.output_path, j.failure_class, j.not_before, j.attempts_count,
        a.number AS attempt, a.stage, a.step, a.steps_total, a.sec_per_it, a.eta_seconds, a.progress_at,
        a.worker_host, a.worker_pid, a.worker_started, a.failing_rank, a.exit_code, a.device,
-       a.gpus AS assigned, a.started_at AS attempt_started,
+       a.gpus AS assigned, a.started_at AS attempt_started, j.nodes, a.backend, a.slurm_job, a.slurm_state,
+       a.slurm_reason, a.node_list,
        a.psnr_first, a.psnr_last, {waiting_on} AS waiting_on, {never_on} AS never_on
 FROM jobs j LEFT JOIN attempts a ON a.id = j.current_attempt_id
 """

@@ -196,6 +196,30 @@ ALTER TABLE videos ADD COLUMN psnr_first REAL;
 ALTER TABLE videos ADD COLUMN psnr_last REAL;
 """
 
+# Multi-node renders and the Slurm backend: the job's collective timeout (engine flag --collective_timeout,
+# seconds; no value: the engine's default), and per attempt the launcher that ran it and, on Slurm, its job id,
+# state, the reason it waits ("why pending") and the nodes it runs on.
+_V5_LAUNCHERS = """
+ALTER TABLE jobs ADD COLUMN collective_timeout REAL;
+ALTER TABLE attempts ADD COLUMN backend TEXT NOT NULL DEFAULT 'local';
+ALTER TABLE attempts ADD COLUMN slurm_job TEXT;
+ALTER TABLE attempts ADD COLUMN slurm_state TEXT;
+ALTER TABLE attempts ADD COLUMN slurm_reason TEXT;
+ALTER TABLE attempts ADD COLUMN node_list TEXT;
+"""
+
+# --dtype (engine.flags): the precision recipe; 'auto' resolves per device in the engine.
+_V6_DTYPE = """
+ALTER TABLE jobs ADD COLUMN dtype TEXT NOT NULL DEFAULT 'auto';
+"""
+
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
-MIGRATIONS: tuple[str, ...] = (_V1_QUEUE, _V2_CATALOGUE, _V3_CATALOGUE_SEARCH, _V4_DEPENDENCY_KINDS_AND_PSNR)
+MIGRATIONS: tuple[str, ...] = (
+    _V1_QUEUE,
+    _V2_CATALOGUE,
+    _V3_CATALOGUE_SEARCH,
+    _V4_DEPENDENCY_KINDS_AND_PSNR,
+    _V5_LAUNCHERS,
+    _V6_DTYPE,
+)
 LATEST = len(MIGRATIONS)

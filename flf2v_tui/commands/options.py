@@ -101,7 +101,8 @@ def _queue(
 
 _DEFAULT = QueueOptions()  # the queue settings' defaults are JobSpec's (storage.spec.QueueSettings)
 QUEUE_OPTIONS: list[inspect.Parameter] = [
-    _queue("nodes", _DEFAULT.nodes, int, "--nodes", help_text="machines (only 1 is supported)"),
+    _queue("nodes", _DEFAULT.nodes, int, "--nodes",
+           help_text="machines the render spans, each with --gpus-per-node ranks (over 1: a Slurm worker runs it)"),
     _queue("priority", _DEFAULT.priority, int, "--priority", help_text="higher runs first"),
     _queue("after", None, list[str] | None, "--after", help_text="start only after these jobs succeeded"),
     _queue("after_any", None, list[str] | None, "--after-any", "--after_any",
@@ -129,7 +130,7 @@ def with_queue_options(gpus_default: int | None, gpus_help: str) -> Callable[[Ca
     """Add `--gpus` (whose default differs: submit 1, rerun the video's own) and the queue options; all arrive
     in **kwargs. Apply it under with_engine_options, so that the queue options are listed first."""
     kind = (int | None) if gpus_default is None else int
-    gpus = _queue("gpus", gpus_default, kind, "--gpus", help_text=gpus_help)
+    gpus = _queue("gpus", gpus_default, kind, "--gpus", "--gpus-per-node", help_text=gpus_help)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         return _extend_signature(fn, [gpus, *QUEUE_OPTIONS])

@@ -56,20 +56,53 @@ def worker(
     ] = False,
     job: Annotated[list[int] | None, typer.Option("--job", help="run only these job ids")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="only starts and ends, no progress lines")] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="local (this machine; default) or slurm (sbatch; also FLF2V_BACKEND)"),
+    ] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="Slurm partition (sbatch --partition)")] = None,
+    account: Annotated[str | None, typer.Option("--account", help="Slurm account (sbatch --account)")] = None,
+    time_limit: Annotated[
+        str | None, typer.Option("--time", help="Slurm time limit per attempt, e.g. 2:00:00 (sbatch --time)")
+    ] = None,
+    sbatch_arg: Annotated[
+        list[str] | None, typer.Option("--sbatch-arg", help="another sbatch option, e.g. --qos=normal (repeatable)")
+    ] = None,
 ) -> None:
-    """Run queued jobs on this machine's GPUs (or CPU slots), one torchrun per job.
+    """Run queued jobs on this machine's GPUs (or CPU slots), one torchrun per job; or, with --backend slurm,
+    submit each to Slurm (the worker then runs on a login node, FLF2V_HOME on a shared file system).
 
     Renders survive the worker: stop it (SIGTERM, Ctrl-C) and start it again, and it re-attaches.
+    Slurm settings also come from FLF2V_SLURM_PARTITION, _ACCOUNT, _TIME, _SBATCH_ARGS and FLF2V_HOME/worker.toml.
     """
     from flf2v_tui.gpus import default_source
+    from flf2v_tui.worker.launchers.settings import resolve
     from flf2v_tui.worker.loop import Worker, WorkerConfig
     from flf2v_tui.worker.pool import Pool, PoolError
 
     home, conn = open_home()
-    try:
-        pool = Pool.build(default_source(), gpus=gpus, cpu_slots=cpu_slots)
-    except PoolError as exc:
-        raise BadInputError(str(exc)) from None
+    settings = resolve(
+        home.root, backend=backend, partition=partition, account=account, time_limit=time_limit,
+        sbatch_args=sbatch_arg, cpu_slots=cpu_slots,
+    )  # fmt: skip
+    launcher = None
+    if settings.backend == "slurm":
+        import shutil
+
+        from flf2v_tui.worker.launchers.slurm import SlurmLauncher, slurm_pool
+
+        missing = [c for c in ("sbatch", "squeue", "sacct", "scancel") if shutil.which(c) is None]
+        if missing:
+            raise BadInputError(
+                f"--backend slurm: {', '.join(missing)} not found on PATH; run the worker where Slurm's commands "
+                "are (a login node); flf2v doctor --backend slurm checks it"
+            )
+        pool, launcher = slurm_pool(settings.slurm), SlurmLauncher(settings.slurm)
+    else:
+        try:
+            pool = Pool.build(default_source(), gpus=gpus, cpu_slots=cpu_slots)
+        except PoolError as exc:
+            raise BadInputError(str(exc)) from None
     clash = _overlap(conn, pool.slots)
     if clash:
         fix = "give this worker other --gpus" if pool.device == "cuda" else "give that worker more --cpu-slots"
@@ -83,7 +116,7 @@ def worker(
         on_finish=hook, stop_jobs=stop_jobs, only_jobs=set(job) if job else None, quiet=quiet,
     )  # fmt: skip
     # Everything the worker says (labels, paths, engine messages) goes through echo, which makes it inert.
-    raise typer.Exit(Worker(home, conn, pool, config, echo).run())
+    raise typer.Exit(Worker(home, conn, pool, config, echo, launcher).run())
 
 
 @handles_errors
@@ -117,12 +150,24 @@ def gpus(json_out: Annotated[bool, typer.Option("--json", help="machine-readable
 
 
 @handles_errors
-def doctor() -> None:
-    """Check python, torch, torchrun, ffmpeg, NVML, the database, disk space and the worker."""
+def doctor(
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="also check this launcher (default: FLF2V_BACKEND, worker.toml)")
+    ] = None,
+) -> None:
+    """Check python, torch, torchrun, ffmpeg, NVML, the database, disk space and the worker; with the Slurm
+    backend configured, also Slurm's commands, its controller and that a compute node sees FLF2V_HOME."""
     from flf2v_tui.doctor import run_checks
+    from flf2v_tui.worker.launchers.settings import resolve
     from storage.paths import Home
 
-    checks = run_checks(Home.resolve())
+    home = Home.resolve()
+    settings = resolve(home.root, backend=backend)
+    checks = run_checks(home)
+    if settings.backend == "slurm":
+        from flf2v_tui.slurm_doctor import slurm_checks
+
+        checks += slurm_checks(home.root, settings.slurm)
     colour = use_colour()
     marks = {"ok": ("ok", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "red")}
     for c in checks:

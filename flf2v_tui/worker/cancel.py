@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flf2v_tui.worker.launchers import slurm
 from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive, signal_group, tagged_by, victims
 from flf2v_tui.worker.settle import settle_unwatched
 from storage import attempts as store
@@ -62,7 +63,13 @@ class _Stopping:
     tag: str
     began: float
 
+    @property
+    def on_slurm(self) -> bool:
+        return self.attempt.get("backend") == "slurm"
+
     def alive(self) -> bool:
+        if self.on_slurm:
+            return slurm.unwatched_alive(self.attempt)
         return leader_alive(self.attempt["pgid"], self.attempt["pgid_started"])
 
 
@@ -86,7 +93,9 @@ def stop_unwatched(
             continue
         stop = _Stopping(attempt, attempt_tag(home_root, attempt["id"]), time.monotonic())
         stopping.append(stop)
-        if stop.alive():
+        if stop.on_slurm and slurm.cancel_unwatched(attempt):
+            say(f"job {attempt['job_id']}: no worker watches it; scancel of its Slurm job {attempt['slurm_job']}")
+        elif stop.alive():
             job_id, pgid = attempt["job_id"], attempt["pgid"]
             say(f"job {job_id}: no worker watches it; SIGTERM to its group {pgid}, SIGKILL after {grace_s:g} s")
             signal_group(pgid, signal.SIGTERM)
@@ -113,7 +122,10 @@ def _wait_out(
         say("interrupted; still cancelling, and the next flf2v worker finishes the job")
         raise
     for stop in stopping:
-        if stop.alive():
+        if stop.alive() and stop.on_slurm:
+            slurm.cancel_unwatched(stop.attempt, kill=True)
+            say(f"job {stop.attempt['job_id']}: grace period over, SIGKILL to its Slurm job")
+        elif stop.alive():
             killed = kill_all(stop.attempt["pgid"], stop.tag)
             say(f"job {stop.attempt['job_id']}: grace period over, SIGKILL sent to {killed} process(es)")
 

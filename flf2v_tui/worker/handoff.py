@@ -71,7 +71,8 @@ def shut_down(worker: Leaving) -> None:
 def _fate(r: Running) -> str:
     """What the next worker will do with a render left running."""
     if not r.launch_unrecorded:
-        return f"job {r.job_id} keeps running (pgid {r.pgid}); {RE_ATTACHES}"
+        held = f"pgid {r.pgid}" if r.pgid is not None else "its Slurm job"
+        return f"job {r.job_id} keeps running ({held}); {RE_ATTACHES}"
     # Reconciliation finds an attempt without a pgid whose worker is gone: it cannot tell the render's
     # processes from a reused pid, so it stops them by their tag and records the attempt as worker_lost.
     return (

@@ -17,12 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 from flf2v_tui.worker import launch
-from flf2v_tui.worker.classify import classify, read_exit
 from flf2v_tui.worker.handoff import left_behind, shut_down, work_left
 from flf2v_tui.worker.hooks import Hooks, hook_env
+from flf2v_tui.worker.launchers import Launcher
+from flf2v_tui.worker.launchers.local import LocalLauncher
 from flf2v_tui.worker.outage import StorageGuard, fault_of
 from flf2v_tui.worker.pool import Pool
-from flf2v_tui.worker.procs import attempt_tag, kill_all, leader_alive, signal_group
+from flf2v_tui.worker.procs import attempt_tag, kill_all
 from flf2v_tui.worker.reconcile import reconcile
 from flf2v_tui.worker.running import Running, WorkerConfig
 from flf2v_tui.worker.settle import Settled, remove_partials, settle
@@ -42,9 +43,16 @@ LAUNCH_RETRY_S = 30.0  # after a launch failed for want of storage, before the n
 
 class Worker:
     def __init__(
-        self, home: Home, conn: sqlite3.Connection, pool: Pool, config: WorkerConfig, say: Callable[[str], None]
+        self,
+        home: Home,
+        conn: sqlite3.Connection,
+        pool: Pool,
+        config: WorkerConfig,
+        say: Callable[[str], None],
+        launcher: Launcher | None = None,
     ) -> None:
         self.home, self.conn, self.pool, self.config, self._say = home, conn, pool, config, say
+        self.launcher: Launcher = launcher or LocalLauncher()  # starts, watches, stops and classifies attempts
         self.me = workers.WorkerIdentity.current()
         self.running: dict[int, Running] = {}
         self.hooks = Hooks(config.on_finish)
@@ -152,8 +160,7 @@ class Worker:
     def _terminate(self, r: Running, now: float) -> None:
         if r.term_at is None:
             r.term_at = now
-            if r.pgid:
-                signal_group(r.pgid, signal.SIGTERM)
+            self.launcher.stop(r)
 
     def supervise(self, r: Running, now: float) -> None:
         if r.ended is not None or self._ended(r):
@@ -178,21 +185,16 @@ class Worker:
             self._terminate(r, now)
         if r.term_at is not None and not r.killed and now - r.term_at > self.config.kill_grace_s:
             r.killed = True
-            count = kill_all(r.pgid, r.tag)
+            count = self.launcher.kill(r)
             self.say(f"job {r.job_id}: grace period over, SIGKILL sent to {count} process(es)")
 
     def _ended(self, r: Running) -> bool:
-        if r.popen is not None:
-            return r.popen.poll() is not None
-        return not leader_alive(r.pgid, r.pgid_started)
+        return self.launcher.ended(self, r)
 
     def _finish(self, r: Running) -> None:
         if r.ended is None:
             r.tracker.poll(time.time())
-            returncode = read_exit(r.folder)
-            outcome = classify(
-                returncode, r.tracker, r.folder, cancelled=r.cancelled, stalled=r.stalled, save_file=r.save_file
-            )
+            outcome = self.launcher.outcome(r)
             if r.stopping and outcome.state not in ("succeeded",):
                 outcome.state, outcome.failure_class, outcome.requeue_always = "interrupted", "worker_lost", True
                 outcome.message = "the worker was stopped with --stop-jobs"
@@ -256,6 +258,7 @@ class Worker:
                 lambda job_id, number: str(self.home.attempt_dir(job_id, number)),
                 only_jobs=self.config.only_jobs,
                 reserve_after_s=self.config.reserve_after_s,
+                max_nodes=self.launcher.max_nodes,
             )
             if claimed is None:
                 return
@@ -275,17 +278,17 @@ class Worker:
                 self._cpu_threads(job),
             )  # fmt: skip
             launch.write_command(plan, job["id"], number)
-            started = launch.start(plan)
+            r.port = plan.port
+            self.launcher.start(self, r, plan, job)
         except (OSError, RuntimeError) as exc:
             self._not_launched(r, exc)
             return
-        r.popen, r.pgid, r.pgid_started, r.port = started.popen, started.pgid, started.pgid_started, plan.port
-        r.save_file, r.launch_unrecorded = plan.save_file, True
+        # A process group must be recorded for a later worker to re-attach; a Slurm job is, by start() itself.
+        r.save_file, r.launch_unrecorded = plan.save_file, r.pgid is not None
         self.record_launch(r)
-        self.say(
-            f"job {job['id']} attempt {number} started: {job['gpus']} rank(s) on {assignment.device} "
-            f"[{','.join(assignment.slots)}], port {plan.port}, logs {folder}"
-        )
+        nodes = int(job.get("nodes") or 1)
+        ranks = f"{nodes} node(s) x {job['gpus']} rank(s)" if nodes > 1 else f"{job['gpus']} rank(s)"
+        self.say(f"job {job['id']} attempt {number} started: {ranks} {self.launcher.where(r)}, logs {folder}")
 
     def record_launch(self, r: Running, last: bool = False) -> None:
         """The pgid lets a later worker re-attach; until it is written, each tick tries again (and, `last`,
@@ -310,6 +313,7 @@ class Worker:
         if r.tracker.progress_at is None:
             r.tracker.progress_at = time.time()
         self.running[r.attempt_id] = r
+        self.launcher.adopted(self, r, attempt)
         slots = tuple(s for s in r.assignment.slots if s in self.pool.slots)
         self.pool.take(Assignment(r.assignment.device, slots), r.attempt_id)
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Container
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flf2v_tui.worker.procs import leader_alive
 from flf2v_tui.worker.settle import settle_unwatched
 from storage import attempts as store
 from storage.paths import Home
 from storage.workers import WorkerIdentity, process_alive
+
+if TYPE_CHECKING:
+    from flf2v_tui.worker.launchers import Launcher
 
 
 class Reconciling(Protocol):
@@ -25,6 +28,7 @@ class Reconciling(Protocol):
     conn: sqlite3.Connection
     home: Home
     me: WorkerIdentity
+    launcher: Launcher
 
     @property
     def running(self) -> Container[int]: ...  # the attempts this worker watches, by id
@@ -42,6 +46,15 @@ def reconcile(worker: Reconciling, quiet: bool = False) -> None:
         owner = (attempt["worker_host"], attempt["worker_pid"], attempt["worker_started"])
         if (owner[1], owner[2]) != (me.pid, me.started) and process_alive(*owner) is not False:
             continue  # its own worker is alive (or on another host): not ours to touch
+        backend = attempt.get("backend") or "local"
+        if backend != "local":
+            # Its processes run elsewhere: only a worker of the same backend can ask about them. Re-attached
+            # whether it still runs or not; supervision then finds its end and records it as usual.
+            if backend == worker.launcher.name and store.reattach(worker.conn, attempt["id"], me):
+                worker.adopt(attempt)
+                job = attempt.get("slurm_job") or "its job name"
+                worker.say(f"job {attempt['job_id']}: re-attached to its {backend} job ({job})")
+            continue
         if leader_alive(attempt["pgid"], attempt["pgid_started"]):
             if store.reattach(worker.conn, attempt["id"], me):
                 worker.adopt(attempt)

@@ -103,3 +103,19 @@ def snapshot_world(monkeypatch):
         monkeypatch.undo()
         time.tzset()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- a real Slurm (the Slurm backend's tests) --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory):
+    """A running 2-node Slurm cluster (tests/functional/slurm_cluster.py), shared by the session's Slurm tests
+    and torn down at its end; skipped with the reason where this machine cannot run one (not root, no apt)."""
+    from tests.functional.slurm_cluster import SlurmCluster, unavailable
+
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    with SlurmCluster(tmp_path_factory.mktemp("slurm"), nodes=2) as cluster:
+        yield cluster

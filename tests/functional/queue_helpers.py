@@ -55,13 +55,13 @@ def env_for(home: Path, engine: str | None = None, **extra: str) -> dict[str, st
 
 
 def flf2v(home: Path, *args: str, engine: str | None = None, timeout: float = 120, **kw: Any):
-    """Run the CLI as a user would: a separate process, its own exit code."""
+    """Run the CLI as a user would: a separate process, its own exit code (`env=`: variables to add)."""
     return subprocess.run(
         [sys.executable, "-m", "flf2v_tui.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env_for(home, engine),
+        env=env_for(home, engine, **kw.get("env", {})),
         cwd=kw.get("cwd", REPO),
     )
 

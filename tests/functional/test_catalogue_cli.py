@@ -57,7 +57,7 @@ def test_rerun_queue_flags_reach_the_job_row(world):
     quiet = flf2v(home, "videos", "rerun", str(video), "--seeds", "3,4", "-q")
     assert quiet.returncode == 0 and [int(x) for x in quiet.stdout.split()] == [job + 1, job + 2]
     # Bad queue flags are refused by the same checks as submit's: exit 2, one line, nothing queued.
-    refused = {("--nodes", "2"): "--nodes 2", ("--retry-on", "user_input"): "--retry-on user_input",
+    refused = {("--nodes", "0"): "'--nodes': 0", ("--retry-on", "user_input"): "--retry-on user_input",
                ("--after", "999"): "--after 999", ("--retry-backoff", "-1"): "--retry-backoff"}  # fmt: skip
     for flags, said in refused.items():
         bad = flf2v(home, "videos", "rerun", str(video), *flags)

@@ -74,7 +74,7 @@ BAD = {
     "ring": ({"--ring_size": "2"}, "ring attention"),
     "offload": ({"--offload_model": "maybe"}, "True or False"),
     "no gpus": ({"--gpus": "0"}, "at least 1"),
-    "nodes": ({"--nodes": "2"}, "multi-node"),
+    "no nodes": ({"--nodes": "0"}, "'--nodes': 0 must be at least 1"),
     "unknown dependency": ({"--after": "999"}, "no job 999"),
     "retry user input": ({"--retry-on": "user_input"}, "not allowed"),
     "seeds": ({"--seeds": "1,x"}, "whole numbers"),
@@ -135,6 +135,15 @@ def test_ls_and_submit_never_import_torch(qhome, stub_ckpt, qframes):
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout, proc.stdout
     assert "queued job 1" in proc.stdout
+
+
+def test_submit_over_several_nodes_stores_nodes_gpus_per_node_and_the_timeout(qhome, stub_ckpt, qframes):
+    values = base_args(stub_ckpt, qframes)
+    proc = flf2v(qhome, "submit", *args_list(values), "--nodes", "2", "--gpus-per-node", "3",
+                 "--collective-timeout", "45", "-q")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    row = job_row(qhome, int(proc.stdout))
+    assert (row["nodes"], row["gpus"], row["collective_timeout"]) == (2, 3, 45.0)
 
 
 def test_flf_guards_warn_and_never_refuse(qhome, stub_ckpt, qframes):

@@ -100,6 +100,17 @@ def test_jobs_that_can_never_fit_do_not_block_others(conn, queue):
     assert reason == "needs 16 GPUs; the worker has 8"
 
 
+def test_a_job_of_several_nodes_waits_for_a_launcher_that_has_them(conn, queue):
+    wide, narrow = queue(nodes=2), queue()
+    assert claim(conn).job["id"] == narrow  # the local backend's one machine: the wide job is passed over
+    reason = conn.execute("SELECT state_reason FROM jobs WHERE id = ?", (wide,)).fetchone()[0]
+    assert reason == (
+        "needs 2 nodes; the local backend runs on one machine: start `flf2v worker --backend slurm` to run it "
+        "on a Slurm cluster"
+    )
+    assert claim(conn, max_nodes=4).job["id"] == wide
+
+
 def test_only_jobs_restricts_a_worker(conn, queue):
     a, b = queue(), queue()
     assert claim(conn, only_jobs={b}).job["id"] == b

@@ -157,7 +157,18 @@ def _seed_v4(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE videos SET psnr_first = 31.5, psnr_last = 28.25")
 
 
-SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4}
+def _seed_v5(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE jobs SET collective_timeout = 30.5 WHERE id = 7")
+    conn.execute(
+        "UPDATE attempts SET backend = 'slurm', slurm_job = '41', slurm_state = 'RUNNING', node_list = 'n[1-2]'"
+    )
+
+
+def _seed_v6(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE jobs SET dtype = 'bf16' WHERE id = 7")
+
+
+SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4, 5: _seed_v5, 6: _seed_v6}
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -197,5 +208,9 @@ def test_migrations_from_every_earlier_version(tmp_path, start):
         assert upgraded.execute("SELECT rowid FROM videos_fts WHERE videos_fts MATCH 'sunrise'").fetchall()
     if start >= 4:
         assert upgraded.execute("SELECT psnr_first, psnr_last FROM videos").fetchone()[:] == (31.5, 28.25)
+    if start >= 1:  # jobs from before --dtype keep the engine's default, resolved per device
+        assert upgraded.execute("SELECT dtype FROM jobs WHERE id = 7").fetchone()[0] == (
+            "bf16" if start >= 6 else "auto"
+        )
     assert upgraded.execute("PRAGMA foreign_key_check").fetchall() == []
     assert len(MIGRATIONS) == LATEST

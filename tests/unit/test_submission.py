@@ -74,10 +74,17 @@ def test_engine_checks_reject_bad_values(given, change, message):
 
 
 def test_queue_options_are_checked(given):
-    with pytest.raises(BadInputError, match="multi-node"):
-        build_specs(given, QueueOptions(nodes=2))
+    with pytest.raises(BadInputError, match="--nodes 0"):
+        build_specs(given, QueueOptions(nodes=0))
     with pytest.raises(BadInputError, match="--gpus 0"):
         build_specs(given, QueueOptions(gpus=0))
+
+
+def test_a_render_over_several_nodes_counts_every_rank_of_every_node(given):
+    (spec,) = build_specs({**given, "ulysses_size": 4}, QueueOptions(nodes=2, gpus=2))
+    assert (spec.nodes, spec.gpus, spec.ulysses_size) == (2, 2, 4)
+    with pytest.raises(BadInputError, match="must divide the number of processes"):
+        build_specs({**given, "ulysses_size": 4}, QueueOptions(nodes=3, gpus=1))
 
 
 def test_retry_changes_keep_the_recipe(given):

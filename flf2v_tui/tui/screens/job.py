@@ -19,7 +19,15 @@ from textual.worker import get_current_worker
 
 from engine.diskspace import human_size
 from engine.errors import BadInputError
-from flf2v_tui.job_text import ATTEMPT_HEADER, STATE_COLOURS, attempt_rows, display_state, job_params, with_worker
+from flf2v_tui.job_text import (
+    ATTEMPT_HEADER,
+    STATE_COLOURS,
+    attempt_rows,
+    display_state,
+    job_params,
+    slurm_text,
+    with_worker,
+)
 from flf2v_tui.screen_data.catalogue_view import fidelity_text
 from flf2v_tui.screen_data.form import prefill_from_job
 from flf2v_tui.screen_data.telemetry import JobTelemetry, ProgressInfo, StageSpan, progress_of
@@ -338,6 +346,9 @@ def title_text(detail: JobDetail) -> Text:
         reason = "its worker died; a worker that starts re-attaches the render if it still runs, or requeues it"
     if reason:
         title.append(f" — {reason}", style="dim")
+    on_slurm = slurm_text(detail.attempts[-1]) if detail.attempts else ""
+    if on_slurm:  # its Slurm job: why it is pending, or the nodes it runs on
+        title.append(f" — {one_line(on_slurm)}", style="dim")
     if job.get("output_path"):
         title.append(f"  → {job['output_path']}", style="green")
     return title

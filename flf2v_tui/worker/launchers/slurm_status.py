@@ -1,0 +1,122 @@
+"""What Slurm says of a job: squeue while it is known there, sacct after; and what a Slurm end means for us.
+
+Only the Slurm client commands are run (squeue, sacct, scancel, sbatch), never the daemons' files, so this
+works from a login node of any cluster. sacct is tried against the accounting database first and, where a
+cluster has none, against the job completion log (`sacct -c`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+# States after which nothing of the job runs any more.
+TERMINAL = frozenset(
+    {
+        "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "OUT_OF_MEMORY",
+        "DEADLINE", "REVOKED", "SPECIAL_EXIT",
+    }
+)  # fmt: skip
+# The cluster's fault, not the job's: retried like a lost worker.
+INFRASTRUCTURE = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "REVOKED"})
+COMMAND_TIMEOUT_S = 20.0
+# The exit status the batch script gives when a node cannot see the attempt folder (see slurm_script).
+NOT_SHARED_EXIT = 97
+
+
+class SlurmCommandError(RuntimeError):
+    """A Slurm client command failed or is missing; its message names the command and what it said."""
+
+
+@dataclass
+class SlurmStatus:
+    job_id: str
+    state: str  # PENDING, RUNNING, COMPLETED, ... (the first word: "CANCELLED by 0" is CANCELLED)
+    reason: str = ""  # why it waits (Priority, Resources, ...); "" when it runs or has none
+    nodes: str = ""  # the node list, in Slurm's compressed form (n[1-2])
+    exit_code: int | None = None
+    signal: int | None = None
+    elapsed: str = ""
+    max_rss: str = ""
+
+    @property
+    def ended(self) -> bool:
+        return self.state in TERMINAL
+
+
+def run(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=COMMAND_TIMEOUT_S)
+    except FileNotFoundError:
+        raise SlurmCommandError(
+            f"`{argv[0]}` is not installed here (the Slurm backend needs Slurm's client commands)"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise SlurmCommandError(f"`{argv[0]}` did not answer within {COMMAND_TIMEOUT_S:g} s") from None
+
+
+def _state(text: str) -> str:
+    return text.split()[0] if text.strip() else ""
+
+
+def squeue(job_id: str, env: dict[str, str] | None = None) -> SlurmStatus | None:
+    """The job as squeue knows it (ended jobs stay there for the cluster's MinJobAge), or None."""
+    done = run(["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T|%r|%N|%M"], env)
+    if done.returncode != 0:
+        if "Invalid job id" in done.stderr:
+            return None
+        raise SlurmCommandError(f"squeue -j {job_id} failed: {done.stderr.strip() or done.returncode}")
+    line = done.stdout.strip().splitlines()[:1]
+    if not line:
+        return None
+    state, reason, nodes, elapsed = [*line[0].split("|"), "", "", ""][:4]
+    reason = "" if reason in ("None", "(null)") else reason
+    return SlurmStatus(job_id, _state(state), reason, "" if nodes == "(null)" else nodes, elapsed=elapsed)
+
+
+def sacct(job_id: str, env: dict[str, str] | None = None) -> SlurmStatus | None:
+    """The job's record in accounting (or, without a database, in the job completion log), or None."""
+    tries = (
+        ["sacct", "-n", "-P", "-X", "-j", job_id, "--format=State,ExitCode,NodeList,Elapsed,MaxRSS"],
+        ["sacct", "-c", "-n", "-P", "-j", job_id, "--format=State,ExitCode,NodeList,Elapsed"],
+    )
+    for argv in tries:
+        done = run(argv, env)
+        lines = [line for line in done.stdout.splitlines() if line.strip()]
+        if done.returncode != 0 or not lines:
+            continue
+        fields = [*lines[-1].split("|"), "", "", "", ""][:5]
+        code, _, sig = fields[1].partition(":")
+        return SlurmStatus(
+            job_id, _state(fields[0]), nodes=fields[2], elapsed=fields[3], max_rss=fields[4],
+            exit_code=int(code) if code.isdigit() else None, signal=int(sig) if sig.isdigit() else None,
+        )  # fmt: skip
+    return None
+
+
+def status(job_id: str, env: dict[str, str] | None = None) -> SlurmStatus | None:
+    """squeue's view while the job is known there, completed by sacct's exit code once it has ended."""
+    seen = squeue(job_id, env)
+    if seen is not None and not seen.ended:
+        return seen
+    record = sacct(job_id, env)
+    if record is None:
+        return seen
+    if seen is not None:
+        record.reason, record.nodes = seen.reason, record.nodes or seen.nodes
+    return record
+
+
+def find_by_name(name: str, env: dict[str, str] | None = None) -> str | None:
+    """The id of a job of ours by its job name: the one sbatch answered before the worker could record it."""
+    done = run(["squeue", "-h", "--states=all", "-n", name, "-o", "%i"], env)
+    ids = done.stdout.split() if done.returncode == 0 else []
+    return ids[-1] if ids else None
+
+
+def cancel(job_id: str, env: dict[str, str] | None = None, kill: bool = False) -> None:
+    """scancel: Slurm sends SIGTERM to every step on every node, then SIGKILL after its KillWait."""
+    argv = ["scancel", *(["--signal=KILL", "--full"] if kill else []), job_id]
+    done = run(argv, env)
+    if done.returncode != 0 and "already completing or completed" not in done.stderr:
+        raise SlurmCommandError(f"scancel {job_id} failed: {done.stderr.strip() or done.returncode}")

@@ -1,0 +1,134 @@
+"""The Slurm backend's parts that need no cluster: the batch script, the settings, what a Slurm end means,
+and how ls and show put a Slurm attempt."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from engine.errors import BadInputError
+from flf2v_tui.job_text import gpus_text, note, show_text
+from flf2v_tui.worker.launchers.settings import resolve
+from flf2v_tui.worker.launchers.slurm import node_of_rank, slurm_outcome
+from flf2v_tui.worker.launchers.slurm_script import SlurmOptions, batch_script, engine_command
+from flf2v_tui.worker.launchers.slurm_status import NOT_SHARED_EXIT, SlurmStatus
+
+
+def _script(tmp_path: Path, options: SlurmOptions) -> str:
+    return batch_script(
+        job_id=3, number=2, attempt_id=17, name="flf2v-abc-a17", folder=tmp_path, nodes=2, ranks_per_node=4,
+        torchrun=["/venv/bin/torchrun"], engine=engine_command(["torchrun", "--nnodes", "1", "-m", "engine.generate",
+        "--prompt", "it's a \"bird\" $HOME", "--size", "64*64"]),
+        env={"PYTHONPATH": "/src", "CUDA_VISIBLE_DEVICES": "0,1", "FLF2V_JOB_ID": "3"}, options=options,
+    )  # fmt: skip
+
+
+def test_the_batch_script_asks_for_the_nodes_and_runs_the_same_engine_arguments(tmp_path):
+    options = SlurmOptions(partition="gpu", account="vision", time="2:00:00", sbatch_args=["--qos=high"])
+    script = _script(tmp_path, options)
+    sbatch = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+    assert sbatch[:5] == ["#SBATCH --job-name=flf2v-abc-a17", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1",
+                          "#SBATCH --no-requeue", "#SBATCH --gpus-per-node=4"]  # fmt: skip
+    assert sbatch[-4:] == ["#SBATCH --partition=gpu", "#SBATCH --account=vision", "#SBATCH --time=2:00:00",
+                           "#SBATCH --qos=high"]  # fmt: skip
+    assert "CUDA_VISIBLE_DEVICES" not in script  # Slurm hands out the GPUs
+    assert '--rdzv-endpoint="$head:29517"' in script and "--nnodes $SLURM_NNODES" in script
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+    # The prompt reaches the engine as one argument, unexpanded: run the srun line's arguments through bash.
+    line = next(x for x in script.splitlines() if x.startswith("srun --kill-on-bad-exit"))
+    args = line.split(" -m ", 1)[1]
+    echoed = subprocess.run(["bash", "-c", f"printf '%s\\n' {args}"], capture_output=True, text=True).stdout
+    assert echoed.splitlines() == ["engine.generate", "--prompt", 'it\'s a "bird" $HOME', "--size", "64*64"]
+
+
+def test_cpu_nodes_ask_for_cpus_instead_of_gpus(tmp_path):
+    assert "#SBATCH --cpus-per-task=4" in _script(tmp_path, SlurmOptions(device="cpu"))
+
+
+def test_settings_come_from_the_command_line_then_the_environment_then_the_file(tmp_path, monkeypatch):
+    (tmp_path / "worker.toml").write_text(
+        'backend = "slurm"\n[slurm]\npartition = "file"\naccount = "acct"\nsbatch_args = ["--qos=low"]\n'
+    )
+    monkeypatch.delenv("FLF2V_BACKEND", raising=False)
+    monkeypatch.setenv("FLF2V_SLURM_PARTITION", "env")
+    settings = resolve(tmp_path, time_limit="1:00:00")
+    assert settings.backend == "slurm"
+    assert (settings.slurm.partition, settings.slurm.account, settings.slurm.time) == ("env", "acct", "1:00:00")
+    assert settings.slurm.sbatch_args == ["--qos=low"] and settings.slurm.device == "cuda"
+    assert resolve(tmp_path, partition="cli", sbatch_args=["--exclusive"]).slurm.partition == "cli"
+    assert resolve(tmp_path, backend="local").backend == "local"
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"backend": "k8s"}, "--backend 'k8s': expected one of local, slurm"),
+        ({"backend": "slurm", "sbatch_args": ["qos=high"]}, "--sbatch-arg 'qos=high': expected an sbatch option"),
+        ({"backend": "slurm", "time_limit": " "}, "Slurm time ' ': expected one word"),
+    ],
+)
+def test_bad_settings_are_one_line(tmp_path, monkeypatch, given, said):
+    monkeypatch.delenv("FLF2V_BACKEND", raising=False)
+    with pytest.raises(BadInputError, match="^" + said.replace("(", r"\(").replace(")", r"\)")):
+        resolve(tmp_path, **given)
+
+
+def test_a_broken_config_file_is_named(tmp_path):
+    (tmp_path / "worker.toml").write_text("backend = \n")
+    with pytest.raises(BadInputError, match=r"worker\.toml"):
+        resolve(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("state", "state_class", "failure", "words"),
+    [
+        ("NODE_FAIL", "interrupted", "worker_lost", "ended NODE_FAIL on n[1-2]: the cluster's failure"),
+        ("PREEMPTED", "interrupted", "worker_lost", "ended PREEMPTED"),
+        ("BOOT_FAIL", "interrupted", "worker_lost", "ended BOOT_FAIL"),
+        ("OUT_OF_MEMORY", "failed", "oom", "ran out of memory on n[1-2]"),
+        ("TIMEOUT", "failed", "timeout", "reached its time limit after 00:10:00: raise the worker's --time"),
+    ],
+)
+def test_what_a_slurm_end_means(tmp_path, state, state_class, failure, words):
+    status = SlurmStatus("41", state, nodes="n[1-2]", elapsed="00:10:00")
+    outcome = slurm_outcome("41", status, None, tmp_path)
+    assert (outcome.state, outcome.failure_class) == (state_class, failure)
+    assert words in outcome.message
+
+
+def test_a_folder_the_nodes_cannot_see_is_said_plainly(tmp_path):
+    outcome = slurm_outcome("41", SlurmStatus("41", "FAILED", exit_code=NOT_SHARED_EXIT), NOT_SHARED_EXIT, tmp_path)
+    assert outcome.failure_class == "user_input" and "must be on a file system every node mounts" in outcome.message
+    (tmp_path / "torchrun.log").write_text("Traceback ...")
+    assert slurm_outcome("41", SlurmStatus("41", "FAILED", exit_code=1), 1, tmp_path) is None  # the logs tell
+
+
+def test_the_node_of_a_rank_comes_from_its_log(tmp_path):
+    (tmp_path / "rank1.log").write_text("[t] INFO: rank 1 of 2 on node gpu-07 (local rank 0, pid 5)\n")
+    assert node_of_rank(tmp_path, 1) == "gpu-07" and node_of_rank(tmp_path, 0) is None
+
+
+def _job(**attempt: object) -> dict:
+    return {"id": 5, "state": "running", "gpus": 1, "nodes": 2, "stage": "denoise", "step": 3, "steps_total": 8,
+            "slurm_job": "41", **attempt}  # fmt: skip
+
+
+def test_ls_shows_why_a_slurm_job_is_pending_and_where_it_runs():
+    assert note(_job(slurm_state="PENDING", slurm_reason="Priority"), 0) == "slurm 41 pending, why pending: Priority"
+    assert note(_job(slurm_state="RUNNING", node_list="n[1-2]"), 0) == "denoise 3/8"
+    assert gpus_text(_job(slurm_state="RUNNING"), "running") == "slurm 41 2×1"
+    assert gpus_text({"gpus": 2, "nodes": 3}, "queued") == "3×2"
+
+
+def test_show_names_the_slurm_job_and_its_nodes():
+    job = {"id": 5, "state": "running", "state_reason": None, "prompt": "p", "gpus": 1, "nodes": 2, "priority": 0,
+           "labels": [], "retries_used": 0, "max_retries": 2, "retry_on": "comm", "created_at": 1.0,
+           "started_at": 2.0, "finished_at": None}  # fmt: skip
+    attempt = {"number": 1, "state": "running", "started_at": 2.0, "device": "cpu", "gpus": "slurm0",
+               "peak_memory": {}, "log_dir": "/x", "slurm_job": "41", "slurm_state": "RUNNING",
+               "node_list": "n[1-2]"}  # fmt: skip
+    text = show_text(job, [attempt])
+    assert "  slurm      41 RUNNING on n[1-2]" in text and "2 nodes × 1 rank(s) = 2 rank(s)" in text
+    assert "slurm 41" in text  # the attempts table
