@@ -10,7 +10,7 @@ torchrun (2 ranks, gloo) and reads the engine's own telemetry:
 At 256*256 the 768 video tokens per sample outweigh the 1026 text and image tokens that cross-attention
 projects on every rank, so splitting the sequence has something to split.
 
-    .venv/bin/python bench/distributed.py [--steps 6] [--repeats 2] [--size 256*256]
+    .venv/bin/python bench/distributed.py [--steps 6] [--repeats 2] [--size 256*256] [--only NAME-PART]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.telemetry import read_events  # noqa: E402
+from engine.telemetry import LOAD_STAGES, read_events  # noqa: E402
 from engine.tiny import write_tiny_checkpoint  # noqa: E402
 from tests.functional.engine_helpers import draw_frame, engine_command, tiny_args  # noqa: E402
 
@@ -75,7 +75,8 @@ def run_once(config: Config, ckpt: Path, frames: tuple[Path, Path], size: str, s
     for rank in range(config.nproc):
         memory = [e for e in events if e["kind"] == "memory" and e["rank"] == rank and "stage" in e]
         before = next(e["rss"] for e in memory if (e["stage"], e["phase"]) == ("load_text_encoder", "begin"))
-        loaded = next(e["peak_rss"] for e in memory if (e["stage"], e["phase"]) == ("shard", "end"))
+        # Each stage's end event holds that stage's own peak (the peak starts again at each stage).
+        loaded = max(e["peak_rss"] for e in memory if e["phase"] == "end" and e["stage"] in LOAD_STAGES)
         config.load_growth.setdefault(rank, []).append(loaded - before)
         config.peak.setdefault(rank, []).append(max(e["peak_rss"] for e in memory))
 
@@ -85,7 +86,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--size", default="256*256")
+    parser.add_argument("--only", default="", help="run only the configurations whose name contains this")
     args = parser.parse_args()
+    configs = [c for c in CONFIGS if args.only in c.name]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ckpt = write_tiny_checkpoint(work / "medium", layout="official", preset="medium")
@@ -95,12 +98,12 @@ def main() -> None:
             draw_frame(work / "b.png", (width, height), 0.2, 60),
         )
         for repeat in range(args.repeats):  # interleaved, so background load hits every configuration alike
-            for i, config in enumerate(CONFIGS):
+            for i, config in enumerate(configs):
                 run_once(config, ckpt, frames, args.size, args.steps, work / f"run-{repeat}-{i}")
     mb = 1e6
     print(f"medium preset, {args.size}, 9 frames, {args.steps} steps x {args.repeats} runs, CPU, gloo")
     print(f"{'configuration':<46} {'s/step':>7} {'load growth MB per rank':>24} {'peak RSS MB per rank':>21}")
-    for c in CONFIGS:
+    for c in configs:
         growth = " / ".join(f"{min(v) / mb:.0f}" for _, v in sorted(c.load_growth.items()))
         peak = " / ".join(f"{min(v) / mb:.0f}" for _, v in sorted(c.peak.items()))
         print(f"{c.name:<46} {statistics.median(c.steps):>7.3f} {growth:>24} {peak:>21}")

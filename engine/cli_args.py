@@ -49,6 +49,13 @@ def layout_problem(cfg_size: int, ulysses_size: int, ring_size: int, world_size:
     )
 
 
+def resolve_dtype(choice: str, device_type: str) -> str:
+    """`--dtype auto`: the official bf16 recipe on CUDA, float32 on the CPU. bf16 or fp32 is taken as given."""
+    if choice == "auto":
+        return "bf16" if device_type == "cuda" else "fp32"
+    return choice
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """Bad flags give one line naming the problem and exit code 2, as bad input does everywhere."""
 

@@ -17,6 +17,8 @@ from engine.errors import BadInputError
 from engine.limits import INT64_MIN, MAX_FRAME_NUM, MAX_RANKS, MAX_SAMPLE_STEPS, SEED_MAX, Bound, check_text
 from engine.tasks import ATTENTION_CHOICES, GUIDE_SCALE_RANGE, SHIFT_RANGE, SOLVERS, TASKS
 
+DTYPES = ("auto", "bf16", "fp32")
+
 # value: a number or a short text; text: prose (a prompt); path: a file or folder; bool: True or False given as
 # a word; switch: on when given (store_true; the app's CLI adds --no_NAME); choice: one of `choices`.
 Kind = Literal["value", "text", "path", "bool", "switch", "choice"]
@@ -167,6 +169,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("cfg_batch", bool, "auto", "run the conditional and unconditional passes as one batch of 2: True, False, "
          "or auto (the default: batched on the CPU, separate forwards on CUDA)", kind=BOOL, parse=bool_or_auto,
          recipe=True),
+    Flag("dtype", str, "auto", "compute precision: bf16 (the official GPU recipe: bf16 DiT and T5 under autocast "
+         "with the official float32 regions, fp16 CLIP; on the CPU too, with CPU autocast), fp32, or auto (the "
+         "default: bf16 on CUDA, fp32 on the CPU)", kind=CHOICE, choices=DTYPES, parser_choices=True, recipe=True,
+         engine_key=True, job=True, submit_help="bf16, fp32 or auto (default: bf16 on CUDA, fp32 on the CPU)"),
     Flag("dump_video", str, None,
          "also save the decoded video as float32 .npy [3, F, H, W] (for exact comparisons)", kind=PATH),
     Flag("preview_every", int, 0, "write a small preview PNG of the latent every k steps (0: off)",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from engine import __version__
 from engine.checks import check_checkpoint, check_image, check_save_file
-from engine.cli_args import apply_defaults, build_parser, resolve_cfg_batch, validate
+from engine.cli_args import apply_defaults, build_parser, resolve_cfg_batch, resolve_dtype, validate
 from engine.devices import check_device
 from engine.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, BadInputError, PeerLostError
 from engine.tasks import TaskConfig
@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     # `auto` becomes what this device runs, so the start event and the recipe say which it was.
     # Under CFG-parallel each rank runs one branch, never a batch of 2.
     args.cfg_batch = resolve_cfg_batch(args.cfg_batch, runtime.device.type) and args.cfg_size == 1
+    args.dtype = resolve_dtype(args.dtype, runtime.device.type)
     try:
         start_peer_watch(runtime, lambda exc: _report(reporter, exc, classify(exc), ""))
         from engine.attention import resolve_attention
@@ -133,9 +134,9 @@ def run(args: argparse.Namespace) -> int:
         log.info(f"Input last frame: {args.last_frame}")
         log.info(f"Seed: {seed}")
         plan = ParallelPlan.of(world_size, rank, args.dit_fsdp, args.t5_fsdp, args.ulysses_size, args.cfg_size)
-        pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan, attention, args.compile)
+        pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan, args.dtype, attention, args.compile)
         log.info("Creating WanFLF2V pipeline.")
-        pipeline.load(t5_cpu=args.t5_cpu)
+        pipeline.load(t5_cpu=args.t5_cpu, offload=args.offload_model)
         log.info("Generating video ...")
         request = GenerationRequest(
             first_frame=load_rgb(args.first_frame),
@@ -230,7 +231,8 @@ def _save(
         frames = to_uint8_frames(video)
         files = [path for paths in layout.files.values() for path in paths]
         fingerprint = checkpoint_fingerprint(layout.root, files)
-        recipe = build_recipe(vars(args), seed, reporter.runtime.world_size, __version__, fingerprint)
+        runtime = reporter.runtime
+        recipe = build_recipe(vars(args), seed, runtime.world_size, __version__, fingerprint, runtime.gpu_name)
         # The recipe travels inside the mp4, so a copied or renamed video still says how it was made.
         path = write_mp4(frames, out, fps=task.sample_fps, metadata={"comment": recipe_comment(recipe)})
         if args.dump_video:

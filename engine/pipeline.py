@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +25,19 @@ from engine import conditioning as C
 from engine import loaders
 from engine.attention import SDPA, Kernel, apply_attention
 from engine.checks import CheckpointLayout
+from engine.cli_args import resolve_dtype
+from engine.delay_hook import delay_point
 from engine.loaders import IMAGE_ENCODER, TEXT_ENCODER, TRANSFORMER, VAE, Component
 from engine.parallel import ParallelPlan, cfg_mesh, cfg_split, fsdp_mesh, ulysses_split
 from engine.parallel.cfg import CfgSplit
+from engine.parallel.fsdp import reshard_root
 from engine.parallel.sharded_load import load_shard
 from engine.parallel.ulysses import enable_ulysses
+from engine.precision import Precision, keep_fp32_islands
 from engine.preview import LatentPreviewer, fit_projection
 from engine.regional_compile import compile_blocks
 from engine.reporting import Reporter
-from engine.runtime import Runtime
+from engine.runtime import LOAD_TIMEOUT_KNOB, Runtime
 from engine.sampler import CfgBatch, Conditioning, denoise
 from engine.schedulers import make_scheduler
 from engine.tasks import TaskConfig, latent_grid
@@ -43,22 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flf2v.engine")
 M = TypeVar("M", bound=nn.Module)
-
-
-@dataclass(frozen=True)
-class Precision:
-    """The official dtypes on GPU (bf16 DiT and T5, fp16 CLIP, fp32 VAE); fp32 everywhere on CPU."""
-
-    dit: torch.dtype
-    t5: torch.dtype
-    clip: torch.dtype
-    vae: torch.dtype = torch.float32
-
-    @classmethod
-    def for_device(cls, device: torch.device, task: TaskConfig) -> Precision:
-        if device.type != "cuda":
-            return cls(torch.float32, torch.float32, torch.float32)
-        return cls(getattr(torch, task.param_dtype), getattr(torch, task.t5_dtype), getattr(torch, task.clip_dtype))
 
 
 @dataclass(frozen=True)
@@ -100,6 +89,7 @@ class FLF2VPipeline:
         runtime: Runtime,
         reporter: Reporter,
         plan: ParallelPlan | None = None,
+        dtype: str = "auto",
         attention: Kernel | None = None,
         compile_dit: bool = False,
     ) -> None:
@@ -110,7 +100,7 @@ class FLF2VPipeline:
         self.runtime = runtime
         self.reporter = reporter
         self.device = runtime.device
-        self.precision = Precision.for_device(self.device, task)
+        self.precision = Precision.of(resolve_dtype(dtype, self.device.type), task)
         self._models: Models | None = None  # set by load()
         self.plan = plan or ParallelPlan(world_size=runtime.world_size, rank=runtime.rank)
         self.sp_size = self.plan.ulysses_size
@@ -127,11 +117,15 @@ class FLF2VPipeline:
         return self._models
 
     # ---- loading -------------------------------------------------------------------------------------
-    def load(self, t5_cpu: bool = False) -> None:
-        """Whole models go to the CPU first, as in the official code; FSDP shards are read straight to the
-        compute device, rank by rank, so no rank ever holds a whole sharded model (see engine.parallel)."""
+    def load(self, t5_cpu: bool = False, offload: bool = True) -> None:
+        """FSDP shards are read straight to the compute device, rank by rank, so no rank ever holds a whole
+        sharded model (see engine.parallel). Whole models go to the CPU first under `offload`, as in the official
+        code; without it the DiT, and T5 unless `t5_cpu`, are read straight to this rank's device, where they stay
+        for the whole run: a rank never holds a whole DiT or T5 in host memory (8 ranks of the 14B model would
+        otherwise hold about 350 GB of host RAM until denoising)."""
         stage = self.reporter.stage
         plan, dev, prec = self.plan, self.device, self.precision
+        started = time.monotonic()
         mesh = None
         if plan.cfg_size > 1:
             with self.runtime.waiting("creating the CFG-parallel device mesh"):
@@ -144,26 +138,39 @@ class FLF2VPipeline:
         with stage("load_text_encoder"):
             tokenizer = loaders.load_tokenizer(self.layout, self.task)
             # The official code builds T5 on the CPU and moves it to the GPU only to encode.
-            text_encoder = self._whole_on_cpu_or_shard(TEXT_ENCODER, prec.t5, mesh if plan.t5_fsdp else None)
+            text_encoder = self._whole_or_shard(
+                TEXT_ENCODER, prec.t5, mesh if plan.t5_fsdp else None, on_device=not (offload or t5_cpu)
+            )
         with stage("load_image_encoder"):
             image_encoder = loaders.load(IMAGE_ENCODER, self.layout, self.task, prec.clip, dev)
         with stage("load_vae"):
             vae = loaders.load(VAE, self.layout, self.task, prec.vae, dev)
         with stage("load_transformer"):
             log.info(f"Creating WanModel from {self.layout.root}")
-            transformer = self._whole_on_cpu_or_shard(TRANSFORMER, prec.dit, dit_mesh if plan.dit_fsdp else None)
+            transformer = self._whole_or_shard(TRANSFORMER, prec.dit, dit_mesh if plan.dit_fsdp else None, not offload)
+            keep_fp32_islands(transformer)
         self._models = Models(tokenizer, text_encoder, image_encoder, vae, transformer)
+        delay_point("load", self.runtime.rank)
+        # Ranks finish loading at different times (page cache, disk): they meet here with a limit of its own, so
+        # the difference never counts against the first timed collective.
+        self.runtime.rendezvous(
+            f"waiting for the other ranks to finish loading (this rank took {time.monotonic() - started:.0f} s)",
+            self.runtime.load_timeout_s,
+            f"{LOAD_TIMEOUT_KNOB} (seconds)",
+        )
         with stage("shard"):
             self.shard()
         heads = transformer.config.num_attention_heads
         log.info(f"Loaded the {self.layout.kind}-layout checkpoint (DiT: {heads} heads)")
 
-    def _whole_on_cpu_or_shard(self, component: Component[M], dtype: torch.dtype, mesh: DeviceMesh | None) -> M:
+    def _whole_or_shard(
+        self, component: Component[M], dtype: torch.dtype, mesh: DeviceMesh | None, on_device: bool
+    ) -> M:
         """This rank's FSDP shard of `component` on the compute device when there is a mesh, else the whole
-        model on the CPU."""
+        model, read tensor by tensor straight to the compute device if `on_device`, else to the CPU."""
         if mesh is not None:
             return load_shard(component, self.layout, self.task, dtype, self.device, mesh)
-        return loaders.load(component, self.layout, self.task, dtype, torch.device("cpu"))
+        return loaders.load(component, self.layout, self.task, dtype, self.device if on_device else torch.device("cpu"))
 
     def shard(self) -> None:
         """FSDP shards are made while loading; here the DiT becomes sequence- and CFG-parallel, takes its
@@ -190,7 +197,19 @@ class FLF2VPipeline:
     # ---- generation ----------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, req: GenerationRequest) -> torch.Tensor | None:
-        """The decoded video [3, F, H, W] in [-1, 1] on rank 0; None on the other ranks."""
+        """The decoded video [3, F, H, W] in [-1, 1] on rank 0; None on the other ranks.
+
+        Rank 0's tail (the decode here, the save after) is its own: every rank leaves the process group once
+        the latent is denoised (Runtime.finish), so no rank waits on the tail in a timed region, however long
+        it takes, and none may see it as hung. A caller that keeps the group for more videos calls `sample`
+        and `decode` itself, with no rank in a timed wait while rank 0 decodes."""
+        latent = self.sample(req)
+        self.runtime.finish()
+        return self.decode(latent) if self.runtime.is_main else None
+
+    @torch.no_grad()
+    def sample(self, req: GenerationRequest) -> torch.Tensor:
+        """The denoised latent [16, T, h, w], on every rank (a collective where the DiT or T5 is distributed)."""
         m, dev, stage = self.models, self.device, self.reporter.stage
         first = C.image_to_tensor(req.first_frame)
         last = C.match_last_frame(first, C.image_to_tensor(req.last_frame))
@@ -206,6 +225,7 @@ class FLF2VPipeline:
             ).to(dev, self.precision.dit)
             # On NCCL the all-gathers are only queued so far: a hung one must block here, inside the region.
             self.runtime.synchronize()
+            reshard_root(m.text_encoder)  # a sharded T5 must not keep its shared embedding whole
             if req.offload and not req.t5_cpu:
                 m.text_encoder.to("cpu")
         with stage("encode_image"):
@@ -213,7 +233,9 @@ class FLF2VPipeline:
             image_size = m.image_encoder.config.image_size
             pixels = C.clip_pixels([first, last], image_size).to(dev, self.precision.clip)
             hidden = m.image_encoder(pixel_values=pixels, output_hidden_states=True).hidden_states
-            image_embeds = hidden[-2].to(self.precision.dit)  # the penultimate block, as the official code
+            # The penultimate block, as the official code; widened to float32 (not rounded to bf16), so the image
+            # embedding's float32 LayerNorm sees the fp16 features' own values (see engine.precision).
+            image_embeds = hidden[-2].float()
             if req.offload:
                 m.image_encoder.to("cpu")
         with stage("encode_condition"):
@@ -241,11 +263,12 @@ class FLF2VPipeline:
                 timesteps,
                 req.guide_scale,
                 self.cfg,
-                autocast_dtype=self.precision.dit if dev.type == "cuda" else None,
+                autocast_dtype=self.precision.autocast,
                 on_step=lambda i, n, s, lat: self._after_step(i, n, s, lat, previewer),
                 waiting=self.runtime.waiting if self.plan.distributed_dit else None,
                 cfg_split=self.cfg_split,
             )
+            reshard_root(m.transformer)
             if previewer is not None:
                 previewer.close()
             if req.offload:
@@ -253,12 +276,14 @@ class FLF2VPipeline:
                 gc.collect()
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
-        video_out = None
-        if self.runtime.is_main:
-            with stage("decode"):
-                video_out = self._vae_decode(latent)
-        self.runtime.barrier()
-        return video_out
+        return latent
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """The video [3, F, H, W] in [-1, 1] from a denoised latent (rank 0's work: it waits on no other rank)."""
+        with self.reporter.stage("decode"):
+            delay_point("decode", self.runtime.rank)
+            return self._vae_decode(latent)
 
     def _previewer(self, req: GenerationRequest) -> LatentPreviewer | None:
         """Rank 0 only; the projection is fitted to this checkpoint's VAE once per job (see engine/preview.py)."""

@@ -41,10 +41,17 @@ def checkpoint_fingerprint(root: Path, files: Iterable[Path]) -> str:
 
 
 def build_recipe(
-    args: dict[str, Any], seed: int, world_size: int, engine_version: str, fingerprint: str | None
+    args: dict[str, Any],
+    seed: int,
+    world_size: int,
+    engine_version: str,
+    fingerprint: str | None,
+    gpu: str | None = None,
 ) -> dict[str, Any]:
     """The flags that shape the pixels (engine.flags' recipe flags), plus how the job was laid out over
-    processes; `seed` is the one drawn when --base_seed was -1."""
+    processes; `seed` is the one drawn when --base_seed was -1. `gpu` is the GPU model (None on the CPU): the
+    same seed can draw different noise on another model, since large CUDA randn calls size their grid by the
+    number of SMs (README: "What is not promised", beside the recipe)."""
     recipe = {name: args.get(name) for name in RECIPE_FLAGS}
     recipe["ckpt_dir"] = str(Path(recipe["ckpt_dir"]).resolve()) if recipe["ckpt_dir"] else None
     recipe.update(
@@ -53,6 +60,7 @@ def build_recipe(
         world_size=world_size,
         engine_version=engine_version,
         ckpt_fingerprint=fingerprint,
+        gpu=gpu,
     )
     return recipe
 

@@ -61,8 +61,11 @@ class Reporter:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         self.emit("stage", name=name, phase="begin")
-        # The figures at the start are the baseline against which the stage's own growth is read.
+        # The figures at the start are the baseline against which the stage's own growth is read; their peak is
+        # the highest since the previous stage began. The peak then starts again, so that the end event's peak
+        # is this stage's own.
         self.memory(stage=name, phase="begin")
+        self.runtime.reset_peak()
         started = time.perf_counter()
         self.current_stage = name
         yield  # an exception leaves current_stage naming the stage it ended

@@ -7,7 +7,6 @@ import faulthandler
 import logging
 import os
 import random
-import resource
 import socket
 import sys
 from dataclasses import dataclass
@@ -15,15 +14,22 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-import psutil
 import torch
 import torch.distributed as dist
 
 from engine.devices import check_device
 from engine.errors import BadInputError, PeerLostError
+from engine.memory_stats import NvmlProcessMemory, memory_figures, reset_peak
 
 LOG_FORMAT = "[%(asctime)s] %(levelname)s: %(message)s"
 DEFAULT_TIMEOUT_S = 600.0
+DIST_TIMEOUT_KNOB = "FLF2V_DIST_TIMEOUT"
+# What a hung collective's message tells the user to raise: the job's flag, whose default that variable sets.
+COLLECTIVE_TIMEOUT_HINT = "--collective_timeout (seconds; FLF2V_DIST_TIMEOUT sets its default)"
+# The wait for the other ranks to finish loading is not a collective's: loading differs between ranks (a cold
+# page cache, a slow disk) by more than any collective takes, so it has a limit of its own.
+LOAD_TIMEOUT_KNOB = "FLF2V_LOAD_TIMEOUT"
+DEFAULT_LOAD_TIMEOUT_S = 3600.0
 # NCCL's own watchdog aborts the process at its timeout without a word; ours reports first (see parallel.watch).
 NCCL_TIMEOUT_MARGIN_S = 60.0
 
@@ -32,7 +38,9 @@ class RankWatch(Protocol):
     """What the runtime and the error path ask of the peer watch. engine.parallel.watch.PeerWatch is one; it
     builds on the runtime, so the runtime names only this."""
 
-    def waiting(self, what: str) -> contextlib.AbstractContextManager[None]: ...
+    def waiting(
+        self, what: str, limit_s: float | None = None, knob: str = COLLECTIVE_TIMEOUT_HINT
+    ) -> contextlib.AbstractContextManager[None]: ...
 
     def stop(self) -> None: ...
 
@@ -50,6 +58,11 @@ class Runtime:
     log_file: TextIO | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     watch: RankWatch | None = None
+    load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S
+    # A gloo group for waits longer than a collective's timeout (NCCL's watchdog would end those); None: the
+    # default group is gloo already.
+    cpu_group: Any = None
+    nvml: NvmlProcessMemory | None = None  # made at the first CUDA memory figure
 
     @property
     def distributed(self) -> bool:
@@ -58,6 +71,11 @@ class Runtime:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def gpu_name(self) -> str | None:
+        """The GPU model this rank computes on (None on the CPU), as the recipe records it."""
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
 
     def waiting(self, what: str) -> contextlib.AbstractContextManager[None]:
         """A region spent waiting on the other ranks, timed by the peer watch when there is one."""
@@ -75,6 +93,16 @@ class Runtime:
                 dist.barrier()
                 self.synchronize()
 
+    def rendezvous(self, what: str, limit_s: float, knob: str) -> None:
+        """Every rank meets here, waiting up to `limit_s` rather than the collective timeout (a barrier on the
+        CPU group with its own timeout, timed by the peer watch with that limit; a dead peer still ends the
+        wait at once). `knob` names the setting that raises the limit."""
+        if not self.distributed:
+            return
+        region = self.watch.waiting(what, limit_s, knob) if self.watch is not None else contextlib.nullcontext()
+        with region:
+            dist.monitored_barrier(group=self.cpu_group, timeout=timedelta(seconds=limit_s), wait_all_ranks=True)
+
     def broadcast_object(self, value: Any) -> Any:
         """Rank 0's value, on every rank."""
         if not self.distributed:
@@ -85,25 +113,28 @@ class Runtime:
         return box[0]
 
     def memory(self) -> dict[str, int]:
-        """This rank's memory: allocated/reserved/peak on CUDA, resident set size on CPU."""
-        if self.device.type == "cuda":
-            return {
-                "allocated": int(torch.cuda.memory_allocated(self.device)),
-                "reserved": int(torch.cuda.memory_reserved(self.device)),
-                "peak": int(torch.cuda.max_memory_allocated(self.device)),
-            }
-        rss = int(psutil.Process().memory_info().rss)
-        # ru_maxrss is updated lazily by the kernel, so it can trail the current figure for a moment.
-        return {"rss": rss, "peak_rss": max(rss, peak_rss_bytes())}
+        """This rank's memory figures (engine.memory_stats): CUDA allocator and NVML, or RSS on the CPU."""
+        if self.nvml is None and self.device.type == "cuda":
+            self.nvml = NvmlProcessMemory(self.device)
+        return memory_figures(self.device, self.nvml)
+
+    def reset_peak(self) -> None:
+        """Peaks count from now: each stage reports its own (engine.memory_stats)."""
+        reset_peak(self.device)
 
     def finish(self) -> None:
-        """Every rank is done. The peer watch stops before any rank may exit, so no rank's normal exit looks
-        like a lost peer to another."""
+        """The collective part of the run is over: every rank meets, the peer watch stops, and the process
+        group is left. Called once the latent is denoised, before rank 0's tail (decode and save), so the other
+        ranks never wait on that tail, however long it takes, and may exit. The watch stops before any rank may
+        exit, so no rank's normal exit looks like a lost peer to another. Again after that: nothing to do."""
+        if not self.distributed:
+            return
         self.barrier("the last barrier")
         if self.watch is not None:
             self.watch.stop()
             self.watch = None
         self.barrier()
+        dist.destroy_process_group()
 
     def close(self, failed: bool = False) -> None:
         """Stop the watch and leave the process group. After a failure the group is not destroyed:
@@ -126,11 +157,6 @@ class Runtime:
             self.log_file = None
 
 
-def peak_rss_bytes() -> int:
-    # ru_maxrss is in kilobytes on Linux.
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
 def pick_device(choice: str, local_rank: int) -> torch.device:
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
@@ -151,6 +177,7 @@ def init_runtime(device_choice: str, log_dir: str | None, timeout_s: float | Non
         f"rank {rank} of {world_size} on node {socket.gethostname()} (local rank {local_rank}, pid {os.getpid()})"
     )
     timeout_s = timeout_s if timeout_s is not None else dist_timeout_s()
+    load_timeout_s = seconds_from_env(LOAD_TIMEOUT_KNOB, DEFAULT_LOAD_TIMEOUT_S)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         margin = NCCL_TIMEOUT_MARGIN_S if backend == "nccl" else 0.0
@@ -162,20 +189,35 @@ def init_runtime(device_choice: str, log_dir: str | None, timeout_s: float | Non
         if device.type == "cuda":
             kwargs["device_id"] = device
         dist.init_process_group(rank=rank, world_size=world_size, **kwargs)
+    cpu_group = None
+    if dist.is_initialized() and dist.get_backend() != "gloo":
+        cpu_group = dist.new_group(backend="gloo")
     return Runtime(
-        rank=rank, local_rank=local_rank, world_size=world_size, device=device, log_file=log_file, timeout_s=timeout_s
+        rank=rank,
+        local_rank=local_rank,
+        world_size=world_size,
+        device=device,
+        log_file=log_file,
+        timeout_s=timeout_s,
+        load_timeout_s=load_timeout_s,
+        cpu_group=cpu_group,
     )
 
 
 def dist_timeout_s() -> float:
     """FLF2V_DIST_TIMEOUT: the longest any rank waits on the others (seconds, default 600)."""
-    raw = os.environ.get("FLF2V_DIST_TIMEOUT", "")
+    return seconds_from_env(DIST_TIMEOUT_KNOB, DEFAULT_TIMEOUT_S)
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """A positive number of seconds from the environment variable `name`; `default` when unset or blank."""
+    raw = os.environ.get(name, "")
     try:
-        value = float(raw) if raw.strip() else DEFAULT_TIMEOUT_S
+        value = float(raw) if raw.strip() else default
     except ValueError:
-        raise BadInputError(f"FLF2V_DIST_TIMEOUT={raw!r} is not a number of seconds") from None
+        raise BadInputError(f"{name}={raw!r} is not a number of seconds") from None
     if not 0 < value < float("inf"):
-        raise BadInputError(f"FLF2V_DIST_TIMEOUT={raw!r} must be a positive number of seconds")
+        raise BadInputError(f"{name}={raw!r} must be a positive number of seconds")
     return value
 
 

@@ -29,6 +29,8 @@ STAGES: tuple[str, ...] = (
     "decode",
     "save",
 )
+# The stages that load the models (their end events' peaks, together, are the peak while loading).
+LOAD_STAGES: tuple[str, ...] = STAGES[: STAGES.index("shard") + 1]
 
 # `timeout`: the scheduler's time limit (Slurm's TIMEOUT) ended the render; the engine itself never reports it.
 FAILURE_CLASSES: tuple[str, ...] = (
@@ -56,6 +58,10 @@ OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
         "peak": (int,),
         "rss": (int,),
         "peak_rss": (int,),
+        # Additions within version 1: what NVML sees the process hold on its GPU (CUDA context and NCCL buffers
+        # included), and the host RSS of a CUDA rank. Peaks count from the last stage's begin.
+        "nvml_used": (int,),
+        "host_rss": (int,),
         "stage": (str,),
         "phase": (str,),
         "step": (int,),

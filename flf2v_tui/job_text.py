@@ -77,7 +77,7 @@ def note(job: dict[str, Any], now: float, waiting: str = "waiting for a worker")
         ended = ", ".join(f"job {part}" for part in job["never_on"].split(","))  # "5 failed"
         return f"never starts: {ended} (retry it, or cancel this job)"
     if state == "held" and job.get("waiting_on"):
-        return f"after {job['waiting_on']}" + (" (and held)" if job.get("held") else "")
+        return job["waiting_on"] + (" (and held)" if job.get("held") else "")  # "after-fail 5"
     if state == "queued":
         if job.get("not_before") and job["not_before"] > now:
             return f"retry in {duration(job['not_before'] - now)}"
@@ -136,7 +136,7 @@ def ls_json(jobs: list[dict[str, Any]], waiting: str = "waiting for a worker") -
 SHOWN_PARAMS = (
     "task", "size", "frame_num", "sample_steps", "sample_shift", "sample_guide_scale", "sample_solver",
     "base_seed", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "cfg_size", "attn",
-    "compile", "ckpt_dir",
+    "compile", "dtype", "ckpt_dir",
     "first_frame", "first_frame_src", "last_frame", "last_frame_src", "save_file", "preview_every",
     "collective_timeout",
 )  # fmt: skip

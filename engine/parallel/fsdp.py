@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
 from engine.errors import BadInputError
 from engine.loaders.assign import check_match, is_ignored
@@ -127,3 +127,19 @@ def load_sharded(
                 local.copy_(as_dtype(lazy.rows(start, stop), local.dtype, device))
     model.eval().requires_grad_(False)
     return model
+
+
+def reshard_root(model: nn.Module) -> None:
+    """Free the whole copy of an FSDP2 root's own parameters after use. FSDP2 never reshards a root after its
+    forward (it expects the backward to need them at once), so T5's root would keep its 256k x 4096 shared
+    embedding whole on every rank for the rest of the run. Nothing to do for a model that is not sharded."""
+    if isinstance(model, FSDPModule):
+        model.reshard()
+
+
+def root_is_sharded(model: FSDPModule) -> bool:
+    """Whether every parameter the root itself registers is its shard (a DTensor), not the whole tensor."""
+    from torch.distributed.tensor import DTensor
+
+    blocks = {id(p) for m in model.modules() if m is not model and isinstance(m, FSDPModule) for p in m.parameters()}
+    return all(isinstance(p, DTensor) for p in model.parameters() if id(p) not in blocks)

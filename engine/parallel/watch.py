@@ -35,7 +35,7 @@ import torch.distributed as dist
 
 from engine.errors import EXIT_FAILURE, PeerLostError
 from engine.failures import leave, set_peer_probe
-from engine.runtime import Runtime
+from engine.runtime import COLLECTIVE_TIMEOUT_HINT, Runtime
 
 log = logging.getLogger("flf2v.engine")
 
@@ -44,6 +44,16 @@ class CollectiveTimeout(RuntimeError):
     """No answer from the other ranks within the timeout."""
 
     failure_class = "comm"
+
+
+@dataclass(frozen=True)
+class Region:
+    """A timed region: what it waits for, since when, for how long at most, and the setting that raises that."""
+
+    what: str
+    started: float
+    limit_s: float
+    knob: str
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,7 @@ class PeerWatch:
         self.grace_s = grace_s
         self._lost: PeerLostError | None = None
         self._lost_at = 0.0
-        self._region: tuple[str, float] | None = None
+        self._region: Region | None = None
         self._unwinding = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flf2v-peer-watch", daemon=True)
@@ -145,11 +155,12 @@ class PeerWatch:
         return None
 
     @contextlib.contextmanager
-    def waiting(self, what: str) -> Iterator[None]:
-        """A region that waits on the other ranks; nested regions count as the outermost one."""
+    def waiting(self, what: str, limit_s: float | None = None, knob: str = COLLECTIVE_TIMEOUT_HINT) -> Iterator[None]:
+        """A region that waits on the other ranks, for up to `limit_s` (default: the collective timeout) before
+        it counts as hung; `knob` is the setting that raises the limit. Nested regions count as the outermost."""
         outer = self._region
         if outer is None:
-            self._region = (what, time.monotonic())
+            self._region = Region(what, time.monotonic(), limit_s or self.timeout_s, knob)
         try:
             yield
         finally:
@@ -178,12 +189,12 @@ class PeerWatch:
             elif now - self._lost_at > self.grace_s:
                 self._fatal(self._lost)
             region = self._region
-            if region is not None and now - region[1] > self.timeout_s:
+            if region is not None and now - region.started > region.limit_s:
                 self._fatal(
                     CollectiveTimeout(
-                        f"rank {self.rank} waited {now - region[1]:.0f} s in {region[0]} for the other ranks: a "
-                        "collective is hung (a peer is stuck or the network is down). If this much time is really "
-                        "needed, raise --collective_timeout (seconds; FLF2V_DIST_TIMEOUT sets its default)"
+                        f"rank {self.rank} waited {now - region.started:.0f} s in {region.what} for the other ranks: "
+                        "a collective is hung (a peer is stuck or the network is down). If this much time is really "
+                        f"needed, raise {region.knob}"
                     )
                 )
 

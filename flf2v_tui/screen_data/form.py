@@ -18,7 +18,7 @@ from engine.cli_args import layout_ranks
 from engine.errors import BadInputError
 from engine.flags import BOOL, CHOICE, FLAGS, PATH, SWITCH, TEXT, Flag
 from engine.tasks import TASKS
-from flf2v_tui.job_edit import edit_job
+from flf2v_tui.job_edit import NothingToChange, edit_job
 from flf2v_tui.rank_capacity import NeverFitsHere
 from flf2v_tui.submission import QueueOptions, build_specs, expand_user, fill_tiny_checkpoint, parse_seeds
 from storage.db import STORAGE_ERRORS, DatabaseError
@@ -242,6 +242,9 @@ def _default(name: str, task_name: str) -> Any:
     return getattr(task, flag.from_task) if flag.from_task else flag.default
 
 
+NOTHING_CHANGED = "nothing to save: change a field the job keeps, or esc to leave it as it is"
+
+
 def edit(
     conn: sqlite3.Connection, home: Home, job_id: int, original: dict[str, str], values: dict[str, str]
 ) -> tuple[str, dict[str, str]]:
@@ -249,7 +252,7 @@ def edit(
     from `original` (the texts the form opened with) change. Returns (what changed, {}) or ("", {field: why})."""
     changed = [name for name in FIELDS if values.get(name, "") != original.get(name, "")]
     if not changed:
-        return "", {FORM_LEVEL: "nothing changed: change a field to save, or esc to leave the job as it is"}
+        return "", {FORM_LEVEL: NOTHING_CHANGED}
     sub = parse_form(values)
     if sub.errors:
         return "", sub.errors
@@ -269,6 +272,8 @@ def edit(
             priority=queue.priority if "priority" in changed else None,
             labels=queue.labels if "labels" in changed else None, other_worker=queue.other_worker,
         )  # fmt: skip
+    except NothingToChange:  # only Other worker, or a text that reads as the value the job has
+        return "", {FORM_LEVEL: NOTHING_CHANGED}
     except (BadInputError, *STORAGE_ERRORS) as exc:
         return "", _refusal(home, exc, given)
     return message, {}

@@ -37,6 +37,11 @@ def test_one_gpu_with_offload_reports_cuda_memory(tiny_official_ckpt, frames, tm
     run = _render(tiny_official_ckpt, frames, tmp_path, ["--offload_model", "True"], 1)
     memory = [e for e in run["events"] if e["kind"] == "memory"]
     assert memory and all({"allocated", "reserved", "peak"} <= e.keys() for e in memory)
+    import torch
+
+    # The recipe names the GPU model (the same seed can draw other noise on another one) and the bf16 recipe.
+    recipe = run["events"][-1]["recipe"]
+    assert recipe["gpu"] == torch.cuda.get_device_name(0) and recipe["dtype"] == "bf16"
 
 
 @pytest.mark.skipif("_gpus() < 2", reason="needs 2 GPUs")
@@ -58,3 +63,25 @@ def test_one_gpu_with_the_auto_kernel_and_compiled_blocks_matches_sdpa_math(tiny
     assert start["args"]["attn"] != "auto" and start["args"]["compile"] is True  # auto resolved, and recorded
     # bf16 kernels: the same rounding bound as the sharded runs above.
     assert float(np.abs(fast["video"] - math["video"]).max()) <= 2e-2
+
+
+@pytest.mark.parametrize("offload", [False, True])
+def test_without_offload_the_dit_and_t5_are_read_straight_to_the_gpu(tiny_official_ckpt, offload):
+    """Without offload no rank holds a whole DiT or T5 in host RAM: they are read tensor by tensor to the GPU.
+    With it they start on the CPU, as the official code builds them."""
+    import torch
+
+    from engine.checks import check_checkpoint
+    from engine.pipeline import FLF2VPipeline
+    from engine.reporting import Reporter
+    from engine.runtime import Runtime
+    from engine.tasks import TASKS
+
+    task = TASKS["flf2v-tiny"]
+    runtime = Runtime(rank=0, local_rank=0, world_size=1, device=torch.device("cuda", 0))
+    pipeline = FLF2VPipeline(task, check_checkpoint(tiny_official_ckpt, task), runtime, Reporter(runtime, None))
+    pipeline.load(offload=offload)
+    m = pipeline.models
+    for model in (m.transformer, m.text_encoder):
+        assert {p.device.type for p in model.parameters()} == {"cpu" if offload else "cuda"}
+    assert next(m.transformer.blocks[0].parameters()).dtype == torch.bfloat16  # --dtype auto on CUDA: bf16

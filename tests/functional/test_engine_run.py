@@ -72,6 +72,7 @@ def test_recipe_is_embedded_and_previews_are_written(single_run, tiny_official_c
     assert (recipe["attn"], events[0]["attention"], recipe["compile"], recipe["cfg_size"]) == (
         "sdpa", "sdpa (native)", False, 1)  # fmt: skip
     assert recipe["ckpt_dir"] == str(Path(tiny_official_ckpt).resolve()) and len(recipe["ckpt_fingerprint"]) == 16
+    assert "gpu" in recipe and recipe["gpu"] is None  # ran on the CPU (test_distributed_cuda.py: the GPU's name)
     height, width = read_frames(out / "v.mp4").shape[1:3]
     assert (events[-1]["width"], events[-1]["height"]) == (width, height)
     # Due every 3 steps and at the last: steps 3 and 4 of 4, beside the events file. The first due one is always
@@ -82,6 +83,22 @@ def test_recipe_is_embedded_and_previews_are_written(single_run, tiny_official_c
         assert Path(e["path"]).parent == out / "previews"
         with Image.open(e["path"]) as image:
             assert image.format == "PNG" and image.width > 0
+
+
+def test_bf16_recipe_runs_on_cpu_and_gives_a_sane_video(tiny_official_ckpt, frames, single_run, tmp_path):
+    """--dtype bf16 is the GPU precision recipe (bf16 DiT and T5 under autocast with the fp32 islands, fp16
+    CLIP) on the CPU: it writes its video, says so in the recipe, and stays near the fp32 run's pixels."""
+    args = tiny_args(tiny_official_ckpt, *frames, tmp_path / "v.mp4", events=str(tmp_path / "events.jsonl"),
+                     dump_video=str(tmp_path / "video.npy"), dtype="bf16")  # fmt: skip
+    proc = run_engine(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = read_events(tmp_path / "events.jsonl")
+    assert events[0]["args"]["dtype"] == "bf16" and read_recipe(tmp_path / "v.mp4")["dtype"] == "bf16"
+    bf16, fp32 = np.load(tmp_path / "video.npy"), np.load(single_run["dir"] / "video.npy")
+    assert np.isfinite(bf16).all() and bf16.shape == fp32.shape
+    assert 0 < np.abs(bf16 - fp32).mean() < 0.02 and np.abs(bf16 - fp32).max() < 0.25
+    # --dtype auto (the default) on the CPU is fp32, and the record says so, not "auto".
+    assert single_run["events"][0]["args"]["dtype"] == "fp32" and single_run["events"][-1]["recipe"]["dtype"] == "fp32"
 
 
 def test_rank_log_is_official_style(single_run):

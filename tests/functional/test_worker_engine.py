@@ -141,6 +141,9 @@ def test_cancel_during_denoise_leaves_nothing_behind(qhome, tiny_ckpt, qframes):
         assert "Traceback" not in log and "engine.failures.Killed" not in log, log[-3000:]
         stopped = [line for line in log.splitlines() if "Render stopped by" in line]
         assert len(stopped) == 1 and re.search(r"Render stopped by SIGTERM in denoise after step \d+/400", stopped[0])
+    # torchrun's log too (the job view's `t` tab): one line, not its SignalException traceback.
+    torchrun = (Path(attempt["log_dir"]) / "torchrun.log").read_text()
+    assert "Traceback" not in torchrun and "flf2v shim: torchrun stopped by SIGTERM" in torchrun, torchrun[-3000:]
 
 
 def test_cancel_with_no_worker_running_stops_the_render_itself(qhome, tiny_ckpt, qframes):

@@ -14,7 +14,7 @@ from engine import loaders
 from engine.checks import check_checkpoint
 from engine.errors import BadInputError
 from engine.parallel import fsdp_mesh
-from engine.parallel.fsdp import shard_rows
+from engine.parallel.fsdp import reshard_root, root_is_sharded, shard_rows
 from engine.parallel.sharded_load import load_shard
 from engine.tasks import TASKS
 from tests.unit.gloo_ranks import run_ranks
@@ -120,3 +120,24 @@ def _bf16_sharded_equals_whole(rank: int, world: int, ckpt: str) -> None:
 
 def test_bf16_shards_with_float32_modules_equal_the_unsharded_bf16_model(tmp_path, tiny_official_ckpt):
     run_ranks(_bf16_sharded_equals_whole, 2, tmp_path, str(tiny_official_ckpt))
+
+
+def _roots_are_resharded_after_use(rank: int, world: int, ckpt: str) -> None:
+    layout = check_checkpoint(ckpt, TASK)
+    t5 = load_shard(loaders.TEXT_ENCODER, layout, TASK, torch.float32, CPU, fsdp_mesh(CPU, world))
+    assert root_is_sharded(t5)
+    ids = torch.tensor([[5, 9, 13, 1, 0, 0]])
+    with torch.no_grad():
+        t5(input_ids=ids, attention_mask=ids > 0)
+    reshard_root(t5)  # as the pipeline does after encoding
+    assert root_is_sharded(t5) and t5.shared.weight.to_local().shape[0] < t5.shared.weight.shape[0]
+    # A root left whole (FSDP2's own choice for roots whose reshard_after_forward is left to it, as in the
+    # torch versions that never reshard a root after forward) is made shards again.
+    t5.unshard()
+    assert not root_is_sharded(t5)
+    reshard_root(t5)
+    assert root_is_sharded(t5)
+
+
+def test_fsdp_roots_are_resharded_after_use(tmp_path, tiny_official_ckpt):
+    run_ranks(_roots_are_resharded_after_use, 2, tmp_path, str(tiny_official_ckpt))

@@ -20,6 +20,16 @@ def test_recipe_survives_the_mp4_round_trip(tmp_path, prompt):
     assert recipe["base_seed"] == 7 and recipe["world_size"] == 2
 
 
+def test_the_recipe_names_the_gpu_it_ran_on(tmp_path):
+    """The same seed can draw other noise on another GPU model (README, "What is not promised")."""
+    args = {"task": "flf2v-tiny", "prompt": "p", "ckpt_dir": str(tmp_path)}
+    recipe = build_recipe(args, 7, 8, "0.1", "ab", gpu="NVIDIA H100 80GB HBM3")
+    path = write_mp4(np.zeros((5, 16, 16, 3), np.uint8), tmp_path / "v.mp4", 16,
+                     metadata={"comment": recipe_comment(recipe)})  # fmt: skip
+    assert read_recipe(path)["gpu"] == "NVIDIA H100 80GB HBM3"
+    assert build_recipe(args, 7, 1, "0.1", "ab")["gpu"] is None  # the CPU
+
+
 def test_video_without_recipe(tmp_path):
     path = write_mp4(np.zeros((5, 16, 16, 3), np.uint8), tmp_path / "v.mp4", 16)
     assert read_recipe(path) is None

@@ -18,7 +18,7 @@ from engine.parallel import ParallelPlan
 from engine.parallel import watch as watch_module
 from engine.pipeline import FLF2VPipeline, GenerationRequest
 from engine.reporting import Reporter
-from engine.runtime import Runtime
+from engine.runtime import COLLECTIVE_TIMEOUT_HINT, Runtime
 from engine.sampler import Conditioning, denoise
 from engine.tasks import TASKS
 from tests.unit.gloo_ranks import run_ranks
@@ -94,7 +94,7 @@ def test_a_sharded_pipeline_times_the_t5_encoding_and_every_step(tiny_official_c
 def _exchange_is_timed(rank: int, world: int) -> None:
     runtime = Runtime(rank=rank, local_rank=rank, world_size=world, device=torch.device("cpu"))
     exchange = watch_module.exchange_peers
-    open_regions: list[tuple[str, float] | None] = []
+    open_regions: list[watch_module.Region | None] = []
 
     def watched_exchange(r: int, w: int) -> list[watch_module.Peer]:
         assert runtime.watch is not None, "the exchange ran before the watch that times it"
@@ -108,8 +108,9 @@ def _exchange_is_timed(rank: int, world: int) -> None:
         watch_module.exchange_peers = exchange
     assert watch is not None
     watch.stop()
-    ((what, _),) = open_regions
-    assert what == "exchanging process ids with the other ranks"
+    (region,) = open_regions
+    assert region is not None and region.what == "exchanging process ids with the other ranks"
+    assert (region.limit_s, region.knob) == (runtime.timeout_s, COLLECTIVE_TIMEOUT_HINT)
     assert [p.rank for p in watch.local_peers] == [1 - rank]
 
 
