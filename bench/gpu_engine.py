@@ -45,7 +45,7 @@ def one_rank_render(device: torch.device, workdir: Path) -> dict[str, Any]:
         watch = start_peer_watch(runtime, errors.append)
         plan = ParallelPlan(world_size=1, rank=0, dit_fsdp=True, t5_fsdp=True)
         pipeline = FLF2VPipeline(task, check_checkpoint(str(ckpt), task), runtime, reporter, plan,
-                                 resolve_attention("auto", runtime.device))  # fmt: skip
+                                 attention=resolve_attention("auto", runtime.device))  # fmt: skip
         pipeline.load()
         fsdp = type(pipeline.models.transformer).__name__
         request = GenerationRequest(
