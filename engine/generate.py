@@ -26,6 +26,7 @@ from engine.telemetry import EventWriter
 if TYPE_CHECKING:
     import torch
 
+    from engine.attention import Kernel
     from engine.checks import CheckpointLayout
     from engine.pipeline import FLF2VPipeline as Pipeline
     from engine.reporting import Reporter
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     install_signal_handlers()
     from engine.parallel.watch import start_peer_watch
     from engine.reporting import Reporter
+    from engine.attention import resolve_attention
     from engine.runtime import init_runtime
 
     try:
@@ -104,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
     failed = False
     try:
         start_peer_watch(runtime, lambda exc: report_failure(reporter, exc, classify(exc), ""))
-        seed = start_job(args, task, reporter, load_saved_s=None)
-        pipeline = load_models(args, task, layout, reporter)
+        attention = resolve_attention(args.attn, runtime.device)
+        seed = start_job(args, task, reporter, load_saved_s=None, attention=attention)
+        pipeline = load_models(args, task, layout, reporter, attention)
         render_job(args, task, layout, pipeline, seed, reporter, started)
         runtime.finish()
         log.info("Finished.")
@@ -135,16 +138,21 @@ def report_bad_input(args: argparse.Namespace, rank: int, exc: BadInputError) ->
         events.close()
 
 
-def start_job(args: argparse.Namespace, task: TaskConfig, reporter: Reporter, load_saved_s: float | None) -> int:
+def start_job(
+    args: argparse.Namespace, task: TaskConfig, reporter: Reporter, load_saved_s: float | None, attention: Kernel
+) -> int:
     """The job's `start` event and opening log lines; its seed, the same on every rank (a collective).
-    `load_saved_s`: None for a cold job, else the load seconds of the warm group that renders it."""
+    `load_saved_s`: None for a cold job, else the load seconds of the warm group that renders it. `attention`:
+    the kernel the DiT runs (engine.attention.resolve_attention), the warm group's for a warm job."""
     from engine.cli_args import resolve_cfg_batch, resolve_dtype
     from engine.runtime import resolve_seed
 
     runtime = reporter.runtime
     # `auto` becomes what this device runs, so the start event and the recipe say which it was.
-    args.cfg_batch = resolve_cfg_batch(args.cfg_batch, runtime.device.type)
+    # Under CFG-parallel each rank runs one branch, never a batch of 2.
+    args.cfg_batch = resolve_cfg_batch(args.cfg_batch, runtime.device.type) and args.cfg_size == 1
     args.dtype = resolve_dtype(args.dtype, runtime.device.type)
+    args.attn = attention.name  # `auto` becomes the kernel it picked, for the recipe and a faithful rerun
     reporter.emit(
         "start",
         task=task.name,
@@ -152,6 +160,7 @@ def start_job(args: argparse.Namespace, task: TaskConfig, reporter: Reporter, lo
         device=str(runtime.device),
         args=vars(args),
         engine_version=__version__,
+        attention=attention.describe(),
         warm=load_saved_s is not None,
         load_saved_s=round(load_saved_s or 0.0, 3),
     )
@@ -166,14 +175,18 @@ def start_job(args: argparse.Namespace, task: TaskConfig, reporter: Reporter, lo
     return seed
 
 
-def load_models(args: argparse.Namespace, task: TaskConfig, layout: CheckpointLayout, reporter: Reporter) -> Pipeline:
+def load_models(
+    args: argparse.Namespace, task: TaskConfig, layout: CheckpointLayout, reporter: Reporter, attention: Kernel
+) -> Pipeline:
     """Load once: the pipeline with every model loaded and laid out over the ranks (engine-key flags only)."""
     from engine.parallel import ParallelPlan
     from engine.pipeline import FLF2VPipeline
 
     runtime = reporter.runtime
-    plan = ParallelPlan.of(runtime.world_size, runtime.rank, args.dit_fsdp, args.t5_fsdp, args.ulysses_size)
-    pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan, args.dtype)
+    plan = ParallelPlan.of(
+        runtime.world_size, runtime.rank, args.dit_fsdp, args.t5_fsdp, args.ulysses_size, args.cfg_size
+    )
+    pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan, args.dtype, attention, args.compile)
     log.info("Creating WanFLF2V pipeline.")
     pipeline.load(t5_cpu=args.t5_cpu, offload=args.offload_model)
     return pipeline

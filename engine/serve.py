@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace, task: TaskConfig, layout: CheckpointLayout, world_size: int, rank: int) -> int:
+    from engine.attention import resolve_attention
     from engine.cli_args import resolve_dtype
     from engine.failures import classify, install_signal_handlers, reporting_failure
     from engine.generate import exit_code, failure_of, load_models, not_started, report_failure
@@ -97,7 +98,8 @@ def _serve(args: argparse.Namespace, task: TaskConfig, layout: CheckpointLayout,
     try:
         start_peer_watch(runtime, lambda exc: report_failure(group.reporting(), exc, classify(exc), ""))
         loading = time.perf_counter()
-        group.pipeline = load_models(args, task, layout, group.reporter)
+        group.attention = resolve_attention(args.attn, runtime.device)
+        group.pipeline = load_models(args, task, layout, group.reporter, group.attention)
         runtime.barrier("the end of loading")
         group.load_seconds = time.perf_counter() - loading
         # What lives as long as the group (modules, models) leaves the collector's reach, so that collecting

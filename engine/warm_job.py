@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from engine.attention import Kernel
 from engine.cli_args import build_parser
 from engine.errors import EXIT_OK, BadInputError
 from engine.failures import reporting_failure
@@ -70,6 +71,7 @@ class Group:
     reporter: Reporter  # the group's own events (G/events.jsonl)
     key: dict[str, Any]
     pipeline: FLF2VPipeline | None = None
+    attention: Kernel | None = None  # the kernel the loaded DiT runs (engine.attention), set with `pipeline`
     load_seconds: float = 0.0
     # Where a failure is reported now (the peer watch too): the job's reporter while one runs, else the group's.
     current: Reporter | None = None
@@ -114,7 +116,8 @@ def run_job(group: Group, job: JobFile) -> Outcome:
         )
         reporter.after_step = step_hook(group, job, args)
         ranks_in_step = False
-        seed = start_job(args, task, reporter, load_saved_s=group.load_seconds)
+        assert group.attention is not None  # loaded with the pipeline, checked just above
+        seed = start_job(args, task, reporter, load_saved_s=group.load_seconds, attention=group.attention)
         render_job(args, task, layout, group.pipeline, seed, reporter, started, keep_group=True)
         # Rank 0's save is done before any rank takes the next job. The other ranks wait here through rank 0's
         # decode and save, which is rank 0's work alone: with the tail's own limit, not a collective's.

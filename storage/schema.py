@@ -196,17 +196,6 @@ ALTER TABLE videos ADD COLUMN psnr_first REAL;
 ALTER TABLE videos ADD COLUMN psnr_last REAL;
 """
 
-# Warm groups (issue 13): the group folder an attempt was handed to and its job number there (what a restarted
-# worker needs to re-attach to it, or to requeue it if the group died before the job began), whether the
-# engine was already loaded when it began (1 warm, 0 cold, NULL: not known yet or a one-shot run before this
-# version), and the load seconds that saved.
-_V7_WARM_GROUPS = """
-ALTER TABLE attempts ADD COLUMN group_dir TEXT;
-ALTER TABLE attempts ADD COLUMN group_seq INTEGER;
-ALTER TABLE attempts ADD COLUMN warm INTEGER;
-ALTER TABLE attempts ADD COLUMN load_saved_s REAL;
-"""
-
 # Multi-node renders and the Slurm backend: the job's collective timeout (engine flag --collective_timeout,
 # seconds; no value: the engine's default), and per attempt the launcher that ran it and, on Slurm, its job id,
 # state, the reason it waits ("why pending") and the nodes it runs on.
@@ -224,6 +213,26 @@ _V6_DTYPE = """
 ALTER TABLE jobs ADD COLUMN dtype TEXT NOT NULL DEFAULT 'auto';
 """
 
+# The GPU fast path (issue 14): CFG-parallel, the attention kernel and regional compilation, per job; the
+# attention kernel an attempt really ran (its start event's `attention`), since `auto` depends on the machine.
+_V7_FAST_PATH = """
+ALTER TABLE jobs ADD COLUMN cfg_size INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE jobs ADD COLUMN attn TEXT NOT NULL DEFAULT 'auto';
+ALTER TABLE jobs ADD COLUMN compile INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN attention TEXT;
+"""
+
+# Warm groups (issue 13): the group folder an attempt was handed to and its job number there (what a restarted
+# worker needs to re-attach to it, or to requeue it if the group died before the job began), whether the
+# engine was already loaded when it began (1 warm, 0 cold, NULL: not known yet or a one-shot run before this
+# version), and the load seconds that saved.
+_V8_WARM_GROUPS = """
+ALTER TABLE attempts ADD COLUMN group_dir TEXT;
+ALTER TABLE attempts ADD COLUMN group_seq INTEGER;
+ALTER TABLE attempts ADD COLUMN warm INTEGER;
+ALTER TABLE attempts ADD COLUMN load_saved_s REAL;
+"""
+
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
 MIGRATIONS: tuple[str, ...] = (
     _V1_QUEUE,
@@ -232,6 +241,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V4_DEPENDENCY_KINDS_AND_PSNR,
     _V5_LAUNCHERS,
     _V6_DTYPE,
-    _V7_WARM_GROUPS,
+    _V7_FAST_PATH,
+    _V8_WARM_GROUPS,
 )
 LATEST = len(MIGRATIONS)

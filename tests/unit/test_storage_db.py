@@ -169,10 +169,15 @@ def _seed_v6(conn: sqlite3.Connection) -> None:
 
 
 def _seed_v7(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE jobs SET cfg_size = 2, attn = 'cudnn', compile = 1")
+    conn.execute("UPDATE attempts SET attention = 'cudnn (_native_cudnn)'")
+
+
+def _seed_v8(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE attempts SET group_dir = '/g/1', group_seq = 3, warm = 1, load_saved_s = 12.5")
 
 
-SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4, 5: _seed_v5, 6: _seed_v6, 7: _seed_v7}
+SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4, 5: _seed_v5, 6: _seed_v6, 7: _seed_v7, 8: _seed_v8}
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -216,7 +221,11 @@ def test_migrations_from_every_earlier_version(tmp_path, start):
         assert upgraded.execute("SELECT dtype FROM jobs WHERE id = 7").fetchone()[0] == (
             "bf16" if start >= 6 else "auto"
         )
+    if 1 <= start <= 6:  # jobs from before the fast path run as they always did
+        assert tuple(upgraded.execute("SELECT cfg_size, attn, compile FROM jobs").fetchone()) == (1, "auto", 0)
     if start >= 7:
+        assert tuple(upgraded.execute("SELECT cfg_size, attn, compile FROM jobs").fetchone()) == (2, "cudnn", 1)
+    if start >= 8:
         row = upgraded.execute("SELECT group_dir, group_seq, warm, load_saved_s FROM attempts").fetchone()
         assert tuple(row) == ("/g/1", 3, 1, 12.5)
     elif start >= 1:  # attempts from before warm groups: not known to be warm or cold
