@@ -93,9 +93,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
 
     install_signal_handlers()
+    from engine.attention import resolve_attention
     from engine.parallel.watch import start_peer_watch
     from engine.reporting import Reporter
-    from engine.attention import resolve_attention
     from engine.runtime import init_runtime
 
     try:
