@@ -3,6 +3,7 @@ and how ls and show put a Slurm attempt."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -73,6 +74,53 @@ def test_bad_settings_are_one_line(tmp_path, monkeypatch, given, said):
     monkeypatch.delenv("FLF2V_BACKEND", raising=False)
     with pytest.raises(BadInputError, match="^" + said.replace("(", r"\(").replace(")", r"\)")):
         resolve(tmp_path, **given)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("FLF2V_SLURM_POLL_S", "abc", "FLF2V_SLURM_POLL_S = 'abc': expected seconds between Slurm polls"),
+        ("FLF2V_SLURM_POLL_S", "inf", "FLF2V_SLURM_POLL_S = 'inf': expected seconds"),
+        ("FLF2V_SLURM_POLL_S", "nan", "FLF2V_SLURM_POLL_S = 'nan': expected seconds"),
+        ("FLF2V_SLURM_POLL_S", "0.1", "FLF2V_SLURM_POLL_S = '0.1': expected seconds between Slurm polls, at least 0.5"),
+        ("FLF2V_SLURM_MAX_JOBS", "x", "FLF2V_SLURM_MAX_JOBS = 'x': expected a whole number of Slurm jobs"),
+        ("FLF2V_SLURM_MAX_JOBS", "0", "FLF2V_SLURM_MAX_JOBS = '0': expected a whole number"),
+    ],
+)
+def test_bad_numbers_in_the_environment_are_one_line_naming_the_variable(tmp_path, monkeypatch, variable, value, said):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(BadInputError, match="^" + re.escape(said)):
+        resolve(tmp_path, backend="slurm")
+
+
+def test_bad_numbers_in_the_config_file_name_the_file_and_the_key(tmp_path, monkeypatch):
+    for variable in ("FLF2V_SLURM_POLL_S", "FLF2V_SLURM_MAX_JOBS"):
+        monkeypatch.delenv(variable, raising=False)
+    (tmp_path / "worker.toml").write_text('[slurm]\nmax_jobs = "lots"\n')
+    with pytest.raises(BadInputError, match=r"worker\.toml \[slurm\] max_jobs = 'lots': expected a whole number"):
+        resolve(tmp_path, backend="slurm")
+    (tmp_path / "worker.toml").write_text("[slurm]\npoll_s = 1e400\n")
+    with pytest.raises(BadInputError, match=r"worker\.toml \[slurm\] poll_s = inf: expected seconds"):
+        resolve(tmp_path, backend="slurm")
+    (tmp_path / "worker.toml").write_text("[slurm]\npoll_s = 3\nmax_jobs = 4\n")
+    options = resolve(tmp_path, backend="slurm").slurm
+    assert (options.poll_s, options.max_jobs) == (3.0, 4)
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"partition": "gpu long"}, "Slurm partition 'gpu long': expected one word"),
+        ({"account": "a\tb"}, "Slurm account 'a\\tb': expected one word"),
+        ({"time_limit": "1:00\n#SBATCH --x"}, "Slurm time"),
+        ({"sbatch_args": ["--qos=normal\nrm -rf ~"]}, "--sbatch-arg '--qos=normal\\nrm -rf ~': no spaces or control"),
+        ({"sbatch_args": ["--comment=two words"]}, "--sbatch-arg '--comment=two words': no spaces"),
+    ],
+)
+def test_a_value_that_would_break_its_sbatch_line_is_refused(tmp_path, monkeypatch, given, said):
+    monkeypatch.delenv("FLF2V_BACKEND", raising=False)
+    with pytest.raises(BadInputError, match="^" + re.escape(said)):
+        resolve(tmp_path, backend="slurm", **given)
 
 
 def test_a_broken_config_file_is_named(tmp_path):
