@@ -123,6 +123,15 @@ def test_a_value_that_would_break_its_sbatch_line_is_refused(tmp_path, monkeypat
         resolve(tmp_path, backend="slurm", **given)
 
 
+@pytest.mark.parametrize("folder", ["my home", "100%", "tab\there"])
+def test_a_home_whose_path_would_break_the_sbatch_lines_is_refused(tmp_path, folder):
+    home = tmp_path / folder
+    home.mkdir()
+    with pytest.raises(BadInputError, match=r"^FLF2V_HOME .*: the Slurm backend needs a path without spaces"):
+        resolve(home, backend="slurm")
+    assert resolve(home, backend="local").backend == "local"
+
+
 def test_a_broken_config_file_is_named(tmp_path):
     (tmp_path / "worker.toml").write_text("backend = \n")
     with pytest.raises(BadInputError, match=r"worker\.toml"):

@@ -107,6 +107,11 @@ def resolve(
         value = getattr(options, name)
         if value is not None and (not isinstance(value, str) or not _ONE_WORD.fullmatch(value)):
             raise BadInputError(f"Slurm {name} {value!r}: expected one word, e.g. --{name} ...")
+    if chosen == "slurm" and not _SBATCH_PATH.fullmatch(str(home_root)):
+        raise BadInputError(
+            f"FLF2V_HOME {str(home_root)!r}: the Slurm backend needs a path without spaces, control characters or %"
+            " (sbatch reads --output's % as a file name pattern); choose another folder on the shared file system"
+        )
     for arg in options.sbatch_args:
         if not _ONE_WORD.fullmatch(arg):
             raise BadInputError(
@@ -117,6 +122,8 @@ def resolve(
 
 # One #SBATCH line each: a space would end the value, a newline would start a line of the script.
 _ONE_WORD = re.compile(r"[^\s\x00-\x1f\x7f]+")
+# The attempt folders' paths go into #SBATCH --output/--chdir as they are.
+_SBATCH_PATH = re.compile(r"[^\s\x00-\x1f\x7f%]+")
 # At least half a second: a worker must never hammer the cluster's controller.
 MIN_POLL_S = 0.5
 
