@@ -8,6 +8,8 @@ cancelled, one cancelled with no worker running, and two 2-node renders that los
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ import numpy as np
 import psutil
 import pytest
 
+from flf2v_tui.worker.launchers.slurm_script import job_name
 from storage.db import connect, write_tx
 from tests.functional.engine_helpers import run_engine, tiny_args
 from tests.functional.queue_helpers import (
@@ -108,6 +111,48 @@ def test_one_node_jobs_succeed_or_fail_as_user_input(slurm, qhome, tiny_ckpt, qf
     assert Path(job_row(qhome, good)["output_path"]).exists()
     assert (job_row(qhome, bad)["state"], failed["failure_class"], failed["exit_code"]) == ("failed", "user_input", 2)
     assert "first frame" in failed["failure_message"] and failed["node_list"] in slurm.node_names
+
+
+def slurm_jobs_named(cluster: SlurmCluster, home: Path, attempt_id: int) -> list[str]:
+    """Every Slurm job that carries the attempt's job name, whatever its state: what "submitted twice" counts."""
+    name = job_name(str(home), attempt_id)
+    return cluster.command("squeue", "-h", "--states=all", "-n", name, "-o", "%i").stdout.split()
+
+
+def test_an_sbatch_that_fails_after_queueing_the_job_is_adopted_not_submitted_again(
+    slurm, qhome, tiny_ckpt, qframes, tmp_path
+):
+    # A real failing sbatch: it queues the job, then answers as a controller that timed out does.
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    real = shutil.which("sbatch")
+    (shims / "sbatch").write_text(
+        f"#!/bin/sh\n{real} \"$@\" >/dev/null\necho 'sbatch: error: Socket timed out on send/recv operation' >&2\n"
+        "exit 1\n"
+    )
+    (shims / "sbatch").chmod(0o755)
+    job = submit(qhome, slurm, tiny_ckpt, qframes, QUICK, "--retries", "2")
+    env = {**slurm_env(slurm), "PATH": f"{shims}:{os.environ['PATH']}"}
+    done = flf2v(qhome, "worker", *WORKER, "--once", timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (attempt,) = attempt_rows(qhome, job)
+    assert job_row(qhome, job)["state"] == "succeeded", done.stdout
+    assert "Socket timed out" in done.stdout and f"Slurm job {attempt['slurm_job']}" in done.stdout
+    assert slurm_jobs_named(slurm, qhome, attempt["id"]) == [attempt["slurm_job"]]
+
+
+def test_a_refused_sbatch_is_the_workers_settings_said_once_and_the_job_waits_queued(slurm, qhome, tiny_ckpt, qframes):
+    job = submit(qhome, slurm, tiny_ckpt, qframes, QUICK, "--retries", "3")
+    other = submit(qhome, slurm, tiny_ckpt, qframes, QUICK)
+    done = run(qhome, slurm, "worker", *WORKER, "--partition", "nosuch", "--once")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sbatch refused the job" in done.stdout and "fix the worker's Slurm settings" in done.stdout
+    assert "claims no more jobs" in done.stdout
+    (attempt,) = attempt_rows(qhome, job)  # one try, and the other job was never claimed
+    assert attempt["state"] == "interrupted" and not attempt_rows(qhome, other)
+    row = job_row(qhome, job)
+    assert (row["state"], row["retries_used"]) == ("queued", 0)  # no retry spent, nothing of it lost
+    assert slurm_jobs_named(slurm, qhome, attempt["id"]) == []
 
 
 def handed_off(home: Path, cluster: SlurmCluster, ckpt: Path, frames: tuple[Path, Path]) -> int:

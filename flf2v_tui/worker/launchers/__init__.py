@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 BACKENDS = ("local", "slurm")
 
 
+class LauncherRefused(RuntimeError):
+    """The backend refused the attempt because of the worker's own settings (sbatch: no such partition, ...):
+    not the job's fault, and every other job would be refused the same way until the settings are fixed."""
+
+
 class Launcher(Protocol):
     name: str  # "local" or "slurm": the attempts' `backend` column
     max_nodes: int  # the most nodes it can give one job (the claim passes over wider jobs)

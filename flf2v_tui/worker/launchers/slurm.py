@@ -18,7 +18,7 @@ from typing import Any
 from flf2v_tui.shim import LOG_FILE
 from flf2v_tui.worker import launch
 from flf2v_tui.worker.classify import classify, read_exit
-from flf2v_tui.worker.launchers import slurm_status
+from flf2v_tui.worker.launchers import LauncherRefused, slurm_status
 from flf2v_tui.worker.launchers.slurm_script import (
     SCRIPT_FILE,
     SHARED_TOKEN,
@@ -89,15 +89,34 @@ class SlurmLauncher:
         (r.folder / "command.txt").write_text(f"# flf2v job {r.job_id}, attempt {r.number}\nsbatch {path}\n")
         if not worker.storage.write(lambda: slurm_attempts.mark_slurm(worker.conn, r.attempt_id)):
             raise RuntimeError("could not record the attempt as a Slurm one before submitting it")
-        done = slurm_status.run(["sbatch", "--parsable", str(path)], self.env)
-        if done.returncode != 0:
-            raise RuntimeError(f"sbatch refused the job: {done.stderr.strip() or done.stdout.strip()}")
-        slurm_job = done.stdout.strip().split(";")[0]
+        slurm_job = self._submit(worker, r, path, name)
         self.jobs[r.attempt_id] = _Watched(slurm_job)
         r.port = rdzv_port(r.attempt_id)
         save_file = plan.save_file
         # Not recorded now: the job name finds it again (reconcile), so a failed write submits nothing twice.
         worker.storage.write(lambda: slurm_attempts.set_submitted(worker.conn, r.attempt_id, slurm_job, save_file))
+
+    def _submit(self, worker: Any, r: Running, script: Path, name: str) -> str:
+        """sbatch the script, once. When sbatch fails or does not answer, the job may still have been queued (a
+        slow controller): it is looked up by its name and adopted, so that a retry never submits it twice."""
+        try:
+            done = slurm_status.run(["sbatch", "--parsable", str(script)], self.env)
+        except SlurmCommandError as exc:
+            done, trouble = None, str(exc)
+        else:
+            if done.returncode == 0 and done.stdout.strip():
+                return done.stdout.strip().split(";")[0]
+            trouble = done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}"
+        found = _find(name, self.env)
+        if found:
+            worker.say(f"job {r.job_id}: sbatch said {trouble!r}, but Slurm job {found} ({name}) is queued: watched")
+            return found
+        if done is not None and done.returncode != 0:
+            raise LauncherRefused(
+                f"sbatch refused the job: {trouble}: fix the worker's Slurm settings (--partition, --account, "
+                "--time, --sbatch-arg, FLF2V_SLURM_*, worker.toml) and start the worker again"
+            )
+        raise RuntimeError(f"{trouble}, and no Slurm job named {name} is queued: it was not submitted")
 
     def where(self, r: Running) -> str:
         watched = self.jobs.get(r.attempt_id)
@@ -187,6 +206,12 @@ class SlurmLauncher:
         if job_id:
             self.jobs[r.attempt_id] = _Watched(str(job_id))
             r.port = rdzv_port(r.attempt_id)
+
+
+def _find(name: str, env: dict[str, str] | None) -> str | None:
+    with contextlib.suppress(SlurmCommandError):
+        return slurm_status.find_by_name(name, env)
+    return None
 
 
 def unwatched_alive(attempt: dict[str, Any]) -> bool:
