@@ -207,6 +207,40 @@ def test_a_cancel_with_no_worker_running_scancels_the_slurm_job(slurm, qhome, ti
     wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
 
 
+def failing_command(folder: Path, name: str) -> dict[str, str]:
+    """PATH for a Slurm client command that fails as it does when the controller is unreachable."""
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(f"#!/bin/sh\necho '{name}: error: Unable to contact slurm controller' >&2\nexit 1\n")
+    (folder / name).chmod(0o755)
+    return {"PATH": f"{folder}:{os.environ['PATH']}"}
+
+
+def test_a_cancel_with_no_worker_finds_an_unrecorded_slurm_job_by_its_name(slurm, qhome, tiny_ckpt, qframes):
+    job = handed_off(qhome, slurm, tiny_ckpt, qframes)
+    (attempt,) = attempt_rows(qhome, job)
+    conn = connect(qhome / "flf2v.db")
+    with write_tx(conn):  # as if the worker had died between sbatch and recording the job id
+        conn.execute("UPDATE attempts SET slurm_job = NULL")
+    conn.close()
+    cancel = run(qhome, slurm, "cancel", str(job), "--kill-grace", "10", timeout=120)
+    assert f"scancel of its Slurm job {attempt['slurm_job']}" in cancel.stdout, cancel.stdout + cancel.stderr
+    assert slurm.wait_job(attempt["slurm_job"]) == "CANCELLED"
+    wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
+
+
+def test_a_cancel_with_no_worker_waits_out_a_slurm_it_cannot_ask(slurm, qhome, tiny_ckpt, qframes, tmp_path):
+    job = handed_off(qhome, slurm, tiny_ckpt, qframes)
+    (attempt,) = attempt_rows(qhome, job)
+    env = {**slurm_env(slurm), **failing_command(tmp_path / "shims", "squeue")}
+    began = time.monotonic()
+    cancel = flf2v(qhome, "cancel", str(job), "--kill-grace", "4", timeout=120, env=env)
+    # Unknown is alive: the whole grace period, then the SIGKILL (scancel itself works).
+    assert time.monotonic() - began >= 4, cancel.stdout
+    assert f"grace period over, SIGKILL to its Slurm job {attempt['slurm_job']}" in cancel.stdout, cancel.stdout
+    assert slurm.wait_job(attempt["slurm_job"]) == "CANCELLED"
+    wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
+
+
 def _rank_on(cluster: SlurmCluster, node: str) -> psutil.Process | None:
     for pid in cluster.node_pids(node):
         try:

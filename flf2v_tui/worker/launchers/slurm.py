@@ -9,12 +9,14 @@ or, when the worker died before recording it, the job name), so nothing is submi
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.errors import BadInputError
 from flf2v_tui.shim import LOG_FILE
 from flf2v_tui.worker import launch
 from flf2v_tui.worker.classify import classify, read_exit
@@ -214,24 +216,56 @@ def _find(name: str, env: dict[str, str] | None) -> str | None:
     return None
 
 
-def unwatched_alive(attempt: dict[str, Any]) -> bool:
-    """For `flf2v cancel` with no worker: whether the Slurm job of a running attempt row still runs (or waits)."""
-    if not attempt.get("slurm_job"):
-        return False
+class UnwatchedJob:
+    """For `flf2v cancel` with no worker: the Slurm job of a running attempt row, found by its recorded id or
+    else by its job name, and asked about at most once per poll_s. A job Slurm cannot be asked about counts as
+    alive: a cancel must never record as ended a render that may still run."""
+
+    def __init__(self, attempt: dict[str, Any], home_root: str, env: dict[str, str] | None = None) -> None:
+        self.attempt, self.home_root, self.env = attempt, home_root, env
+        self.poll_s = _poll_s(home_root)
+        self.job_id = str(attempt.get("slurm_job") or "")
+        self._asked, self._alive = -math.inf, True
+
+    def _job(self) -> str:
+        """The Slurm job id, or "" when no job carries the attempt's name (raises SlurmCommandError)."""
+        if not self.job_id:
+            self.job_id = slurm_status.find_by_name(job_name(self.home_root, self.attempt["id"]), self.env) or ""
+        return self.job_id
+
+    def alive(self) -> bool:
+        now = time.monotonic()
+        if now - self._asked < self.poll_s:
+            return self._alive
+        self._asked = now
+        try:
+            job = self._job()
+            status = slurm_status.status(job, self.env) if job else None
+        except SlurmCommandError:
+            self._alive = True
+        else:
+            self._alive = status is not None and not status.ended
+        return self._alive
+
+    def cancel(self, kill: bool = False) -> str:
+        """scancel it; what happened, for the user."""
+        try:
+            job = self._job()
+            if not job:
+                return f"no Slurm job named {job_name(self.home_root, self.attempt['id'])}: nothing of it runs"
+            slurm_status.cancel(job, self.env, kill=kill)
+        except SlurmCommandError as exc:
+            return f"could not scancel its Slurm job {self.job_id or '(id unknown)'}: {exc}"
+        return f"{'SIGKILL to' if kill else 'scancel of'} its Slurm job {job}"
+
+
+def _poll_s(home_root: str) -> float:
+    from flf2v_tui.worker.launchers.settings import resolve
+
     try:
-        status = slurm_status.status(str(attempt["slurm_job"]))
-    except SlurmCommandError:
-        return False
-    return status is not None and not status.ended
-
-
-def cancel_unwatched(attempt: dict[str, Any], kill: bool = False) -> bool:
-    """scancel the Slurm job of a running attempt row that no worker watches; False when it has none."""
-    if not attempt.get("slurm_job"):
-        return False
-    with contextlib.suppress(SlurmCommandError):
-        slurm_status.cancel(str(attempt["slurm_job"]), kill=kill)
-    return True
+        return resolve(Path(home_root), backend="slurm").slurm.poll_s
+    except BadInputError:
+        return SlurmOptions.poll_s
 
 
 def slurm_outcome(job_id: str, status: SlurmStatus | None, returncode: int | None, folder: Path) -> Outcome | None:

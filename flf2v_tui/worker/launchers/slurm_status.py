@@ -110,7 +110,9 @@ def status(job_id: str, env: dict[str, str] | None = None) -> SlurmStatus | None
 def find_by_name(name: str, env: dict[str, str] | None = None) -> str | None:
     """The id of a job of ours by its job name: the one sbatch answered before the worker could record it."""
     done = run(["squeue", "-h", "--states=all", "-n", name, "-o", "%i"], env)
-    ids = done.stdout.split() if done.returncode == 0 else []
+    if done.returncode != 0:
+        raise SlurmCommandError(f"squeue -n {name} failed: {done.stderr.strip() or done.returncode}")
+    ids = done.stdout.split()
     return ids[-1] if ids else None
 
 
@@ -118,5 +120,6 @@ def cancel(job_id: str, env: dict[str, str] | None = None, kill: bool = False) -
     """scancel: Slurm sends SIGTERM to every step on every node, then SIGKILL after its KillWait."""
     argv = ["scancel", *(["--signal=KILL", "--full"] if kill else []), job_id]
     done = run(argv, env)
-    if done.returncode != 0 and "already completing or completed" not in done.stderr:
+    gone = ("already completing or completed", "Invalid job id")  # it has ended: nothing left to stop
+    if done.returncode != 0 and not any(word in done.stderr for word in gone):
         raise SlurmCommandError(f"scancel {job_id} failed: {done.stderr.strip() or done.returncode}")
