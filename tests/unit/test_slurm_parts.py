@@ -162,6 +162,19 @@ def test_a_folder_the_nodes_cannot_see_is_said_plainly(tmp_path):
     assert slurm_outcome("41", SlurmStatus("41", "FAILED", exit_code=1), 1, tmp_path) is None  # the logs tell
 
 
+@pytest.mark.parametrize(
+    ("status", "failure", "words"),
+    [
+        (SlurmStatus("41", "CANCELLED"), "killed", "ended CANCELLED before the render could finish"),
+        (SlurmStatus("41", "FAILED", reason="launch failed requeued held"), "killed", "ended FAILED"),
+        (SlurmStatus("41", "FAILED", nodes="n1", exit_code=1), "user_input", "cannot see"),
+    ],
+)
+def test_a_job_that_never_ran_is_not_blamed_on_the_shared_folder(tmp_path, status, failure, words):
+    outcome = slurm_outcome("41", status, None, tmp_path)  # no torchrun.log, no exit.json
+    assert outcome.failure_class == failure and words in outcome.message
+
+
 def test_the_node_of_a_rank_comes_from_its_log(tmp_path):
     (tmp_path / "rank1.log").write_text("[t] INFO: rank 1 of 2 on node gpu-07 (local rank 0, pid 5)\n")
     assert node_of_rank(tmp_path, 1) == "gpu-07" and node_of_rank(tmp_path, 0) is None

@@ -30,7 +30,13 @@ from flf2v_tui.worker.launchers.slurm_script import (
     job_name,
     rdzv_port,
 )
-from flf2v_tui.worker.launchers.slurm_status import INFRASTRUCTURE, NOT_SHARED_EXIT, SlurmCommandError, SlurmStatus
+from flf2v_tui.worker.launchers.slurm_status import (
+    INFRASTRUCTURE,
+    NOT_SHARED_EXIT,
+    NOT_SHARED_FIX,
+    SlurmCommandError,
+    SlurmStatus,
+)
 from flf2v_tui.worker.pool import Pool
 from flf2v_tui.worker.running import Running
 from storage import slurm_attempts
@@ -286,11 +292,13 @@ def slurm_outcome(job_id: str, status: SlurmStatus | None, returncode: int | Non
             message=f"Slurm job {job_id} reached its time limit{took}: raise the worker's --time",
         )  # fmt: skip
     code = returncode if returncode is not None else (status.exit_code if status else None)
-    if code == NOT_SHARED_EXIT or (returncode is None and not (folder / LOG_FILE).exists()):
+    # A job that FAILED on nodes it was given, with no torchrun.log: sbatch could not write into the folder there.
+    # One that never ran (cancelled or held while pending) has no log either, and is not the folder's fault.
+    unwritable = returncode is None and state == "FAILED" and bool(where) and not (folder / LOG_FILE).exists()
+    if code == NOT_SHARED_EXIT or unwritable:
         return Outcome(
             "failed", exit_code=code, failure_class="user_input",
-            message=f"a node of Slurm job {job_id} cannot see {folder}: FLF2V_HOME must be on a file system every "
-            "node mounts (NFS, Lustre, ...)",
+            message=f"a node of Slurm job {job_id} cannot see {folder}: {NOT_SHARED_FIX}",
         )  # fmt: skip
     if returncode is None and status is not None and state:
         # The batch script never recorded srun's status: Slurm ended it from outside.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flf2v_tui.shim import EXIT_FILE, LOG_FILE
-from flf2v_tui.worker.launchers.slurm_status import NOT_SHARED_EXIT
+from flf2v_tui.worker.launchers.slurm_status import NOT_SHARED_EXIT, NOT_SHARED_FIX
 
 SCRIPT_FILE = "job.sbatch"
 SHARED_TOKEN = "shared.token"  # written by the worker; every node must see it before the render starts
@@ -34,6 +34,14 @@ class SlurmOptions:
     device: str = "cuda"  # what the nodes render on; "cpu" asks for CPUs instead of GPUs (tests, demos)
     max_jobs: int = 16  # Slurm jobs this worker keeps submitted at once
     poll_s: float = 2.0  # the least time between two squeue calls about one job (the controller serves everyone)
+
+
+def where_to_run(options: SlurmOptions) -> list[str]:
+    """The partition and account options, the same for the batch script and `flf2v doctor`'s srun."""
+    return [
+        *([f"--partition={options.partition}"] if options.partition else []),
+        *([f"--account={options.account}"] if options.account else []),
+    ]
 
 
 def job_name(home_root: str, attempt_id: int) -> str:
@@ -81,8 +89,7 @@ def batch_script(
         f"--gpus-per-node={ranks_per_node}" if options.device == "cuda" else f"--cpus-per-task={ranks_per_node}",
         f"--output={folder / LOG_FILE}",
         f"--chdir={folder}",
-        *([f"--partition={options.partition}"] if options.partition else []),
-        *([f"--account={options.account}"] if options.account else []),
+        *where_to_run(options),
         *([f"--time={options.time}"] if options.time else []),
         *options.sbatch_args,
     ]
@@ -108,7 +115,7 @@ def batch_script(
         "",
         "# Every node writes its ranks' logs, the events and the video into this folder: it must see it.",
         f'srun --ntasks-per-node=1 sh -c \'test -f "$1" || {{ echo "flf2v: node $(hostname) cannot see $1: '
-        f"FLF2V_HOME must be on a file system every node mounts\" >&2; exit {NOT_SHARED_EXIT}; }}' sh {q(str(token))}"
+        f"{NOT_SHARED_FIX}\" >&2; exit {NOT_SHARED_EXIT}; }}' sh {q(str(token))}"
         f" || exit {NOT_SHARED_EXIT}",
         "",
         'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',

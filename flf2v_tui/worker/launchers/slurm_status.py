@@ -22,6 +22,8 @@ INFRASTRUCTURE = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "REVOKED"})
 COMMAND_TIMEOUT_S = 20.0
 # The exit status the batch script gives when a node cannot see the attempt folder (see slurm_script).
 NOT_SHARED_EXIT = 97
+# Said wherever a node cannot see the attempt folder: the batch script, the attempt's end, `flf2v doctor`.
+NOT_SHARED_FIX = "FLF2V_HOME must be on a file system every node mounts (NFS, Lustre, ...)"
 
 
 class SlurmCommandError(RuntimeError):
