@@ -241,6 +241,29 @@ def test_a_cancel_with_no_worker_waits_out_a_slurm_it_cannot_ask(slurm, qhome, t
     wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
 
 
+def test_a_worker_restarted_while_squeue_fails_keeps_asking_and_says_so(slurm, qhome, tiny_ckpt, qframes, tmp_path):
+    job = handed_off(qhome, slurm, tiny_ckpt, qframes)
+    (attempt,) = attempt_rows(qhome, job)
+    conn = connect(qhome / "flf2v.db")
+    with write_tx(conn):  # its id unrecorded: the restarted worker must look it up by name, and cannot yet
+        conn.execute("UPDATE attempts SET slurm_job = NULL")
+    conn.close()
+    shim = failing_command(tmp_path / "shims", "squeue")
+    worker = start_worker(qhome, *WORKER, **slurm_env(slurm), **shim)
+    try:
+        said = "Slurm has not answered about job flf2v-"
+        wait_for(lambda: said in (qhome / "worker.log").read_text(), timeout=60, what="the worker saying so")
+        assert worker.poll() is None, (qhome / "worker.log").read_text()  # never a crash
+        assert job_row(qhome, job)["state"] == "running"  # nor an end it cannot know
+    finally:
+        assert stop(worker) == 0
+    # With Slurm answering again, a worker finds the same job by its name: nothing was submitted twice.
+    cancel = run(qhome, slurm, "cancel", str(job), "--kill-grace", "10", timeout=120)
+    assert f"scancel of its Slurm job {attempt['slurm_job']}" in cancel.stdout, cancel.stdout + cancel.stderr
+    assert slurm_jobs_named(slurm, qhome, attempt["id"]) == [attempt["slurm_job"]]
+    wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
+
+
 def _rank_on(cluster: SlurmCluster, node: str) -> psutil.Process | None:
     for pid in cluster.node_pids(node):
         try:

@@ -65,9 +65,16 @@ def slurm_pool(options: SlurmOptions) -> SlurmPool:
     return SlurmPool(options.device, slots, note=f"Slurm ({options.device} nodes, up to {options.max_jobs} jobs)")
 
 
+# Slurm commands failing this many polls in a row about one job are said on the worker's output; the worker
+# keeps asking at its poll rate (a controller restart is routine on a cluster).
+SILENT_POLLS = 10
+
+
 @dataclass
 class _Watched:
-    job_id: str
+    job_id: str  # "" until found by its name (a restarted worker that could not ask Slurm at once)
+    name: str = ""
+    failing_since: float | None = None  # when Slurm's commands began failing about it, in a row
     polled: float = 0.0
     status: SlurmStatus | None = None
     missing: int = 0  # polls in a row that found the job nowhere
@@ -98,7 +105,7 @@ class SlurmLauncher:
         if not worker.storage.write(lambda: slurm_attempts.mark_slurm(worker.conn, r.attempt_id)):
             raise RuntimeError("could not record the attempt as a Slurm one before submitting it")
         slurm_job = self._submit(worker, r, path, name)
-        self.jobs[r.attempt_id] = _Watched(slurm_job)
+        self.jobs[r.attempt_id] = _Watched(slurm_job, name)
         r.port = rdzv_port(r.attempt_id)
         save_file = plan.save_file
         # Not recorded now: the job name finds it again (reconcile), so a failed write submits nothing twice.
@@ -140,8 +147,10 @@ class SlurmLauncher:
 
     def _scancel(self, r: Running, kill: bool) -> None:
         watched = self.jobs.get(r.attempt_id)
-        if watched is None:
-            return
+        if watched is not None and not watched.job_id:
+            watched.job_id = _find(watched.name, self.env) or ""
+        if watched is None or not watched.job_id:
+            return  # not found yet: the cancel is sent again after the grace period (kill)
         # A failed scancel is tried again after the grace period (kill), and the job's end is watched either way.
         with contextlib.suppress(SlurmCommandError):
             slurm_status.cancel(watched.job_id, self.env, kill=kill)
@@ -156,10 +165,21 @@ class SlurmLauncher:
             return False
         watched.polled = now
         try:
+            if not watched.job_id:
+                found = slurm_status.find_by_name(watched.name, self.env)
+                if found is None:  # no job by its name: it was never submitted
+                    del self.jobs[r.attempt_id]
+                    return True
+                watched.job_id = found
             status = slurm_status.status(watched.job_id, self.env)
         except SlurmCommandError as exc:
-            self._say_once(worker, r, watched, f"cannot ask Slurm about job {watched.job_id}: {exc}")
+            watched.failing_since = watched.failing_since or now
+            if now - watched.failing_since >= SILENT_POLLS * self.poll_s:
+                took = now - watched.failing_since
+                self._say_once(worker, r, watched, f"Slurm has not answered about job {watched.job_id or watched.name} "
+                               f"for {took:.0f} s ({exc}); still asking every {self.poll_s:g} s")  # fmt: skip
             return False
+        watched.failing_since = None
         if status is None:
             watched.missing += 1
             return watched.missing >= 2  # gone from squeue and from accounting: nothing runs
@@ -208,12 +228,10 @@ class SlurmLauncher:
         return outcome
 
     def adopted(self, worker: Any, r: Running, attempt: dict[str, Any]) -> None:
-        job_id = attempt.get("slurm_job") or slurm_status.find_by_name(
-            job_name(str(worker.home.root), r.attempt_id), self.env
-        )
-        if job_id:
-            self.jobs[r.attempt_id] = _Watched(str(job_id))
-            r.port = rdzv_port(r.attempt_id)
+        # An unrecorded job id is looked up by the job's name on the first poll (which Slurm may fail).
+        name = job_name(str(worker.home.root), r.attempt_id)
+        self.jobs[r.attempt_id] = _Watched(str(attempt.get("slurm_job") or ""), name)
+        r.port = rdzv_port(r.attempt_id)
 
 
 def _find(name: str, env: dict[str, str] | None) -> str | None:
