@@ -45,7 +45,16 @@ def test_the_batch_script_asks_for_the_nodes_and_runs_the_same_engine_arguments(
 
 
 def test_cpu_nodes_ask_for_cpus_instead_of_gpus(tmp_path):
-    assert "#SBATCH --cpus-per-task=4" in _script(tmp_path, SlurmOptions(device="cpu"))
+    script = _script(tmp_path, SlurmOptions(device="cpu"))
+    assert "#SBATCH --cpus-per-task=4" in script and "--gpus-per-node" not in script
+    assert "srun --kill-on-bad-exit=1 --ntasks-per-node=1 --cpus-per-task=4 " in script
+
+
+def test_gpu_nodes_ask_for_cpus_per_gpu_and_the_render_step_asks_for_them_again(tmp_path):
+    script = _script(tmp_path, SlurmOptions(cpus_per_gpu=6))  # 4 GPUs per node
+    assert "#SBATCH --gpus-per-node=4" in script and "#SBATCH --cpus-per-task=24" in script
+    # srun 22.05 and later do not pass the job's --cpus-per-task on to a step by themselves.
+    assert "srun --kill-on-bad-exit=1 --ntasks-per-node=1 --cpus-per-task=24 " in script
 
 
 def test_settings_come_from_the_command_line_then_the_environment_then_the_file(tmp_path, monkeypatch):

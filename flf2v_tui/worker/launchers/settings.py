@@ -6,6 +6,7 @@ variables, then FLF2V_HOME/worker.toml, e.g.
     partition = "gpu"
     account = "vision"
     time = "2:00:00"
+    cpus_per_gpu = 8
     sbatch_args = ["--qos=normal", "--constraint=a100"]
 
 Every problem is one line naming the setting and where it came from (BadInputError: exit 2).
@@ -98,7 +99,8 @@ def resolve(
         time=pick(time_limit, "time"),
         sbatch_args=list(extra),
         device="cpu" if cpu_slots is not None else str(pick(None, "device") or "cuda"),
-        max_jobs=_whole(*pick_from(cpu_slots, "max_jobs", "--cpu-slots"), default=16),
+        max_jobs=_whole(*pick_from(cpu_slots, "max_jobs", "--cpu-slots"), default=16, what="Slurm jobs"),
+        cpus_per_gpu=_whole(*pick_from(None, "cpus_per_gpu"), default=4, what="CPUs per GPU"),
         poll_s=_interval(*pick_from(None, "poll_s"), default=2.0),
     )
     if options.device not in ("cuda", "cpu"):
@@ -128,7 +130,7 @@ _SBATCH_PATH = re.compile(r"[^\s\x00-\x1f\x7f%]+")
 MIN_POLL_S = 0.5
 
 
-def _whole(value: Any, source: str, *, default: int) -> int:
+def _whole(value: Any, source: str, *, default: int, what: str) -> int:
     if value is None or value == "":
         return default
     try:
@@ -136,7 +138,7 @@ def _whole(value: Any, source: str, *, default: int) -> int:
     except (TypeError, ValueError):
         number = -1
     if number < 1:
-        raise BadInputError(f"{source} = {value!r}: expected a whole number of Slurm jobs, at least 1")
+        raise BadInputError(f"{source} = {value!r}: expected a whole number of {what}, at least 1")
     return number
 
 

@@ -33,6 +33,7 @@ class SlurmOptions:
     sbatch_args: list[str] = field(default_factory=list)  # passed to sbatch as they are, one option each
     device: str = "cuda"  # what the nodes render on; "cpu" asks for CPUs instead of GPUs (tests, demos)
     max_jobs: int = 16  # Slurm jobs this worker keeps submitted at once
+    cpus_per_gpu: int = 4  # CPUs asked per GPU rank on cuda nodes (data loading, the VAE's host side)
     poll_s: float = 2.0  # the least time between two squeue calls about one job (the controller serves everyone)
 
 
@@ -79,6 +80,9 @@ def batch_script(
     options: SlurmOptions,
 ) -> str:
     q = shlex.quote
+    # One task per node runs torchrun, whose ranks share the task's CPUs; srun 22.05 and later no longer read
+    # SLURM_CPUS_PER_TASK, so the step asks for them again.
+    cpus = ranks_per_node * (options.cpus_per_gpu if options.device == "cuda" else 1)
     asks = [
         f"--job-name={name}",
         f"--nodes={nodes}",
@@ -86,7 +90,8 @@ def batch_script(
         # Our retry policy decides about another attempt (in a folder of its own); Slurm's requeue would rerun
         # this one into the same folder after a node failure.
         "--no-requeue",
-        f"--gpus-per-node={ranks_per_node}" if options.device == "cuda" else f"--cpus-per-task={ranks_per_node}",
+        *([f"--gpus-per-node={ranks_per_node}"] if options.device == "cuda" else []),
+        f"--cpus-per-task={cpus}",
         f"--output={folder / LOG_FILE}",
         f"--chdir={folder}",
         *where_to_run(options),
@@ -119,7 +124,8 @@ def batch_script(
         f" || exit {NOT_SHARED_EXIT}",
         "",
         'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-        f"srun --kill-on-bad-exit=1 --ntasks-per-node=1 {launch} {' '.join(q(a) for a in engine)}",
+        f"srun --kill-on-bad-exit=1 --ntasks-per-node=1 --cpus-per-task={cpus} {launch} "
+        + " ".join(q(a) for a in engine),
         "rc=$?",
         f'echo "{{\\"returncode\\": $rc, \\"ended\\": $(date +%s)}}" > {q(str(folder / EXIT_FILE))}',
         'exit "$rc"',
