@@ -13,7 +13,7 @@ from engine.errors import BadInputError
 from flf2v_tui.job_text import gpus_text, note, show_text
 from flf2v_tui.worker.launchers.settings import resolve
 from flf2v_tui.worker.launchers.slurm import node_of_rank, slurm_outcome
-from flf2v_tui.worker.launchers.slurm_script import SlurmOptions, batch_script, engine_command
+from flf2v_tui.worker.launchers.slurm_script import SlurmOptions, batch_script, engine_command, rdzv_port
 from flf2v_tui.worker.launchers.slurm_status import NOT_SHARED_EXIT, SlurmStatus
 
 
@@ -35,7 +35,14 @@ def test_the_batch_script_asks_for_the_nodes_and_runs_the_same_engine_arguments(
     assert sbatch[-4:] == ["#SBATCH --partition=gpu", "#SBATCH --account=vision", "#SBATCH --time=2:00:00",
                            "#SBATCH --qos=high"]  # fmt: skip
     assert "CUDA_VISIBLE_DEVICES" not in script  # Slurm hands out the GPUs
-    assert '--rdzv-endpoint="$head:29517"' in script and "--nnodes $SLURM_NNODES" in script
+    assert '--rdzv-endpoint="$head:$port"' in script and "--nnodes $SLURM_NNODES" in script
+    # The port comes from the Slurm job id, the same in the script as in the worker's rdzv_port().
+    port_line = next(x for x in script.splitlines() if x.startswith("port="))
+    for slurm_job in ("17", "123456", "20017"):
+        said = subprocess.run(["bash", "-c", f"SLURM_JOB_ID={slurm_job}\n{port_line}\necho $port"],
+                              capture_output=True, text=True).stdout  # fmt: skip
+        assert int(said) == rdzv_port(slurm_job) and 20000 <= int(said) < 30000
+    assert rdzv_port("123456") != rdzv_port("123457")
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
     # The prompt reaches the engine as one argument, unexpanded: run the srun line's arguments through bash.
     line = next(x for x in script.splitlines() if x.startswith("srun --kill-on-bad-exit"))

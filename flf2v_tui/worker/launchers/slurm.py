@@ -106,7 +106,7 @@ class SlurmLauncher:
             raise RuntimeError("could not record the attempt as a Slurm one before submitting it")
         slurm_job = self._submit(worker, r, path, name)
         self.jobs[r.attempt_id] = _Watched(slurm_job, name)
-        r.port = rdzv_port(r.attempt_id)
+        r.port = rdzv_port(slurm_job)
         save_file = plan.save_file
         # Not recorded now: the job name finds it again (reconcile), so a failed write submits nothing twice.
         worker.storage.write(lambda: slurm_attempts.set_submitted(worker.conn, r.attempt_id, slurm_job, save_file))
@@ -231,7 +231,7 @@ class SlurmLauncher:
         # An unrecorded job id is looked up by the job's name on the first poll (which Slurm may fail).
         name = job_name(str(worker.home.root), r.attempt_id)
         self.jobs[r.attempt_id] = _Watched(str(attempt.get("slurm_job") or ""), name)
-        r.port = rdzv_port(r.attempt_id)
+        r.port = rdzv_port(str(attempt.get("slurm_job") or "")) or r.port
 
 
 def _find(name: str, env: dict[str, str] | None) -> str | None:

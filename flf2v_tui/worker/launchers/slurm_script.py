@@ -18,7 +18,8 @@ from flf2v_tui.worker.launchers.slurm_status import NOT_SHARED_EXIT, NOT_SHARED_
 
 SCRIPT_FILE = "job.sbatch"
 SHARED_TOKEN = "shared.token"  # written by the worker; every node must see it before the render starts
-RDZV_PORT_BASE = 29500
+RDZV_PORT_BASE = 20000
+RDZV_PORTS = 10000  # 20000-29999
 # Variables the worker sets for a local render that Slurm sets itself on a cluster (its GPUs per node).
 _SLURM_OWNS = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
 
@@ -53,10 +54,11 @@ def job_name(home_root: str, attempt_id: int) -> str:
     return f"flf2v-{digest}-a{attempt_id}"
 
 
-def rdzv_port(attempt_id: int) -> int:
-    """The c10d rendezvous port on the first node; differs between attempts, so two renders sharing a node do
-    not meet in one rendezvous (the id below keeps them apart too)."""
-    return RDZV_PORT_BASE + attempt_id % 10000
+def rdzv_port(slurm_job_id: str) -> int:
+    """The c10d rendezvous port on the first node, from the Slurm job id (the script computes the same in bash):
+    a cluster's job ids are unique, so two renders sharing a head node, whichever FLF2V_HOME they come from,
+    meet on different ports; below Linux's ephemeral range (32768 and up), so no outgoing connection holds it."""
+    return RDZV_PORT_BASE + int(slurm_job_id.split("_")[0]) % RDZV_PORTS if slurm_job_id.split("_")[0].isdigit() else 0
 
 
 def engine_command(argv: list[str]) -> list[str]:
@@ -105,7 +107,7 @@ def batch_script(
         "--nnodes", "$SLURM_NNODES",
         f"--nproc-per-node={ranks_per_node}",
         "--rdzv-backend=c10d",
-        f'--rdzv-endpoint="$head:{rdzv_port(attempt_id)}"',
+        '--rdzv-endpoint="$head:$port"',
         f'--rdzv-id="flf2v-{job_id}-{number}-$SLURM_JOB_ID"',
     ]  # fmt: skip
     launch = " ".join(a if a.startswith(("$", "--rdzv-endpoint=", "--rdzv-id=")) else q(a) for a in rdzv)
@@ -124,6 +126,7 @@ def batch_script(
         f" || exit {NOT_SHARED_EXIT}",
         "",
         'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        f"port=$(({RDZV_PORT_BASE} + SLURM_JOB_ID % {RDZV_PORTS}))  # as rdzv_port() computes it",
         f"srun --kill-on-bad-exit=1 --ntasks-per-node=1 --cpus-per-task={cpus} {launch} "
         + " ".join(q(a) for a in engine),
         "rc=$?",
