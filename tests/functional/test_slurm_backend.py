@@ -9,6 +9,7 @@ cancelled, one cancelled with no worker running, and two 2-node renders that los
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import time
@@ -109,6 +110,8 @@ def test_one_node_jobs_succeed_or_fail_as_user_input(slurm, qhome, tiny_ckpt, qf
         "succeeded", "COMPLETED", True,
     )  # fmt: skip
     assert Path(job_row(qhome, good)["output_path"]).exists()
+    assert re.fullmatch(r"(\d+-)?\d+:\d+:\d+", ok["slurm_elapsed"] or ""), ok  # sacct's Elapsed, kept
+    assert f"elapsed {ok['slurm_elapsed']}" in run(qhome, slurm, "show", str(good)).stdout
     assert (job_row(qhome, bad)["state"], failed["failure_class"], failed["exit_code"]) == ("failed", "user_input", 2)
     assert "first frame" in failed["failure_message"] and failed["node_list"] in slurm.node_names
 

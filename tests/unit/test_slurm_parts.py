@@ -14,7 +14,7 @@ from flf2v_tui.job_text import gpus_text, note, show_text
 from flf2v_tui.worker.launchers.settings import resolve
 from flf2v_tui.worker.launchers.slurm import node_of_rank, slurm_outcome
 from flf2v_tui.worker.launchers.slurm_script import SlurmOptions, batch_script, engine_command, rdzv_port
-from flf2v_tui.worker.launchers.slurm_status import NOT_SHARED_EXIT, SlurmStatus
+from flf2v_tui.worker.launchers.slurm_status import NOT_SHARED_EXIT, SlurmStatus, rss_bytes, sacct_record
 
 
 def _script(tmp_path: Path, options: SlurmOptions) -> str:
@@ -217,4 +217,23 @@ def test_show_names_the_slurm_job_and_its_nodes():
                "node_list": "n[1-2]"}  # fmt: skip
     text = show_text(job, [attempt])
     assert "  slurm      41 RUNNING on n[1-2]" in text and "2 nodes × 1 rank(s) = 2 rank(s)" in text
-    assert "slurm 41" in text  # the attempts table
+    assert "slurm 41" in text and "slurm use" not in text  # the attempts table; nothing measured yet
+    ended = {**attempt, "slurm_state": "COMPLETED", "slurm_elapsed": "00:01:02", "slurm_max_rss": "2.5G"}
+    assert "  slurm use  elapsed 00:01:02, MaxRSS 2.5G (sacct)" in show_text(job, [ended])
+
+
+def test_sacct_gives_the_jobs_own_state_and_the_largest_maxrss_of_its_steps():
+    # sacct -n -P -j 41 --format=JobID,State,ExitCode,NodeList,Elapsed,MaxRSS on a cluster with accounting:
+    text = (
+        "41|FAILED|1:0|n[1-2]|00:03:10|\n"
+        "41.batch|FAILED|1:0|n1|00:03:10|812344K\n"
+        "41.extern|COMPLETED|0:0|n[1-2]|00:03:10|1024K\n"
+        "41.0|FAILED|1:0|n[1-2]|00:03:05|1.5G\n"
+    )
+    record = sacct_record("41", text)
+    assert (record.state, record.exit_code, record.nodes, record.elapsed) == ("FAILED", 1, "n[1-2]", "00:03:10")
+    assert record.max_rss == "1.5G"
+    # The job completion log (sacct -c) has whole jobs only, and no MaxRSS.
+    only = sacct_record("41", "41|COMPLETED|0:0|n1|00:00:09\n")
+    assert (only.state, only.elapsed, only.max_rss) == ("COMPLETED", "00:00:09", "")
+    assert rss_bytes("2M") == 2 << 20 and rss_bytes("") == 0

@@ -193,7 +193,14 @@ class SlurmLauncher:
         if changed:
             worker.storage.write(
                 lambda: slurm_attempts.set_status(
-                    worker.conn, r.attempt_id, watched.job_id, status.state, status.reason or None, status.nodes or None
+                    worker.conn,
+                    r.attempt_id,
+                    watched.job_id,
+                    status.state,
+                    status.reason or None,
+                    status.nodes or None,
+                    status.elapsed or None,
+                    status.max_rss or None,
                 )
             )
             why = f" ({status.reason})" if status.reason and status.state == "PENDING" else ""

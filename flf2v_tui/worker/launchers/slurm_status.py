@@ -78,22 +78,46 @@ def squeue(job_id: str, env: dict[str, str] | None = None) -> SlurmStatus | None
 
 def sacct(job_id: str, env: dict[str, str] | None = None) -> SlurmStatus | None:
     """The job's record in accounting (or, without a database, in the job completion log), or None."""
+    # Not -X: MaxRSS is a step's (job.batch, job.0, ...), and the allocation's own line has none.
     tries = (
-        ["sacct", "-n", "-P", "-X", "-j", job_id, "--format=State,ExitCode,NodeList,Elapsed,MaxRSS"],
-        ["sacct", "-c", "-n", "-P", "-j", job_id, "--format=State,ExitCode,NodeList,Elapsed"],
+        ["sacct", "-n", "-P", "-j", job_id, "--format=JobID,State,ExitCode,NodeList,Elapsed,MaxRSS"],
+        ["sacct", "-c", "-n", "-P", "-j", job_id, "--format=JobID,State,ExitCode,NodeList,Elapsed"],
     )
     for argv in tries:
         done = run(argv, env)
-        lines = [line for line in done.stdout.splitlines() if line.strip()]
-        if done.returncode != 0 or not lines:
-            continue
-        fields = [*lines[-1].split("|"), "", "", "", ""][:5]
-        code, _, sig = fields[1].partition(":")
-        return SlurmStatus(
-            job_id, _state(fields[0]), nodes=fields[2], elapsed=fields[3], max_rss=fields[4],
-            exit_code=int(code) if code.isdigit() else None, signal=int(sig) if sig.isdigit() else None,
-        )  # fmt: skip
+        if done.returncode == 0:
+            record = sacct_record(job_id, done.stdout)
+            if record is not None:
+                return record
     return None
+
+
+def sacct_record(job_id: str, text: str) -> SlurmStatus | None:
+    """sacct -P's lines (JobID|State|ExitCode|NodeList|Elapsed[|MaxRSS]): the job's own line, with the largest
+    MaxRSS among its steps."""
+    rows = [[*line.split("|"), "", "", "", "", "", ""][:6] for line in text.splitlines() if line.strip()]
+    own = [row for row in rows if row[0] == job_id] or [row for row in rows if "." not in row[0]]
+    if not own:
+        return None
+    fields = own[-1]
+    code, _, sig = fields[2].partition(":")
+    peak = max((row[5] for row in rows if row[5]), key=rss_bytes, default="")
+    return SlurmStatus(
+        job_id, _state(fields[1]), nodes=fields[3], elapsed=fields[4], max_rss=peak,
+        exit_code=int(code) if code.isdigit() else None, signal=int(sig) if sig.isdigit() else None,
+    )  # fmt: skip
+
+
+_RSS_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def rss_bytes(text: str) -> float:
+    """sacct's MaxRSS ("123456K", "1.5G") in bytes; 0 for what it cannot read."""
+    number, unit = (text[:-1], text[-1].upper()) if text[-1:].isalpha() else (text, "")
+    try:
+        return float(number) * _RSS_UNITS.get(unit, 0)
+    except ValueError:
+        return 0.0
 
 
 def status(job_id: str, env: dict[str, str] | None = None) -> SlurmStatus | None:
