@@ -191,8 +191,7 @@ def test_a_restarted_worker_reattaches_and_a_cancel_stops_every_process(slurm, q
         stop(second)
     (attempt,) = attempt_rows(qhome, job)  # one attempt, one Slurm job: nothing was submitted twice
     assert attempt["state"] == "cancelled" and attempt["slurm_job"] == slurm_job
-    named = slurm.command("squeue", "-h", "--states=all", "-o", "%i").stdout.split()
-    assert named.count(attempt["slurm_job"]) == 1
+    assert slurm_jobs_named(slurm, qhome, attempt["id"]) == [slurm_job]  # by the attempt's job name
     assert slurm.wait_job(attempt["slurm_job"]) == "CANCELLED"
     wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
 
@@ -321,3 +320,4 @@ def test_a_lost_node_is_the_clusters_failure_and_retryable(slurm, qhome, tiny_ck
     (attempt,) = attempt_rows(qhome, job)
     assert (attempt["state"], attempt["failure_class"]) == ("interrupted", "worker_lost"), attempt["failure_message"]
     assert "NODE_FAIL" in attempt["failure_message"] and "the cluster's failure" in attempt["failure_message"]
+    assert attempt["failure_message"].endswith("; lost: flf2v-n2")  # the node that hung, not the job's list

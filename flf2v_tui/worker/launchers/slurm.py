@@ -226,6 +226,9 @@ class SlurmLauncher:
         if watched is None:
             return Outcome("interrupted", failure_class="worker_lost", message="it was never submitted to Slurm")
         outcome = slurm_outcome(watched.job_id, status, returncode, r.folder)
+        if outcome is not None and status is not None and status.state == "NODE_FAIL":
+            lost = slurm_status.lost_nodes(status.nodes, self.env)
+            outcome.message += f"; lost: {lost}" if lost else ""
         if outcome is None:
             outcome = base
         if outcome.failing_rank is not None:

@@ -142,6 +142,17 @@ def find_by_name(name: str, env: dict[str, str] | None = None) -> str | None:
     return ids[-1] if ids else None
 
 
+def lost_nodes(node_list: str, env: dict[str, str] | None = None) -> str:
+    """Which of these nodes Slurm holds down or failing now (sinfo's compressed list), "" when none or unknown."""
+    if not node_list:
+        return ""
+    try:
+        done = run(["sinfo", "-h", "-N", "-t", "down,fail,drain,no_respond", "-n", node_list, "-o", "%N"], env)
+    except SlurmCommandError:
+        return ""
+    return ",".join(sorted(set(done.stdout.split()))) if done.returncode == 0 else ""
+
+
 def cancel(job_id: str, env: dict[str, str] | None = None, kill: bool = False) -> None:
     """scancel: Slurm sends SIGTERM to every step on every node, then SIGKILL after its KillWait."""
     argv = ["scancel", *(["--signal=KILL", "--full"] if kill else []), job_id]
