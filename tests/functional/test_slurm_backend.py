@@ -301,6 +301,31 @@ def test_a_rank_killed_on_the_second_node_fails_the_attempt_quickly_naming_rank_
     wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
 
 
+def test_a_hung_peer_fails_the_attempt_as_comm_within_the_collective_timeout(slurm, qhome, tiny_ckpt, qframes):
+    timeout_s = 20
+    job = submit(qhome, slurm, tiny_ckpt, qframes, LONG, "--nodes", "2", "--gpus-per-node", "1",
+                 "--collective-timeout", str(timeout_s), "--retries", "0")  # fmt: skip
+    worker = start_worker(qhome, *WORKER, "--once", **slurm_env(slurm))
+    try:
+        wait_for(lambda: denoising(qhome, job), timeout=240, what="the denoise stage")
+        rank1 = wait_for(lambda: _rank_on(slurm, "flf2v-n2"), timeout=10, what="rank 1 on flf2v-n2")
+        hung_at = time.monotonic()
+        rank1.send_signal(signal.SIGSTOP)  # alive, holding its sockets, answering nothing
+        wait_for(lambda: job_row(qhome, job)["state"] == "failed", timeout=timeout_s + 60, what="the failure")
+        took = time.monotonic() - hung_at
+        assert worker.wait(timeout=60) == 0
+    finally:
+        stop(worker)
+    (attempt,) = attempt_rows(qhome, job)
+    message = attempt["failure_message"]
+    assert attempt["failure_class"] == "comm", message
+    assert took < timeout_s + 40, took
+    rank = attempt["failing_rank"]
+    node = {0: "flf2v-n1", 1: "flf2v-n2"}[rank]
+    assert f"rank {rank}" in message and node in message, message
+    wait_for(lambda: not attempt_processes(qhome), timeout=30, what="no process of the render on any node")
+
+
 def test_a_lost_node_is_the_clusters_failure_and_retryable(slurm, qhome, tiny_ckpt, qframes):
     """The second node hangs (its slurmd killed, the rest stopped): Slurm finds it lost (SlurmdTimeout 10 s; within
     a minute here) and ends the job NODE_FAIL before the ranks' own collective timeout (180 s here) could, and
