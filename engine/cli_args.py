@@ -31,6 +31,24 @@ def resolve_cfg_batch(choice: str | bool, device_type: str) -> bool:
     return bool(choice)
 
 
+def layout_ranks(cfg_size: int, ulysses_size: int, ring_size: int) -> int:
+    return cfg_size * ulysses_size * ring_size
+
+
+def layout_problem(cfg_size: int, ulysses_size: int, ring_size: int, world_size: int) -> str | None:
+    """The parallel layout must use every rank once: cfg x ulysses x ring ranks, as the official code asserts
+    for ulysses x ring. More ranks would compute the same video twice. With no layout at all (every size 1),
+    any number of ranks share the models' memory (FSDP) and each computes the whole video, as officially."""
+    ranks = layout_ranks(cfg_size, ulysses_size, ring_size)
+    if ranks == 1 or ranks == world_size:
+        return None
+    return (
+        f"cfg_size {cfg_size} x ulysses_size {ulysses_size} x ring_size {ring_size} needs {ranks} ranks, not "
+        f"{world_size}: run {ranks} (flf2v --gpus {ranks}, or --nodes x --gpus-per-node = {ranks}; torchrun "
+        f"--nproc_per_node x --nnodes = {ranks}) or change the sizes"
+    )
+
+
 def resolve_dtype(choice: str, device_type: str) -> str:
     """`--dtype auto`: the official bf16 recipe on CUDA, float32 on the CPU. bf16 or fp32 is taken as given."""
     if choice == "auto":
@@ -120,11 +138,9 @@ def validate(args: argparse.Namespace, world_size: int) -> TaskConfig:
         raise BadInputError(
             "ring attention is not implemented; use --ulysses_size for sequence parallelism", field="ring_size"
         )
-    if world_size % args.ulysses_size:
-        raise BadInputError(
-            f"ulysses_size {args.ulysses_size} must divide the number of processes ({world_size})",
-            field="ulysses_size",
-        )
+    problem = layout_problem(args.cfg_size, args.ulysses_size, args.ring_size, world_size)
+    if problem:
+        raise BadInputError(problem, field="gpus")
     if args.t5_cpu and args.t5_fsdp:
         raise BadInputError(
             "--t5_cpu keeps the whole T5 on the CPU and --t5_fsdp shards it across the ranks' devices; give one of "

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from engine.errors import BadInputError
 from engine.limits import INT64_MIN, MAX_FRAME_NUM, MAX_RANKS, MAX_SAMPLE_STEPS, SEED_MAX, Bound, check_text
-from engine.tasks import GUIDE_SCALE_RANGE, SHIFT_RANGE, SOLVERS, TASKS
+from engine.tasks import ATTENTION_CHOICES, GUIDE_SCALE_RANGE, SHIFT_RANGE, SOLVERS, TASKS
 
 DTYPES = ("auto", "bf16", "fp32")
 
@@ -115,6 +115,10 @@ FLAGS: tuple[Flag, ...] = (
          submit_help="Ulysses sequence-parallel degree (must divide --gpus)", label="Ulysses size"),
     Flag("ring_size", int, 1, "ring attention degree (only 1 is supported)", bound=Bound("--ring_size", 1, MAX_RANKS),
          recipe=True, engine_key=True, job=True, submit_help="ring attention degree (only 1)"),
+    Flag("cfg_size", int, 1, "CFG-parallel degree: 2 runs the conditional and the unconditional branch on two halves "
+         "of the ranks at once; the ranks must number cfg_size x ulysses_size x ring_size",
+         bound=Bound("--cfg_size", 1, 2, why="guidance has two branches"), recipe=True, engine_key=True, job=True,
+         submit_help="CFG-parallel degree, 1 or 2 (--gpus must be cfg x ulysses x ring)", label="CFG parallel"),
     Flag("t5_fsdp", bool, False, "shard T5 with FSDP", kind=SWITCH, recipe=True, engine_key=True, job=True,
          label="FSDP T5"),
     Flag("t5_cpu", bool, False, "keep T5 on the CPU", kind=SWITCH, recipe=True, engine_key=True, job=True,
@@ -155,6 +159,13 @@ FLAGS: tuple[Flag, ...] = (
     Flag("log_dir", str, None, "also write this rank's log to LOG_DIR/rank<r>.log", kind=PATH),
     Flag("device", str, "auto", "where to run (default: cuda when available)", kind=CHOICE,
          choices=("auto", "cuda", "cpu"), parser_choices=True, engine_key=True),
+    Flag("attn", str, "auto", "attention kernel: auto (the fastest lossless one present: on CUDA the flash-attn "
+         "package, else SDPA's cuDNN or flash backend; on the CPU PyTorch's own choice, as before), sdpa (PyTorch "
+         "picks), math, flash, efficient, cudnn (SDPA backends), flash_attn (the package), or sage (8-bit, "
+         "near-lossless, opt-in only)", kind=CHOICE, choices=ATTENTION_CHOICES, parser_choices=True, recipe=True,
+         engine_key=True, job=True, label="Attention"),
+    Flag("compile", bool, False, "compile each DiT block with torch.compile (regional; off until measured on a GPU)",
+         kind=SWITCH, recipe=True, engine_key=True, job=True, label="torch.compile"),
     Flag("cfg_batch", bool, "auto", "run the conditional and unconditional passes as one batch of 2: True, False, "
          "or auto (the default: batched on the CPU, separate forwards on CUDA)", kind=BOOL, parse=bool_or_auto,
          recipe=True),

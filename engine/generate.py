@@ -107,10 +107,15 @@ def run(args: argparse.Namespace) -> int:
     reporter = Reporter(runtime, args.events)
     failed = False
     # `auto` becomes what this device runs, so the start event and the recipe say which it was.
-    args.cfg_batch = resolve_cfg_batch(args.cfg_batch, runtime.device.type)
+    # Under CFG-parallel each rank runs one branch, never a batch of 2.
+    args.cfg_batch = resolve_cfg_batch(args.cfg_batch, runtime.device.type) and args.cfg_size == 1
     args.dtype = resolve_dtype(args.dtype, runtime.device.type)
     try:
         start_peer_watch(runtime, lambda exc: _report(reporter, exc, classify(exc), ""))
+        from engine.attention import resolve_attention
+
+        attention = resolve_attention(args.attn, runtime.device)
+        args.attn = attention.name  # `auto` becomes the kernel it picked, for the recipe and a faithful rerun
         reporter.emit(
             "start",
             task=task.name,
@@ -118,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             device=str(runtime.device),
             args=vars(args),
             engine_version=__version__,
+            attention=attention.describe(),
         )
         log.info(f"Generation job args: {args}")
         log.info(f"Generation model config: {task}")
@@ -127,8 +133,8 @@ def run(args: argparse.Namespace) -> int:
         log.info(f"Input first frame: {args.first_frame}")
         log.info(f"Input last frame: {args.last_frame}")
         log.info(f"Seed: {seed}")
-        plan = ParallelPlan.of(world_size, rank, args.dit_fsdp, args.t5_fsdp, args.ulysses_size)
-        pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan, args.dtype)
+        plan = ParallelPlan.of(world_size, rank, args.dit_fsdp, args.t5_fsdp, args.ulysses_size, args.cfg_size)
+        pipeline = FLF2VPipeline(task, layout, runtime, reporter, plan, args.dtype, attention, args.compile)
         log.info("Creating WanFLF2V pipeline.")
         pipeline.load(t5_cpu=args.t5_cpu, offload=args.offload_model)
         log.info("Generating video ...")

@@ -23,21 +23,25 @@ from transformers import CLIPVisionModel, PreTrainedTokenizerBase, UMT5EncoderMo
 
 from engine import conditioning as C
 from engine import loaders
+from engine.attention import SDPA, Kernel, apply_attention
 from engine.checks import CheckpointLayout
 from engine.cli_args import resolve_dtype
 from engine.delay_hook import delay_point
 from engine.loaders import IMAGE_ENCODER, TEXT_ENCODER, TRANSFORMER, VAE, Component
-from engine.parallel import ParallelPlan, fsdp_mesh, ulysses_split
+from engine.parallel import ParallelPlan, cfg_mesh, cfg_split, fsdp_mesh, ulysses_split
+from engine.parallel.cfg import CfgSplit
 from engine.parallel.fsdp import reshard_root
 from engine.parallel.sharded_load import load_shard
 from engine.parallel.ulysses import enable_ulysses
 from engine.precision import Precision, keep_fp32_islands
 from engine.preview import LatentPreviewer, fit_projection
+from engine.regional_compile import compile_blocks
 from engine.reporting import Reporter
 from engine.runtime import LOAD_TIMEOUT_KNOB, Runtime
 from engine.sampler import CfgBatch, Conditioning, denoise
 from engine.schedulers import make_scheduler
 from engine.tasks import TaskConfig, latent_grid
+from engine.time_embedding import use_float64_sinusoid
 
 if TYPE_CHECKING:
     from torch.distributed.device_mesh import DeviceMesh
@@ -86,7 +90,11 @@ class FLF2VPipeline:
         reporter: Reporter,
         plan: ParallelPlan | None = None,
         dtype: str = "auto",
+        attention: Kernel | None = None,
+        compile_dit: bool = False,
     ) -> None:
+        """`attention`: the resolved --attn kernel (engine.attention; default PyTorch's SDPA); `compile_dit`:
+        --compile."""
         self.task = task
         self.layout = layout
         self.runtime = runtime
@@ -97,6 +105,10 @@ class FLF2VPipeline:
         self.plan = plan or ParallelPlan(world_size=runtime.world_size, rank=runtime.rank)
         self.sp_size = self.plan.ulysses_size
         self.cfg: CfgBatch | None = None  # set by generate(); says whether CFG fell back to separate forwards
+        self.attention = attention or Kernel(SDPA, "native")
+        self.compile_dit = compile_dit
+        self._cfg_mesh: DeviceMesh | None = None  # CFG-parallel's (cfg, group) mesh, made by load()
+        self.cfg_split: CfgSplit | None = None  # this rank's guidance branch under CFG-parallel, made by shard()
 
     @property
     def models(self) -> Models:
@@ -115,9 +127,14 @@ class FLF2VPipeline:
         plan, dev, prec = self.plan, self.device, self.precision
         started = time.monotonic()
         mesh = None
+        if plan.cfg_size > 1:
+            with self.runtime.waiting("creating the CFG-parallel device mesh"):
+                self._cfg_mesh = cfg_mesh(dev, plan.world_size, plan.cfg_size)
         if plan.fsdp:
             with self.runtime.waiting("creating the FSDP device mesh"):
                 mesh = fsdp_mesh(dev, plan.world_size)
+        # T5 is sharded over every rank; under CFG-parallel the DiT over the ranks of this rank's half only.
+        dit_mesh = self._cfg_mesh["group"] if self._cfg_mesh is not None else mesh
         with stage("load_text_encoder"):
             tokenizer = loaders.load_tokenizer(self.layout, self.task)
             # The official code builds T5 on the CPU and moves it to the GPU only to encode.
@@ -130,7 +147,7 @@ class FLF2VPipeline:
             vae = loaders.load(VAE, self.layout, self.task, prec.vae, dev)
         with stage("load_transformer"):
             log.info(f"Creating WanModel from {self.layout.root}")
-            transformer = self._whole_or_shard(TRANSFORMER, prec.dit, mesh if plan.dit_fsdp else None, not offload)
+            transformer = self._whole_or_shard(TRANSFORMER, prec.dit, dit_mesh if plan.dit_fsdp else None, not offload)
             keep_fp32_islands(transformer)
         self._models = Models(tokenizer, text_encoder, image_encoder, vae, transformer)
         delay_point("load", self.runtime.rank)
@@ -156,13 +173,21 @@ class FLF2VPipeline:
         return loaders.load(component, self.layout, self.task, dtype, self.device if on_device else torch.device("cpu"))
 
     def shard(self) -> None:
-        """FSDP shards are made while loading; here the DiT becomes sequence-parallel."""
+        """FSDP shards are made while loading; here the DiT becomes sequence- and CFG-parallel, takes its
+        attention kernel, the official float64 time sinusoid and, with --compile, its compiled blocks."""
         plan, transformer = self.plan, self.models.transformer
         log.info(f"Parallelism: {plan.describe()}")
+        use_float64_sinusoid(transformer)
         if plan.ulysses_size > 1:
             with self.runtime.waiting("creating the Ulysses process groups"):
                 split = ulysses_split(plan)
             enable_ulysses(transformer, split)
+        if self._cfg_mesh is not None:
+            self.cfg_split = cfg_split(self._cfg_mesh)
+        apply_attention(transformer, self.attention)
+        log.info(f"Attention kernel: {self.attention.describe()}")
+        if self.compile_dit:
+            compile_blocks(transformer)
 
     def _waiting_if(self, collective: bool, what: str) -> AbstractContextManager[None]:
         """The peer watch's timed region around work that runs collectives (a sharded or sequence-parallel
@@ -226,7 +251,8 @@ class FLF2VPipeline:
         )
         scheduler, timesteps = make_scheduler(req.solver, req.steps, req.shift, self.task.num_train_timesteps)
         cond = Conditioning(condition, ctx[0:1], ctx[1:2], image_embeds)
-        self.cfg = CfgBatch(req.cfg_batch, can_fall_back=not self.plan.distributed_dit)
+        # Under CFG-parallel each rank runs one branch: there is no batch of 2.
+        self.cfg = CfgBatch(req.cfg_batch and self.cfg_split is None, can_fall_back=not self.plan.distributed_dit)
         with stage("denoise"):
             m.transformer.to(dev)
             latent = denoise(
@@ -240,6 +266,7 @@ class FLF2VPipeline:
                 autocast_dtype=self.precision.autocast,
                 on_step=lambda i, n, s, lat: self._after_step(i, n, s, lat, previewer),
                 waiting=self.runtime.waiting if self.plan.distributed_dit else None,
+                cfg_split=self.cfg_split,
             )
             reshard_root(m.transformer)
             if previewer is not None:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -26,9 +27,45 @@ class Conditioning:
     image_embeds: torch.Tensor
 
 
+class CfgExchange(Protocol):
+    """CFG-parallel (engine.parallel.cfg.CfgSplit): this rank computes one branch and swaps it for the other."""
+
+    branch: int  # 0: conditional, 1: unconditional
+
+    def exchange(self, prediction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 StepCallback = Callable[[int, int, float, torch.Tensor], None]
 # waiting(what): a region spent waiting on the other ranks, timed by the peer watch (Runtime.waiting).
 Waiting = Callable[[str], AbstractContextManager[None]]
+
+
+def _branch(
+    transformer: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, cond: Conditioning
+) -> torch.Tensor:
+    """One guidance branch's prediction, a forward of batch 1 (the official code's)."""
+    return transformer(
+        hidden_states=x,
+        timestep=t.reshape(1),
+        encoder_hidden_states=context,
+        encoder_hidden_states_image=cond.image_embeds,
+        return_dict=False,
+    )[0][0].float()
+
+
+def split_guided_prediction(
+    transformer: torch.nn.Module,
+    latent: torch.Tensor,
+    t: torch.Tensor,
+    cond: Conditioning,
+    guide_scale: float,
+    split: CfgExchange,
+) -> torch.Tensor:
+    """uncond + scale * (cond - uncond), this rank computing only its own branch (CFG-parallel)."""
+    x = torch.cat([latent, cond.condition], dim=0)[None]
+    mine = _branch(transformer, x, t, cond.context if split.branch == 0 else cond.context_null, cond)
+    pred_cond, pred_uncond = split.exchange(mine)
+    return pred_uncond + guide_scale * (pred_cond - pred_uncond)
 
 
 def guided_prediction(
@@ -52,14 +89,7 @@ def guided_prediction(
         pred_cond, pred_uncond = out[0], out[1]
     else:
         pred_cond, pred_uncond = (
-            transformer(
-                hidden_states=x,
-                timestep=t.reshape(1),
-                encoder_hidden_states=context,
-                encoder_hidden_states_image=cond.image_embeds,
-                return_dict=False,
-            )[0][0].float()
-            for context in (cond.context, cond.context_null)
+            _branch(transformer, x, t, context, cond) for context in (cond.context, cond.context_null)
         )
     return pred_uncond + guide_scale * (pred_cond - pred_uncond)
 
@@ -122,6 +152,7 @@ def denoise(
     autocast_dtype: torch.dtype | None = None,
     on_step: StepCallback | None = None,
     waiting: Waiting | None = None,
+    cfg_split: CfgExchange | None = None,
 ) -> torch.Tensor:
     """Run every timestep and return the final latent [16, T, h, w] (fp32, as the official sampler state).
 
@@ -130,7 +161,8 @@ def denoise(
     on NCCL the forward returns as soon as its kernels are queued, and a hung collective only blocks the
     CPU later, in the scheduler or the sync, which must be timed too.
 
-    `cfg_batch` as a CfgBatch lets the caller see whether the run fell back to separate forwards.
+    `cfg_batch` as a CfgBatch lets the caller see whether the run fell back to separate forwards. With
+    `cfg_split` (CFG-parallel) this rank runs only its branch and `cfg_batch` does not apply.
     """
     mode = cfg_batch if isinstance(cfg_batch, CfgBatch) else CfgBatch(cfg_batch)
     latent = noise.float()
@@ -145,7 +177,12 @@ def denoise(
         started = time.perf_counter()
         with waiting(f"denoising step {i}") if waiting is not None else contextlib.nullcontext():
             with amp:
-                noise_pred = _prediction(transformer, latent, t.to(device), cond, guide_scale, mode, i)
+                if cfg_split is not None:
+                    noise_pred = split_guided_prediction(
+                        transformer, latent, t.to(device), cond, guide_scale, cfg_split
+                    )
+                else:
+                    noise_pred = _prediction(transformer, latent, t.to(device), cond, guide_scale, mode, i)
             # The scheduler looks the timestep up in its own (CPU) schedule, so it gets the CPU one.
             latent = scheduler.step(noise_pred[None], t, latent[None], return_dict=False)[0][0]  # type: ignore[attr-defined]
             if device.type == "cuda":

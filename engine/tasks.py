@@ -92,6 +92,8 @@ TASKS: dict[str, TaskConfig] = {
 }
 
 SOLVERS: tuple[str, ...] = ("unipc", "dpm++")
+# Attention kernels (engine.attention): auto picks one; "sage" is 8-bit, near-lossless, and only ever opt-in.
+ATTENTION_CHOICES: tuple[str, ...] = ("auto", "sdpa", "math", "flash", "efficient", "cudnn", "flash_attn", "sage")
 SHIFT_RANGE = (0.0, 100.0)  # exclusive low, inclusive high
 GUIDE_SCALE_RANGE = (0.0, 50.0)  # inclusive both
 

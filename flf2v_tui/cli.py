@@ -55,7 +55,9 @@ def _inert_traceback(kind: type[BaseException], exc: BaseException, tb: Tracebac
 def main(argv: list[str] | None = None) -> None:
     """Usage errors become one line on stderr (exit 2), like every other bad input, not a framed box."""
     sys.excepthook = _inert_traceback
-    if help_wanted(sys.argv[1:] if argv is None else argv):
+    args = sys.argv[1:] if argv is None else argv
+    groups = {group.name for group in app.registered_groups}
+    if help_wanted(args) or not args or (len(args) == 1 and args[0] in groups):  # help, or a group's by no_args
         names_one_per_line()
     try:
         # click strips escapes from output that is not a terminal; use_colour decides instead, so that
@@ -69,9 +71,11 @@ def main(argv: list[str] | None = None) -> None:
         if not (hasattr(exc, "exit_code") and hasattr(exc, "format_message")):
             raise
         ctx = getattr(exc, "ctx", None)
-        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
-            names_one_per_line()
-            typer.echo(ctx.get_help())
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # The help was made when the error was: rich printed it then (its message is empty), or it is the
+            # message; printed once either way.
+            if exc.format_message():
+                typer.echo(exc.format_message())
             code = 0
         else:
             hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""

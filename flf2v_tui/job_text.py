@@ -77,7 +77,7 @@ def note(job: dict[str, Any], now: float, waiting: str = "waiting for a worker")
         ended = ", ".join(f"job {part}" for part in job["never_on"].split(","))  # "5 failed"
         return f"never starts: {ended} (retry it, or cancel this job)"
     if state == "held" and job.get("waiting_on"):
-        return f"after {job['waiting_on']}" + (" (and held)" if job.get("held") else "")
+        return job["waiting_on"] + (" (and held)" if job.get("held") else "")  # "after-fail 5"
     if state == "queued":
         if job.get("not_before") and job["not_before"] > now:
             return f"retry in {duration(job['not_before'] - now)}"
@@ -135,7 +135,8 @@ def ls_json(jobs: list[dict[str, Any]], waiting: str = "waiting for a worker") -
 # is here or in SHOWN_ELSEWHERE (tests/unit/test_flags.py checks it), so a new flag is not left out.
 SHOWN_PARAMS = (
     "task", "size", "frame_num", "sample_steps", "sample_shift", "sample_guide_scale", "sample_solver",
-    "base_seed", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "dtype", "ckpt_dir",
+    "base_seed", "offload_model", "t5_fsdp", "dit_fsdp", "t5_cpu", "ulysses_size", "ring_size", "cfg_size", "attn",
+    "compile", "dtype", "ckpt_dir",
     "first_frame", "first_frame_src", "last_frame", "last_frame_src", "save_file", "preview_every",
     "collective_timeout",
 )  # fmt: skip
@@ -240,6 +241,8 @@ def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
             lines.append(f"  after      {', '.join(map(str, job[name]))} {what}")
     if job.get("output_path"):
         lines.append(f"  output     {job['output_path']}")
+    if latest.get("attention"):  # what --attn auto picked on the card that ran the latest attempt
+        lines.append(f"  attention  {latest['attention']}")
     lines.append("  parameters")
     lines += [f"    {k:<19}{v}" for k, v in job_params(job)]
     if latest and latest.get("state") == "running":

@@ -9,7 +9,8 @@ from typing import Any
 
 from engine.errors import BadInputError
 from flf2v_tui.job_text import PROMPT_WIDTH, STATE_COLOURS, display_state, gpus_text, job_time, note, psnr_cell
-from flf2v_tui.term import duration, one_line, table
+from flf2v_tui.term import duration, fitted_table, one_line
+from storage.states import FINISHED
 
 Job = dict[str, Any]
 # A cell from (job, its display state, now, the note of a queued job nobody has said more about).
@@ -24,29 +25,43 @@ def _step(job: Job, state: str, now: float, waiting: str) -> str:
     return f"{job['step']}/{job['steps_total']}" if job.get("step") and job.get("steps_total") else "-"
 
 
+def _text(field: str) -> Cell:
+    return lambda job, state, now, waiting: one_line(job.get(field))
+
+
+def _number(field: str) -> Cell:
+    return lambda job, state, now, waiting: str(job[field])
+
+
 COLUMNS: dict[str, tuple[str, Cell]] = {
-    "id": ("ID", lambda j, s, n, w: str(j["id"])),
-    "state": ("STATE", lambda j, s, n, w: s),
-    "gpus": ("GPUS", lambda j, s, n, w: gpus_text(j, s)),
+    "id": ("ID", _number("id")),
+    "state": ("STATE", lambda job, state, now, waiting: state),
+    "gpus": ("GPUS", lambda job, state, now, waiting: gpus_text(job, state)),
     "eta": ("ETA", _eta),
-    "time": ("TIME", lambda j, s, n, w: job_time(j, s, n)),
-    "labels": ("LABELS", lambda j, s, n, w: ",".join(j.get("labels") or []) or "-"),
-    "prompt": ("PROMPT", lambda j, s, n, w: j.get("prompt") or ""),  # made one line where it is cut or written
-    "note": ("NOTE", lambda j, s, n, w: note(j, n, w)),
+    "time": ("TIME", lambda job, state, now, waiting: job_time(job, state, now)),
+    "labels": ("LABELS", lambda job, state, now, waiting: ",".join(job.get("labels") or []) or "-"),
+    # The whole prompt: made one line where it is cut (ls_text) or written (ls_parsable).
+    "prompt": ("PROMPT", lambda job, state, now, waiting: job.get("prompt") or ""),
+    "note": ("NOTE", lambda job, state, now, waiting: note(job, now, waiting)),
     "step": ("STEP", _step),
-    "priority": ("PRIO", lambda j, s, n, w: str(j["priority"])),
-    "seed": ("SEED", lambda j, s, n, w: str(j["base_seed"])),
-    "task": ("TASK", lambda j, s, n, w: one_line(j.get("task"))),
-    "size": ("SIZE", lambda j, s, n, w: one_line(j.get("size"))),
-    "frames": ("FRAMES", lambda j, s, n, w: str(j["frame_num"])),
-    "attempt": ("ATTEMPT", lambda j, s, n, w: str(j.get("attempt") or "-")),
-    "psnr": ("PSNR", lambda j, s, n, w: psnr_cell(j.get("psnr_first"), j.get("psnr_last"))),
+    "priority": ("PRIO", _number("priority")),
+    "seed": ("SEED", _number("base_seed")),
+    "task": ("TASK", _text("task")),
+    "size": ("SIZE", _text("size")),
+    "frames": ("FRAMES", _number("frame_num")),
+    "attempt": ("ATTEMPT", lambda job, state, now, waiting: str(job.get("attempt") or "-")),
+    "psnr": ("PSNR", lambda job, state, now, waiting: psnr_cell(job.get("psnr_first"), job.get("psnr_last"))),
 }
 TEXT_COLUMNS = frozenset({"state", "labels", "prompt", "note", "task", "size"})
-ALIASES = {"label": "labels", "priority": "priority", "prio": "priority", "frame_num": "frames"}
+ALIASES = {"label": "labels", "prio": "priority", "frame_num": "frames"}
 # The note (what a job does, or why it waits) comes last so that piped output never cuts it.
 DEFAULT_COLUMNS = ("id", "state", "gpus", "eta", "time", "labels", "prompt", "note")
+# Under NARROW columns, as the dashboard does there, GPUS, ETA and TIME give way to the note (a running job's
+# ETA goes into it), so that why a job waits is read whole at 80 columns.
+NARROW = 100
+NARROW_COLUMNS = ("id", "state", "labels", "prompt", "note")
 MIN_PROMPT = len("PROMPT")
+LABELS_WIDTH = 12  # labels are cut there at a terminal: a sweep's long label must not push the note off
 
 
 def parse_columns(text: str | None) -> tuple[str, ...]:
@@ -77,18 +92,35 @@ def ls_text(
     columns: Sequence[str] = DEFAULT_COLUMNS,
     header: bool = True,
     waiting: str = "waiting for a worker",
-) -> str:
-    """Aligned columns in the state's colour. At a terminal's `width` the prompt gives way first (down to the
-    width of its heading), so that the note, the reason a job waits, stays readable; what still does not fit
-    is cut at the line's end."""
+) -> tuple[str, list[str]]:
+    """Aligned columns in the state's colour, and the keys of the columns that did not fit. At a terminal's
+    `width` the labels are cut to LABELS_WIDTH and the prompt gives way (down to the width of its heading), so
+    that the note, the reason a job waits, stays readable; what still does not fit is cut at the line's end."""
     now = now or time.time()
+    narrow = bool(width) and width < NARROW and tuple(columns) == DEFAULT_COLUMNS
+    if narrow:
+        columns = NARROW_COLUMNS
     rows, states = _cells(jobs, columns, waiting, now)
+    if narrow:
+        at = columns.index("note")
+        for job, state, row in zip(jobs, states, rows, strict=True):
+            if state == "running" and job.get("eta_seconds") is not None:
+                row[at] += f" ETA {duration(job['eta_seconds'])}"
+    if width and "labels" in columns:
+        at = list(columns).index("labels")
+        for row in rows:
+            row[at] = one_line(row[at], LABELS_WIDTH)
     if "prompt" in columns:  # its cells are the whole prompts (cut to 200 by the query), cut here once
         at = list(columns).index("prompt")
         keep = PROMPT_WIDTH
         if width:
             heads = [COLUMNS[c][0] for c in columns]
-            others = sum(max([len(heads[i]), *(len(r[i]) for r in rows)]) for i in range(len(columns)) if i != at)
+            # A finished job's note (its file, how it failed) may be cut at the line's end (`show` has it
+            # whole); the prompt gives way to the notes of the jobs still to come.
+            measured = [r for r, s in zip(rows, states, strict=True) if s not in FINISHED] or rows
+            widest = [max([len(heads[i]), *(len(r[i]) for r in (measured if c == "note" else rows))])
+                      for i, c in enumerate(columns)]  # fmt: skip
+            others = sum(widest) - widest[at]
             keep = max(MIN_PROMPT, min(PROMPT_WIDTH, width - others - 2 * (len(columns) - 1)))
         for row in rows:
             row[at] = one_line(row[at], keep)
@@ -96,8 +128,10 @@ def ls_text(
     # No number is ever cut short (it would read as another number): a column of numbers that does not fit
     # whole is left out; only text (a prompt, a note) is cut at the end of the line.
     last_whole = columns[-1] not in TEXT_COLUMNS
-    text = table(rows, [COLUMNS[c][0] for c in columns], colours, width, whole_cells=True, last_whole=last_whole)
-    return text if header else "\n".join(text.splitlines()[1:])
+    heads = [COLUMNS[c][0] for c in columns]
+    text, left_out = fitted_table(rows, heads, colours, width, whole_cells=True, last_whole=last_whole)
+    text = text if header else "\n".join(text.splitlines()[1:])
+    return text, [columns[heads.index(h)] for h in left_out]
 
 
 def ls_parsable(jobs: Sequence[Job], columns: Sequence[str], header: bool = True, waiting: str = "") -> str:

@@ -27,10 +27,13 @@ def unit_dir() -> Path:
     return Path(config) / "systemd" / "user"
 
 
-def _quote(word: str) -> str:
-    """One word of an ExecStart= or Environment= line, quoted as systemd reads them; `%` is a specifier
-    there, written `%%` to mean itself."""
+def _quote(word: str, command: bool = False) -> str:
+    """One word of an ExecStart= (`command`) or Environment= line, quoted as systemd reads them. `%` starts a
+    specifier in both, written `%%` to mean itself; in a command line `$` starts a variable (`$FOO`, `${FOO}`),
+    written `$$` to mean itself (Environment= expands no variable, so its `$` stays)."""
     word = word.replace("%", "%%")
+    if command:
+        word = word.replace("$", "$$")
     if word and not any(c in word for c in " \t\"'\\;"):
         return word
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -49,7 +52,7 @@ def unit_text(home: Path, worker_args: Sequence[str] = (), python: str | None = 
         "[Service]",
         "Type=simple",
         f"Environment={_quote(f'FLF2V_HOME={home}')} PYTHONUNBUFFERED=1",
-        f"ExecStart={' '.join(map(_quote, command))}",
+        f"ExecStart={' '.join(_quote(word, command=True) for word in command)}",
         # SIGTERM to the worker alone: its renders keep running and the next worker re-attaches them (a
         # restart or an upgrade loses no work). `flf2v cancel` stops renders, not the service.
         "KillMode=process",

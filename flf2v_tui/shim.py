@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,6 +79,41 @@ def _stop_leftovers(grace: float) -> list[int]:
     return leftovers
 
 
+# torchrun's own last words when a signal stops it (a cancel, a stop): its agent raises SignalException out of
+# its monitoring sleep, and Python prints that as a ~30-line traceback of torchrun's internals, no crash.
+_SIGNAL_END = re.compile(rb"SignalException: Process \d+ got signal: (\d+)\s*$")
+_TRACEBACK = b"Traceback (most recent call last):"
+_TAIL_BYTES = 65536
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def tidy_signal_traceback(path: Path) -> None:
+    """Replace the traceback torchrun ends on when a signal stopped it with one line naming the signal; the
+    lines before it (which ranks were sent what) stay. Any other ending is left exactly as it is."""
+    with open(path, "r+b") as log:
+        size = log.seek(0, os.SEEK_END)
+        start = max(0, size - _TAIL_BYTES)
+        log.seek(start)
+        tail = log.read()
+        ending = _SIGNAL_END.search(tail)
+        at = tail.rfind(_TRACEBACK)
+        if ending is None or at < 0 or (at > 0 and tail[at - 1 : at] != b"\n"):
+            return
+        frames = tail[at + len(_TRACEBACK) : ending.start()].splitlines()[1:-1]
+        if not all(line.startswith(b" ") for line in frames):  # not one plain traceback: leave it be
+            return
+        name = _signal_name(int(ending.group(1)))
+        log.truncate(start + at)
+        log.seek(start + at)
+        log.write(f"flf2v shim: torchrun stopped by {name} (a cancel or a stop); its traceback is left out\n".encode())
+
+
 def _write_exit(folder: Path, record: dict[str, object]) -> None:
     temp = folder / f".{EXIT_FILE}.tmp"
     temp.write_text(json.dumps(record))
@@ -106,6 +142,8 @@ def main(argv: list[str]) -> int:
             json.dumps({"shim_pid": os.getpid(), "torchrun_pid": child.pid, "subreaper": subreaper})
         )
         returncode = child.wait()
+        with contextlib.suppress(OSError):  # a log that cannot be tidied is still the whole log
+            tidy_signal_traceback(folder / LOG_FILE)
         leftovers = _stop_leftovers(grace=10.0) if subreaper else []
         if leftovers:
             log.write(f"flf2v shim: could not stop processes {leftovers}\n".encode())

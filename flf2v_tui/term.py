@@ -117,33 +117,44 @@ def clock(t: float | None) -> str:
     return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
-def table(
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """Plain aligned columns, nothing cut (fast at 10,000 rows, unlike a rich Table); see fitted_table."""
+    return fitted_table(rows, header)[0]
+
+
+def fitted_table(
     rows: list[list[str]],
     header: list[str],
     colours: list[str | None] | None = None,
     width: int = 0,
     whole_cells: bool = False,
     last_whole: bool = False,
-) -> str:
-    """Plain aligned columns (fast at 10,000 rows, unlike a rich Table). The line is cut to `width`; with
-    `whole_cells` only the last column may be cut, and the columns before it that do not fit are left out
-    whole (a number cut short reads as another number); with `last_whole` too, the last column is left out
-    rather than cut."""
+) -> tuple[str, list[str]]:
+    """The table's text and the headings of the columns left out. The line is cut to `width`; with
+    `whole_cells` only the last column may be cut, and each column before it that does not fit is left out
+    whole (a number cut short reads as another number), the ones after it still shown where they fit; with
+    `last_whole` too, the last column is left out rather than cut."""
     colour_on = use_colour()
     # No cell spans lines or moves the cursor, whatever a prompt or an engine message holds.
     all_rows = [[one_line(cell) for cell in row] for row in (header, *rows)]
-    widths = [max(len(r[i]) for r in all_rows) for i in range(len(header) - 1)]
-    shown = len(header)
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(header))]
+    shown = list(range(len(header)))
     if width and whole_cells:
-        ends = [sum(widths[: i + 1]) + 2 * i for i in range(len(widths))]  # where each padded column ends
-        shown = next((i for i, end in enumerate(ends) if end > width), len(header))
-        last = max(len(r[-1]) for r in all_rows)
-        if last_whole and shown == len(header) and (ends[-1] if ends else -2) + 2 + last > width:
-            shown = len(header) - 1
+        shown, end = [], -2
+        # The last column, when it may be cut, keeps at least one character and the ellipsis.
+        room = width if last_whole else width - 2 - min(widths[-1], 2)
+        for i in range(len(header) - 1):
+            if end + 2 + widths[i] <= room:
+                shown.append(i)
+                end += 2 + widths[i]
+        if not last_whole or end + 2 + widths[-1] <= width:
+            shown.append(len(header) - 1)
     lines = []
     for n, row in enumerate(all_rows):
-        cells = [row[i].ljust(widths[i]) for i in range(min(shown, len(header) - 1))]
-        line = "  ".join([*cells, row[-1]]) if shown == len(header) else "  ".join(cells).rstrip()
+        cells = [row[i] if i == len(header) - 1 else row[i].ljust(widths[i]) for i in shown]
+        line = "  ".join(cells)
+        if shown[-1:] != [len(header) - 1]:
+            line = line.rstrip()
         if width and len(line) > width:
             line = line[: max(width - 1, 0)] + "…"
         if n == 0:
@@ -151,7 +162,7 @@ def table(
         elif colours and colours[n - 1]:
             line = paint(line, colours[n - 1], colour_on)
         lines.append(line)
-    return "\n".join(lines)
+    return "\n".join(lines), [header[i] for i in range(len(header)) if i not in shown]
 
 
 def terminal_width(stream: TextIO | None = None) -> int:

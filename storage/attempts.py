@@ -25,6 +25,7 @@ PROGRESS_FIELDS = (
     "peak_memory",
     "stage_seconds",
     "engine_version",
+    "attention",
     "psnr_first",
     "psnr_last",
 )

@@ -26,7 +26,9 @@ NEVER = f"(p.state IN {sql_list(FINISHED)} AND NOT {MET})"
 _DEPS = "FROM job_deps d JOIN jobs p ON p.id = d.after_id WHERE d.job_id = j.id"
 UNMET = f"SELECT 1 {_DEPS} AND NOT {MET}"
 # For `ls`: the jobs a job still waits for, and those that can no longer let it start.
-WAITING_ON = f"(SELECT group_concat(d.after_id) {_DEPS} AND NOT {MET})"
+# Each with its kind, as its option says it: "after-fail 5, after 3".
+_OPTION = "(CASE d.kind " + " ".join(f"WHEN '{k}' THEN '{v[0][2:]}'" for k, v in KINDS.items()) + " END)"
+WAITING_ON = f"(SELECT group_concat({_OPTION} || ' ' || d.after_id, ', ') {_DEPS} AND NOT {MET})"
 NEVER_ON = f"(SELECT group_concat(d.after_id || ' ' || p.state) {_DEPS} AND {NEVER})"
 
 
@@ -38,7 +40,10 @@ def check_deps(conn: sqlite3.Connection, deps: Iterable[tuple[int, str]]) -> Non
         if row is None:
             raise BadInputError(f"{option} {dep}: there is no job {dep} (see flf2v ls --all)")
         if row[0] in FINISHED and row[0] not in states:
-            raise BadInputError(f"{option} {dep}: job {dep} is {row[0]} and will never {met}; retry it first")
+            raise BadInputError(
+                f"{option} {dep}: job {dep} {row[0]}, so it will never {met}; "
+                f"retry job {dep} first, or wait for it another way (--after, --after-any, --after-fail)"
+            )
 
 
 def deps_of(conn: sqlite3.Connection, job_id: int) -> dict[str, list[int]]:

@@ -82,12 +82,8 @@ def _claim_folder(target: Path) -> None:
 
 
 def _deps(spec: JobSpec) -> list[tuple[int, str]]:
-    """(job id, kind) for each job `spec` waits for; a job named under two kinds keeps the first."""
-    deps: dict[int, str] = {}
-    for kind, name in FIELDS.items():
-        for dep in getattr(spec, name):
-            deps.setdefault(dep, kind)
-    return sorted(deps.items())
+    """(job id, kind) for each job `spec` waits for (JobSpec refuses a job named under two kinds)."""
+    return sorted({dep: kind for kind, name in FIELDS.items() for dep in getattr(spec, name)}.items())
 
 
 def insert_jobs(conn: sqlite3.Connection, home: Home, specs: Sequence[JobSpec]) -> list[int]:

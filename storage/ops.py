@@ -90,16 +90,21 @@ def remove(conn: sqlite3.Connection, home: Home, job_id: int, keep_files: bool =
     return f"job {job_id} removed" + (f"; its folder {folder} was kept" if folder.exists() else "")
 
 
+def not_editable(job_id: int, state: str) -> str:
+    """Why a job that has left the queue cannot be edited, and what to do instead."""
+    return (
+        f"job {job_id} is {state}; only a queued job can be edited "
+        f"(flf2v retry {job_id} queues a finished one again with changes)"
+    )
+
+
 def update_queued(conn: sqlite3.Connection, job_id: int, changes: dict[str, Any]) -> str:
     """Apply `changes` (already validated, as a submit validates) to a job that has not started; the state is
     checked under the write lock, so a worker that claims the job first wins and the edit is refused."""
     with write_tx(conn):
         job = require_job(conn, job_id)
         if job["state"] != "queued":
-            raise BadInputError(
-                f"job {job_id} is {job['state']}; only a queued job can be edited "
-                f"(flf2v retry {job_id} queues a finished one again with changes)"
-            )
+            raise BadInputError(not_editable(job_id, job["state"]))
         if changes:
             assignments = ", ".join(f"{k} = :{k}" for k in changes)
             conn.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", {**changes, "id": job_id})

@@ -215,6 +215,15 @@ _V6_DTYPE = """
 ALTER TABLE jobs ADD COLUMN dtype TEXT NOT NULL DEFAULT 'auto';
 """
 
+# The GPU fast path (issue 14): CFG-parallel, the attention kernel and regional compilation, per job; the
+# attention kernel an attempt really ran (its start event's `attention`), since `auto` depends on the machine.
+_V7_FAST_PATH = """
+ALTER TABLE jobs ADD COLUMN cfg_size INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE jobs ADD COLUMN attn TEXT NOT NULL DEFAULT 'auto';
+ALTER TABLE jobs ADD COLUMN compile INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN attention TEXT;
+"""
+
 # MIGRATIONS[k] takes a database from user_version k to k + 1.
 MIGRATIONS: tuple[str, ...] = (
     _V1_QUEUE,
@@ -223,5 +232,6 @@ MIGRATIONS: tuple[str, ...] = (
     _V4_DEPENDENCY_KINDS_AND_PSNR,
     _V5_LAUNCHERS,
     _V6_DTYPE,
+    _V7_FAST_PATH,
 )
 LATEST = len(MIGRATIONS)

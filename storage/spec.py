@@ -98,12 +98,18 @@ def check_values(values: dict[str, Any]) -> None:
             check_text(f"--{flag}", value, path=name in PATH_FIELDS, field=flag)
     for label in values.get("labels") or ():
         check_text("--label", label, field="labels")
+    named: dict[int, str] = {}  # job id -> the first option that named it
     for name in ("after", "after_any", "after_fail"):
+        option = "--" + name.replace("_", "-")
         for dep in values.get(name) or ():
             if JOB_ID.problem(dep):
-                option = "--" + name.replace("_", "-")
                 raise BadInputError(
                     f"{option} {shown(dep)}: there is no such job (ids are 1 or more; see flf2v ls --all)", field=name
+                )
+            if named.setdefault(dep, option) != option:  # one job, two conditions: which one was meant is unknown
+                raise BadInputError(
+                    f"{named[dep]} {dep} and {option} {dep} contradict each other; name job {dep} under one of them",
+                    field=name,
                 )
 
 

@@ -7,19 +7,29 @@ from typing import Any
 
 from engine.diskspace import human_size
 from flf2v_tui.job_text import psnr_cell, psnr_text
-from flf2v_tui.term import clock, duration, inert_row, one_line, table
+from flf2v_tui.term import clock, duration, fitted_table, inert_row, one_line
 
 PROMPT_WIDTH = 40
+MIN_PROMPT = 20
+# What the prompt leaves at a narrow terminal: ID, RATING, FAV, CREATED and a 19-digit SEED with their
+# separators, and the start of the cut TAGS (so at 80 columns a seed is still shown whole).
+NARROW_ROOM = 60
 
 
 def stars(rating: int | None) -> str:
     return "-" if not rating else "★" * rating + "☆" * (5 - rating)
 
 
-def ls_text(videos: list[dict[str, Any]], width: int = 0) -> str:
+def ls_text(videos: list[dict[str, Any]], width: int = 0) -> tuple[str, list[str]]:
+    """The table of `flf2v videos ls` and the headings of the columns a terminal of `width` had no room for.
+    The prompt comes second, so that a video is recognised at any width; at a narrow terminal it gives way
+    (down to MIN_PROMPT) to the columns of numbers after it, which are shown whole or left out (SEED is never
+    cut: `flf2v videos show ID` has them all), and only TAGS, last, is cut."""
+    keep = PROMPT_WIDTH if not width else max(MIN_PROMPT, min(PROMPT_WIDTH, width - NARROW_ROOM))
     rows = [
         [
             str(v["id"]),
+            one_line(v["prompt"], keep),
             stars(v.get("rating")),
             "♥" if v.get("favourite") else "",
             time.strftime("%Y-%m-%d %H:%M", time.localtime(v["created_at"])),
@@ -29,14 +39,11 @@ def ls_text(videos: list[dict[str, Any]], width: int = 0) -> str:
             psnr_cell(v.get("psnr_first"), v.get("psnr_last")),
             v["task"],
             ",".join(v.get("tags") or []),
-            one_line(v["prompt"], PROMPT_WIDTH),
         ]
         for v in videos
     ]
-    header = ["ID", "RATING", "FAV", "CREATED", "SEED", "SIZE", "FRAMES", "PSNR", "TASK", "TAGS", "PROMPT"]
-    # SEED is never cut: at a narrow terminal the columns that do not fit whole are left out (`flf2v videos
-    # show ID` has them all), and only the prompt, last, is cut.
-    return table(rows, header, width=width, whole_cells=True)
+    header = ["ID", "PROMPT", "RATING", "FAV", "CREATED", "SEED", "SIZE", "FRAMES", "PSNR", "TASK", "TAGS"]
+    return fitted_table(rows, header, width=width, whole_cells=True)
 
 
 def _pairs(title: str, values: dict[str, Any]) -> list[str]:

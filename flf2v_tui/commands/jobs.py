@@ -57,9 +57,14 @@ def ls(
             typer.echo(ls_parsable(jobs, chosen, header=not no_header, waiting=waiting))
         return
     if not jobs:
-        echo("no jobs" + (" match" if states or label else " yet; queue one with flf2v submit (or flf2v demo)"))
+        # A script's output (--no-header, as squeue -h) is empty; a person is told why, on stderr for a script.
+        message = "no jobs" + (" match" if states or label else " yet; queue one with flf2v submit (or flf2v demo)")
+        echo(message, err=no_header)
         return
-    typer.echo(ls_text(jobs, terminal_width(), columns=chosen, header=not no_header, waiting=waiting))
+    text, left_out = ls_text(jobs, terminal_width(), columns=chosen, header=not no_header, waiting=waiting)
+    typer.echo(text)
+    if left_out:
+        echo(f"({', '.join(left_out)} left out: terminal too narrow; --parsable shows all)", err=True)
     if paused:
         echo("queue paused: running jobs finish, nothing new starts (flf2v resume)")
 
@@ -110,7 +115,7 @@ def _still_unfinished(conn: Any, ids: list[int]) -> str:
         if state == "held" and job.get("never_on"):
             parts.append(f"job {job['id']} {note(job, time.time())}")  # "never starts: job 5 failed (...)"
         elif state == "held" and job.get("waiting_on"):
-            parts.append(f"job {job['id']} is held: it waits for job {job['waiting_on']}")
+            parts.append(f"job {job['id']} is held: it waits ({job['waiting_on']})")
         elif state == "held":
             parts.append(f"job {job['id']} is held and never starts until released (flf2v release {job['id']})")
         elif state not in FINISHED:

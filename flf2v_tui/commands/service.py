@@ -29,6 +29,7 @@ service_app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+HELP_OPTIONS = ("-h", "--help")
 # What a command that needs systemd says where there is none: exit 1, the machine's state and not bad input.
 _NO_SYSTEMD = (
     "{why}; run `flf2v worker` under your own supervisor instead (`flf2v service install --print` shows the unit)"
@@ -55,7 +56,13 @@ def _check_worker_args(args: list[str]) -> None:
 
     from flf2v_tui.commands.system import worker as worker_command
 
-    alone = typer.Typer(context_settings={"help_option_names": ["-h", "--help"]})
+    help_asked = [arg for arg in args if arg in HELP_OPTIONS]
+    if help_asked:  # click would print the worker's help and exit 0, with no unit written or printed
+        raise BadInputError(
+            f"worker options after --: {help_asked[0]} is not a worker option to install; "
+            "see flf2v worker --help for them"
+        )
+    alone = typer.Typer(add_completion=False, context_settings={"help_option_names": list(HELP_OPTIONS)})
     alone.command("worker")(worker_command)
     worker = typer.main.get_command(alone)  # a Typer of one command is that command
     try:
@@ -79,13 +86,14 @@ def install(
     Options after `--` go to the worker, e.g. `flf2v service install -- --gpus 0,1`.
     """
     _check_worker_args(ctx.args)
-    home = Home.resolve().ensure()
+    home = Home.resolve()
     text = unit_text(home.root, ctx.args)
     path = unit_dir() / UNIT_NAME
-    if print_only:
+    if print_only:  # changes nothing: not even the queue's folder is made
         typer.echo(f"# {path}\n{text}", nl=False)
         return
     _require_systemd()
+    home.ensure()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     _run("daemon-reload")

@@ -37,6 +37,9 @@ OtherWorker = Annotated[
         "--other-worker", help="do not check a changed --gpus against this machine", rich_help_panel=QUEUE_PANEL
     ),
 ]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no FLF warnings (same frames, over 81 frames)")]
+# The flags the FLF guards look at: a retry or an edit that changes one of them is warned as a submit is.
+GUARDED = ("first_frame", "last_frame", "frame_num")
 
 SUBMIT_EPILOG = """Examples:
 
@@ -67,6 +70,7 @@ def retry(
     priority: ChangedPriority = None,
     hold: Annotated[bool, typer.Option("--hold", help="queue it held", rich_help_panel=QUEUE_PANEL)] = False,
     other_worker: OtherWorker = False,
+    quiet: Quiet = False,
     **kwargs: Any,
 ) -> None:
     """Queue a finished job again as a new attempt, optionally with changed flags."""
@@ -77,6 +81,15 @@ def retry(
             conn, home, job_id, dict(given), gpus=gpus, priority=priority, hold=hold, other_worker=other_worker
         )
         typer.echo(message)
+        _warn_flf(conn, job_id, given, quiet)
+
+
+def _warn_flf(conn: Any, job_id: int, given: dict[str, Any], quiet: bool) -> None:
+    """The FLF guards of submit, on stderr, for a job whose frames or frame count were just changed."""
+    if quiet or all(given.get(k) is None for k in GUARDED):
+        return
+    for warning in flf_warnings(require_job(conn, job_id)):
+        echo(f"warning: {warning.message}", err=True)
 
 
 @handles_errors
@@ -90,6 +103,7 @@ def edit(
         typer.Option("--label", help="replace the labels (repeatable)", rich_help_panel=QUEUE_PANEL),
     ] = None,
     other_worker: OtherWorker = False,
+    quiet: Quiet = False,
     **kwargs: Any,
 ) -> None:
     """Change a queued job before it starts (the same checks as submit). A job that has started is refused."""
@@ -98,9 +112,7 @@ def edit(
     typer.echo(
         edit_job(conn, home, job_id, given, gpus=gpus, priority=priority, labels=label, other_worker=other_worker)
     )
-    if any(given.get(k) is not None for k in ("first_frame", "last_frame", "frame_num")):
-        for warning in flf_warnings(require_job(conn, job_id)):
-            echo(f"warning: {warning.message}", err=True)
+    _warn_flf(conn, job_id, given, quiet)
 
 
 def register(app: typer.Typer) -> None:

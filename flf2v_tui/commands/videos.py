@@ -88,7 +88,11 @@ def ls(
     if json_out:
         print_json(videos)
     elif videos:
-        typer.echo(ls_text(videos, terminal_width()))
+        text, left_out = ls_text(videos, terminal_width())
+        typer.echo(text)
+        if left_out:
+            names = ", ".join(name.lower() for name in left_out)
+            echo(f"({names} left out: terminal too narrow; flf2v videos show ID or --json shows all)", err=True)
     else:
         echo("no videos match" if text or rating or fav or since or until or task or tag else "no videos yet")
 

@@ -46,6 +46,10 @@ def recipe_rows(video: dict[str, Any]) -> list[tuple[str, str]]:
     video = inert_row(video)
     recipe = video.get("recipe") or {}
     layout = f"{recipe.get('world_size') or 1} rank(s), ulysses {recipe.get('ulysses_size') or 1}"
+    if (recipe.get("cfg_size") or 1) > 1:  # CFG-parallel: the two guidance branches on two halves of the ranks
+        layout += f", cfg {recipe['cfg_size']}"
+    if recipe.get("attn"):  # the kernel the run used (`auto` is recorded as what it picked)
+        layout += f", attention {recipe['attn']}"
     flags = [name for name in SWITCHES if recipe.get(name)]
     peaks = video.get("peak_memory") or {}
     rows = [

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.checks import check_image
+from engine.cli_args import layout_ranks
 from engine.errors import BadInputError
 from engine.flags import BOOL, CHOICE, FLAGS, PATH, SWITCH, TEXT, Flag
 from engine.tasks import TASKS
-from flf2v_tui.job_edit import edit_job
+from flf2v_tui.job_edit import NothingToChange, edit_job
 from flf2v_tui.rank_capacity import NeverFitsHere
 from flf2v_tui.submission import QueueOptions, build_specs, expand_user, fill_tiny_checkpoint, parse_seeds
 from storage.db import STORAGE_ERRORS, DatabaseError
@@ -44,6 +45,8 @@ _ROWS: tuple[tuple[str, ...], ...] = (
     ("gpus", "priority", "labels"), ("sample_solver", "ulysses_size", "offload_model"),
     # How a job spreads over its ranks and memory; a re-run of a 14B render on 8 GPUs needs them as they were.
     ("dit_fsdp", "t5_fsdp", "t5_cpu", OTHER_WORKER),
+    # The GPU fast path: guidance branches on two halves of the ranks, the attention kernel, compiled blocks.
+    ("cfg_size", "attn", "compile"),
 )  # fmt: skip
 LAYOUT = _ROWS + tuple((name,) for name in FORM_FLAGS if all(name not in row for row in _ROWS))
 FIELDS = tuple(name for row in LAYOUT for name in row)
@@ -108,7 +111,7 @@ def placeholders(task_name: str) -> dict[str, str]:
             hints[name] = f"{value:g}" if isinstance(value, float) else str(value)
     return hints | {
         "seeds": "random; or 7, or 1,2,3, or 10..19",
-        "gpus": str(queue.gpus),
+        "gpus": "cfg x ulysses x ring (1)",
         "priority": str(queue.priority),
         "labels": "comma-separated",
         "ckpt_dir": "the embedded model" if task_name == "flf2v-tiny" else "checkpoint folder",
@@ -181,6 +184,8 @@ def parse_form(values: dict[str, str]) -> Submission:
     _parse_seeds(values.get("seeds", "").strip(), out)
     numbers = {name: values.get(name, "").strip() for name in QUEUE_NUMBERS}
     given = {name: _number(text, int, name, out.errors) for name, text in numbers.items() if text}
+    if "gpus" not in given:  # an empty field: as many ranks as the layout uses (engine.cli_args.layout_problem)
+        given["gpus"] = layout_ranks(*(out.given.get(name) or 1 for name in ("cfg_size", "ulysses_size", "ring_size")))
     out.queue = QueueOptions(
         **{name: number for name, number in given.items() if number is not None},
         labels=[x for x in re.split(r"[,\s]+", values.get("labels", "")) if x],
@@ -237,6 +242,9 @@ def _default(name: str, task_name: str) -> Any:
     return getattr(task, flag.from_task) if flag.from_task else flag.default
 
 
+NOTHING_CHANGED = "nothing to save: change a field the job keeps, or esc to leave it as it is"
+
+
 def edit(
     conn: sqlite3.Connection, home: Home, job_id: int, original: dict[str, str], values: dict[str, str]
 ) -> tuple[str, dict[str, str]]:
@@ -244,7 +252,7 @@ def edit(
     from `original` (the texts the form opened with) change. Returns (what changed, {}) or ("", {field: why})."""
     changed = [name for name in FIELDS if values.get(name, "") != original.get(name, "")]
     if not changed:
-        return "", {FORM_LEVEL: "nothing changed: change a field to save, or esc to leave the job as it is"}
+        return "", {FORM_LEVEL: NOTHING_CHANGED}
     sub = parse_form(values)
     if sub.errors:
         return "", sub.errors
@@ -264,6 +272,8 @@ def edit(
             priority=queue.priority if "priority" in changed else None,
             labels=queue.labels if "labels" in changed else None, other_worker=queue.other_worker,
         )  # fmt: skip
+    except NothingToChange:  # only Other worker, or a text that reads as the value the job has
+        return "", {FORM_LEVEL: NOTHING_CHANGED}
     except (BadInputError, *STORAGE_ERRORS) as exc:
         return "", _refusal(home, exc, given)
     return message, {}

@@ -21,6 +21,7 @@ class Tracker:
     eta_seconds: float | None = None
     progress_at: float | None = None
     engine_version: str | None = None
+    attention: str | None = None  # the attention kernel the engine picked (`--attn auto` depends on the card)
     memory: dict[str, dict[str, int]] = field(default_factory=dict)
     peak_memory: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -64,6 +65,7 @@ class Tracker:
         if kind == "start":
             self.start = e
             self.engine_version = str(e.get("engine_version") or "") or None
+            self.attention = str(e.get("attention") or "") or None
         elif kind == "stage":
             name = e.get("name")
             if e.get("phase") == "begin":
@@ -109,6 +111,7 @@ class Tracker:
             "peak_memory": self.peak_memory,
             "stage_seconds": self.stage_seconds,
             "engine_version": self.engine_version,
+            "attention": self.attention,
             # How close the render's first and last frames came to the inputs (the done event's).
             "psnr_first": (self.done or {}).get("psnr_first"),
             "psnr_last": (self.done or {}).get("psnr_last"),

@@ -45,7 +45,9 @@ def engine_command(args: list[str], nproc: int = 1) -> list[str]:
 
 
 def run_engine(args: list[str], nproc: int = 1, timeout: float = 300, cwd: Path | None = None):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # The repo first, then whatever the caller's PYTHONPATH holds (on the GPU machine: the carried wheels).
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         engine_command(args, nproc), capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd or REPO
     )

@@ -9,6 +9,11 @@ from pathlib import Path
 from tests.functional.cli_in_process import run_cli, submit_tiny
 from tests.functional.queue_helpers import job_row
 
+GUARD_WARNINGS = [
+    "warning: the first and last frame are the same picture or nearly so (they differ by 0.0%)",
+    "warning: --frame_num 85 is more than the 81 frames the model was trained on",
+]
+
 
 def test_edit_changes_a_queued_job_with_the_checks_of_submit(qhome, stub_ckpt, qframes, tmp_path):
     job = submit_tiny(qhome, stub_ckpt, qframes, "--label", "a")
@@ -36,10 +41,27 @@ def test_edit_changes_a_queued_job_with_the_checks_of_submit(qhome, stub_ckpt, q
     # The FLF guards of submit, as warnings: the edit is made.
     code, out, err = run_cli(["edit", str(job), "--first_frame", str(qframes[0]), "--frame_num", "85"], qhome)
     assert code == 0 and out.strip() == f"job {job} edited (first_frame, first_frame_src, frame_num)", err
-    assert [line.split(";")[0] for line in err.splitlines()] == [
-        "warning: the first and last frame are the same picture or nearly so (they differ by 0.0%)",
-        "warning: --frame_num 85 is more than the 81 frames the model was trained on",
-    ]
+    assert [line.split(";")[0] for line in err.splitlines()] == GUARD_WARNINGS
+    # The copies the edits replaced are gone; the ones the job names stay (and nothing else of it is there).
+    row = job_row(qhome, job)
+    inputs = qhome / "jobs" / str(job) / "inputs"
+    assert sorted(p.name for p in inputs.iterdir()) == sorted(Path(row[f]).name for f in ("first_frame", "last_frame"))
+    assert Path(before["first_frame"]).name not in {p.name for p in inputs.iterdir()}
+    code, out, err = run_cli(["edit", str(job), "--frame_num", "89", "-q"], qhome)
+    assert code == 0 and err == "" and out.strip() == f"job {job} edited (frame_num)", err  # -q: no warnings
+
+
+def test_retry_warns_of_the_flf_guards_as_submit_does(qhome, stub_ckpt, qframes):
+    job = submit_tiny(qhome, stub_ckpt, qframes)
+    run_cli(["cancel", str(job)], qhome)
+    same = str(qframes[0])
+    code, out, err = run_cli(["retry", str(job), "--frame_num", "85", "--first_frame", same, "--last_frame", same],
+                             qhome)  # fmt: skip
+    assert code == 0 and out.startswith(f"job {job} queued again"), err
+    assert [line.split(";")[0] for line in err.splitlines()] == GUARD_WARNINGS
+    run_cli(["cancel", str(job)], qhome)
+    code, out, err = run_cli(["retry", str(job), "--frame_num", "89", "-q"], qhome)
+    assert code == 0 and err == "", err
 
 
 def test_edit_refuses_a_started_job(qhome, stub_ckpt, qframes):

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.functional.cli_in_process import run_cli, submit_tiny
-from tests.functional.queue_helpers import SCRIPTED, in_terminal, job_row, start_worker, stop, wait_for
+from tests.functional.queue_helpers import SCRIPTED, flf2v, in_terminal, job_row, start_worker, stop, wait_for
 
 LONG_PROMPT = "a grey heron lifts off the river at dawn, wings wide, mist over the water, slow camera pan"
 
@@ -41,6 +41,24 @@ def test_queued_jobs_say_they_wait_for_a_busy_slot_and_the_note_fits_80_columns(
         stop(worker)
 
 
+def test_at_80_columns_a_finished_row_and_long_labels_leave_the_default_note_whole(qhome, stub_ckpt, qframes):
+    done = submit_tiny(qhome, stub_ckpt, qframes, "--retries", "0", prompt="script: steps=1")
+    run = flf2v(qhome, "worker", "--once", "--cpu-slots", "1", engine=SCRIPTED, timeout=180)
+    assert run.returncode == 0 and job_row(qhome, done)["state"] == "succeeded", run.stdout + run.stderr
+    queued = submit_tiny(qhome, stub_ckpt, qframes, "--label", "heron-sweep-2026-december", "--label",
+                         "night-shots", prompt=LONG_PROMPT)  # fmt: skip
+    screen = in_terminal(qhome, 80, "ls")
+    header, *rows = screen.splitlines()
+    assert header.split() == ["ID", "STATE", "LABELS", "PROMPT", "NOTE"], screen  # as the dashboard under 100
+    assert all(len(line) <= 80 for line in screen.splitlines()), screen
+    row = next(r for r in rows if r.startswith(str(queued)))
+    assert row.endswith("waiting for a worker (flf2v worker)"), screen  # the advice too, beside `succeeded`
+    assert "heron-sweep…" in row and "a grey heron" in row, screen  # labels and prompt gave way, not all of it
+    assert "left out" not in screen, screen  # the narrow layout is the default's, not columns that did not fit
+    wide = in_terminal(qhome, 160, "ls").splitlines()[0].split()
+    assert wide == ["ID", "STATE", "GPUS", "ETA", "TIME", "LABELS", "PROMPT", "NOTE"], wide
+
+
 def test_format_no_header_and_parsable(qhome, stub_ckpt, qframes):
     first = submit_tiny(qhome, stub_ckpt, qframes, "--label", "x", "--label", "y", "--base_seed",
                         "3435997493682481077", prompt="a | b\nc")  # fmt: skip
@@ -56,11 +74,23 @@ def test_format_no_header_and_parsable(qhome, stub_ckpt, qframes):
     # ID(2) PROMPT(at least 6) SEED(19), two spaces between: 31 columns show the seed whole, 30 leave it out.
     for columns, shown in ((31, True), (30, False)):
         screen = in_terminal(qhome, columns, "ls", "-o", "id,prompt,seed")
-        assert all(len(line) <= columns for line in screen.splitlines()), screen
+        table = [line for line in screen.splitlines() if not line.startswith("(")]
+        assert all(len(line) <= columns for line in table), screen
         assert ("3435997493682481077" in screen) is shown and ("SEED" in screen) is shown, screen
         assert not re.search(r"\d…", screen), screen
+        # What was asked for and left out is said (on stderr), never dropped silently.
+        assert ("(seed left out: terminal too narrow; --parsable shows all)" in screen) is not shown, screen
+    # A column that does not fit leaves out only itself: the narrower ones after it are still shown.
+    screen = in_terminal(qhome, 24, "ls", "-o", "id,seed,state,prio,note")
+    assert screen.splitlines()[0].split() == ["ID", "STATE", "PRIO", "NOTE"], screen
+    assert "(seed left out: terminal too narrow; --parsable shows all)" in screen, screen
     code, out, err = run_cli(["ls", "-o", "id,state", "--no-header"], qhome)
     assert [line.split() for line in out.splitlines()] == [[str(first), "queued"], [str(second), "held"]]
+    # No job: a script reads nothing on stdout (as squeue -h), whichever way it asked.
+    for args in (["--no-header"], ["--parsable", "--no-header"], ["-p", "--no-header", "-o", "id"]):
+        code, out, err = run_cli(["ls", "--state", "running", *args], qhome)
+        assert (code, out) == (0, ""), (args, out, err)
+    assert run_cli(["ls", "--state", "running"], qhome)[1].strip() == "no jobs match"  # a person is told
 
 
 @pytest.mark.parametrize("bad", ["id,colour", "", "id,,nope"])

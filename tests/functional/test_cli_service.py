@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -23,8 +24,12 @@ def parse_unit(text: str) -> configparser.ConfigParser:
 
 
 def exec_words(unit: configparser.ConfigParser) -> list[str]:
-    """ExecStart as systemd splits it (its quoting is the shell's for what the unit uses), `%%` read as `%`."""
-    return [w.replace("%%", "%") for w in shlex.split(unit["Service"]["ExecStart"])]
+    """ExecStart as systemd splits it (its quoting is the shell's for what the unit uses), `%%` read as `%` and
+    `$$` as `$`; a `$` or `%` not doubled would be a variable or a specifier to systemd."""
+    line = unit["Service"]["ExecStart"]
+    assert not re.search(r"(?<!\$)\$(?!\$)", line.replace("$$", "")), line
+    assert not re.search(r"%[^%]", line.replace("%%", "")), line
+    return [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(line)]
 
 
 def environment(unit: configparser.ConfigParser) -> dict[str, str]:
@@ -33,10 +38,12 @@ def environment(unit: configparser.ConfigParser) -> dict[str, str]:
 
 
 def test_the_unit_runs_this_flf2v_worker_on_this_home_and_leaves_renders_running(tmp_path):
-    home = tmp_path / "a home with 100% spaces"
-    unit = parse_unit(unit_text(home, ["--gpus", "0,1", "--on-finish", 'notify "done"']))
+    home = tmp_path / "a home with 100% spaces and $HOME"
+    unit = parse_unit(unit_text(home, ["--gpus", "0,1", "--on-finish", 'notify "done" $JOB 5%']))
     assert exec_words(unit) == [sys.executable, "-m", "flf2v_tui.cli", "worker", "--gpus", "0,1", "--on-finish",
-                                'notify "done"']  # fmt: skip
+                                'notify "done" $JOB 5%']  # fmt: skip
+    assert "$$JOB 5%%" in unit["Service"]["ExecStart"]  # systemd would put its own $JOB there
+    assert "$HOME" in unit["Service"]["Environment"]  # Environment= expands no variable: its `$` is itself
     assert environment(unit) == {"FLF2V_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     service = unit["Service"]
     assert (service["KillMode"], service["Restart"], unit["Install"]["WantedBy"]) == (
@@ -66,6 +73,18 @@ def test_install_print_shows_the_unit_and_checks_the_worker_options(qhome, tmp_p
     assert not (tmp_path / "config").exists()  # --print changes nothing
     code, out, err = run_cli(["service", "install", "--print", "--", "--cpu-slot", "2"], qhome)
     assert code == 2 and len(err.splitlines()) == 1 and "worker options after --: No such option" in err
+    # Help, or a shell-completion install, after -- is no worker option: refused, nothing printed or installed.
+    for option in ("--help", "-h", "--install-completion", "--show-completion"):
+        code, out, err = run_cli(["service", "install", "--print", "--", option], qhome, HOME=str(tmp_path))
+        assert (code, out) == (2, "") and len(err.splitlines()) == 1 and "worker options after --" in err, err
+    assert not (tmp_path / ".bashrc").exists() and not (tmp_path / ".bash_completions").exists()
+
+
+def test_install_print_makes_no_home(tmp_path):
+    home = tmp_path / "not yet"
+    code, out, _ = run_cli(["service", "install", "--print"], home, XDG_CONFIG_HOME=str(tmp_path / "config"))
+    assert code == 0 and f"FLF2V_HOME={home}" in out
+    assert not home.exists() and not (tmp_path / "config").exists()
 
 
 def test_without_systemd_each_command_says_so_in_one_line(qhome, tmp_path):

@@ -20,7 +20,7 @@ def test_wait_on_a_held_job_says_it_is_held(qhome, stub_ckpt, qframes):
     )
     after = submit_tiny(qhome, stub_ckpt, qframes, "--after", str(held))
     code, _, err = run_cli(["wait", str(after), "--timeout", "0.3", "-q"], qhome)
-    assert code == 1 and err.strip() == f"timed out after 0.3 s; job {after} is held: it waits for job {held}"
+    assert code == 1 and err.strip() == f"timed out after 0.3 s; job {after} is held: it waits (after {held})"
     run_cli(["release", str(held)], qhome)
     code, _, err = run_cli(["wait", str(held), "--timeout", "0.3", "-q"], qhome)
     assert code == 1 and err.strip() == f"timed out after 0.3 s; job {held} is queued"
@@ -36,3 +36,10 @@ def test_help_at_80_columns_never_cuts_an_option_name(command, qhome):
     spellings = {s for s in cli_options(*command) if s.startswith("-")}
     assert spellings <= words, sorted(spellings - words)
     assert not re.search(r"--?[\w-]+…", out), out
+
+
+@pytest.mark.parametrize("group", [[], ["videos"], ["service"]])
+def test_a_group_without_a_command_prints_its_help_once(group, qhome):
+    code, out, err = run_cli(group, qhome, COLUMNS="80")
+    assert code == 0 and err == "", err
+    assert out.count("Usage:") == 1 and out.count("Commands") == 1, out

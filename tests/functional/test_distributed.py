@@ -22,6 +22,9 @@ TWO_RANK_CASES = {
     "dit_fsdp": ["--dit_fsdp"],
     "t5_fsdp": ["--t5_fsdp"],
     "fsdp_and_ulysses": ["--dit_fsdp", "--t5_fsdp", "--ulysses_size", "2"],
+    # CFG-parallel: the conditional branch on rank 0, the unconditional one on rank 1, swapped every step.
+    "cfg_parallel": ["--cfg_size", "2"],
+    "cfg_parallel_and_fsdp": ["--cfg_size", "2", "--dit_fsdp", "--t5_fsdp"],
     # The seed's own flags: with offload, the sharded T5 and DiT are moved off the device after their phase
     # (FSDP2's `.to("cpu")` reshards first), which runs here on gloo too.
     "seed_flags_with_offload": ["--dit_fsdp", "--t5_fsdp", "--offload_model", "True"],
@@ -78,14 +81,19 @@ def test_two_ranks_give_the_one_process_video(tiny_official_ckpt, frames, one_pr
     assert ("Ulysses" in line) == ("--ulysses_size" in TWO_RANK_CASES[case])
 
 
-def test_four_ranks_in_two_ulysses_groups_with_fsdp(tiny_official_ckpt, frames, one_process, tmp_path):
-    # More ranks than --ulysses_size: two groups of 2 (their own process groups), the DiT sharded over all 4.
-    run = _render(tiny_official_ckpt, frames, tmp_path, ["--ulysses_size", "2", "--dit_fsdp", "--t5_fsdp"], 4)
+def test_four_ranks_cfg_parallel_by_ulysses_with_fsdp(tiny_official_ckpt, frames, one_process, tmp_path):
+    # cfg 2 x ulysses 2: two Ulysses groups of 2 (their own process groups), one per guidance branch, the DiT
+    # sharded within each half and T5 over all 4.
+    flags = ["--cfg_size", "2", "--ulysses_size", "2", "--dit_fsdp", "--t5_fsdp"]
+    run = _render(tiny_official_ckpt, frames, tmp_path, flags, 4)
     assert _relative(run["video"], one_process["64*64"]) <= 1e-5
     log = (tmp_path / "logs" / "rank3.log").read_text()
     line = next(x for x in log.splitlines() if "Parallelism: " in x)
-    assert "4 ranks: DiT sharded with FSDP2; T5 sharded with FSDP2;" in line
-    assert "over 2 ranks (Ulysses), 2 groups computing the same video" in line
+    assert "4 ranks: DiT sharded with FSDP2 within each half; T5 sharded with FSDP2;" in line
+    assert "the conditional branch on ranks 0-1, the unconditional one on ranks 2-3" in line
+    assert "over 2 ranks (Ulysses), 2 groups" in line
+    start = next(e for e in run["events"] if e["kind"] == "start")
+    assert (start["args"]["cfg_size"], start["args"]["cfg_batch"], start["attention"]) == (2, False, "sdpa (native)")
     assert {e["rank"] for e in run["events"] if e["kind"] == "memory"} == {0, 1, 2, 3}
 
 

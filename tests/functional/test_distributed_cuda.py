@@ -46,13 +46,23 @@ def test_one_gpu_with_offload_reports_cuda_memory(tiny_official_ckpt, frames, tm
 
 @pytest.mark.skipif("_gpus() < 2", reason="needs 2 GPUs")
 @pytest.mark.parametrize("flags", [["--dit_fsdp", "--t5_fsdp"], ["--dit_fsdp", "--t5_fsdp", "--ulysses_size", "2"],
-                                   ["--dit_fsdp", "--t5_fsdp", "--offload_model", "True"]])  # fmt: skip
+                                   ["--dit_fsdp", "--t5_fsdp", "--offload_model", "True"], ["--cfg_size", "2"],
+                                   ["--cfg_size", "2", "--dit_fsdp", "--t5_fsdp"]])  # fmt: skip
 def test_two_gpus_on_nccl_match_one_gpu(tiny_official_ckpt, frames, tmp_path, flags):
     one = _render(tiny_official_ckpt, frames, tmp_path / "one", [], 1)
     two = _render(tiny_official_ckpt, frames, tmp_path / "two", flags, 2)
     # bf16 on both sides; attention over a different split of heads and tokens may round differently.
     assert float(np.abs(two["video"] - one["video"]).max()) <= 2e-2
     assert {e["rank"] for e in two["events"] if e["kind"] == "memory"} == {0, 1}
+
+
+def test_one_gpu_with_the_auto_kernel_and_compiled_blocks_matches_sdpa_math(tiny_official_ckpt, frames, tmp_path):
+    math = _render(tiny_official_ckpt, frames, tmp_path / "math", ["--attn", "math"], 1)
+    fast = _render(tiny_official_ckpt, frames, tmp_path / "fast", ["--attn", "auto", "--compile"], 1)
+    start = next(e for e in fast["events"] if e["kind"] == "start")
+    assert start["args"]["attn"] != "auto" and start["args"]["compile"] is True  # auto resolved, and recorded
+    # bf16 kernels: the same rounding bound as the sharded runs above.
+    assert float(np.abs(fast["video"] - math["video"]).max()) <= 2e-2
 
 
 @pytest.mark.parametrize("offload", [False, True])

@@ -68,6 +68,9 @@ def test_recipe_is_embedded_and_previews_are_written(single_run, tiny_official_c
     assert recipe["prompt"] == "a small blue bird takes off" and recipe["base_seed"] == 42
     # --cfg_batch auto (the default) on the CPU is one batch of 2, and the record says so, not "auto".
     assert recipe["cfg_batch"] is True and events[0]["args"]["cfg_batch"] is True
+    # --attn auto is recorded as the kernel it picked (PyTorch's SDPA on the CPU), so a rerun runs the same one.
+    assert (recipe["attn"], events[0]["attention"], recipe["compile"], recipe["cfg_size"]) == (
+        "sdpa", "sdpa (native)", False, 1)  # fmt: skip
     assert recipe["ckpt_dir"] == str(Path(tiny_official_ckpt).resolve()) and len(recipe["ckpt_fingerprint"]) == 16
     assert "gpu" in recipe and recipe["gpu"] is None  # ran on the CPU (test_distributed_cuda.py: the GPU's name)
     height, width = read_frames(out / "v.mp4").shape[1:3]
@@ -235,6 +238,8 @@ def _bad_inputs(ckpt: Path, frames: tuple[Path, Path], tmp: Path) -> dict[str, d
         "missing ckpt_dir": {"ckpt_dir": str(tmp / "no-such-ckpt")},
         "missing ckpt file": {"ckpt_dir": str(_without(ckpt, tmp / "partial", "models_t5_umt5-xxl-enc-bf16.pth"))},
         "ulysses not dividing": {"ulysses_size": "3"},
+        "layout needing more ranks": {"cfg_size": "2"},
+        "attention kernel of CUDA only": {"attn": "flash"},
     }
 
 

@@ -57,8 +57,8 @@ def denoising(home: Path, job_id: int, number: int = 1) -> bool:
 def test_end_to_end(qhome, tiny_ckpt, qframes, tmp_path):
     """Paused, the queue keeps the job; resumed, a worker renders it: the mp4, a complete attempts row, the
     finish hook, and the commands that read a finished job. (The pause rides on this render, so that it
-    costs no render of its own.)"""
-    job = submit(qhome, tiny_ckpt, qframes, QUICK)
+    costs no render of its own.) Its 2 ranks run CFG-parallel: the worker passes --cfg_size on."""
+    job = submit(qhome, tiny_ckpt, qframes, QUICK, "--cfg_size", "2")
     assert flf2v(qhome, "pause").returncode == 0
     assert "queue paused" in flf2v(qhome, "ls").stdout
     started = time.monotonic()
@@ -77,7 +77,7 @@ def test_end_to_end(qhome, tiny_ckpt, qframes, tmp_path):
     assert frames == 9
     complete = (
         "worker_host", "worker_pid", "worker_started", "pgid", "pgid_started", "gpus", "master_port",
-        "log_dir", "save_file", "engine_version", "sec_per_it", "progress_at", "started_at", "ended_at",
+        "log_dir", "save_file", "engine_version", "sec_per_it", "progress_at", "started_at", "ended_at", "attention",
     )  # fmt: skip
     assert [f for f in complete if attempt[f] in (None, "")] == []
     assert (attempt["state"], attempt["exit_code"], attempt["device"], attempt["nproc"]) == ("succeeded", 0, "cpu", 2)
@@ -91,8 +91,12 @@ def test_end_to_end(qhome, tiny_ckpt, qframes, tmp_path):
         p.name for p in folder.iterdir()
     }
     assert "--nproc_per_node=2" in (folder / "command.txt").read_text()
+    assert (
+        "--cfg_size 2" in (folder / "command.txt").read_text() and "CFG-parallel" in (folder / "rank1.log").read_text()
+    )
     shown = flf2v(qhome, "show", str(job))
     assert shown.returncode == 0 and "succeeded" in shown.stdout
+    assert "  attention  sdpa (native)" in shown.stdout  # the kernel the attempt ran, from its start event
     # How close the end frames came to the inputs: from the done event, on the attempt and the video.
     (done,) = [e for e in read_events(folder / "events.jsonl") if e["kind"] == "done"]
     assert not validate_event(done) and 0 < done["psnr_first"] <= PSNR_CAP_DB and done["psnr_last"] > 0
@@ -137,6 +141,9 @@ def test_cancel_during_denoise_leaves_nothing_behind(qhome, tiny_ckpt, qframes):
         assert "Traceback" not in log and "engine.failures.Killed" not in log, log[-3000:]
         stopped = [line for line in log.splitlines() if "Render stopped by" in line]
         assert len(stopped) == 1 and re.search(r"Render stopped by SIGTERM in denoise after step \d+/400", stopped[0])
+    # torchrun's log too (the job view's `t` tab): one line, not its SignalException traceback.
+    torchrun = (Path(attempt["log_dir"]) / "torchrun.log").read_text()
+    assert "Traceback" not in torchrun and "flf2v shim: torchrun stopped by SIGTERM" in torchrun, torchrun[-3000:]
 
 
 def test_cancel_with_no_worker_running_stops_the_render_itself(qhome, tiny_ckpt, qframes):

@@ -153,6 +153,9 @@ def test_the_catalogue_screen_data(conn, tmp_path):
     assert cells[:4] == (str(vid), "★★★★☆", "♥", "a bird") and cells[-1] == "1"
     rows = dict(recipe_rows(video))
     assert rows["layout"] == "4 rank(s), ulysses 4, dit_fsdp" and rows["negative"] == "blurry"
+    fast = {**recipe, "world_size": 8, "cfg_size": 2, "attn": "cudnn", "compile": True}
+    assert dict(recipe_rows({**video, "recipe": fast}))["layout"] == (
+        "8 rank(s), ulysses 4, cfg 2, attention cudnn, dit_fsdp, compile")  # fmt: skip
     assert rows["tags"] == "keeper" and rows["seed"] == "1"
     prefill = prefill_from_video(video)
     assert (prefill["seeds"], prefill["gpus"], prefill["ulysses_size"], prefill["dit_fsdp"]) == ("9", "4", "4", "1")

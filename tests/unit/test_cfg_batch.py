@@ -12,24 +12,11 @@ from diffusers import WanTransformer3DModel
 from engine.cli_args import build_parser, resolve_cfg_batch
 from engine.sampler import CfgBatch, Conditioning, denoise, guided_prediction
 from engine.schedulers import make_scheduler
-from engine.tasks import TASKS
-from engine.tiny.presets import PRESETS, transformer_config
-
-TINY = PRESETS["tiny"]
+from tests.unit.tiny_dit import tiny_dit_and_inputs
 
 
 def _setup() -> tuple[WanTransformer3DModel, torch.Tensor, Conditioning]:
-    torch.manual_seed(0)
-    model = WanTransformer3DModel.from_config(transformer_config(TINY, TASKS["flf2v-tiny"])).eval()
-    g = torch.Generator().manual_seed(2)
-    latent = torch.randn(16, 3, 8, 8, generator=g)
-    cond = Conditioning(
-        condition=torch.randn(20, 3, 8, 8, generator=g),
-        context=torch.randn(1, 512, TINY.t5_dim, generator=g),
-        context_null=torch.randn(1, 512, TINY.t5_dim, generator=g),
-        image_embeds=torch.randn(2, 5, TINY.clip_dim, generator=g),
-    )
-    return model, latent, cond
+    return tiny_dit_and_inputs()
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:

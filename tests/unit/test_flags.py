@@ -153,8 +153,10 @@ def test_the_engine_key_is_what_the_design_card_names():
     # DESIGN.md, "Warm groups": checkpoint identity, task, parallel layout, FSDP, offload and T5-on-CPU switches,
     # device, dtype (world size is not a flag).
     key = {f.name for f in FLAGS if f.engine_key}
+    # The fast path's flags too: CFG-parallel is layout, and the attention kernel and compilation are set on the
+    # loaded DiT.
     assert key == {"ckpt_dir", "task", "ulysses_size", "ring_size", "t5_fsdp", "dit_fsdp", "offload_model", "t5_cpu",
-                   "device", "dtype"}  # fmt: skip
+                   "device", "cfg_size", "attn", "compile", "dtype"}  # fmt: skip
 
 
 def test_every_number_has_a_bound_filed_under_its_own_name():

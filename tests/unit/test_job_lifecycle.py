@@ -156,3 +156,11 @@ def test_inputs_are_copied_and_deps_checked(conn, home, queue, frames):
     with pytest.raises(BadInputError, match=r"first\.png"):
         queue()
     assert len(list_jobs(conn)) == 1
+
+
+def test_an_edit_of_a_job_a_worker_has_claimed_is_refused_under_the_lock(conn, queue):
+    job_id = queue(prompt="before")
+    start(conn, job_id)  # the worker claims it between the edit's first look and its write
+    with pytest.raises(BadInputError, match=f"job {job_id} is running; only a queued job can be edited"):
+        ops.update_queued(conn, job_id, {"prompt": "after"})
+    assert get_job(conn, job_id)["prompt"] == "before"

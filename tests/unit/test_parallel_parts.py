@@ -72,11 +72,11 @@ def test_pth_rows_are_views_of_the_mapped_file_copied_out(tmp_path):
 
 def test_plan_drops_every_flag_on_one_process():
     assert ParallelPlan.of(1, 0, True, True, 1) == ParallelPlan(1, 0, False, False, 1)
-    plan = ParallelPlan.of(4, 3, True, False, 2)
+    plan = ParallelPlan.of(4, 3, True, False, 2, cfg_size=2)
     assert (plan.dit_fsdp, plan.t5_fsdp, plan.ulysses_size, plan.fsdp, plan.distributed_dit) == (
         True, False, 2, True, True,
     )  # fmt: skip
-    assert "2 groups computing the same video" in plan.describe()
+    assert "(Ulysses), 2 groups" in plan.describe() and "CFG-parallel" in plan.describe()
 
 
 def _args(*argv: str) -> argparse.Namespace:

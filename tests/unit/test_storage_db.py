@@ -168,7 +168,12 @@ def _seed_v6(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE jobs SET dtype = 'bf16' WHERE id = 7")
 
 
-SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4, 5: _seed_v5, 6: _seed_v6}
+def _seed_v7(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE jobs SET cfg_size = 2, attn = 'cudnn', compile = 1")
+    conn.execute("UPDATE attempts SET attention = 'cudnn (_native_cudnn)'")
+
+
+SEEDS = {1: _seed_v1, 2: _seed_v2, 3: _seed_v3, 4: _seed_v4, 5: _seed_v5, 6: _seed_v6, 7: _seed_v7}
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -212,5 +217,9 @@ def test_migrations_from_every_earlier_version(tmp_path, start):
         assert upgraded.execute("SELECT dtype FROM jobs WHERE id = 7").fetchone()[0] == (
             "bf16" if start >= 6 else "auto"
         )
+    if 1 <= start <= 6:  # jobs from before the fast path run as they always did
+        assert tuple(upgraded.execute("SELECT cfg_size, attn, compile FROM jobs").fetchone()) == (1, "auto", 0)
+    if start >= 7:
+        assert tuple(upgraded.execute("SELECT cfg_size, attn, compile FROM jobs").fetchone()) == (2, "cudnn", 1)
     assert upgraded.execute("PRAGMA foreign_key_check").fetchall() == []
     assert len(MIGRATIONS) == LATEST

@@ -63,7 +63,8 @@ def test_a_sweep_makes_one_spec_per_seed(given, tmp_path):
         ({"sample_steps": 0}, "at least 1"),
         ({"sample_solver": "euler"}, "unknown sample_solver"),
         ({"prompt": "  "}, "prompt is empty"),
-        ({"ulysses_size": 3}, "must divide the number of processes"),
+        ({"ulysses_size": 3}, "needs 3 ranks, not 2"),
+        ({"cfg_size": 2, "ulysses_size": 2}, "cfg_size 2 x ulysses_size 2 x ring_size 1 needs 4 ranks, not 2"),
         ({"task": "t2v"}, "unknown task"),
         ({"first_frame": "/does/not/exist.png"}, "does not exist"),
     ],
@@ -83,7 +84,7 @@ def test_queue_options_are_checked(given):
 def test_a_render_over_several_nodes_counts_every_rank_of_every_node(given):
     (spec,) = build_specs({**given, "ulysses_size": 4}, QueueOptions(nodes=2, gpus=2))
     assert (spec.nodes, spec.gpus, spec.ulysses_size) == (2, 2, 4)
-    with pytest.raises(BadInputError, match="must divide the number of processes"):
+    with pytest.raises(BadInputError, match="needs 4 ranks, not 3"):  # cfg x ulysses x ring must be the world
         build_specs({**given, "ulysses_size": 4}, QueueOptions(nodes=3, gpus=1))
 
 

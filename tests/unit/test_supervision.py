@@ -80,7 +80,8 @@ def attempt(tmp_path, events: list[tuple[int, str, dict]], returncode: int | Non
 
 def test_tracker_follows_stages_steps_and_memory(tmp_path):
     tracker = attempt(tmp_path, [
-        (0, "start", {"task": "flf2v-tiny", "world_size": 2, "device": "cpu", "args": {}, "engine_version": "1"}),
+        (0, "start", {"task": "flf2v-tiny", "world_size": 2, "device": "cpu", "args": {}, "engine_version": "1",
+                      "attention": "cudnn (_native_cudnn)"}),
         (0, "stage", {"name": "load_vae", "phase": "begin"}),
         (0, "stage", {"name": "load_vae", "phase": "end", "seconds": 0.5}),
         (0, "stage", {"name": "denoise", "phase": "begin"}),
@@ -97,7 +98,7 @@ def test_tracker_follows_stages_steps_and_memory(tmp_path):
     assert p["sec_per_it"] == 1.5  # the warm-up step is left out
     assert p["stage_seconds"] == {"load_vae": 0.5}
     assert p["peak_memory"] == {"0": 150, "1": 9}
-    assert p["engine_version"] == "1"
+    assert (p["engine_version"], p["attention"]) == ("1", "cudnn (_native_cudnn)")
 
 
 def test_killed_rank_is_the_failing_rank(tmp_path):
@@ -200,3 +201,34 @@ def test_follower_handles_partial_lines(tmp_path):
 def test_escape_sequences_are_made_inert():
     evil = "ok \x1b[2J\x1b[H\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07 done\r\x07"
     assert inert(evil) == "ok  done"
+
+
+def test_a_signal_stop_leaves_one_line_of_torchrun_not_its_traceback(tmp_path):
+    """A real torchrun under the real shim, its group sent SIGTERM as a cancel does: torchrun.log keeps what
+    the agent said and the rank printed, and ends on one line naming the signal instead of a traceback."""
+    script = tmp_path / "sleeper.py"
+    script.write_text("import signal, sys, time\n"
+                      "signal.signal(signal.SIGTERM, lambda *_: (print('rank stopped', flush=True), sys.exit(143)))\n"
+                      "print('rank started', flush=True)\ntime.sleep(120)\n")  # fmt: skip
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "--master-port", "0"]
+    shim = subprocess.Popen([sys.executable, "-m", "flf2v_tui.shim", str(tmp_path), "--", *torchrun, str(script)],
+                            start_new_session=True)  # fmt: skip
+    log = tmp_path / "torchrun.log"
+    deadline = time.monotonic() + 120
+    while "rank started" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(shim.pid, 15)
+    assert shim.wait(timeout=60) == 0
+    text = log.read_text()
+    assert "Traceback" not in text and "SignalException" not in text, text
+    assert "rank stopped" in text and "death signal" in text, text  # what came before is kept
+    assert text.endswith("flf2v shim: torchrun stopped by SIGTERM (a cancel or a stop); its traceback is left out\n")
+
+
+def test_a_traceback_that_is_not_a_signal_stop_is_kept_whole(tmp_path):
+    from flf2v_tui.shim import tidy_signal_traceback
+
+    crash = 'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\nValueError: got signal: 15\n'
+    (tmp_path / "torchrun.log").write_text("started\n" + crash)
+    tidy_signal_traceback(tmp_path / "torchrun.log")
+    assert (tmp_path / "torchrun.log").read_text() == "started\n" + crash

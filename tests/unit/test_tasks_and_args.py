@@ -103,12 +103,35 @@ def test_bad_values_rejected_with_one_line(override, message):
     assert "\n" not in info.value.message
 
 
-def test_ulysses_must_divide_world_size():
-    args = parse([*SEED_COMMAND, "--ulysses_size", "3"], world_size=8)
-    with pytest.raises(BadInputError, match="must divide the number of processes"):
-        validate(args, 8)
-    args = parse([*SEED_COMMAND, "--ulysses_size", "8"], world_size=8)
-    validate(args, 8)
+@pytest.mark.parametrize(
+    ("sizes", "world", "ok"),
+    [
+        (["--ulysses_size", "3"], 8, False),
+        (["--ulysses_size", "4"], 8, False),  # two groups of 4 would compute the same video: half the GPUs wasted
+        (["--ulysses_size", "2"], 1, False),
+        (["--cfg_size", "2"], 4, False),
+        (["--cfg_size", "2", "--ulysses_size", "2"], 8, False),
+        (["--ulysses_size", "8"], 8, True),
+        (["--cfg_size", "2", "--ulysses_size", "4"], 8, True),
+        (["--cfg_size", "2"], 2, True),
+        ([], 4, True),  # no layout: every rank computes the whole video, the models sharded (as officially)
+    ],
+)
+def test_the_world_size_is_cfg_times_ulysses_times_ring(sizes, world, ok):
+    args = parse([*SEED_COMMAND, *sizes], world_size=world)
+    if ok:
+        validate(args, world)
+        return
+    with pytest.raises(BadInputError) as info:
+        validate(args, world)
+    ranks = args.cfg_size * args.ulysses_size
+    assert info.value.field == "gpus" and "\n" not in info.value.message
+    assert f"needs {ranks} ranks, not {world}: run {ranks} (flf2v --gpus {ranks}" in info.value.message
+
+
+def test_cfg_size_is_one_or_two():
+    with pytest.raises(BadInputError, match="cfg_size"):
+        validate(parse([*SEED_COMMAND, "--cfg_size", "4"], world_size=4), 4)
 
 
 def test_missing_ckpt_dir_is_named():

@@ -146,7 +146,7 @@ def _values(frames, ckpt, **changes: str) -> dict[str, str]:
         ({"seeds": "3..1"}, "seeds", "A..B"),
         ({"gpus": "0"}, "gpus", "at least 1"),
         ({"gpus": "two"}, "gpus", "not a whole number"),
-        ({"ulysses_size": "2"}, "ulysses_size", "must divide"),
+        ({"ulysses_size": "2", "gpus": "1"}, "gpus", "needs 2 ranks, not 1"),
         ({"t5_cpu": "1", "t5_fsdp": "1", "gpus": "2"}, "t5_cpu", "give one of them"),
     ],
 )
@@ -301,3 +301,18 @@ def test_log_lines_are_drawn_inert():
     assert text.plain == "[r1] moved   link "  # the C1 CSI goes with its parameters
     assert not re.search(r"[\x00-\x1f\x7f-\x9f]", text.plain)
     assert any("reverse" in str(span.style) for span in text.spans)  # the search hit is marked
+
+
+def test_an_empty_gpus_field_takes_the_ranks_of_the_layout(conn, home, frames, tmp_path):
+    ckpt = write_stub_checkpoint(tmp_path / "ckpt")
+    values = _values(frames, ckpt, cfg_size="2", ulysses_size="2", attn="math", compile="1", other_worker="1")
+    values.pop("gpus", None)
+    ids, errors = form.submit(conn, home, values)
+    assert errors == {}
+    job = get_job(conn, ids[0])
+    assert (job["gpus"], job["cfg_size"], job["ulysses_size"], job["attn"], job["compile"]) == (4, 2, 2, "math", 1)
+    prefill = form.prefill_from_job(job)
+    assert (prefill["gpus"], prefill["cfg_size"], prefill["attn"], prefill["compile"]) == ("4", "2", "math", "1")
+    # A count that does not add up is said under the GPUs field, with the number it must be.
+    ids, errors = form.submit(conn, home, {**values, "gpus": "2"})
+    assert ids == [] and "needs 4 ranks, not 2: run 4" in errors["gpus"]
