@@ -7,6 +7,7 @@ from typing import Any
 
 from flf2v_tui.worker import launch
 from flf2v_tui.worker.classify import classify, read_exit
+from flf2v_tui.worker.launchers import LaunchingWorker
 from flf2v_tui.worker.procs import kill_all, leader_alive, signal_group
 from flf2v_tui.worker.running import Running
 from storage.attempts import Outcome
@@ -16,7 +17,7 @@ class LocalLauncher:
     name = "local"
     max_nodes = 1
 
-    def start(self, worker: Any, r: Running, plan: launch.Launch, job: dict[str, Any]) -> None:
+    def start(self, worker: LaunchingWorker, r: Running, plan: launch.Launch, job: dict[str, Any]) -> None:
         started = launch.start(plan)
         r.popen, r.pgid, r.pgid_started = started.popen, started.pgid, started.pgid_started
 
@@ -30,7 +31,7 @@ class LocalLauncher:
     def kill(self, r: Running) -> int:
         return kill_all(r.pgid, r.tag)
 
-    def ended(self, worker: Any, r: Running) -> bool:
+    def ended(self, worker: LaunchingWorker, r: Running) -> bool:
         if r.popen is not None:
             return r.popen.poll() is not None
         return not leader_alive(r.pgid, r.pgid_started)
@@ -40,5 +41,5 @@ class LocalLauncher:
             read_exit(r.folder), r.tracker, r.folder, cancelled=r.cancelled, stalled=r.stalled, save_file=r.save_file
         )
 
-    def adopted(self, worker: Any, r: Running, attempt: dict[str, Any]) -> None:
+    def adopted(self, worker: LaunchingWorker, r: Running, attempt: dict[str, Any]) -> None:
         return None

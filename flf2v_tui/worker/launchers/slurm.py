@@ -20,7 +20,7 @@ from engine.errors import BadInputError
 from flf2v_tui.shim import LOG_FILE
 from flf2v_tui.worker import launch
 from flf2v_tui.worker.classify import classify, read_exit
-from flf2v_tui.worker.launchers import LauncherRefused, slurm_status
+from flf2v_tui.worker.launchers import LauncherRefused, LaunchingWorker, slurm_status
 from flf2v_tui.worker.launchers.slurm_script import (
     SCRIPT_FILE,
     SHARED_TOKEN,
@@ -90,7 +90,7 @@ class SlurmLauncher:
         self.jobs: dict[int, _Watched] = {}
 
     # ---- start -------------------------------------------------------------------------------------------
-    def start(self, worker: Any, r: Running, plan: launch.Launch, job: dict[str, Any]) -> None:
+    def start(self, worker: LaunchingWorker, r: Running, plan: launch.Launch, job: dict[str, Any]) -> None:
         home_root = str(worker.home.root)
         name = job_name(home_root, r.attempt_id)
         (r.folder / SHARED_TOKEN).write_text(f"{name}\n")
@@ -111,7 +111,7 @@ class SlurmLauncher:
         # Not recorded now: the job name finds it again (reconcile), so a failed write submits nothing twice.
         worker.storage.write(lambda: slurm_attempts.set_submitted(worker.conn, r.attempt_id, slurm_job, save_file))
 
-    def _submit(self, worker: Any, r: Running, script: Path, name: str) -> str:
+    def _submit(self, worker: LaunchingWorker, r: Running, script: Path, name: str) -> str:
         """sbatch the script, once. When sbatch fails or does not answer, the job may still have been queued (a
         slow controller): it is looked up by its name and adopted, so that a retry never submits it twice."""
         try:
@@ -156,7 +156,7 @@ class SlurmLauncher:
             slurm_status.cancel(watched.job_id, self.env, kill=kill)
 
     # ---- watch -------------------------------------------------------------------------------------------
-    def ended(self, worker: Any, r: Running) -> bool:
+    def ended(self, worker: LaunchingWorker, r: Running) -> bool:
         watched = self.jobs.get(r.attempt_id)
         if watched is None:
             return True  # nothing was submitted
@@ -208,7 +208,7 @@ class SlurmLauncher:
             self._say_once(worker, r, watched, f"Slurm job {watched.job_id} {status.state}{why}{on}")
         return status.ended
 
-    def _say_once(self, worker: Any, r: Running, watched: _Watched, text: str) -> None:
+    def _say_once(self, worker: LaunchingWorker, r: Running, watched: _Watched, text: str) -> None:
         if text != watched.said:
             watched.said = text
             worker.say(f"job {r.job_id}: {text}")
@@ -237,7 +237,7 @@ class SlurmLauncher:
                 outcome.message = f"rank {outcome.failing_rank} on node {node}: {outcome.message}"[:1000]
         return outcome
 
-    def adopted(self, worker: Any, r: Running, attempt: dict[str, Any]) -> None:
+    def adopted(self, worker: LaunchingWorker, r: Running, attempt: dict[str, Any]) -> None:
         # An unrecorded job id is looked up by the job's name on the first poll (which Slurm may fail).
         name = job_name(str(worker.home.root), r.attempt_id)
         self.jobs[r.attempt_id] = _Watched(str(attempt.get("slurm_job") or ""), name)
