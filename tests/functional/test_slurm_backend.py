@@ -277,49 +277,44 @@ def _rank_on(cluster: SlurmCluster, node: str) -> psutil.Process | None:
     return None
 
 
-def test_a_rank_killed_on_the_second_node_fails_the_attempt_quickly_naming_rank_and_node(
-    slurm, qhome, tiny_ckpt, qframes
-):
-    timeout_s = 30
-    job = submit(qhome, slurm, tiny_ckpt, qframes, LONG, "--nodes", "2", "--gpus-per-node", "1",
+def _signal_rank1_mid_render(
+    home: Path, cluster: SlurmCluster, ckpt: Path, frames: tuple[Path, Path], sig: int, timeout_s: int, wait_s: int
+) -> tuple[dict, float]:
+    """A 2-node render whose rank 1 (on flf2v-n2) gets `sig` mid-denoise: its attempt once the job failed, and
+    the seconds from the signal to that."""
+    job = submit(home, cluster, ckpt, frames, LONG, "--nodes", "2", "--gpus-per-node", "1",
                  "--collective-timeout", str(timeout_s), "--retries", "0")  # fmt: skip
-    worker = start_worker(qhome, *WORKER, "--once", **slurm_env(slurm))
+    worker = start_worker(home, *WORKER, "--once", **slurm_env(cluster))
     try:
-        wait_for(lambda: denoising(qhome, job), timeout=240, what="the denoise stage")
-        rank1 = wait_for(lambda: _rank_on(slurm, "flf2v-n2"), timeout=10, what="rank 1 on flf2v-n2")
-        killed_at = time.monotonic()
-        rank1.send_signal(signal.SIGKILL)
-        wait_for(lambda: job_row(qhome, job)["state"] == "failed", timeout=timeout_s + 30, what="the failure")
-        took = time.monotonic() - killed_at
+        wait_for(lambda: denoising(home, job), timeout=240, what="the denoise stage")
+        rank1 = wait_for(lambda: _rank_on(cluster, "flf2v-n2"), timeout=10, what="rank 1 on flf2v-n2")
+        signalled_at = time.monotonic()
+        rank1.send_signal(sig)
+        wait_for(lambda: job_row(home, job)["state"] == "failed", timeout=wait_s, what="the failure")
+        took = time.monotonic() - signalled_at
         assert worker.wait(timeout=60) == 0
     finally:
         stop(worker)
-    assert took < timeout_s + 15
-    (attempt,) = attempt_rows(qhome, job)
+    (attempt,) = attempt_rows(home, job)
+    return attempt, took
+
+
+def test_a_rank_killed_on_the_second_node_fails_the_attempt_quickly_naming_rank_and_node(
+    slurm, qhome, tiny_ckpt, qframes
+):
+    attempt, took = _signal_rank1_mid_render(qhome, slurm, tiny_ckpt, qframes, signal.SIGKILL, 30, 60)
+    assert took < 30 + 15
     assert (attempt["failure_class"], attempt["failing_rank"]) == ("killed", 1), attempt["failure_message"]
     assert "flf2v-n2" in attempt["failure_message"]
     wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
 
 
 def test_a_hung_peer_fails_the_attempt_as_comm_within_the_collective_timeout(slurm, qhome, tiny_ckpt, qframes):
-    timeout_s = 20
-    job = submit(qhome, slurm, tiny_ckpt, qframes, LONG, "--nodes", "2", "--gpus-per-node", "1",
-                 "--collective-timeout", str(timeout_s), "--retries", "0")  # fmt: skip
-    worker = start_worker(qhome, *WORKER, "--once", **slurm_env(slurm))
-    try:
-        wait_for(lambda: denoising(qhome, job), timeout=240, what="the denoise stage")
-        rank1 = wait_for(lambda: _rank_on(slurm, "flf2v-n2"), timeout=10, what="rank 1 on flf2v-n2")
-        hung_at = time.monotonic()
-        rank1.send_signal(signal.SIGSTOP)  # alive, holding its sockets, answering nothing
-        wait_for(lambda: job_row(qhome, job)["state"] == "failed", timeout=timeout_s + 60, what="the failure")
-        took = time.monotonic() - hung_at
-        assert worker.wait(timeout=60) == 0
-    finally:
-        stop(worker)
-    (attempt,) = attempt_rows(qhome, job)
+    # SIGSTOP: rank 1 stays alive, holding its sockets, answering nothing; its peer waits out the timeout.
+    attempt, took = _signal_rank1_mid_render(qhome, slurm, tiny_ckpt, qframes, signal.SIGSTOP, 20, 80)
     message = attempt["failure_message"]
     assert attempt["failure_class"] == "comm", message
-    assert took < timeout_s + 40, took
+    assert took < 20 + 40, took
     rank = attempt["failing_rank"]
     node = {0: "flf2v-n1", 1: "flf2v-n2"}[rank]
     assert f"rank {rank}" in message and node in message, message
