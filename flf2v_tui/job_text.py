@@ -253,6 +253,10 @@ def show_text(job: dict[str, Any], attempts: list[dict[str, Any]]) -> str:
     ]
     if latest.get("slurm_job"):
         lines.append(f"  slurm      {slurm_text(latest).removeprefix('slurm ')}")
+        used = [f"{name} {latest[key]}" for name, key in (("elapsed", "slurm_elapsed"), ("MaxRSS", "slurm_max_rss"))
+                if latest.get(key)]  # fmt: skip
+        if used:
+            lines.append(f"  slurm use  {', '.join(used)} (sacct)")
     for name, what in (("after", "succeeded"), ("after_any", "ended"), ("after_fail", "failed")):
         if job.get(name):
             lines.append(f"  after      {', '.join(map(str, job[name]))} {what}")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from flf2v_tui.doctor import Check
 from flf2v_tui.worker.launchers import slurm_status
-from flf2v_tui.worker.launchers.slurm_script import SlurmOptions
-from flf2v_tui.worker.launchers.slurm_status import SlurmCommandError
+from flf2v_tui.worker.launchers.slurm_script import SlurmOptions, where_to_run
+from flf2v_tui.worker.launchers.slurm_status import NOT_SHARED_FIX, SlurmCommandError
 
 COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "srun")
 WAIT_FOR_NODE_S = 20  # srun --immediate: how long the check waits for a free node before saying it could not
@@ -62,8 +62,7 @@ def _shared(home_root: Path, options: SlurmOptions) -> Check:
     kind = _fs_type(home_root)
     argv = [
         "srun", "--nodes=1", "--ntasks=1", f"--immediate={WAIT_FOR_NODE_S}", "--time=1",
-        *([f"--partition={options.partition}"] if options.partition else []),
-        *([f"--account={options.account}"] if options.account else []),
+        *where_to_run(options),
         "test", "-f", str(token),
     ]  # fmt: skip
     try:
@@ -73,7 +72,7 @@ def _shared(home_root: Path, options: SlurmOptions) -> Check:
         said = str(exc)
     finally:
         token.unlink(missing_ok=True)
-    fix = "put FLF2V_HOME on a file system every node mounts (NFS, Lustre, ...)"
+    fix = NOT_SHARED_FIX
     if done is not None and done.returncode == 0:
         return Check("shared", "ok", f"a compute node sees {home_root} ({kind})")
     if done is not None and done.returncode == 1 and not done.stderr.strip():

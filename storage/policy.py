@@ -16,6 +16,8 @@ HINTS: dict[str, str] = {
     "killed": "a signal from outside stopped a rank (a person, a time limit, or the kernel's OOM killer)",
     "engine_error": "the engine raised an error; see flf2v logs ID --all",
     "worker_lost": "the worker stopped while the job ran and its processes were gone",
+    "timeout": "it reached its Slurm time limit: start the worker with a longer --time (or FLF2V_SLURM_TIME) and run "
+    "flf2v retry ID",
     # Said once its retries are spent; until then it waits, queued, for room (storage/space.py).
     "disk_full": "free space where it says (or move FLF2V_HOME) and run flf2v retry ID",
 }

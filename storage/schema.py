@@ -206,6 +206,8 @@ ALTER TABLE attempts ADD COLUMN slurm_job TEXT;
 ALTER TABLE attempts ADD COLUMN slurm_state TEXT;
 ALTER TABLE attempts ADD COLUMN slurm_reason TEXT;
 ALTER TABLE attempts ADD COLUMN node_list TEXT;
+ALTER TABLE attempts ADD COLUMN slurm_elapsed TEXT;
+ALTER TABLE attempts ADD COLUMN slurm_max_rss TEXT;
 """
 
 # --dtype (engine.flags): the precision recipe; 'auto' resolves per device in the engine.

@@ -24,12 +24,21 @@ def mark_slurm(conn: sqlite3.Connection, attempt_id: int) -> None:
 
 
 def set_status(
-    conn: sqlite3.Connection, attempt_id: int, slurm_job: str, state: str, reason: str | None, node_list: str | None
+    conn: sqlite3.Connection,
+    attempt_id: int,
+    slurm_job: str,
+    state: str,
+    reason: str | None,
+    node_list: str | None,
+    elapsed: str | None = None,
+    max_rss: str | None = None,
 ) -> None:
-    """What squeue last said of the attempt's job (written only when it changed)."""
+    """What squeue (or, once it ended, sacct) last said of the attempt's job (written only when it changed):
+    its elapsed time and peak resident memory (sacct's MaxRSS, largest over its steps) are kept once known."""
     with write_tx(conn):
         conn.execute(
-            "UPDATE attempts SET slurm_job = ?, slurm_state = ?, slurm_reason = ?, node_list = ? "
+            "UPDATE attempts SET slurm_job = ?, slurm_state = ?, slurm_reason = ?, node_list = ?, "
+            "slurm_elapsed = COALESCE(?, slurm_elapsed), slurm_max_rss = COALESCE(?, slurm_max_rss) "
             "WHERE id = ? AND state = 'running'",
-            (slurm_job, state, reason, node_list, attempt_id),
+            (slurm_job, state, reason, node_list, elapsed, max_rss, attempt_id),
         )

@@ -24,7 +24,7 @@ from storage import attempts as store
 from storage import ops
 from storage.workers import WorkerIdentity, live_workers, process_alive
 
-POLL_S = 0.2
+POLL_S = 0.2  # a Slurm job is asked about at its own, slower rate (slurm.UnwatchedJob)
 
 
 def running_attempt(conn: sqlite3.Connection, job_id: int) -> dict[str, Any] | None:
@@ -62,14 +62,11 @@ class _Stopping:
     attempt: dict[str, Any]
     tag: str
     began: float
-
-    @property
-    def on_slurm(self) -> bool:
-        return self.attempt.get("backend") == "slurm"
+    slurm_job: slurm.UnwatchedJob | None = None  # its Slurm job, when it runs on Slurm
 
     def alive(self) -> bool:
-        if self.on_slurm:
-            return slurm.unwatched_alive(self.attempt)
+        if self.slurm_job is not None:
+            return self.slurm_job.alive()
         return leader_alive(self.attempt["pgid"], self.attempt["pgid_started"])
 
 
@@ -91,10 +88,11 @@ def stop_unwatched(
         if not store.reattach(conn, attempt["id"], WorkerIdentity.current()):
             stopping.append(None)
             continue
-        stop = _Stopping(attempt, attempt_tag(home_root, attempt["id"]), time.monotonic())
+        on_slurm = slurm.UnwatchedJob(attempt, home_root) if attempt.get("backend") == "slurm" else None
+        stop = _Stopping(attempt, attempt_tag(home_root, attempt["id"]), time.monotonic(), on_slurm)
         stopping.append(stop)
-        if stop.on_slurm and slurm.cancel_unwatched(attempt):
-            say(f"job {attempt['job_id']}: no worker watches it; scancel of its Slurm job {attempt['slurm_job']}")
+        if stop.slurm_job is not None:
+            say(f"job {attempt['job_id']}: no worker watches it; {stop.slurm_job.cancel()}")
         elif stop.alive():
             job_id, pgid = attempt["job_id"], attempt["pgid"]
             say(f"job {job_id}: no worker watches it; SIGTERM to its group {pgid}, SIGKILL after {grace_s:g} s")
@@ -122,9 +120,8 @@ def _wait_out(
         say("interrupted; still cancelling, and the next flf2v worker finishes the job")
         raise
     for stop in stopping:
-        if stop.alive() and stop.on_slurm:
-            slurm.cancel_unwatched(stop.attempt, kill=True)
-            say(f"job {stop.attempt['job_id']}: grace period over, SIGKILL to its Slurm job")
+        if stop.slurm_job is not None and stop.alive():
+            say(f"job {stop.attempt['job_id']}: grace period over, {stop.slurm_job.cancel(kill=True)}")
         elif stop.alive():
             killed = kill_all(stop.attempt["pgid"], stop.tag)
             say(f"job {stop.attempt['job_id']}: grace period over, SIGKILL sent to {killed} process(es)")

@@ -9,6 +9,7 @@ disk, a lock held too long) never ends the loop: see outage.py.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sqlite3
@@ -20,7 +21,7 @@ from flf2v_tui.worker import launch, warm_jobs
 from flf2v_tui.worker.groups import WarmGroups
 from flf2v_tui.worker.handoff import left_behind, shut_down, work_left
 from flf2v_tui.worker.hooks import Hooks, hook_env
-from flf2v_tui.worker.launchers import Launcher
+from flf2v_tui.worker.launchers import Launcher, LauncherRefused
 from flf2v_tui.worker.launchers.local import LocalLauncher
 from flf2v_tui.worker.outage import StorageGuard, fault_of
 from flf2v_tui.worker.pool import Pool
@@ -276,7 +277,8 @@ class Worker:
         self._next_claim = now + 2.0
         self.pool.refresh()  # GPUs other programs took since the last look are not handed out
         warm = self.groups.enabled
-        while self.pool.free() or (warm and self.pool.warm):
+        # a launch that failed may say: not now
+        while (self.pool.free() or (warm and self.pool.warm)) and time.time() >= self._claim_after:
             claimed = claim_next(
                 self.conn,
                 self.me,
@@ -382,6 +384,13 @@ class Worker:
         with contextlib.suppress(OSError):
             (r.folder / "torchrun.log").write_text(f"flf2v worker: could not launch: {exc}\n")
         self.say(f"job {r.job_id}: could not launch ({fault.summary() if fault else exc})")
+        if isinstance(exc, LauncherRefused):
+            # The worker's settings, not the job: it goes back to the queue, spending no retry, and this worker
+            # claims nothing more (each claim would be refused the same way) until it is restarted, fixed.
+            r.ended = store.Outcome("interrupted", message=f"not submitted: {exc}", requeue_always=True)
+            self._claim_after = math.inf
+            self.say("this worker claims no more jobs until its settings are fixed and it is started again")
+            return
         if fault is None:
             r.ended = store.Outcome("failed", failure_class="worker_lost", message=str(exc))
             return

@@ -10,7 +10,6 @@ are ever addressed. Everything it starts is stopped by its saved pid, and everyt
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
@@ -21,15 +20,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PREFIX = "f15"  # of every link and namespace this fixture makes, so a leftover of a crashed run is recognised
+from tests.functional.slurm_machine import (
+    PREFIX,
+    add_hosts_lines,
+    end,
+    is_mount,
+    kill_all,
+    kill_saved_daemons,
+    release_lock,
+    remove_our_links_and_namespaces,
+    restore_hosts,
+    run,
+    save_pid,
+    take_lock,
+)
+
 SUBNET = "10.233.15"  # a private /24 only these tests use
 BRIDGE = f"{PREFIX}br0"
 CONTROLLER_ADDRESS = f"{SUBNET}.1"
 CTLD_PORT = 16817
 SLURMD_PORT = 16818
-HOSTS_FILE = Path("/etc/hosts")
-HOSTS_MARK = "# flf2v-slurm-test"
-LOCK_FILE = Path("/run/flf2v-slurm-test.lock")  # one test cluster on a machine at a time (fixed names)
 PARTITION = "flf2v"
 APT_PACKAGES = ("slurm-wlm", "munge")
 
@@ -55,12 +65,11 @@ def install() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     cmd = ["apt-get", "install", "-y", "-qq", *APT_PACKAGES]
     if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=True)
-        subprocess.run(cmd, env=env, capture_output=True, check=True)
-
-
-def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, check=check)
+        for argv in (["apt-get", "update", "-qq"], cmd):
+            done = subprocess.run(argv, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                said = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+                raise RuntimeError(f"`{' '.join(argv)}` failed: {said}")
 
 
 @dataclass
@@ -85,6 +94,7 @@ class SlurmCluster:
     _munged: subprocess.Popen[bytes] | None = None
     _lock: int | None = None
     _netns_mounted_before: bool = False
+    _hosts_before: bytes | None = None
 
     # ---- paths and environment ---------------------------------------------------------------------------
     @property
@@ -120,16 +130,21 @@ class SlurmCluster:
         if why:
             raise RuntimeError(why)
         install()
-        self._take_lock()
+        self._lock = take_lock()
         self.scratch.mkdir(parents=True, exist_ok=True)
-        self._clear_leftovers()
-        self._netns_mounted_before = _is_mount(Path("/run/netns"))
+        # What a run killed before its teardown left: its daemons (slurmctld would hold the port), links,
+        # namespaces and /etc/hosts lines.
+        kill_saved_daemons()
+        remove_our_links_and_namespaces()
+        restore_hosts(None)
+        self._netns_mounted_before = is_mount(Path("/run/netns"))
         self.members = [
             Node(f"flf2v-n{i}", f"{SUBNET}.{10 + i}", f"{PREFIX}n{i}", f"{PREFIX}h{i}", f"{PREFIX}c{i}")
             for i in range(1, self.nodes + 1)
         ]
         self._network()
-        self._hosts_lines()
+        names = [f"{CONTROLLER_ADDRESS} {socket.gethostname()}-ctl", *(f"{n.address} {n.name}" for n in self.members)]
+        self._hosts_before = add_hosts_lines(names)
         self._start_munge()
         self._write_conf()
         ctld = ["slurmctld", "-D", "-c", "-i", "-f", str(self.conf)]
@@ -160,7 +175,7 @@ class SlurmCluster:
     def revive(self, name: str) -> None:
         """The node reboots: what ran there is gone, its slurmd starts again and the node returns to service
         (for the tests after a lost node)."""
-        _kill_all(list(self.node_pids(name)))
+        kill_all(list(self.node_pids(name)))
         self._procs.remove(self._slurmds[name])
         self._slurmds[name] = self._start_slurmd(self.member(name))
         deadline = time.monotonic() + 60
@@ -174,82 +189,70 @@ class SlurmCluster:
 
     def stop(self) -> None:
         """Cancel every job (slurmstepd outlives slurmd), stop the daemons by their pids, undo the network
-        and the /etc/hosts lines. Safe to call after a start that failed half-way, and twice."""
+        and the /etc/hosts lines, release the lock: each step runs whatever the others raised. Safe to call
+        after a start that failed half-way, and twice."""
+        with contextlib.ExitStack() as steps:  # callbacks run last-in first-out: the lock goes last
+            steps.callback(self._release)
+            steps.callback(self._restore_hosts)
+            steps.callback(self._remove_network)
+            steps.callback(self._kill_in_namespaces)
+            steps.callback(self._end_daemons)
+            steps.callback(self._cancel_jobs)
+
+    def _cancel_jobs(self) -> None:
         if self.conf.exists() and any(p.poll() is None for p in self._procs):
             with contextlib.suppress(Exception):
                 self.command("scancel", "--partition", PARTITION, check=False, timeout=10)
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline and self.command("squeue", "-h", check=False, timeout=10).stdout:
                     time.sleep(0.2)
-        for proc in reversed(self._procs):
-            _end(proc)
-        self._procs.clear()
-        if self._munged is not None:
-            _end(self._munged)
+
+    def _end_daemons(self) -> None:
+        with contextlib.ExitStack() as each:  # last in, first ended: slurmd, then slurmctld, then munged
+            each.callback(kill_saved_daemons)  # and the pids file goes
+            for proc in [*([self._munged] if self._munged else []), *self._procs]:
+                each.callback(end, proc)
+            self._procs.clear()
             self._munged = None
+
+    def _kill_in_namespaces(self) -> None:
         # A slurmstepd whose slurmd was killed (a lost-node test) never hears the cancel: whatever still runs
         # in a node's namespace is ours, and goes before the namespace does.
         for node in self.members:
-            _kill_all(list(self.node_pids(node.name)) if Path(f"/run/netns/{node.netns}").exists() else [])
-        self._remove_network()
-        self._remove_hosts_lines()
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
+            kill_all(list(self.node_pids(node.name)) if Path(f"/run/netns/{node.netns}").exists() else [])
+
+    def _restore_hosts(self) -> None:
+        if self._hosts_before is not None:
+            restore_hosts(self._hosts_before)
+            self._hosts_before = None
+
+    def _release(self) -> None:
+        release_lock(self._lock)
+        self._lock = None
 
     # ---- pieces ------------------------------------------------------------------------------------------
-    def _take_lock(self) -> None:
-        fd = os.open(LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # waits for another test cluster on this machine to be torn down
-        self._lock = fd
-
-    def _clear_leftovers(self) -> None:
-        """A run killed before its teardown leaves links and namespaces of ours: remove them first."""
-        for line in _run("ip", "-o", "link", "show", check=False).stdout.splitlines():
-            name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
-            if name.startswith(PREFIX):
-                _run("ip", "link", "del", name, check=False)
-        for line in _run("ip", "netns", "list", check=False).stdout.splitlines():
-            name = line.split()[0] if line.strip() else ""
-            if name.startswith(PREFIX):
-                _run("ip", "netns", "del", name, check=False)
-        self._remove_hosts_lines()
-
     def _network(self) -> None:
-        _run("ip", "link", "add", BRIDGE, "type", "bridge")
-        _run("ip", "addr", "add", f"{CONTROLLER_ADDRESS}/24", "dev", BRIDGE)
-        _run("ip", "link", "set", BRIDGE, "up")
+        run("ip", "link", "add", BRIDGE, "type", "bridge")
+        run("ip", "addr", "add", f"{CONTROLLER_ADDRESS}/24", "dev", BRIDGE)
+        run("ip", "link", "set", BRIDGE, "up")
         for node in self.members:
-            _run("ip", "netns", "add", node.netns)
-            _run("ip", "link", "add", node.host_link, "type", "veth", "peer", "name", node.ns_link)
-            _run("ip", "link", "set", node.host_link, "master", BRIDGE)
-            _run("ip", "link", "set", node.host_link, "up")
-            _run("ip", "link", "set", node.ns_link, "netns", node.netns)
+            run("ip", "netns", "add", node.netns)
+            run("ip", "link", "add", node.host_link, "type", "veth", "peer", "name", node.ns_link)
+            run("ip", "link", "set", node.host_link, "master", BRIDGE)
+            run("ip", "link", "set", node.host_link, "up")
+            run("ip", "link", "set", node.ns_link, "netns", node.netns)
             inside = ("ip", "netns", "exec", node.netns)
-            _run(*inside, "ip", "addr", "add", f"{node.address}/24", "dev", node.ns_link)
-            _run(*inside, "ip", "link", "set", node.ns_link, "up")
-            _run(*inside, "ip", "link", "set", "lo", "up")
+            run(*inside, "ip", "addr", "add", f"{node.address}/24", "dev", node.ns_link)
+            run(*inside, "ip", "link", "set", node.ns_link, "up")
+            run(*inside, "ip", "link", "set", "lo", "up")
 
     def _remove_network(self) -> None:
         for node in self.members:
-            _run("ip", "link", "del", node.host_link, check=False)
-            _run("ip", "netns", "del", node.netns, check=False)
-        _run("ip", "link", "del", BRIDGE, check=False)
-        if not self._netns_mounted_before and _is_mount(Path("/run/netns")):
-            _run("umount", "/run/netns", check=False)  # `ip netns add` leaves its bind mount behind
-
-    def _hosts_lines(self) -> None:
-        lines = [f"{CONTROLLER_ADDRESS} {socket.gethostname()}-ctl {HOSTS_MARK}"]
-        lines += [f"{n.address} {n.name} {HOSTS_MARK}" for n in self.members]
-        text = HOSTS_FILE.read_text()
-        HOSTS_FILE.write_text(text + ("" if text.endswith("\n") else "\n") + "\n".join(lines) + "\n")
-
-    def _remove_hosts_lines(self) -> None:
-        with contextlib.suppress(OSError):
-            text = HOSTS_FILE.read_text()
-            if HOSTS_MARK in text:
-                kept = [line for line in text.splitlines(keepends=True) if HOSTS_MARK not in line]
-                HOSTS_FILE.write_text("".join(kept))
+            run("ip", "link", "del", node.host_link, check=False)
+            run("ip", "netns", "del", node.netns, check=False)
+        run("ip", "link", "del", BRIDGE, check=False)
+        if not self._netns_mounted_before and is_mount(Path("/run/netns")):
+            run("umount", "/run/netns", check=False)  # `ip netns add` leaves its bind mount behind
 
     def _start_munge(self) -> None:
         if _munge_works():
@@ -261,6 +264,7 @@ class SlurmCluster:
             self._munged = subprocess.Popen(
                 ["munged", "--foreground", "--force"], user="munge", group="munge", stdout=out, stderr=out
             )
+        save_pid(self._munged.pid)
         deadline = time.monotonic() + 10
         while not _munge_works():
             if time.monotonic() > deadline or self._munged.poll() is not None:
@@ -313,6 +317,7 @@ PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         with open(out_path, "ab") as out:
             proc = subprocess.Popen(argv, env=self.env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
         self._procs.append(proc)
+        save_pid(proc.pid)
 
     def _wait_idle(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -360,37 +365,3 @@ def _munge_works() -> bool:
     if cred.returncode != 0:
         return False
     return subprocess.run(["unmunge"], input=cred.stdout, capture_output=True).returncode == 0
-
-
-def _is_mount(path: Path) -> bool:
-    with contextlib.suppress(OSError):
-        return any(line.split()[1] == str(path) for line in Path("/proc/mounts").read_text().splitlines())
-    return False
-
-
-def _kill_all(pids: list[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
-        time.sleep(0.1)
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (a zombie of a dead parent is reaped late here, but holds nothing)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _end(proc: subprocess.Popen[bytes]) -> None:
-    """TERM, a moment, then KILL; always reaped (processes here are not reaped on their own)."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)

@@ -8,6 +8,9 @@ cancelled, one cancelled with no worker running, and two 2-node renders that los
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -17,6 +20,7 @@ import numpy as np
 import psutil
 import pytest
 
+from flf2v_tui.worker.launchers.slurm_script import job_name
 from storage.db import connect, write_tx
 from tests.functional.engine_helpers import run_engine, tiny_args
 from tests.functional.queue_helpers import (
@@ -106,8 +110,52 @@ def test_one_node_jobs_succeed_or_fail_as_user_input(slurm, qhome, tiny_ckpt, qf
         "succeeded", "COMPLETED", True,
     )  # fmt: skip
     assert Path(job_row(qhome, good)["output_path"]).exists()
+    assert re.fullmatch(r"(\d+-)?\d+:\d+:\d+", ok["slurm_elapsed"] or ""), ok  # sacct's Elapsed, kept
+    assert f"elapsed {ok['slurm_elapsed']}" in run(qhome, slurm, "show", str(good)).stdout
     assert (job_row(qhome, bad)["state"], failed["failure_class"], failed["exit_code"]) == ("failed", "user_input", 2)
     assert "first frame" in failed["failure_message"] and failed["node_list"] in slurm.node_names
+
+
+def slurm_jobs_named(cluster: SlurmCluster, home: Path, attempt_id: int) -> list[str]:
+    """Every Slurm job that carries the attempt's job name, whatever its state: what "submitted twice" counts."""
+    name = job_name(str(home), attempt_id)
+    return cluster.command("squeue", "-h", "--states=all", "-n", name, "-o", "%i").stdout.split()
+
+
+def test_an_sbatch_that_fails_after_queueing_the_job_is_adopted_not_submitted_again(
+    slurm, qhome, tiny_ckpt, qframes, tmp_path
+):
+    # A real failing sbatch: it queues the job, then answers as a controller that timed out does.
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    real = shutil.which("sbatch")
+    (shims / "sbatch").write_text(
+        f"#!/bin/sh\n{real} \"$@\" >/dev/null\necho 'sbatch: error: Socket timed out on send/recv operation' >&2\n"
+        "exit 1\n"
+    )
+    (shims / "sbatch").chmod(0o755)
+    job = submit(qhome, slurm, tiny_ckpt, qframes, QUICK, "--retries", "2")
+    env = {**slurm_env(slurm), "PATH": f"{shims}:{os.environ['PATH']}"}
+    done = flf2v(qhome, "worker", *WORKER, "--once", timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (attempt,) = attempt_rows(qhome, job)
+    assert job_row(qhome, job)["state"] == "succeeded", done.stdout
+    assert "Socket timed out" in done.stdout and f"Slurm job {attempt['slurm_job']}" in done.stdout
+    assert slurm_jobs_named(slurm, qhome, attempt["id"]) == [attempt["slurm_job"]]
+
+
+def test_a_refused_sbatch_is_the_workers_settings_said_once_and_the_job_waits_queued(slurm, qhome, tiny_ckpt, qframes):
+    job = submit(qhome, slurm, tiny_ckpt, qframes, QUICK, "--retries", "3")
+    other = submit(qhome, slurm, tiny_ckpt, qframes, QUICK)
+    done = run(qhome, slurm, "worker", *WORKER, "--partition", "nosuch", "--once")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sbatch refused the job" in done.stdout and "fix the worker's Slurm settings" in done.stdout
+    assert "claims no more jobs" in done.stdout
+    (attempt,) = attempt_rows(qhome, job)  # one try, and the other job was never claimed
+    assert attempt["state"] == "interrupted" and not attempt_rows(qhome, other)
+    row = job_row(qhome, job)
+    assert (row["state"], row["retries_used"]) == ("queued", 0)  # no retry spent, nothing of it lost
+    assert slurm_jobs_named(slurm, qhome, attempt["id"]) == []
 
 
 def handed_off(home: Path, cluster: SlurmCluster, ckpt: Path, frames: tuple[Path, Path]) -> int:
@@ -143,8 +191,7 @@ def test_a_restarted_worker_reattaches_and_a_cancel_stops_every_process(slurm, q
         stop(second)
     (attempt,) = attempt_rows(qhome, job)  # one attempt, one Slurm job: nothing was submitted twice
     assert attempt["state"] == "cancelled" and attempt["slurm_job"] == slurm_job
-    named = slurm.command("squeue", "-h", "--states=all", "-o", "%i").stdout.split()
-    assert named.count(attempt["slurm_job"]) == 1
+    assert slurm_jobs_named(slurm, qhome, attempt["id"]) == [slurm_job]  # by the attempt's job name
     assert slurm.wait_job(attempt["slurm_job"]) == "CANCELLED"
     wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
 
@@ -162,6 +209,63 @@ def test_a_cancel_with_no_worker_running_scancels_the_slurm_job(slurm, qhome, ti
     wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
 
 
+def failing_command(folder: Path, name: str) -> dict[str, str]:
+    """PATH for a Slurm client command that fails as it does when the controller is unreachable."""
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(f"#!/bin/sh\necho '{name}: error: Unable to contact slurm controller' >&2\nexit 1\n")
+    (folder / name).chmod(0o755)
+    return {"PATH": f"{folder}:{os.environ['PATH']}"}
+
+
+def test_a_cancel_with_no_worker_finds_an_unrecorded_slurm_job_by_its_name(slurm, qhome, tiny_ckpt, qframes):
+    job = handed_off(qhome, slurm, tiny_ckpt, qframes)
+    (attempt,) = attempt_rows(qhome, job)
+    conn = connect(qhome / "flf2v.db")
+    with write_tx(conn):  # as if the worker had died between sbatch and recording the job id
+        conn.execute("UPDATE attempts SET slurm_job = NULL")
+    conn.close()
+    cancel = run(qhome, slurm, "cancel", str(job), "--kill-grace", "10", timeout=120)
+    assert f"scancel of its Slurm job {attempt['slurm_job']}" in cancel.stdout, cancel.stdout + cancel.stderr
+    assert slurm.wait_job(attempt["slurm_job"]) == "CANCELLED"
+    wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
+
+
+def test_a_cancel_with_no_worker_waits_out_a_slurm_it_cannot_ask(slurm, qhome, tiny_ckpt, qframes, tmp_path):
+    job = handed_off(qhome, slurm, tiny_ckpt, qframes)
+    (attempt,) = attempt_rows(qhome, job)
+    env = {**slurm_env(slurm), **failing_command(tmp_path / "shims", "squeue")}
+    began = time.monotonic()
+    cancel = flf2v(qhome, "cancel", str(job), "--kill-grace", "4", timeout=120, env=env)
+    # Unknown is alive: the whole grace period, then the SIGKILL (scancel itself works).
+    assert time.monotonic() - began >= 4, cancel.stdout
+    assert f"grace period over, SIGKILL to its Slurm job {attempt['slurm_job']}" in cancel.stdout, cancel.stdout
+    assert slurm.wait_job(attempt["slurm_job"]) == "CANCELLED"
+    wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
+
+
+def test_a_worker_restarted_while_squeue_fails_keeps_asking_and_says_so(slurm, qhome, tiny_ckpt, qframes, tmp_path):
+    job = handed_off(qhome, slurm, tiny_ckpt, qframes)
+    (attempt,) = attempt_rows(qhome, job)
+    conn = connect(qhome / "flf2v.db")
+    with write_tx(conn):  # its id unrecorded: the restarted worker must look it up by name, and cannot yet
+        conn.execute("UPDATE attempts SET slurm_job = NULL")
+    conn.close()
+    shim = failing_command(tmp_path / "shims", "squeue")
+    worker = start_worker(qhome, *WORKER, **slurm_env(slurm), **shim)
+    try:
+        said = "Slurm has not answered about job flf2v-"
+        wait_for(lambda: said in (qhome / "worker.log").read_text(), timeout=60, what="the worker saying so")
+        assert worker.poll() is None, (qhome / "worker.log").read_text()  # never a crash
+        assert job_row(qhome, job)["state"] == "running"  # nor an end it cannot know
+    finally:
+        assert stop(worker) == 0
+    # With Slurm answering again, a worker finds the same job by its name: nothing was submitted twice.
+    cancel = run(qhome, slurm, "cancel", str(job), "--kill-grace", "10", timeout=120)
+    assert f"scancel of its Slurm job {attempt['slurm_job']}" in cancel.stdout, cancel.stdout + cancel.stderr
+    assert slurm_jobs_named(slurm, qhome, attempt["id"]) == [attempt["slurm_job"]]
+    wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
+
+
 def _rank_on(cluster: SlurmCluster, node: str) -> psutil.Process | None:
     for pid in cluster.node_pids(node):
         try:
@@ -173,28 +277,48 @@ def _rank_on(cluster: SlurmCluster, node: str) -> psutil.Process | None:
     return None
 
 
-def test_a_rank_killed_on_the_second_node_fails_the_attempt_quickly_naming_rank_and_node(
-    slurm, qhome, tiny_ckpt, qframes
-):
-    timeout_s = 30
-    job = submit(qhome, slurm, tiny_ckpt, qframes, LONG, "--nodes", "2", "--gpus-per-node", "1",
+def _signal_rank1_mid_render(
+    home: Path, cluster: SlurmCluster, ckpt: Path, frames: tuple[Path, Path], sig: int, timeout_s: int, wait_s: int
+) -> tuple[dict, float]:
+    """A 2-node render whose rank 1 (on flf2v-n2) gets `sig` mid-denoise: its attempt once the job failed, and
+    the seconds from the signal to that."""
+    job = submit(home, cluster, ckpt, frames, LONG, "--nodes", "2", "--gpus-per-node", "1",
                  "--collective-timeout", str(timeout_s), "--retries", "0")  # fmt: skip
-    worker = start_worker(qhome, *WORKER, "--once", **slurm_env(slurm))
+    worker = start_worker(home, *WORKER, "--once", **slurm_env(cluster))
     try:
-        wait_for(lambda: denoising(qhome, job), timeout=240, what="the denoise stage")
-        rank1 = wait_for(lambda: _rank_on(slurm, "flf2v-n2"), timeout=10, what="rank 1 on flf2v-n2")
-        killed_at = time.monotonic()
-        rank1.send_signal(signal.SIGKILL)
-        wait_for(lambda: job_row(qhome, job)["state"] == "failed", timeout=timeout_s + 30, what="the failure")
-        took = time.monotonic() - killed_at
+        wait_for(lambda: denoising(home, job), timeout=240, what="the denoise stage")
+        rank1 = wait_for(lambda: _rank_on(cluster, "flf2v-n2"), timeout=10, what="rank 1 on flf2v-n2")
+        signalled_at = time.monotonic()
+        rank1.send_signal(sig)
+        wait_for(lambda: job_row(home, job)["state"] == "failed", timeout=wait_s, what="the failure")
+        took = time.monotonic() - signalled_at
         assert worker.wait(timeout=60) == 0
     finally:
         stop(worker)
-    assert took < timeout_s + 15
-    (attempt,) = attempt_rows(qhome, job)
+    (attempt,) = attempt_rows(home, job)
+    return attempt, took
+
+
+def test_a_rank_killed_on_the_second_node_fails_the_attempt_quickly_naming_rank_and_node(
+    slurm, qhome, tiny_ckpt, qframes
+):
+    attempt, took = _signal_rank1_mid_render(qhome, slurm, tiny_ckpt, qframes, signal.SIGKILL, 30, 60)
+    assert took < 30 + 15
     assert (attempt["failure_class"], attempt["failing_rank"]) == ("killed", 1), attempt["failure_message"]
     assert "flf2v-n2" in attempt["failure_message"]
     wait_for(lambda: not attempt_processes(qhome), timeout=15, what="no process of the render on any node")
+
+
+def test_a_hung_peer_fails_the_attempt_as_comm_within_the_collective_timeout(slurm, qhome, tiny_ckpt, qframes):
+    # SIGSTOP: rank 1 stays alive, holding its sockets, answering nothing; its peer waits out the timeout.
+    attempt, took = _signal_rank1_mid_render(qhome, slurm, tiny_ckpt, qframes, signal.SIGSTOP, 20, 80)
+    message = attempt["failure_message"]
+    assert attempt["failure_class"] == "comm", message
+    assert took < 20 + 40, took
+    rank = attempt["failing_rank"]
+    node = {0: "flf2v-n1", 1: "flf2v-n2"}[rank]
+    assert f"rank {rank}" in message and node in message, message
+    wait_for(lambda: not attempt_processes(qhome), timeout=30, what="no process of the render on any node")
 
 
 def test_a_lost_node_is_the_clusters_failure_and_retryable(slurm, qhome, tiny_ckpt, qframes):
@@ -216,3 +340,4 @@ def test_a_lost_node_is_the_clusters_failure_and_retryable(slurm, qhome, tiny_ck
     (attempt,) = attempt_rows(qhome, job)
     assert (attempt["state"], attempt["failure_class"]) == ("interrupted", "worker_lost"), attempt["failure_message"]
     assert "NODE_FAIL" in attempt["failure_message"] and "the cluster's failure" in attempt["failure_message"]
+    assert attempt["failure_message"].endswith("; lost: flf2v-n2")  # the node that hung, not the job's list

@@ -62,6 +62,13 @@ def test_oom_fails_with_a_hint_and_user_input_never_retries(conn, queue):
     assert decide({**get_job(conn, bad), "retry_on": "user_input"}, "user_input").retry is False
 
 
+def test_a_slurm_time_limit_fails_with_the_hint_to_raise_time(conn, queue):
+    job_id = queue(max_retries=0)
+    finish(conn, start(conn, job_id), Outcome("failed", failure_class="timeout", message="Slurm job 41 reached it"))
+    reason = get_job(conn, job_id)["state_reason"]
+    assert "longer --time" in reason and f"flf2v retry {job_id}" in reason
+
+
 def test_interrupted_is_worker_lost_and_requeued(conn, queue):
     job_id = queue()
     assert finish(conn, start(conn, job_id), Outcome("interrupted")) == "queued"

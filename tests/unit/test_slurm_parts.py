@@ -3,6 +3,7 @@ and how ls and show put a Slurm attempt."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -12,8 +13,8 @@ from engine.errors import BadInputError
 from flf2v_tui.job_text import gpus_text, note, show_text
 from flf2v_tui.worker.launchers.settings import resolve
 from flf2v_tui.worker.launchers.slurm import node_of_rank, slurm_outcome
-from flf2v_tui.worker.launchers.slurm_script import SlurmOptions, batch_script, engine_command
-from flf2v_tui.worker.launchers.slurm_status import NOT_SHARED_EXIT, SlurmStatus
+from flf2v_tui.worker.launchers.slurm_script import SlurmOptions, batch_script, engine_command, rdzv_port
+from flf2v_tui.worker.launchers.slurm_status import NOT_SHARED_EXIT, SlurmStatus, rss_bytes, sacct_record
 
 
 def _script(tmp_path: Path, options: SlurmOptions) -> str:
@@ -34,7 +35,14 @@ def test_the_batch_script_asks_for_the_nodes_and_runs_the_same_engine_arguments(
     assert sbatch[-4:] == ["#SBATCH --partition=gpu", "#SBATCH --account=vision", "#SBATCH --time=2:00:00",
                            "#SBATCH --qos=high"]  # fmt: skip
     assert "CUDA_VISIBLE_DEVICES" not in script  # Slurm hands out the GPUs
-    assert '--rdzv-endpoint="$head:29517"' in script and "--nnodes $SLURM_NNODES" in script
+    assert '--rdzv-endpoint="$head:$port"' in script and "--nnodes $SLURM_NNODES" in script
+    # The port comes from the Slurm job id, the same in the script as in the worker's rdzv_port().
+    port_line = next(x for x in script.splitlines() if x.startswith("port="))
+    for slurm_job in ("17", "123456", "20017"):
+        said = subprocess.run(["bash", "-c", f"SLURM_JOB_ID={slurm_job}\n{port_line}\necho $port"],
+                              capture_output=True, text=True).stdout  # fmt: skip
+        assert int(said) == rdzv_port(slurm_job) and 20000 <= int(said) < 30000
+    assert rdzv_port("123456") != rdzv_port("123457")
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
     # The prompt reaches the engine as one argument, unexpanded: run the srun line's arguments through bash.
     line = next(x for x in script.splitlines() if x.startswith("srun --kill-on-bad-exit"))
@@ -44,7 +52,16 @@ def test_the_batch_script_asks_for_the_nodes_and_runs_the_same_engine_arguments(
 
 
 def test_cpu_nodes_ask_for_cpus_instead_of_gpus(tmp_path):
-    assert "#SBATCH --cpus-per-task=4" in _script(tmp_path, SlurmOptions(device="cpu"))
+    script = _script(tmp_path, SlurmOptions(device="cpu"))
+    assert "#SBATCH --cpus-per-task=4" in script and "--gpus-per-node" not in script
+    assert "srun --kill-on-bad-exit=1 --ntasks-per-node=1 --cpus-per-task=4 " in script
+
+
+def test_gpu_nodes_ask_for_cpus_per_gpu_and_the_render_step_asks_for_them_again(tmp_path):
+    script = _script(tmp_path, SlurmOptions(cpus_per_gpu=6))  # 4 GPUs per node
+    assert "#SBATCH --gpus-per-node=4" in script and "#SBATCH --cpus-per-task=24" in script
+    # srun 22.05 and later do not pass the job's --cpus-per-task on to a step by themselves.
+    assert "srun --kill-on-bad-exit=1 --ntasks-per-node=1 --cpus-per-task=24 " in script
 
 
 def test_settings_come_from_the_command_line_then_the_environment_then_the_file(tmp_path, monkeypatch):
@@ -73,6 +90,62 @@ def test_bad_settings_are_one_line(tmp_path, monkeypatch, given, said):
     monkeypatch.delenv("FLF2V_BACKEND", raising=False)
     with pytest.raises(BadInputError, match="^" + said.replace("(", r"\(").replace(")", r"\)")):
         resolve(tmp_path, **given)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("FLF2V_SLURM_POLL_S", "abc", "FLF2V_SLURM_POLL_S = 'abc': expected seconds between Slurm polls"),
+        ("FLF2V_SLURM_POLL_S", "inf", "FLF2V_SLURM_POLL_S = 'inf': expected seconds"),
+        ("FLF2V_SLURM_POLL_S", "nan", "FLF2V_SLURM_POLL_S = 'nan': expected seconds"),
+        ("FLF2V_SLURM_POLL_S", "0.1", "FLF2V_SLURM_POLL_S = '0.1': expected seconds between Slurm polls, at least 0.5"),
+        ("FLF2V_SLURM_MAX_JOBS", "x", "FLF2V_SLURM_MAX_JOBS = 'x': expected a whole number of Slurm jobs"),
+        ("FLF2V_SLURM_MAX_JOBS", "0", "FLF2V_SLURM_MAX_JOBS = '0': expected a whole number"),
+    ],
+)
+def test_bad_numbers_in_the_environment_are_one_line_naming_the_variable(tmp_path, monkeypatch, variable, value, said):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(BadInputError, match="^" + re.escape(said)):
+        resolve(tmp_path, backend="slurm")
+
+
+def test_bad_numbers_in_the_config_file_name_the_file_and_the_key(tmp_path, monkeypatch):
+    for variable in ("FLF2V_SLURM_POLL_S", "FLF2V_SLURM_MAX_JOBS"):
+        monkeypatch.delenv(variable, raising=False)
+    (tmp_path / "worker.toml").write_text('[slurm]\nmax_jobs = "lots"\n')
+    with pytest.raises(BadInputError, match=r"worker\.toml \[slurm\] max_jobs = 'lots': expected a whole number"):
+        resolve(tmp_path, backend="slurm")
+    (tmp_path / "worker.toml").write_text("[slurm]\npoll_s = 1e400\n")
+    with pytest.raises(BadInputError, match=r"worker\.toml \[slurm\] poll_s = inf: expected seconds"):
+        resolve(tmp_path, backend="slurm")
+    (tmp_path / "worker.toml").write_text("[slurm]\npoll_s = 3\nmax_jobs = 4\n")
+    options = resolve(tmp_path, backend="slurm").slurm
+    assert (options.poll_s, options.max_jobs) == (3.0, 4)
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"partition": "gpu long"}, "Slurm partition 'gpu long': expected one word"),
+        ({"account": "a\tb"}, "Slurm account 'a\\tb': expected one word"),
+        ({"time_limit": "1:00\n#SBATCH --x"}, "Slurm time"),
+        ({"sbatch_args": ["--qos=normal\nrm -rf ~"]}, "--sbatch-arg '--qos=normal\\nrm -rf ~': no spaces or control"),
+        ({"sbatch_args": ["--comment=two words"]}, "--sbatch-arg '--comment=two words': no spaces"),
+    ],
+)
+def test_a_value_that_would_break_its_sbatch_line_is_refused(tmp_path, monkeypatch, given, said):
+    monkeypatch.delenv("FLF2V_BACKEND", raising=False)
+    with pytest.raises(BadInputError, match="^" + re.escape(said)):
+        resolve(tmp_path, backend="slurm", **given)
+
+
+@pytest.mark.parametrize("folder", ["my home", "100%", "tab\there"])
+def test_a_home_whose_path_would_break_the_sbatch_lines_is_refused(tmp_path, folder):
+    home = tmp_path / folder
+    home.mkdir()
+    with pytest.raises(BadInputError, match=r"^FLF2V_HOME .*: the Slurm backend needs a path without spaces"):
+        resolve(home, backend="slurm")
+    assert resolve(home, backend="local").backend == "local"
 
 
 def test_a_broken_config_file_is_named(tmp_path):
@@ -105,6 +178,19 @@ def test_a_folder_the_nodes_cannot_see_is_said_plainly(tmp_path):
     assert slurm_outcome("41", SlurmStatus("41", "FAILED", exit_code=1), 1, tmp_path) is None  # the logs tell
 
 
+@pytest.mark.parametrize(
+    ("status", "failure", "words"),
+    [
+        (SlurmStatus("41", "CANCELLED"), "killed", "ended CANCELLED before the render could finish"),
+        (SlurmStatus("41", "FAILED", reason="launch failed requeued held"), "killed", "ended FAILED"),
+        (SlurmStatus("41", "FAILED", nodes="n1", exit_code=1), "user_input", "cannot see"),
+    ],
+)
+def test_a_job_that_never_ran_is_not_blamed_on_the_shared_folder(tmp_path, status, failure, words):
+    outcome = slurm_outcome("41", status, None, tmp_path)  # no torchrun.log, no exit.json
+    assert outcome.failure_class == failure and words in outcome.message
+
+
 def test_the_node_of_a_rank_comes_from_its_log(tmp_path):
     (tmp_path / "rank1.log").write_text("[t] INFO: rank 1 of 2 on node gpu-07 (local rank 0, pid 5)\n")
     assert node_of_rank(tmp_path, 1) == "gpu-07" and node_of_rank(tmp_path, 0) is None
@@ -131,7 +217,26 @@ def test_show_names_the_slurm_job_and_its_nodes():
                "node_list": "n[1-2]"}  # fmt: skip
     text = show_text(job, [attempt])
     assert "  slurm      41 RUNNING on n[1-2]" in text and "2 nodes × 1 rank(s) = 2 rank(s)" in text
-    assert "slurm 41" in text  # the attempts table
+    assert "slurm 41" in text and "slurm use" not in text  # the attempts table; nothing measured yet
+    ended = {**attempt, "slurm_state": "COMPLETED", "slurm_elapsed": "00:01:02", "slurm_max_rss": "2.5G"}
+    assert "  slurm use  elapsed 00:01:02, MaxRSS 2.5G (sacct)" in show_text(job, [ended])
+
+
+def test_sacct_gives_the_jobs_own_state_and_the_largest_maxrss_of_its_steps():
+    # sacct -n -P -j 41 --format=JobID,State,ExitCode,NodeList,Elapsed,MaxRSS on a cluster with accounting:
+    text = (
+        "41|FAILED|1:0|n[1-2]|00:03:10|\n"
+        "41.batch|FAILED|1:0|n1|00:03:10|812344K\n"
+        "41.extern|COMPLETED|0:0|n[1-2]|00:03:10|1024K\n"
+        "41.0|FAILED|1:0|n[1-2]|00:03:05|1.5G\n"
+    )
+    record = sacct_record("41", text)
+    assert (record.state, record.exit_code, record.nodes, record.elapsed) == ("FAILED", 1, "n[1-2]", "00:03:10")
+    assert record.max_rss == "1.5G"
+    # The job completion log (sacct -c) has whole jobs only, and no MaxRSS.
+    only = sacct_record("41", "41|COMPLETED|0:0|n1|00:00:09\n")
+    assert (only.state, only.elapsed, only.max_rss) == ("COMPLETED", "00:00:09", "")
+    assert rss_bytes("2M") == 2 << 20 and rss_bytes("") == 0
 
 
 def test_warm_groups_are_the_local_backends_only(conn, home):

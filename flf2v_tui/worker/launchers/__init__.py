@@ -10,11 +10,35 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable
+
     from flf2v_tui.worker.launch import Launch
     from flf2v_tui.worker.running import Running
     from storage.attempts import Outcome
+    from storage.paths import Home
 
 BACKENDS = ("local", "slurm")
+
+
+class LauncherRefused(RuntimeError):
+    """The backend refused the attempt because of the worker's own settings (sbatch: no such partition, ...):
+    not the job's fault, and every other job would be refused the same way until the settings are fixed."""
+
+
+class Storage(Protocol):
+    def write(self, action: Callable[[], object]) -> bool:
+        """Run a database write, retried by the worker's storage guard; False when storage fails now."""
+
+
+class LaunchingWorker(Protocol):
+    """What a launcher may use of the worker: its home, its database and storage guard, and its output."""
+
+    home: Home
+    conn: sqlite3.Connection
+    storage: Storage
+
+    def say(self, text: str) -> None: ...
 
 
 class Launcher(Protocol):
@@ -24,7 +48,7 @@ class Launcher(Protocol):
     # it starts the ranks itself, on this machine. A Slurm attempt is one sbatch job that loads its own models.
     warm_groups: bool
 
-    def start(self, worker: Any, r: Running, plan: Launch, job: dict[str, Any]) -> None:
+    def start(self, worker: LaunchingWorker, r: Running, plan: Launch, job: dict[str, Any]) -> None:
         """Start the attempt (raises OSError or RuntimeError when it cannot); fills what `r` needs to be
         watched, and records in the database what a restarted worker needs to find it again."""
 
@@ -37,11 +61,11 @@ class Launcher(Protocol):
     def kill(self, r: Running) -> int:
         """The grace period is over: end it by force; how many processes (or nodes) were told."""
 
-    def ended(self, worker: Any, r: Running) -> bool:
+    def ended(self, worker: LaunchingWorker, r: Running) -> bool:
         """Whether nothing of it runs any more (cheap: called every tick; rate-limits its own queries)."""
 
     def outcome(self, r: Running) -> Outcome:
         """How it ended, once `ended` said so."""
 
-    def adopted(self, worker: Any, r: Running, attempt: dict[str, Any]) -> None:
+    def adopted(self, worker: LaunchingWorker, r: Running, attempt: dict[str, Any]) -> None:
         """A restarted worker re-attached `attempt` (a row of store.running_attempts) as `r`."""

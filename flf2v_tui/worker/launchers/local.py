@@ -7,6 +7,7 @@ from typing import Any
 
 from flf2v_tui.worker import launch
 from flf2v_tui.worker.classify import classify, read_exit
+from flf2v_tui.worker.launchers import LaunchingWorker
 from flf2v_tui.worker.procs import kill_all, leader_alive, signal_group
 from flf2v_tui.worker.running import Running
 from storage.attempts import Outcome
@@ -17,7 +18,7 @@ class LocalLauncher:
     max_nodes = 1
     warm_groups = True  # with --keep-warm, the worker hands jobs to warm groups instead of start() (groups.py)
 
-    def start(self, worker: Any, r: Running, plan: launch.Launch, job: dict[str, Any]) -> None:
+    def start(self, worker: LaunchingWorker, r: Running, plan: launch.Launch, job: dict[str, Any]) -> None:
         started = launch.start(plan)
         r.popen, r.pgid, r.pgid_started = started.popen, started.pgid, started.pgid_started
 
@@ -31,7 +32,7 @@ class LocalLauncher:
     def kill(self, r: Running) -> int:
         return kill_all(r.pgid, r.tag)
 
-    def ended(self, worker: Any, r: Running) -> bool:
+    def ended(self, worker: LaunchingWorker, r: Running) -> bool:
         if r.popen is not None:
             return r.popen.poll() is not None
         return not leader_alive(r.pgid, r.pgid_started)
@@ -41,5 +42,5 @@ class LocalLauncher:
             read_exit(r.folder), r.tracker, r.folder, cancelled=r.cancelled, stalled=r.stalled, save_file=r.save_file
         )
 
-    def adopted(self, worker: Any, r: Running, attempt: dict[str, Any]) -> None:
+    def adopted(self, worker: LaunchingWorker, r: Running, attempt: dict[str, Any]) -> None:
         return None

@@ -9,16 +9,18 @@ or, when the worker died before recording it, the job name), so nothing is submi
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.errors import BadInputError
 from flf2v_tui.shim import LOG_FILE
 from flf2v_tui.worker import launch
 from flf2v_tui.worker.classify import classify, read_exit
-from flf2v_tui.worker.launchers import slurm_status
+from flf2v_tui.worker.launchers import LauncherRefused, LaunchingWorker, slurm_status
 from flf2v_tui.worker.launchers.slurm_script import (
     SCRIPT_FILE,
     SHARED_TOKEN,
@@ -28,7 +30,13 @@ from flf2v_tui.worker.launchers.slurm_script import (
     job_name,
     rdzv_port,
 )
-from flf2v_tui.worker.launchers.slurm_status import INFRASTRUCTURE, NOT_SHARED_EXIT, SlurmCommandError, SlurmStatus
+from flf2v_tui.worker.launchers.slurm_status import (
+    INFRASTRUCTURE,
+    NOT_SHARED_EXIT,
+    NOT_SHARED_FIX,
+    SlurmCommandError,
+    SlurmStatus,
+)
 from flf2v_tui.worker.pool import Pool
 from flf2v_tui.worker.running import Running
 from storage import slurm_attempts
@@ -57,9 +65,16 @@ def slurm_pool(options: SlurmOptions) -> SlurmPool:
     return SlurmPool(options.device, slots, note=f"Slurm ({options.device} nodes, up to {options.max_jobs} jobs)")
 
 
+# Slurm commands failing this many polls in a row about one job are said on the worker's output; the worker
+# keeps asking at its poll rate (a controller restart is routine on a cluster).
+SILENT_POLLS = 10
+
+
 @dataclass
 class _Watched:
-    job_id: str
+    job_id: str  # "" until found by its name (a restarted worker that could not ask Slurm at once)
+    name: str = ""
+    failing_since: float | None = None  # when Slurm's commands began failing about it, in a row
     polled: float = 0.0
     status: SlurmStatus | None = None
     missing: int = 0  # polls in a row that found the job nowhere
@@ -76,7 +91,7 @@ class SlurmLauncher:
         self.jobs: dict[int, _Watched] = {}
 
     # ---- start -------------------------------------------------------------------------------------------
-    def start(self, worker: Any, r: Running, plan: launch.Launch, job: dict[str, Any]) -> None:
+    def start(self, worker: LaunchingWorker, r: Running, plan: launch.Launch, job: dict[str, Any]) -> None:
         home_root = str(worker.home.root)
         name = job_name(home_root, r.attempt_id)
         (r.folder / SHARED_TOKEN).write_text(f"{name}\n")
@@ -90,15 +105,34 @@ class SlurmLauncher:
         (r.folder / "command.txt").write_text(f"# flf2v job {r.job_id}, attempt {r.number}\nsbatch {path}\n")
         if not worker.storage.write(lambda: slurm_attempts.mark_slurm(worker.conn, r.attempt_id)):
             raise RuntimeError("could not record the attempt as a Slurm one before submitting it")
-        done = slurm_status.run(["sbatch", "--parsable", str(path)], self.env)
-        if done.returncode != 0:
-            raise RuntimeError(f"sbatch refused the job: {done.stderr.strip() or done.stdout.strip()}")
-        slurm_job = done.stdout.strip().split(";")[0]
-        self.jobs[r.attempt_id] = _Watched(slurm_job)
-        r.port = rdzv_port(r.attempt_id)
+        slurm_job = self._submit(worker, r, path, name)
+        self.jobs[r.attempt_id] = _Watched(slurm_job, name)
+        r.port = rdzv_port(slurm_job)
         save_file = plan.save_file
         # Not recorded now: the job name finds it again (reconcile), so a failed write submits nothing twice.
         worker.storage.write(lambda: slurm_attempts.set_submitted(worker.conn, r.attempt_id, slurm_job, save_file))
+
+    def _submit(self, worker: LaunchingWorker, r: Running, script: Path, name: str) -> str:
+        """sbatch the script, once. When sbatch fails or does not answer, the job may still have been queued (a
+        slow controller): it is looked up by its name and adopted, so that a retry never submits it twice."""
+        try:
+            done = slurm_status.run(["sbatch", "--parsable", str(script)], self.env)
+        except SlurmCommandError as exc:
+            done, trouble = None, str(exc)
+        else:
+            if done.returncode == 0 and done.stdout.strip():
+                return done.stdout.strip().split(";")[0]
+            trouble = done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}"
+        found = _find(name, self.env)
+        if found:
+            worker.say(f"job {r.job_id}: sbatch said {trouble!r}, but Slurm job {found} ({name}) is queued: watched")
+            return found
+        if done is not None and done.returncode != 0:
+            raise LauncherRefused(
+                f"sbatch refused the job: {trouble}: fix the worker's Slurm settings (--partition, --account, "
+                "--time, --sbatch-arg, FLF2V_SLURM_*, worker.toml) and start the worker again"
+            )
+        raise RuntimeError(f"{trouble}, and no Slurm job named {name} is queued: it was not submitted")
 
     def where(self, r: Running) -> str:
         watched = self.jobs.get(r.attempt_id)
@@ -114,14 +148,16 @@ class SlurmLauncher:
 
     def _scancel(self, r: Running, kill: bool) -> None:
         watched = self.jobs.get(r.attempt_id)
-        if watched is None:
-            return
+        if watched is not None and not watched.job_id:
+            watched.job_id = _find(watched.name, self.env) or ""
+        if watched is None or not watched.job_id:
+            return  # not found yet: the cancel is sent again after the grace period (kill)
         # A failed scancel is tried again after the grace period (kill), and the job's end is watched either way.
         with contextlib.suppress(SlurmCommandError):
             slurm_status.cancel(watched.job_id, self.env, kill=kill)
 
     # ---- watch -------------------------------------------------------------------------------------------
-    def ended(self, worker: Any, r: Running) -> bool:
+    def ended(self, worker: LaunchingWorker, r: Running) -> bool:
         watched = self.jobs.get(r.attempt_id)
         if watched is None:
             return True  # nothing was submitted
@@ -130,10 +166,21 @@ class SlurmLauncher:
             return False
         watched.polled = now
         try:
+            if not watched.job_id:
+                found = slurm_status.find_by_name(watched.name, self.env)
+                if found is None:  # no job by its name: it was never submitted
+                    del self.jobs[r.attempt_id]
+                    return True
+                watched.job_id = found
             status = slurm_status.status(watched.job_id, self.env)
         except SlurmCommandError as exc:
-            self._say_once(worker, r, watched, f"cannot ask Slurm about job {watched.job_id}: {exc}")
+            watched.failing_since = watched.failing_since or now
+            if now - watched.failing_since >= SILENT_POLLS * self.poll_s:
+                took = now - watched.failing_since
+                self._say_once(worker, r, watched, f"Slurm has not answered about job {watched.job_id or watched.name} "
+                               f"for {took:.0f} s ({exc}); still asking every {self.poll_s:g} s")  # fmt: skip
             return False
+        watched.failing_since = None
         if status is None:
             watched.missing += 1
             return watched.missing >= 2  # gone from squeue and from accounting: nothing runs
@@ -147,7 +194,14 @@ class SlurmLauncher:
         if changed:
             worker.storage.write(
                 lambda: slurm_attempts.set_status(
-                    worker.conn, r.attempt_id, watched.job_id, status.state, status.reason or None, status.nodes or None
+                    worker.conn,
+                    r.attempt_id,
+                    watched.job_id,
+                    status.state,
+                    status.reason or None,
+                    status.nodes or None,
+                    status.elapsed or None,
+                    status.max_rss or None,
                 )
             )
             why = f" ({status.reason})" if status.reason and status.state == "PENDING" else ""
@@ -155,7 +209,7 @@ class SlurmLauncher:
             self._say_once(worker, r, watched, f"Slurm job {watched.job_id} {status.state}{why}{on}")
         return status.ended
 
-    def _say_once(self, worker: Any, r: Running, watched: _Watched, text: str) -> None:
+    def _say_once(self, worker: LaunchingWorker, r: Running, watched: _Watched, text: str) -> None:
         if text != watched.said:
             watched.said = text
             worker.say(f"job {r.job_id}: {text}")
@@ -173,6 +227,9 @@ class SlurmLauncher:
         if watched is None:
             return Outcome("interrupted", failure_class="worker_lost", message="it was never submitted to Slurm")
         outcome = slurm_outcome(watched.job_id, status, returncode, r.folder)
+        if outcome is not None and status is not None and status.state == "NODE_FAIL":
+            lost = slurm_status.lost_nodes(status.nodes, self.env)
+            outcome.message += f"; lost: {lost}" if lost else ""
         if outcome is None:
             outcome = base
         if outcome.failing_rank is not None:
@@ -181,33 +238,69 @@ class SlurmLauncher:
                 outcome.message = f"rank {outcome.failing_rank} on node {node}: {outcome.message}"[:1000]
         return outcome
 
-    def adopted(self, worker: Any, r: Running, attempt: dict[str, Any]) -> None:
-        job_id = attempt.get("slurm_job") or slurm_status.find_by_name(
-            job_name(str(worker.home.root), r.attempt_id), self.env
-        )
-        if job_id:
-            self.jobs[r.attempt_id] = _Watched(str(job_id))
-            r.port = rdzv_port(r.attempt_id)
+    def adopted(self, worker: LaunchingWorker, r: Running, attempt: dict[str, Any]) -> None:
+        # An unrecorded job id is looked up by the job's name on the first poll (which Slurm may fail).
+        name = job_name(str(worker.home.root), r.attempt_id)
+        self.jobs[r.attempt_id] = _Watched(str(attempt.get("slurm_job") or ""), name)
+        r.port = rdzv_port(str(attempt.get("slurm_job") or "")) or r.port
 
 
-def unwatched_alive(attempt: dict[str, Any]) -> bool:
-    """For `flf2v cancel` with no worker: whether the Slurm job of a running attempt row still runs (or waits)."""
-    if not attempt.get("slurm_job"):
-        return False
-    try:
-        status = slurm_status.status(str(attempt["slurm_job"]))
-    except SlurmCommandError:
-        return False
-    return status is not None and not status.ended
-
-
-def cancel_unwatched(attempt: dict[str, Any], kill: bool = False) -> bool:
-    """scancel the Slurm job of a running attempt row that no worker watches; False when it has none."""
-    if not attempt.get("slurm_job"):
-        return False
+def _find(name: str, env: dict[str, str] | None) -> str | None:
     with contextlib.suppress(SlurmCommandError):
-        slurm_status.cancel(str(attempt["slurm_job"]), kill=kill)
-    return True
+        return slurm_status.find_by_name(name, env)
+    return None
+
+
+class UnwatchedJob:
+    """For `flf2v cancel` with no worker: the Slurm job of a running attempt row, found by its recorded id or
+    else by its job name, and asked about at most once per poll_s. A job Slurm cannot be asked about counts as
+    alive: a cancel must never record as ended a render that may still run."""
+
+    def __init__(self, attempt: dict[str, Any], home_root: str, env: dict[str, str] | None = None) -> None:
+        self.attempt, self.home_root, self.env = attempt, home_root, env
+        self.poll_s = _poll_s(home_root)
+        self.job_id = str(attempt.get("slurm_job") or "")
+        self._asked, self._alive = -math.inf, True
+
+    def _job(self) -> str:
+        """The Slurm job id, or "" when no job carries the attempt's name (raises SlurmCommandError)."""
+        if not self.job_id:
+            self.job_id = slurm_status.find_by_name(job_name(self.home_root, self.attempt["id"]), self.env) or ""
+        return self.job_id
+
+    def alive(self) -> bool:
+        now = time.monotonic()
+        if now - self._asked < self.poll_s:
+            return self._alive
+        self._asked = now
+        try:
+            job = self._job()
+            status = slurm_status.status(job, self.env) if job else None
+        except SlurmCommandError:
+            self._alive = True
+        else:
+            self._alive = status is not None and not status.ended
+        return self._alive
+
+    def cancel(self, kill: bool = False) -> str:
+        """scancel it; what happened, for the user."""
+        try:
+            job = self._job()
+            if not job:
+                return f"no Slurm job named {job_name(self.home_root, self.attempt['id'])}: nothing of it runs"
+            slurm_status.cancel(job, self.env, kill=kill)
+        except SlurmCommandError as exc:
+            return f"could not scancel its Slurm job {self.job_id or '(id unknown)'}: {exc}"
+        return f"{'SIGKILL to' if kill else 'scancel of'} its Slurm job {job}"
+
+
+def _poll_s(home_root: str) -> float:
+    from flf2v_tui.worker.launchers.settings import resolve
+
+    try:
+        return resolve(Path(home_root), backend="slurm").slurm.poll_s
+    except BadInputError:
+        return SlurmOptions.poll_s
 
 
 def slurm_outcome(job_id: str, status: SlurmStatus | None, returncode: int | None, folder: Path) -> Outcome | None:
@@ -228,11 +321,13 @@ def slurm_outcome(job_id: str, status: SlurmStatus | None, returncode: int | Non
             message=f"Slurm job {job_id} reached its time limit{took}: raise the worker's --time",
         )  # fmt: skip
     code = returncode if returncode is not None else (status.exit_code if status else None)
-    if code == NOT_SHARED_EXIT or (returncode is None and not (folder / LOG_FILE).exists()):
+    # A job that FAILED on nodes it was given, with no torchrun.log: sbatch could not write into the folder there.
+    # One that never ran (cancelled or held while pending) has no log either, and is not the folder's fault.
+    unwritable = returncode is None and state == "FAILED" and bool(where) and not (folder / LOG_FILE).exists()
+    if code == NOT_SHARED_EXIT or unwritable:
         return Outcome(
             "failed", exit_code=code, failure_class="user_input",
-            message=f"a node of Slurm job {job_id} cannot see {folder}: FLF2V_HOME must be on a file system every "
-            "node mounts (NFS, Lustre, ...)",
+            message=f"a node of Slurm job {job_id} cannot see {folder}: {NOT_SHARED_FIX}",
         )  # fmt: skip
     if returncode is None and status is not None and state:
         # The batch script never recorded srun's status: Slurm ended it from outside.

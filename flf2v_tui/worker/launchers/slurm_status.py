@@ -22,6 +22,8 @@ INFRASTRUCTURE = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "REVOKED"})
 COMMAND_TIMEOUT_S = 20.0
 # The exit status the batch script gives when a node cannot see the attempt folder (see slurm_script).
 NOT_SHARED_EXIT = 97
+# Said wherever a node cannot see the attempt folder: the batch script, the attempt's end, `flf2v doctor`.
+NOT_SHARED_FIX = "FLF2V_HOME must be on a file system every node mounts (NFS, Lustre, ...)"
 
 
 class SlurmCommandError(RuntimeError):
@@ -76,22 +78,46 @@ def squeue(job_id: str, env: dict[str, str] | None = None) -> SlurmStatus | None
 
 def sacct(job_id: str, env: dict[str, str] | None = None) -> SlurmStatus | None:
     """The job's record in accounting (or, without a database, in the job completion log), or None."""
+    # Not -X: MaxRSS is a step's (job.batch, job.0, ...), and the allocation's own line has none.
     tries = (
-        ["sacct", "-n", "-P", "-X", "-j", job_id, "--format=State,ExitCode,NodeList,Elapsed,MaxRSS"],
-        ["sacct", "-c", "-n", "-P", "-j", job_id, "--format=State,ExitCode,NodeList,Elapsed"],
+        ["sacct", "-n", "-P", "-j", job_id, "--format=JobID,State,ExitCode,NodeList,Elapsed,MaxRSS"],
+        ["sacct", "-c", "-n", "-P", "-j", job_id, "--format=JobID,State,ExitCode,NodeList,Elapsed"],
     )
     for argv in tries:
         done = run(argv, env)
-        lines = [line for line in done.stdout.splitlines() if line.strip()]
-        if done.returncode != 0 or not lines:
-            continue
-        fields = [*lines[-1].split("|"), "", "", "", ""][:5]
-        code, _, sig = fields[1].partition(":")
-        return SlurmStatus(
-            job_id, _state(fields[0]), nodes=fields[2], elapsed=fields[3], max_rss=fields[4],
-            exit_code=int(code) if code.isdigit() else None, signal=int(sig) if sig.isdigit() else None,
-        )  # fmt: skip
+        if done.returncode == 0:
+            record = sacct_record(job_id, done.stdout)
+            if record is not None:
+                return record
     return None
+
+
+def sacct_record(job_id: str, text: str) -> SlurmStatus | None:
+    """sacct -P's lines (JobID|State|ExitCode|NodeList|Elapsed[|MaxRSS]): the job's own line, with the largest
+    MaxRSS among its steps."""
+    rows = [[*line.split("|"), "", "", "", "", "", ""][:6] for line in text.splitlines() if line.strip()]
+    own = [row for row in rows if row[0] == job_id] or [row for row in rows if "." not in row[0]]
+    if not own:
+        return None
+    fields = own[-1]
+    code, _, sig = fields[2].partition(":")
+    peak = max((row[5] for row in rows if row[5]), key=rss_bytes, default="")
+    return SlurmStatus(
+        job_id, _state(fields[1]), nodes=fields[3], elapsed=fields[4], max_rss=peak,
+        exit_code=int(code) if code.isdigit() else None, signal=int(sig) if sig.isdigit() else None,
+    )  # fmt: skip
+
+
+_RSS_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def rss_bytes(text: str) -> float:
+    """sacct's MaxRSS ("123456K", "1.5G") in bytes; 0 for what it cannot read."""
+    number, unit = (text[:-1], text[-1].upper()) if text[-1:].isalpha() else (text, "")
+    try:
+        return float(number) * _RSS_UNITS.get(unit, 0)
+    except ValueError:
+        return 0.0
 
 
 def status(job_id: str, env: dict[str, str] | None = None) -> SlurmStatus | None:
@@ -110,13 +136,27 @@ def status(job_id: str, env: dict[str, str] | None = None) -> SlurmStatus | None
 def find_by_name(name: str, env: dict[str, str] | None = None) -> str | None:
     """The id of a job of ours by its job name: the one sbatch answered before the worker could record it."""
     done = run(["squeue", "-h", "--states=all", "-n", name, "-o", "%i"], env)
-    ids = done.stdout.split() if done.returncode == 0 else []
+    if done.returncode != 0:
+        raise SlurmCommandError(f"squeue -n {name} failed: {done.stderr.strip() or done.returncode}")
+    ids = done.stdout.split()
     return ids[-1] if ids else None
+
+
+def lost_nodes(node_list: str, env: dict[str, str] | None = None) -> str:
+    """Which of these nodes Slurm holds down or failing now (sinfo's compressed list), "" when none or unknown."""
+    if not node_list:
+        return ""
+    try:
+        done = run(["sinfo", "-h", "-N", "-t", "down,fail,drain,no_respond", "-n", node_list, "-o", "%N"], env)
+    except SlurmCommandError:
+        return ""
+    return ",".join(sorted(set(done.stdout.split()))) if done.returncode == 0 else ""
 
 
 def cancel(job_id: str, env: dict[str, str] | None = None, kill: bool = False) -> None:
     """scancel: Slurm sends SIGTERM to every step on every node, then SIGKILL after its KillWait."""
     argv = ["scancel", *(["--signal=KILL", "--full"] if kill else []), job_id]
     done = run(argv, env)
-    if done.returncode != 0 and "already completing or completed" not in done.stderr:
+    gone = ("already completing or completed", "Invalid job id")  # it has ended: nothing left to stop
+    if done.returncode != 0 and not any(word in done.stderr for word in gone):
         raise SlurmCommandError(f"scancel {job_id} failed: {done.stderr.strip() or done.returncode}")
