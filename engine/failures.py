@@ -105,10 +105,22 @@ def reporting_failure() -> Iterator[None]:
         _reporting = False
 
 
+_stopping = False
+
+
 def install_signal_handlers() -> None:
+    global _stopping
+    _stopping = False
+
     def handler(signum: int, _frame: object) -> None:
-        if _reporting:
+        global _stopping
+        # The first signal decides how the run ends. A cancel signals the ranks' whole process group, torchrun
+        # with them, and torchrun then signals each rank again: that second signal lands while the first is
+        # unwinding (finally blocks, a preview writer joined), often after a peer has already gone, and must
+        # not turn a stop into a lost peer.
+        if _reporting or _stopping:
             return
+        _stopping = True
         lost = _peer_probe() if _peer_probe is not None else None
         raise lost if lost is not None else Killed(signum)
 
