@@ -75,6 +75,16 @@ def make_app(no_gpu):
         options = {"gpu_source": no_gpu, "clock": lambda: NOW, "poll_s": 0.2, "log_interval_s": 0.05, **overrides}
         app = Flf2vApp(world.home, **options)
         app.animation_level = "none"  # a tab underline caught mid-slide would make snapshots differ
+        # Every notification shown, kept after its toast expires: on a loaded machine a test can look later
+        # than a 4 s toast lives. Tests read `app.notes_seen` instead of the live toasts.
+        app.notes_seen = []
+        shown = app._notifications.add
+
+        def add(notification):
+            app.notes_seen.append(notification)
+            shown(notification)
+
+        app._notifications.add = add
         return app
 
     return make

@@ -187,7 +187,7 @@ def test_a_new_job_not_among_the_rows_listed_is_given_up_on_and_said(world, make
             dashboard = app.screen
             dashboard.select_job(9999)  # as after a submit, for a job beyond the rows the table keeps
             await settle(pilot, lambda: dashboard._want_selected is None, what="the selection given up")
-            assert any("job 9999 is queued, but not among the rows listed" in n.message for n in app._notifications)
+            assert any("job 9999 is queued, but not among the rows listed" in n.message for n in app.notes_seen)
             dashboard.select_job(world.ids["held"])
             await settle(pilot, lambda: _table(app).selected_id == world.ids["held"], what="a listed job selected")
 
@@ -204,7 +204,7 @@ def test_e_edits_the_selected_queued_job_and_says_why_not_for_a_started_one(worl
             dashboard = app.screen
             _table(app).select(world.ids["running"])
             await pilot.press("e")
-            said = lambda: [n.message for n in app._notifications]  # noqa: E731
+            said = lambda: [n.message for n in app.notes_seen]  # noqa: E731
             await settle(pilot, lambda: any("only a queued job can be edited" in m for m in said()), what="why not")
             assert app.screen is dashboard
             _table(app).select(world.ids["queued"])

@@ -112,7 +112,7 @@ def test_play_in_the_terminal_and_rerun_as_a_prefilled_form(world, make_app, mon
             await pilot.press("escape")
             await settle(pilot, lambda: isinstance(app.screen, VideosScreen), what="the player closed")
             await pilot.press("o")  # no display here: the path is shown instead of a player
-            await settle(pilot, lambda: any("no display here" in n.message for n in app._notifications),
+            await settle(pilot, lambda: any("no display here" in n.message for n in app.notes_seen),
                          what="the no-display note")  # fmt: skip
             await pilot.press("down", "r")
             await settle(pilot, lambda: isinstance(app.screen, SubmitScreen) and app.screen.query("#form-buttons"),
@@ -167,12 +167,12 @@ def test_open_in_player_hands_the_terminal_to_the_player_when_there_is_a_display
             monkeypatch.setattr(videos_screen.subprocess, "run", unrunnable)
             await pilot.press("o")
             await settle(pilot, lambda: any("could not run /usr/bin/mpv" in n.message and path in n.message
-                                            for n in app._notifications), what="the failure note")  # fmt: skip
+                                            for n in app.notes_seen), what="the failure note")  # fmt: skip
             assert calls[3:] == [("suspend",), ("resume",)]
             # A terminal that cannot be given away (Pilot's own driver, Textual web): the path, no crash.
             monkeypatch.delattr(app, "suspend")
             await pilot.press("o")
-            await settle(pilot, lambda: any("cannot be handed to a player" in n.message for n in app._notifications),
+            await settle(pilot, lambda: any("cannot be handed to a player" in n.message for n in app.notes_seen),
                          what="the no-suspend note")  # fmt: skip
             assert len(calls) == 5 and isinstance(app.screen, VideosScreen)
 

@@ -120,7 +120,12 @@ def test_an_idle_group_stops_by_itself_cleanly(one_rank):
     ("flags", "line"),
     [
         (["--idle_exit_s", "0"], "error: --idle_exit_s 0.0 must be a positive number of seconds"),
-        (["--ulysses_size", "2"], "error: ulysses_size 2 must divide the number of processes (1)"),
+        (
+            ["--ulysses_size", "2"],
+            "error: cfg_size 1 x ulysses_size 2 x ring_size 1 needs 2 ranks, not 1: run 2 "
+            "(flf2v --gpus 2, or --nodes x --gpus-per-node = 2; torchrun --nproc_per_node x --nnodes = 2) or change "
+            "the sizes",
+        ),
     ],
 )
 def test_bad_group_flags_exit_2_with_one_line_before_anything_loads(tiny_official_ckpt, tmp_path, flags, line):
