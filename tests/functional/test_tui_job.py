@@ -62,6 +62,21 @@ def test_attempt_history_names_failure_class_and_rank(world, make_app):
     asyncio.run(scenario())
 
 
+def test_quitting_while_the_job_view_still_opens_leaves_no_error(world, make_app):
+    """Quitting a few frames after opening a job, while its log tabs still mount, used to raise from Textual's
+    tab bar ("No Tab with id"), its tabs already taken down; each frame count here is one chance to land there."""
+
+    async def scenario(frames: int):
+        app = make_app(world)
+        async with app.run_test(size=(150, 48)) as pilot:
+            app.open_job(world.ids["failed"])
+            for _ in range(frames):
+                await pilot.pause(0.01)
+
+    for frames in range(1, 9):
+        asyncio.run(scenario(frames))
+
+
 class _SlowFile:
     """A file whose reads take 20 ms, as on a busy disk: long enough for the next poll's thread to arrive."""
 
@@ -155,12 +170,16 @@ def test_an_interrupted_job_says_its_worker_died_and_shows_no_eta(world, make_ap
         app = make_app(world)
         async with app.run_test(size=(150, 48)) as pilot:
             await open_job_view(app, pilot, job_id)
-            await settle(pilot, lambda: "denoise" in screen_text(app), what="the stages")
+
+            # The stages and the attempts table are drawn from separate reads: wait for both.
+            def attempt_rows() -> list[list[str]]:
+                return [line.split() for line in screen_text(app).splitlines() if re.match(r"\s*#1 ", line)]
+
+            await settle(pilot, lambda: "denoise" in screen_text(app) and attempt_rows(), what="stages and attempts")
             text = screen_text(app)
             assert "interrupted — its worker died; a worker that starts re-attaches the render" in text
             assert "denoise 180.0s interrupted" in text and "ETA" not in text and "…" not in text
-            rows = [line.split() for line in text.splitlines() if re.match(r"\s*#1 ", line)]
-            assert rows[0][1] == "interrupted"
+            assert attempt_rows()[0][1] == "interrupted"
 
     asyncio.run(scenario())
 

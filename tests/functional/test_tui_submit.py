@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from textual.widgets import Checkbox, Input, Static, TextArea
 
 from flf2v_tui.screen_data.form import prefill_from_job
@@ -269,11 +268,6 @@ def test_e_edits_a_queued_job_in_place_and_y_copies_a_job(world, make_app):
     asyncio.run(scenario())
 
 
-@pytest.mark.xfail(
-    reason="known defect, found at the end of the issue 13-17 merges: of the two warning toasts the form posts "
-    "after a queued job, only the first is seen (both are delivered); to be fixed next",
-    strict=False,
-)
 def test_the_form_warns_of_a_still_clip_and_a_long_one_once_queued(world, make_app):
     """The same picture as first and last frame, and more frames than the model was trained on: warnings after
     the job is queued, as `flf2v submit` gives them, never a refusal."""

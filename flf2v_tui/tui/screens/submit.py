@@ -7,7 +7,7 @@ import asyncio
 from typing import ClassVar
 
 from textual import work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import Suggester
@@ -17,7 +17,7 @@ from engine.errors import BadInputError
 from engine.tasks import TASKS
 from flf2v_tui.flf_guards import flf_warnings
 from flf2v_tui.screen_data import form
-from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.db import Db, deliver
 from flf2v_tui.tui.screens.base import AppScreen
 from flf2v_tui.tui.text import notify_plain, plain
 from flf2v_tui.tui.widgets.footer import FitFooter
@@ -189,35 +189,38 @@ class SubmitScreen(AppScreen[list[int] | None]):
         self.busy = True
         self.query_one("#form-error", Static).update("checking…")
         self.query_one("#form-error").remove_class("hidden")
-        self._submit(self.values())
+        self._submit(self.app, self.flf2v.db, self.values())
 
     @work(thread=True, exclusive=True, group="submit")
-    def _submit(self, values: dict[str, str]) -> None:
-        home, job_id = self.flf2v.db.home, self.edit_job
+    def _submit(self, app: App[object], db: Db, values: dict[str, str]) -> None:
+        """`app` and `db` are taken on the UI thread: once `_submitted` dismisses this form, the screen no longer
+        reaches its app (`self.app` raises NoActiveAppError from this thread), and the warnings are still to say."""
+        home, job_id = db.home, self.edit_job
         try:
             if job_id is None:
-                ids, errors = self.flf2v.db.write(lambda conn: form.submit(conn, home, values))
+                ids, errors = db.write(lambda conn: form.submit(conn, home, values))
             else:
-                said, errors = self.flf2v.db.write(lambda conn: form.edit(conn, home, job_id, self.original, values))
+                said, errors = db.write(lambda conn: form.edit(conn, home, job_id, self.original, values))
                 ids = [] if errors else [job_id]
                 if said:
-                    deliver(self.app, self.notify, said)
+                    deliver(app, notify_plain, app, said)
         except STORAGE_ERRORS as exc:  # the database would not even open
             frames = [values[name] for name in form.FRAMES]
             ids, errors = [], {form.FORM_LEVEL: form.storage_refused(home, exc, frames)}
-        deliver(self.app, self._submitted, ids, errors)
+        deliver(app, self._submitted, ids, errors)
         if ids:
-            self._warn(ids[0])
+            self._warn(app, db, ids[0])
 
-    def _warn(self, job_id: int) -> None:
+    @staticmethod
+    def _warn(app: App[object], db: Db, job_id: int) -> None:
         """What `flf2v submit` warns of for first-last-frame video (the same picture twice, a clip longer than
         the model was trained on), said once the job is queued: warnings, never refusals."""
         try:
-            warnings = self.flf2v.db.read(lambda conn: flf_warnings(require_job(conn, job_id)))
+            warnings = db.read(lambda conn: flf_warnings(require_job(conn, job_id)))
         except (BadInputError, *STORAGE_ERRORS):  # the job went already; nothing to warn of
             return
         for warning in warnings:
-            deliver(self.app, notify_plain, self.app, f"job {job_id}: {warning.message}", "warning", 12)
+            deliver(app, notify_plain, app, f"job {job_id}: {warning.message}", "warning", 12)
 
     def _submitted(self, ids: list[int], errors: dict[str, str]) -> None:
         self.busy = False

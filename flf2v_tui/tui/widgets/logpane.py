@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 from typing import ClassVar
 
@@ -9,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.css.query import NoMatches
-from textual.widgets import Input, Static, TabbedContent, TabPane
+from textual.widgets import ContentSwitcher, Input, Static, TabbedContent, TabPane
 
 from flf2v_tui.screen_data.lineindex import FileLines
 from flf2v_tui.screen_data.merged import MergedLines
@@ -40,7 +41,9 @@ class LogPane(Vertical):
 
     def compose(self) -> ComposeResult:
         files = {r: self.attempt_dir / f"rank{r}.log" for r in range(self.ranks)}
-        with TabbedContent(id="log-tabs", initial=self.first_tab):
+        # No `initial`: Textual's tab bar checks an initial tab when it mounts, and if the app quits while the pane
+        # is still mounting, the tabs are already gone and that check raises; the first tab is chosen once mounted.
+        with TabbedContent(id="log-tabs"):
             with TabPane("all ranks", id="log-all"):
                 yield LogView(MergedLines(files), colour_ranks=True, interval=self.interval, id="view-all")
             for rank, path in files.items():
@@ -64,7 +67,19 @@ class LogPane(Vertical):
             return None
 
     def on_mount(self) -> None:
+        self.call_after_refresh(self._settle_tabs)
         self.call_after_refresh(self._watch_active)
+
+    def _settle_tabs(self) -> None:
+        """Open on `first_tab`, and show the pane of the tab the bar has chosen. Without `initial` the tab bar picks
+        its first tab as it mounts, but the pane switcher mounts after it and may hide every pane again (it
+        resets to no pane), while the bar still names one: this pane is mounted after both, so it sets them right."""
+        if self.first_tab != "log-all":
+            self.show_tab(self.first_tab)
+        for tabs in self.query(TabbedContent).results(TabbedContent):
+            for switcher in tabs.query(ContentSwitcher).results(ContentSwitcher):  # none while taken down
+                if tabs.active and switcher.current != tabs.active:
+                    switcher.current = tabs.active
 
     def on_tabbed_content_tab_activated(self, _event: TabbedContent.TabActivated) -> None:
         self._watch_active()
@@ -104,7 +119,8 @@ class LogPane(Vertical):
         """Show the tab of that id (log-all, log-rN, log-torchrun); one this attempt lacks is ignored."""
         tabs = self.query(TabbedContent)
         if tabs and tabs.first().query(f"TabPane#{tab}"):
-            tabs.first().active = tab
+            with suppress(ValueError):  # its tab bar is being taken down (the view was left, the app is quitting)
+                tabs.first().active = tab
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Escape closes the search only while it is open; otherwise it goes on to the screen (back)."""
