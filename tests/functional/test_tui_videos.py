@@ -89,6 +89,23 @@ def test_list_search_selection_rating_and_tags(world, make_app):
     asyncio.run(scenario())
 
 
+def test_a_rating_given_just_before_leaving_the_list_is_kept(world, make_app):
+    """The save runs in a thread that may start after the screen is left: it must not need the screen then."""
+    ids = add_videos(world)
+
+    async def scenario():
+        app = make_app(world)
+        async with app.run_test(size=SIZE) as pilot:
+            await _open_videos(app, pilot, 3)
+            await pilot.press("down")
+            await settle(pilot, lambda: "seed        42" in screen_text(app), what="the selected recipe")
+            await pilot.press("5", "escape")
+            await settle(pilot, lambda: isinstance(app.screen, DashboardScreen), what="back to the dashboard")
+            await settle(pilot, lambda: _video(world, ids[1])["rating"] == 5, what="the rating saved")
+
+    asyncio.run(scenario())
+
+
 def test_play_in_the_terminal_and_rerun_as_a_prefilled_form(world, make_app, monkeypatch):
     ids = add_videos(world)
     monkeypatch.delenv("DISPLAY", raising=False)

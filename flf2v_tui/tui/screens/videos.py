@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from PIL.Image import Image
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult, SuspendNotSupported
+from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
@@ -27,7 +27,7 @@ from flf2v_tui.screen_data.catalogue_view import (
     recipe_rows,
     row_cells,
 )
-from flf2v_tui.tui.db import deliver
+from flf2v_tui.tui.db import Db, deliver
 from flf2v_tui.tui.images import load_picture, picture_class
 from flf2v_tui.tui.messages import OpenSubmit
 from flf2v_tui.tui.screens.base import AppScreen
@@ -330,15 +330,20 @@ class VideosScreen(AppScreen[None]):
         if video is not None:
             self._save(video["id"], favourite=not video.get("favourite"))
 
-    @work(thread=True, group="video-edit")
     def _save(self, video_id: int, **changes: Any) -> None:
+        # The app and its database are taken here, on the UI thread: a screen left before the thread runs no
+        # longer reaches its app from there, and the rating or tag would be lost without a word.
+        self._write(self.app, self.flf2v.db, video_id, changes)
+
+    @work(thread=True, group="video-edit")
+    def _write(self, app: App[object], db: Db, video_id: int, changes: dict[str, Any]) -> None:
         try:
-            self.flf2v.db.write(lambda conn: save_user_fields(conn, video_id, **changes))
+            db.write(lambda conn: save_user_fields(conn, video_id, **changes))
         except (BadInputError, *STORAGE_ERRORS) as exc:
             message = str(getattr(exc, "message", exc))
-            deliver(self.app, lambda: notify_plain(self, message, severity="error"))
+            deliver(app, lambda: notify_plain(app, message, severity="error"))
             return
-        deliver(self.app, self._saved, video_id)
+        deliver(app, self._saved, video_id)
 
     def _saved(self, video_id: int) -> None:
         """On the UI thread, which alone reads and clears the wanted selection."""
