@@ -110,8 +110,10 @@ def classify(
     cancelled: bool = False,
     stalled: str = "",
     save_file: str | None = None,
+    ranks: int = 1,
 ) -> Outcome:
-    """`save_file`: the video the attempt was to write, whose folder is checked for space with the attempt's."""
+    """`save_file`: the video the attempt was to write, whose folder is checked for space with the attempt's.
+    `ranks`: the attempt's rank count, for a render that stalled before its start event said its world size."""
     output = tracker.done.get("output") if tracker.done else None
     if returncode == 0 and output and Path(output).exists():
         return Outcome("succeeded", exit_code=0, output_path=str(output))  # even if a cancel came too late
@@ -124,7 +126,7 @@ def classify(
             return Outcome("failed", exit_code=0, failure_class="disk_full", message=f"{full}; exited 0 but with {why}")
         return Outcome("failed", exit_code=0, failure_class="engine_error", message=f"exited 0 but with {why}")
     if stalled:
-        nproc = int((tracker.start or {}).get("world_size") or 1)
+        nproc = int((tracker.start or {}).get("world_size") or ranks)
         failure = "comm" if nproc > 1 else "engine_error"
         return Outcome("failed", exit_code=returncode, failure_class=failure, message=stalled)
     if returncode is None:

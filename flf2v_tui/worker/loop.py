@@ -300,6 +300,7 @@ class Worker:
         tag = attempt_tag(str(self.home.root), attempt_id)
         self.pool.take(assignment, attempt_id)
         r = Running(attempt_id, job["id"], number, folder, tag, assignment, Tracker(folder / "events.jsonl", folder))
+        r.ranks = int(job["gpus"]) * int(job.get("nodes") or 1)
         self.running[attempt_id] = r
         taken = {x.port for x in self.running.values() if x.port}
         if self.groups.enabled:

@@ -65,6 +65,7 @@ class Running:
     # The group was asked to end the job (its cancel file), or is to exit after a job that left it unhealthy:
     # SIGTERM to the group follows if it has not after the kill grace.
     group_asked_at: float | None = None
+    ranks: int = 1  # on every node together: a stall before the start event is classed by it
 
     @classmethod
     def adopted(cls, attempt: dict[str, Any], tag: str) -> Running:
@@ -76,4 +77,5 @@ class Running:
             attempt["id"], attempt["job_id"], attempt["number"], folder, tag, Assignment(attempt["device"], slots),
             Tracker(folder / "events.jsonl", folder), pgid=attempt["pgid"], pgid_started=attempt["pgid_started"],
             port=attempt["master_port"], launched=attempt["started_at"], save_file=attempt["save_file"],
+            ranks=int(attempt.get("nproc") or 1),
         )  # fmt: skip

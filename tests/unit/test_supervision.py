@@ -156,6 +156,15 @@ def test_success_cancel_stall_and_lost(tmp_path):
     assert (lost.state, lost.failure_class) == ("interrupted", "worker_lost")
 
 
+def test_a_stall_before_the_start_event_is_classed_by_the_attempts_rank_count(tmp_path):
+    """A busy machine can stall a render before torchrun's ranks write their start event (world size unknown):
+    two ranks that never got going are a communication failure, one rank an engine error."""
+    tracker = attempt(tmp_path, [], 1)
+    assert tracker.start is None
+    assert classify(-15, tracker, tmp_path, stalled="stalled", ranks=2).failure_class == "comm"
+    assert classify(-15, tracker, tmp_path, stalled="stalled").failure_class == "engine_error"
+
+
 def test_a_reused_pid_is_not_the_leader():
     me = os.getpid()
     import psutil

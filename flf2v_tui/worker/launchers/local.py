@@ -39,7 +39,13 @@ class LocalLauncher:
 
     def outcome(self, r: Running) -> Outcome:
         return classify(
-            read_exit(r.folder), r.tracker, r.folder, cancelled=r.cancelled, stalled=r.stalled, save_file=r.save_file
+            read_exit(r.folder),
+            r.tracker,
+            r.folder,
+            cancelled=r.cancelled,
+            stalled=r.stalled,
+            save_file=r.save_file,
+            ranks=r.ranks,
         )
 
     def adopted(self, worker: LaunchingWorker, r: Running, attempt: dict[str, Any]) -> None:

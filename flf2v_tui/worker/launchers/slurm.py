@@ -220,7 +220,13 @@ class SlurmLauncher:
         status = watched.status if watched else None
         returncode = read_exit(r.folder)
         base = classify(
-            returncode, r.tracker, r.folder, cancelled=r.cancelled, stalled=r.stalled, save_file=r.save_file
+            returncode,
+            r.tracker,
+            r.folder,
+            cancelled=r.cancelled,
+            stalled=r.stalled,
+            save_file=r.save_file,
+            ranks=r.ranks,
         )
         if base.state in ("succeeded", "cancelled") or r.stalled:
             return base
