@@ -21,6 +21,10 @@ def _entry(rank: int, fn: Callable[..., None], world: int, store: str, args: tup
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         fn(rank, world, *args)
+        # Leave together: a rank that tears its group down while its peer still finishes a collective can
+        # abort the peer inside gloo ("terminate called without an active exception", SIGABRT), seen under
+        # load. On a failure there is no barrier: spawn reports it and stops the other rank.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
