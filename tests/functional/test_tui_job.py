@@ -49,13 +49,18 @@ def test_a_job_without_previews_says_so(world, make_app):
     asyncio.run(scenario())
 
 
+def attempt_rows_shown(app) -> list[list[str]]:
+    """The attempts table's rows as drawn (#1, #2, …), split into their cells' words."""
+    return [line.split() for line in screen_text(app).splitlines() if re.match(r"\s*#\d+ ", line)]
+
+
 def test_attempt_history_names_failure_class_and_rank(world, make_app):
     async def scenario():
         app = make_app(world)
         async with app.run_test(size=(150, 48)) as pilot:
             await open_job_view(app, pilot, world.ids["failed"])
             await settle(pilot, lambda: "engine_error" in screen_text(app), what="the attempts")
-            rows = [line.split() for line in screen_text(app).splitlines() if re.match(r"\s*#[12] ", line)]
+            rows = attempt_rows_shown(app)
             assert [(r[0], r[1], r[-3], r[-2]) for r in rows] == [("#1", "failed", "1", "oom"),
                                                                  ("#2", "failed", "0", "engine_error")]  # fmt: skip
 
@@ -170,16 +175,13 @@ def test_an_interrupted_job_says_its_worker_died_and_shows_no_eta(world, make_ap
         app = make_app(world)
         async with app.run_test(size=(150, 48)) as pilot:
             await open_job_view(app, pilot, job_id)
-
             # The stages and the attempts table are drawn from separate reads: wait for both.
-            def attempt_rows() -> list[list[str]]:
-                return [line.split() for line in screen_text(app).splitlines() if re.match(r"\s*#1 ", line)]
-
-            await settle(pilot, lambda: "denoise" in screen_text(app) and attempt_rows(), what="stages and attempts")
+            await settle(pilot, lambda: "denoise" in screen_text(app) and attempt_rows_shown(app),
+                         what="stages and attempts")  # fmt: skip
             text = screen_text(app)
             assert "interrupted — its worker died; a worker that starts re-attaches the render" in text
             assert "denoise 180.0s interrupted" in text and "ETA" not in text and "…" not in text
-            assert attempt_rows()[0][1] == "interrupted"
+            assert attempt_rows_shown(app)[0][:2] == ["#1", "interrupted"]
 
     asyncio.run(scenario())
 

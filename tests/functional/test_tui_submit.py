@@ -34,6 +34,12 @@ def _form_ready(app) -> bool:
     return isinstance(app.screen, SubmitScreen) and bool(app.screen.query("#form-buttons")) and bool(app.screen.title)
 
 
+async def _shown_form(app, pilot) -> SubmitScreen:
+    """The form once it is ready for keys (opened by a key, `e`, or `app.open_submit`)."""
+    await settle(pilot, lambda: _form_ready(app), what="the form")
+    return app.screen
+
+
 def _count(world) -> int:
     conn = connect(world.home.db)
     try:
@@ -48,8 +54,7 @@ def test_the_form_rejects_bad_input_inline_and_queues_good_input(world, make_app
         async with app.run_test(size=(140, 50)) as pilot:
             await settle(pilot, lambda: app.screen.query_one(JobTable).row_count == len(STATES), what="the jobs")
             await pilot.press("n")
-            await settle(pilot, lambda: _form_ready(app), what="the form")
-            form = app.screen
+            form = await _shown_form(app, pilot)
             first, last = (str(p) for p in world.frames)
             missing = str(tmp_path / "missing.png")
             _fill(form, first_frame=first, last_frame=missing, prompt="a kite rises", task="flf2v-tiny",
@@ -100,8 +105,7 @@ def test_the_form_opens_prefilled_from_a_job(world, make_app):
         app = make_app(world)
         async with app.run_test(size=(140, 50)) as pilot:
             app.open_submit(prefill_from_job(job))
-            await settle(pilot, lambda: _form_ready(app), what="the form")
-            form = app.screen
+            form = await _shown_form(app, pilot)
             assert form.query_one("#prompt", TextArea).text == job["prompt"]
             assert form.query_one("#seeds", Input).value == str(job["base_seed"])
             assert form.query_one("#first_frame", Input).value == str(world.frames[0])  # the original still exists
@@ -121,8 +125,8 @@ def test_path_completion_lists_the_folder(world, make_app, tmp_path):
         app = make_app(world)
         async with app.run_test(size=(140, 50)) as pilot:
             app.open_submit()
-            await settle(pilot, lambda: _form_ready(app), what="the form")
-            box = app.screen.query_one("#first_frame", Input)
+            form = await _shown_form(app, pilot)
+            box = form.query_one("#first_frame", Input)
             box.focus()
             await pilot.press(*f"{tmp_path}/fra")
             await settle(pilot, lambda: box._suggestion == f"{tmp_path}/frames/", what="the folder suggested")
@@ -141,8 +145,7 @@ def test_the_other_worker_switch_waives_the_check_of_gpus_against_this_machine(w
         app = make_app(world)
         async with app.run_test(size=(140, 50)) as pilot:
             app.open_submit()
-            await settle(pilot, lambda: _form_ready(app), what="the form")
-            form = app.screen
+            form = await _shown_form(app, pilot)
             first, last = (str(p) for p in world.frames)
             _fill(form, first_frame=first, last_frame=last, prompt="two ranks elsewhere", task="flf2v-tiny",
                   ckpt_dir=str(world.ckpt), size="64*48", frame_num="9", sample_steps="4", gpus="2")  # fmt: skip
@@ -172,8 +175,7 @@ def test_switches_say_their_state_and_a_task_change_clears_a_stale_error(world, 
         app = make_app(world)
         async with app.run_test(size=(140, 50)) as pilot:
             app.open_submit()
-            await settle(pilot, lambda: _form_ready(app), what="the form")
-            form = app.screen
+            form = await _shown_form(app, pilot)
             switch = form.query_one("#other_worker", Checkbox)
             assert str(switch.label) == "off" and not switch.value
             switch.focus()
@@ -218,8 +220,7 @@ def test_e_edits_a_queued_job_in_place_and_y_copies_a_job(world, make_app):
             keys = {k: a.binding.description for k, a in job_view.active_bindings.items() if a.enabled}
             assert keys["e"] == "Edit" and keys["y"] == "Copy"
             await pilot.press("e")
-            await settle(pilot, lambda: _form_ready(app), what="the form")
-            form = app.screen
+            form = await _shown_form(app, pilot)
             assert form.edit_job == queued and form.title == f"flf2v · edit job {queued}"
             assert form.query_one("#prompt", TextArea).text == "waves roll over black volcanic sand"
             await pilot.pause()
@@ -276,8 +277,7 @@ def test_the_form_warns_of_a_still_clip_and_a_long_one_once_queued(world, make_a
         app = make_app(world)
         async with app.run_test(size=(140, 50)) as pilot:
             app.open_submit()
-            await settle(pilot, lambda: _form_ready(app), what="the form")
-            form = app.screen
+            form = await _shown_form(app, pilot)
             first = str(world.frames[0])
             _fill(form, first_frame=first, last_frame=first, prompt="a still lake", task="flf2v-tiny",
                   ckpt_dir=str(world.ckpt), size="64*48", frame_num="85", sample_steps="4")  # fmt: skip
