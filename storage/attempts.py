@@ -82,7 +82,7 @@ def write_progress(conn: sqlite3.Connection, attempt_id: int, progress: dict[str
 
 def running_attempts(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     rows = conn.execute(
-        "SELECT a.*, j.state AS job_state, j.cancel_requested FROM attempts a JOIN jobs j ON j.id = a.job_id "
+        "SELECT a.*, j.state AS job_state, j.cancel_requested, j.nodes FROM attempts a JOIN jobs j ON j.id = a.job_id "
         "WHERE a.state = 'running' ORDER BY a.id"
     )
     return [dict(r) for r in rows]

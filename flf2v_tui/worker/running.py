@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flf2v_tui.worker import KILL_GRACE_S
+from flf2v_tui.worker.classify import classify
 from flf2v_tui.worker.tracker import Tracker
 from storage import attempts as store
 from storage.claim import RESERVE_AFTER_S, Assignment
@@ -67,6 +68,13 @@ class Running:
     group_asked_at: float | None = None
     ranks: int = 1  # on every node together: a stall before the start event is classed by it
 
+    def outcome(self, returncode: int | None) -> store.Outcome:
+        """How the render ended, from its exit status and what this record knows (the launchers' one call)."""
+        return classify(
+            returncode, self.tracker, self.folder, cancelled=self.cancelled, stalled=self.stalled,
+            save_file=self.save_file, ranks=self.ranks,
+        )  # fmt: skip
+
     @classmethod
     def adopted(cls, attempt: dict[str, Any], tag: str) -> Running:
         """The render of a running attempt that an earlier worker started (no Popen: its shim's exit file
@@ -77,5 +85,5 @@ class Running:
             attempt["id"], attempt["job_id"], attempt["number"], folder, tag, Assignment(attempt["device"], slots),
             Tracker(folder / "events.jsonl", folder), pgid=attempt["pgid"], pgid_started=attempt["pgid_started"],
             port=attempt["master_port"], launched=attempt["started_at"], save_file=attempt["save_file"],
-            ranks=int(attempt.get("nproc") or 1),
+            ranks=int(attempt.get("nproc") or 1) * int(attempt.get("nodes") or 1),  # nproc is per node
         )  # fmt: skip

@@ -188,6 +188,7 @@ def job_outcome(
     cancelled: bool = False,
     stalled: str = "",
     save_file: str | None = None,
+    ranks: int = 1,
 ) -> Outcome:
     """How job `seq` of a group ended: from its end file when the group wrote one and stays up, else from the
     group's end (its exit status and torchrun's report are the group's, which name a rank killed from outside;
@@ -195,7 +196,13 @@ def job_outcome(
     end = JobEnd.read(group_dir, seq)
     if end is not None and (end.ok or end.healthy or group_alive):
         outcome = classify(
-            0 if end.ok else 1, tracker, attempt_dir, cancelled=cancelled, stalled=stalled, save_file=save_file
+            0 if end.ok else 1,
+            tracker,
+            attempt_dir,
+            cancelled=cancelled,
+            stalled=stalled,
+            save_file=save_file,
+            ranks=ranks,
         )
         if outcome.state == "failed" and end.failure and not tracker.errors:
             outcome.failure_class = end.failure
@@ -209,9 +216,11 @@ def job_outcome(
             # OOM) is the job's, classified from the group's own events and logs as a one-shot render's is.
             load = Tracker(group_dir / "events.jsonl", group_dir)
             load.poll(time.time())
-            return classify(returncode, load, group_dir, stalled=stalled, save_file=save_file)
+            return classify(returncode, load, group_dir, stalled=stalled, save_file=save_file, ranks=ranks)
         return Outcome(
             "interrupted", exit_code=returncode, failure_class="worker_lost", requeue_always=True,
             message="its warm group ended before the job began; it runs again",
         )  # fmt: skip
-    return classify(returncode, tracker, group_dir, cancelled=cancelled, stalled=stalled, save_file=save_file)
+    return classify(
+        returncode, tracker, group_dir, cancelled=cancelled, stalled=stalled, save_file=save_file, ranks=ranks
+    )

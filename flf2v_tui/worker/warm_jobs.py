@@ -92,7 +92,7 @@ def outcome(r: Running) -> tuple[store.Outcome, bool]:
         return lost, False
     result = job_outcome(
         group.folder, seq, r.tracker, r.folder, group_alive=alive, cancelled=r.cancelled, stalled=r.stalled,
-        save_file=r.save_file,
+        save_file=r.save_file, ranks=r.ranks,
     )  # fmt: skip
     end = group.end_of(seq)
     healthy = alive and end is not None and end.healthy and r.term_at is None

@@ -241,3 +241,14 @@ def test_a_traceback_that_is_not_a_signal_stop_is_kept_whole(tmp_path):
     (tmp_path / "torchrun.log").write_text("started\n" + crash)
     tidy_signal_traceback(tmp_path / "torchrun.log")
     assert (tmp_path / "torchrun.log").read_text() == "started\n" + crash
+
+
+def test_a_re_attached_render_counts_its_ranks_on_every_node(tmp_path):
+    """The attempt row's nproc is per node: a re-attached 2-node render has as many ranks as a launched one."""
+    from flf2v_tui.worker.running import Running
+
+    row = {"id": 7, "job_id": 3, "number": 1, "log_dir": str(tmp_path), "gpus": "slurm0", "device": "cuda",
+           "pgid": None, "pgid_started": None, "master_port": 29500, "started_at": 0.0, "save_file": "",
+           "nproc": 1, "nodes": 2}  # fmt: skip
+    assert Running.adopted(row, "tag").ranks == 2
+    assert Running.adopted({**row, "nproc": 4, "nodes": 1}, "tag").ranks == 4

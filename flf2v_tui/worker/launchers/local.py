@@ -6,7 +6,7 @@ import signal
 from typing import Any
 
 from flf2v_tui.worker import launch
-from flf2v_tui.worker.classify import classify, read_exit
+from flf2v_tui.worker.classify import read_exit
 from flf2v_tui.worker.launchers import LaunchingWorker
 from flf2v_tui.worker.procs import kill_all, leader_alive, signal_group
 from flf2v_tui.worker.running import Running
@@ -38,15 +38,7 @@ class LocalLauncher:
         return not leader_alive(r.pgid, r.pgid_started)
 
     def outcome(self, r: Running) -> Outcome:
-        return classify(
-            read_exit(r.folder),
-            r.tracker,
-            r.folder,
-            cancelled=r.cancelled,
-            stalled=r.stalled,
-            save_file=r.save_file,
-            ranks=r.ranks,
-        )
+        return r.outcome(read_exit(r.folder))
 
     def adopted(self, worker: LaunchingWorker, r: Running, attempt: dict[str, Any]) -> None:
         return None

@@ -19,7 +19,7 @@ from typing import Any
 from engine.errors import BadInputError
 from flf2v_tui.shim import LOG_FILE
 from flf2v_tui.worker import launch
-from flf2v_tui.worker.classify import classify, read_exit
+from flf2v_tui.worker.classify import read_exit
 from flf2v_tui.worker.launchers import LauncherRefused, LaunchingWorker, slurm_status
 from flf2v_tui.worker.launchers.slurm_script import (
     SCRIPT_FILE,
@@ -219,15 +219,7 @@ class SlurmLauncher:
         watched = self.jobs.get(r.attempt_id)
         status = watched.status if watched else None
         returncode = read_exit(r.folder)
-        base = classify(
-            returncode,
-            r.tracker,
-            r.folder,
-            cancelled=r.cancelled,
-            stalled=r.stalled,
-            save_file=r.save_file,
-            ranks=r.ranks,
-        )
+        base = r.outcome(returncode)
         if base.state in ("succeeded", "cancelled") or r.stalled:
             return base
         if watched is None:
