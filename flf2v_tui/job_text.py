@@ -93,11 +93,6 @@ def note(job: dict[str, Any], now: float, waiting: str = "waiting for a worker")
     return one_line(job.get("state_reason"))
 
 
-def short_prompt(text: str | None, width: int = PROMPT_WIDTH) -> str:
-    """The prompt on one line, inert, cut to `width` characters."""
-    return one_line(text, width)
-
-
 def gpus_text(job: dict[str, Any], state: str) -> str:
     """The GPUs a running job holds (or its CPU ranks); the number it asks for otherwise."""
     if state in ACTIVE and job.get("slurm_job"):

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from engine.flags import BOOL, BY_NAME, JOB_FLAGS, SWITCH, Flag, word_to_bool
 from flf2v_tui.commands.common import parse_ids, print_json
-from flf2v_tui.flf_guards import FlfWarning
 from flf2v_tui.submission import QueueOptions, parse_retry_on, parse_seeds
 from flf2v_tui.term import echo
 from storage.spec import BOUNDS
+
+if TYPE_CHECKING:  # the guards read pictures with PIL: not loaded by every command
+    from flf2v_tui.flf_guards import FlfWarning
 
 _PANEL = "Engine flags (as in the official generate.py)"
 # Option names whose bound (storage.spec.BOUNDS) is filed under the JobSpec field they fill.

@@ -17,7 +17,6 @@ from flf2v_tui.commands.options import (
     with_engine_options,
     with_queue_options,
 )
-from flf2v_tui.flf_guards import flf_warnings
 from flf2v_tui.job_edit import edit_job
 from flf2v_tui.submission import build_specs, fill_tiny_checkpoint, retry_job
 from flf2v_tui.term import echo
@@ -59,6 +58,8 @@ def submit(**kwargs: Any) -> None:
     given = engine_values(kwargs)
     fill_tiny_checkpoint(home, given)
     specs = build_specs(given, queue_values(kwargs, kwargs["gpus"]), queue_seeds(kwargs), home=home)
+    from flf2v_tui.flf_guards import flf_warnings  # PIL: loaded by the commands that look at frames only
+
     echo_queued(insert_jobs(conn, home, specs), kwargs, warnings=flf_warnings(specs[0].engine_values()))
 
 
@@ -88,6 +89,8 @@ def _warn_flf(conn: Any, job_id: int, given: dict[str, Any], quiet: bool) -> Non
     """The FLF guards of submit, on stderr, for a job whose frames or frame count were just changed."""
     if quiet or all(given.get(k) is None for k in GUARDED):
         return
+    from flf2v_tui.flf_guards import flf_warnings  # PIL: loaded by the commands that look at frames only
+
     for warning in flf_warnings(require_job(conn, job_id)):
         echo(f"warning: {warning.message}", err=True)
 

@@ -138,6 +138,23 @@ def test_ls_and_submit_never_import_torch(qhome, stub_ckpt, qframes):
     assert "queued job 1" in proc.stdout
 
 
+def test_ls_does_not_load_the_picture_library(qhome):
+    """`flf2v ls` runs often (watch, scripts): PIL is for the commands that look at frames (submit's guards)."""
+    code = (
+        "import sys\n"
+        "from flf2v_tui.cli import app\n"
+        "try:\n"
+        "    app(['ls'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('PIL' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_for(qhome), cwd=REPO,
+                          timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "False", proc.stdout
+
+
 def test_submit_over_several_nodes_stores_nodes_gpus_per_node_and_the_timeout(qhome, stub_ckpt, qframes):
     values = base_args(stub_ckpt, qframes)
     proc = flf2v(qhome, "submit", *args_list(values), "--nodes", "2", "--gpus-per-node", "3",
