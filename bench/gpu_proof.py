@@ -60,6 +60,7 @@ from bench.gpu_models import (  # noqa: E402
 from bench.gpu_precision import fp32_points, install_recipe  # noqa: E402
 from bench.gpu_report import summary_lines, write_markdown  # noqa: E402
 from engine.attention import DIFFUSERS_BACKENDS, Kernel, apply_attention, auto_candidates, resolve_attention  # noqa: E402
+from engine.memory_stats import NvmlProcessMemory  # noqa: E402
 from engine.regional_compile import compile_blocks  # noqa: E402
 from engine.sampler import denoise  # noqa: E402
 from engine.schedulers import make_scheduler  # noqa: E402
@@ -71,6 +72,9 @@ class Proof:
     def __init__(self, out: Path, dry_run: bool, steps: int, budget_s: float, skip: set[str], compiled: bool) -> None:
         self.out, self.dry_run, self.steps, self.skip, self.compiled = out, dry_run, steps, skip, compiled
         self.device = torch.device("cpu") if dry_run else torch.device("cuda", 0)
+        # The engine's own NVML reading (the GPU found by UUID, NVML started once): context, NCCL buffers,
+        # allocator, as NVML charges them to this process.
+        self.nvml = NvmlProcessMemory(self.device)
         self.geometry: Geometry = dry_geometry() if dry_run else real_geometry()
         self.started = time.monotonic()
         self.deadline = self.started + budget_s
@@ -117,7 +121,7 @@ class Proof:
             return {"rss_gib": round(psutil.Process().memory_info().rss / 2**30, 3)}
         return {"peak_allocated_gib": round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2),
                 "peak_reserved_gib": round(torch.cuda.max_memory_reserved(self.device) / 2**30, 2),
-                "nvml_process_gib": nvml_process_gib()}  # fmt: skip
+                "nvml_process_gib": gib(self.nvml.used_bytes())}  # fmt: skip
 
     # ---- sections ----------------------------------------------------------------------------------
     def env(self) -> dict[str, Any]:
@@ -262,17 +266,8 @@ class Proof:
         return self.results
 
 
-def nvml_process_gib() -> float | None:
-    """GPU memory NVML charges to this process (context, NCCL buffers, allocator), or None without NVML."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
-        used = [p.usedGpuMemory for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle) if p.pid == os.getpid()]
-        return round(used[0] / 2**30, 2) if used and used[0] else None
-    except Exception:
-        return None
+def gib(count: int | None) -> float | None:
+    return round(count / 2**30, 2) if count else None
 
 
 def main(argv: list[str] | None = None) -> int:

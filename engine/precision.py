@@ -163,8 +163,8 @@ def island_problems(seen: dict[str, set[torch.dtype]]) -> list[str]:
 @torch.no_grad()
 def check_islands(transformer: nn.Module, autocast: torch.dtype, **inputs: Any) -> list[str]:
     """One forward of `transformer` on `inputs` (its keyword arguments) under `autocast` on the inputs' device,
-    and what `island_problems` finds in it: [] when every official float32 point is float32 (bench/gpu_proof.py
-    calls this on a GPU; tests/unit/test_precision.py on the CPU)."""
+    and what `island_problems` finds in it: [] when every official float32 point is float32 (tests/unit/
+    test_precision.py on the CPU; bench/gpu_precision.py uses `island_dtypes` itself, to report the dtypes too)."""
     device = next(t for t in inputs.values() if isinstance(t, torch.Tensor)).device
     with torch.autocast(device_type=device.type, dtype=autocast), island_dtypes(transformer) as seen:
         transformer(**inputs, return_dict=False)

@@ -44,7 +44,7 @@ def test_the_dry_run_runs_every_section_and_writes_both_reports(tmp_path):
     assert all(r["status"] == "ok" and len(r["step_seconds"]) == 2 and r["tflops"] > 0 for r in runs)
     # The dtypes at the official float32 points, by issue 17's probe where the tree has it, else the bench's.
     dtypes = sections["dit"]["dtypes"]
-    assert dtypes["probe"] in ("engine.precision", "bench") and len(dtypes) >= 5
+    assert dtypes["probe"] == "engine.precision" and len(dtypes) >= 5
     assert sections["vae"]["latent"] == [1, 16, 3, 8, 8]
     report = (tmp_path / "proof" / "gpu_proof.md").read_text()
     assert "| attention | compile | s/step | TFLOP/s |" in report and "dry run" in report
