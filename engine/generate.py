@@ -109,8 +109,7 @@ def run(args: argparse.Namespace) -> int:
         attention = resolve_attention(args.attn, runtime.device)
         seed = start_job(args, task, reporter, load_saved_s=None, attention=attention)
         pipeline = load_models(args, task, layout, reporter, attention)
-        render_job(args, task, layout, pipeline, seed, reporter, started)
-        runtime.finish()
+        render_job(args, task, layout, pipeline, seed, reporter, started)  # leaves the process group itself
         log.info("Finished.")
         return EXIT_OK
     except BaseException as exc:

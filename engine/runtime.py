@@ -82,9 +82,12 @@ class Runtime:
         """The GPU model this rank computes on (None on the CPU), as the recipe records it."""
         return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
 
-    def waiting(self, what: str) -> contextlib.AbstractContextManager[None]:
-        """A region spent waiting on the other ranks, timed by the peer watch when there is one."""
-        return self.watch.waiting(what) if self.watch is not None else contextlib.nullcontext()
+    def waiting(
+        self, what: str, limit_s: float | None = None, knob: str = COLLECTIVE_TIMEOUT_HINT
+    ) -> contextlib.AbstractContextManager[None]:
+        """A region spent waiting on the other ranks, timed by the peer watch when there is one (RankWatch.waiting
+        says what `limit_s` and `knob` are)."""
+        return self.watch.waiting(what, limit_s, knob) if self.watch is not None else contextlib.nullcontext()
 
     def synchronize(self) -> None:
         """Wait for this rank's queued GPU work. On NCCL a collective returns once queued; called at the end
@@ -104,8 +107,7 @@ class Runtime:
         wait at once). `knob` names the setting that raises the limit."""
         if not self.distributed:
             return
-        region = self.watch.waiting(what, limit_s, knob) if self.watch is not None else contextlib.nullcontext()
-        with region:
+        with self.waiting(what, limit_s, knob):
             dist.monitored_barrier(group=self.cpu_group, timeout=timedelta(seconds=limit_s), wait_all_ranks=True)
 
     def broadcast_object(self, value: Any) -> Any:

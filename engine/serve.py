@@ -77,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace, task: TaskConfig, layout: CheckpointLayout, world_size: int, rank: int) -> int:
     from engine.attention import resolve_attention
-    from engine.cli_args import resolve_dtype
     from engine.failures import classify, install_signal_handlers, reporting_failure
     from engine.generate import exit_code, failure_of, load_models, not_started, report_failure
     from engine.parallel.watch import start_peer_watch
@@ -91,9 +90,6 @@ def _serve(args: argparse.Namespace, task: TaskConfig, layout: CheckpointLayout,
     except BaseException as exc:
         return not_started(args, rank, exc)
     group = Group(Path(args.group_dir), args, runtime, Reporter(runtime, args.events), key_values(args, world_size))
-    # The key stays as given (jobs are matched on their flags as given); the models load in the dtype that
-    # `auto` means here, as a job's start_job resolves it.
-    args.dtype = resolve_dtype(args.dtype, runtime.device.type)
     code = EXIT_OK
     try:
         start_peer_watch(runtime, lambda exc: report_failure(group.reporting(), exc, classify(exc), ""))
