@@ -101,7 +101,8 @@ def insert_jobs(conn: sqlite3.Connection, home: Home, specs: Sequence[JobSpec]) 
         ids: list[int] = []
         with write_tx(conn):
             for spec, (stage, first, last) in zip(specs, staged, strict=True):
-                check_deps(conn, _deps(spec))
+                deps = _deps(spec)
+                check_deps(conn, deps)
                 job_id = _insert_row(conn, spec, now)
                 final = home.job_dir(job_id)
                 _claim_folder(final)
@@ -113,7 +114,7 @@ def insert_jobs(conn: sqlite3.Connection, home: Home, specs: Sequence[JobSpec]) 
                 )
                 conn.executemany(
                     "INSERT INTO job_deps (job_id, after_id, kind) VALUES (?, ?, ?)",
-                    [(job_id, d, kind) for d, kind in _deps(spec)],
+                    [(job_id, d, kind) for d, kind in deps],
                 )
                 ids.append(job_id)
         return ids

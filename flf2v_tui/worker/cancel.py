@@ -120,9 +120,11 @@ def _wait_out(
         say("interrupted; still cancelling, and the next flf2v worker finishes the job")
         raise
     for stop in stopping:
-        if stop.slurm_job is not None and stop.alive():
+        if not stop.alive():  # asked once: a second look could ask Slurm again and read a failed answer as alive
+            continue
+        if stop.slurm_job is not None:
             say(f"job {stop.attempt['job_id']}: grace period over, {stop.slurm_job.cancel(kill=True)}")
-        elif stop.alive():
+        else:
             killed = kill_all(stop.attempt["pgid"], stop.tag)
             say(f"job {stop.attempt['job_id']}: grace period over, SIGKILL sent to {killed} process(es)")
 
