@@ -222,3 +222,16 @@ def test_refreshes_from_two_threads_at_once_take_each_line_once(tmp_path):
         _refresh_at_once(single)
         assert merged.count == 26 and len(set(merged.lines)) == 26
         assert single.count == 5000 and single.index.line_count == 5000
+
+
+def test_a_two_node_attempt_has_a_log_per_global_rank(tmp_path):
+    """nproc is per node: a 2-node × 1-rank attempt has rank0.log and rank1.log, and one that only rank 1
+    wrote still opens on the ranks' logs, not torchrun's."""
+    from flf2v_tui.tui.screens.job import attempt_ranks, first_log_tab
+
+    (tmp_path / "rank1.log").write_text("node 2 says why\n")
+    (tmp_path / "torchrun.log").write_text("torchrun's report\n")
+    attempt, job = {"nproc": 1, "state": "failed", "log_dir": str(tmp_path)}, {"nodes": 2}
+    assert attempt_ranks(attempt, job) == 2
+    assert first_log_tab(attempt, job) == "log-all"
+    assert first_log_tab(attempt, {"nodes": 1}) == "log-torchrun"

@@ -173,7 +173,7 @@ class JobScreen(AppScreen[None]):
         progress = progress_of(self._telemetry if latest else None, latest, self.flf2v.now(), state)
         # The job as shown is made inert here; the form's prefill keeps the recipe exactly as it was submitted.
         detail = JobDetail(inert_row(job), attempts, state, prefill_from_job(job), progress, self._preview(progress),
-                           first_log_tab(latest))  # fmt: skip
+                           first_log_tab(latest, job))  # fmt: skip
         deliver(self.app, self.show, detail)
 
     def _preview(self, progress: ProgressInfo) -> Image | None:
@@ -314,8 +314,9 @@ class JobScreen(AppScreen[None]):
             panes.first().action_search()
 
     def _ranks(self) -> int:
-        latest = self.detail.attempts[-1] if self.detail and self.detail.attempts else {}
-        return max(int(latest.get("nproc") or 1), 1)
+        if self.detail is None or not self.detail.attempts:
+            return 1
+        return attempt_ranks(self.detail.attempts[-1], self.detail.job)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Edit is offered for a job that has not started; a log tab's key only where the attempt has that tab."""
@@ -360,14 +361,19 @@ def title_text(detail: JobDetail) -> Text:
     return title
 
 
-def first_log_tab(latest: dict[str, Any] | None) -> str:
+def attempt_ranks(attempt: dict[str, Any], job: dict[str, Any]) -> int:
+    """The attempt's ranks on every node: its nproc is per node, and rank logs are named by global rank."""
+    return max(int(attempt.get("nproc") or 1), 1) * max(int(job.get("nodes") or 1), 1)
+
+
+def first_log_tab(latest: dict[str, Any] | None, job: dict[str, Any]) -> str:
     """torchrun's output for an attempt that ended before any rank wrote a line (it says why); else all ranks.
     Called on the reading thread: it looks at the files."""
     if latest is None or latest["state"] == RUNNING:
         return "log-all"
     folder = Path(latest["log_dir"])
-    ranks = max(int(latest.get("nproc") or 1), 1)
-    if any(_size(folder / f"rank{r}.log") for r in range(ranks)) or not _size(folder / TORCHRUN_LOG):
+    wrote = any(_size(folder / f"rank{r}.log") for r in range(attempt_ranks(latest, job)))
+    if wrote or not _size(folder / TORCHRUN_LOG):
         return "log-all"
     return "log-torchrun"
 
